@@ -1,0 +1,126 @@
+//! Governance requests and their audit history: the domain, the lifecycle and
+//! the storage contracts. No database code lives here.
+//!
+//! # The model
+//!
+//! A [`GovernanceRequest`] asks to change some governed state. It moves
+//! through [`RequestStatus`]es by [`Action`]s; [`lifecycle::MOVES`] is the one
+//! table of allowed moves. Every write carries a [`revision`](GovernanceRequest::revision)
+//! (1 on creation, +1 per write) for optimistic concurrency, and produces
+//! [`HistoryRecord`]s that are committed atomically with it. Applications also
+//! append standalone decision [`Evidence`] (policy evaluations) to the same
+//! append-only history.
+//!
+//! # The contracts
+//!
+//! Write and read sides are separate traits, all object-safe:
+//! [`RequestWriter`], [`RequestReader`], [`HistoryWriter`], [`HistoryReader`],
+//! bundled as [`GovernanceStore`] so a provider is used as
+//! `Arc<dyn GovernanceStore>`. Every failure is one [`GovernanceError`].
+//! [`GovernanceService`] runs a change end to end with bounded retry.
+//!
+//! # Example: an approval flow
+//!
+//! ```
+//! use std::sync::Arc;
+//! use governance_abstractions::*;
+//! use governance_memory::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), GovernanceError> {
+//! let service = GovernanceService::new(Arc::new(MemoryStore::new()));
+//! let ws = WorkspaceId::new("acme")?;
+//! let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "checkout-v2"), "enable", Actor::user("dev"))
+//!     .intent("roll out the new checkout")
+//!     .approval("lead", 1)
+//!     .approval("sec", 2);
+//! let request = service.create(spec).await?.into_inner();
+//!
+//! let (lead, sec) = (Actor::user("lead").into(), Actor::user("sec").into());
+//! let requester: Principal = Actor::user("dev").into();
+//! let approve = || Action::Decide { verdict: Verdict::Approved, comment: None };
+//! service.apply(&ws, request.id, &requester, Action::Submit { reason: PendingReason::Approval }).await?;
+//! service.apply(&ws, request.id, &lead, approve()).await?;
+//! let done = service.apply(&ws, request.id, &sec, approve()).await?;
+//! assert_eq!(done.request().status, RequestStatus::Approved);
+//!
+//! let executed = service.apply(&ws, request.id, &requester, Action::Execute { current_version: None }).await?;
+//! assert_eq!(executed.request().status, RequestStatus::Executed);
+//! assert_eq!(executed.request().revision, 5);
+//!
+//! // Every revision left its history, in order.
+//! let history = service.store().history_for_request(&ws, request.id).await?;
+//! assert_eq!(history.first().map(|r| r.evidence.code.as_str()), Some(codes::REQUEST_CREATED));
+//! assert_eq!(history.last().map(|r| r.evidence.code.as_str()), Some(codes::REQUEST_EXECUTED));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Implementing a provider
+//!
+//! A provider implements the four traits. What every provider must do
+//! (the `conformance-tests` crate checks each point):
+//!
+//! 1. **Validate first.** Call [`validate_creation`], [`validate_transition`]
+//!    or [`validate_history_batch`] before touching storage, so bad input is
+//!    the same typed error everywhere and changes nothing.
+//! 2. **Create** the request and its creation record in one transaction. A
+//!    duplicate id is [`AlreadyExists`](GovernanceError::AlreadyExists); a
+//!    reused `(workspace, idempotency key)` returns the stored original when
+//!    the [`creation_digest`](GovernanceRequest::creation_digest) matches and
+//!    [`IdempotencyConflict`](GovernanceError::IdempotencyConflict) otherwise.
+//! 3. **Commit** a [`Transition`] as one conditional update
+//!    `… WHERE workspace = ? AND id = ? AND revision = expected` plus its
+//!    records, in one transaction. Zero rows updated: read the row; missing is
+//!    [`NotFound`](GovernanceError::NotFound), else
+//!    [`Conflict`](GovernanceError::Conflict) with the actual revision.
+//! 4. **Append** history in one transaction per batch, with replay or
+//!    conflict per idempotency key ([`Evidence`] equality decides), never an
+//!    update or delete.
+//! 5. **Read** within one workspace only, paging by the `(created_at, id)`
+//!    key with [`PageRequest::fetch_limit`] and [`Page::from_fetched`]; decode
+//!    cursors with [`PageRequest::position`] so a bad one is
+//!    [`InvalidCursor`](GovernanceError::InvalidCursor).
+//! 6. **Keep sources**: map driver errors to
+//!    [`Unavailable`](GovernanceError::Unavailable) or
+//!    [`Backend`](GovernanceError::Backend) with the driver error as source,
+//!    marking serialization failures and deadlocks retryable.
+//!
+//! Store enums as their [`as_str`](RequestStatus::as_str) text and timestamps
+//! with microsecond precision.
+
+#[macro_use]
+mod macros;
+
+mod actor;
+mod digest;
+mod error;
+mod history;
+mod ids;
+pub mod lifecycle;
+mod query;
+mod request;
+mod service;
+mod store;
+mod validate;
+
+pub use actor::{Actor, ActorKind, Principal};
+pub use digest::canonical_sha256;
+pub use error::{BoxError, EntityKind, GovernanceError, Result, ValidationProblem};
+pub use history::{Decision, Evidence, HistoryCategory, HistoryRecord, Outcome, RedactionRef, RequestRef, codes};
+pub use ids::{RecordId, RequestId, Timestamp, WorkspaceId};
+pub use lifecycle::{Action, ActionKind, Creation, Transition, TransitionRule};
+pub use query::{
+    Count, CountBy, CountQuery, Cursor, Direction, HistoryFilter, Page, PageRequest, Position, RequestFilter,
+    TimeRange, rank_counts,
+};
+pub use request::{
+    ApprovalDecision, ApprovalRequirement, GovernanceRequest, NewRequest, PendingReason, RequestStatus, StaleStrategy,
+    TargetRef, Verdict,
+};
+pub use service::GovernanceService;
+pub use store::{
+    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, validate_creation,
+    validate_history_batch, validate_transition,
+};
+pub use validate::limits;

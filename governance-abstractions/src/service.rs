@@ -1,0 +1,134 @@
+//! The runtime service: a transition end to end over any store.
+
+use std::sync::Arc;
+
+use crate::lifecycle::{self, Action, Transition};
+use crate::{
+    Actor, GovernanceError, GovernanceRequest, GovernanceStore, NewRequest, Principal, RequestId, Result, Stored,
+    Timestamp, TransitionRule, ValidationProblem, WorkspaceId,
+};
+
+/// How many requests one expiry round reads.
+const EXPIRY_BATCH: u32 = 100;
+
+/// Performs lifecycle changes end to end: read → apply → conditional write
+/// with history → on [`Conflict`](GovernanceError::Conflict), re-read and
+/// re-apply, up to a bounded number of attempts.
+///
+/// A re-applied action that the new state no longer allows fails with its
+/// [`InvalidTransition`](GovernanceError::InvalidTransition): a retry never
+/// overwrites a concurrent change.
+#[derive(Clone)]
+pub struct GovernanceService {
+    store: Arc<dyn GovernanceStore>,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for GovernanceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernanceService").field("max_attempts", &self.max_attempts).finish_non_exhaustive()
+    }
+}
+
+impl GovernanceService {
+    /// Attempts per change by default (the first try plus four retries).
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn GovernanceStore>) -> Self {
+        Self { store, max_attempts: Self::DEFAULT_MAX_ATTEMPTS }
+    }
+
+    /// Sets the attempts per change (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn GovernanceStore> {
+        &self.store
+    }
+
+    /// Creates a request (revision 1, status Created) with its creation record.
+    /// Retrying with the same idempotency key and content returns the original.
+    pub async fn create(&self, spec: NewRequest) -> Result<Stored<GovernanceRequest>> {
+        let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now())?;
+        self.store.create_request(&creation).await
+    }
+
+    /// Applies `action` by `by` to request `id`, retrying on conflict.
+    /// Returns the committed transition (new state and its records).
+    pub async fn apply(&self, workspace: &WorkspaceId, id: RequestId, by: &Principal, action: Action) -> Result<Transition> {
+        self.apply_at(workspace, id, by, &action, None).await
+    }
+
+    /// Marks `older` as superseded by `newer`; both must exist in `workspace`
+    /// and govern the same target.
+    pub async fn supersede(
+        &self,
+        workspace: &WorkspaceId,
+        older: RequestId,
+        newer: RequestId,
+        by: &Principal,
+    ) -> Result<Transition> {
+        let newer_request = self.store.get_request(workspace, newer).await?;
+        let older_request = self.store.get_request(workspace, older).await?;
+        if newer_request.spec.target != older_request.spec.target {
+            return Err(GovernanceError::validation(
+                "superseded_by",
+                ValidationProblem::Inconsistent("a request is superseded only by one for the same target"),
+            ));
+        }
+        self.apply(workspace, older, by, Action::Supersede { by: newer }).await
+    }
+
+    /// Expires every non-terminal request of `workspace` whose `expires_at` ≤
+    /// `now`, and returns the ids this call expired.
+    ///
+    /// Safe with several sweepers at once: each request is expired by exactly
+    /// one of them (the conditional write decides), the others skip it.
+    pub async fn expire_due(&self, workspace: &WorkspaceId, now: Timestamp) -> Result<Vec<RequestId>> {
+        let sweeper = Principal::direct(Actor::system("governance.expiry"));
+        let mut expired = Vec::new();
+        loop {
+            let due = self.store.due_for_expiry(workspace, now, EXPIRY_BATCH).await?;
+            let mut progressed = false;
+            for request in &due {
+                match self.apply_at(workspace, request.id, &sweeper, &Action::Expire, Some(now)).await {
+                    Ok(_) => {
+                        expired.push(request.id);
+                        progressed = true;
+                    }
+                    // Another sweeper (or a writer) finished it first.
+                    Err(GovernanceError::InvalidTransition { rule: TransitionRule::Terminal, .. }) => progressed = true,
+                    Err(GovernanceError::NotFound { .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            if due.len() < EXPIRY_BATCH as usize || !progressed {
+                return Ok(expired);
+            }
+        }
+    }
+
+    async fn apply_at(
+        &self,
+        workspace: &WorkspaceId,
+        id: RequestId,
+        by: &Principal,
+        action: &Action,
+        at: Option<Timestamp>,
+    ) -> Result<Transition> {
+        let mut attempt = 1;
+        loop {
+            let current = self.store.get_request(workspace, id).await?;
+            let transition = lifecycle::apply(&current, by, action, at.unwrap_or_else(Timestamp::now))?;
+            match self.store.commit_transition(&transition).await {
+                Ok(()) => return Ok(transition),
+                Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

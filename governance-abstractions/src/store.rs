@@ -1,0 +1,179 @@
+//! The storage traits every provider implements: write side and read side
+//! kept apart, all object-safe (`Arc<dyn GovernanceStore>` works).
+
+use async_trait::async_trait;
+
+use crate::lifecycle::{Creation, Transition};
+use crate::query::{Count, CountQuery, HistoryFilter, Page, PageRequest, RequestFilter};
+use crate::{
+    GovernanceRequest, HistoryRecord, PendingReason, RecordId, RequestId, RequestStatus, Result, TargetRef, Timestamp,
+    WorkspaceId,
+};
+
+/// The result of a write that may be an idempotent replay.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored<T> {
+    /// Written now.
+    New(T),
+    /// The idempotency key was already used with the same content: this is
+    /// the original, and nothing new was written.
+    Replayed(T),
+}
+
+impl<T> Stored<T> {
+    /// The stored value either way.
+    pub fn into_inner(self) -> T {
+        match self {
+            Stored::New(value) | Stored::Replayed(value) => value,
+        }
+    }
+
+    /// The stored value either way.
+    pub fn value(&self) -> &T {
+        match self {
+            Stored::New(value) | Stored::Replayed(value) => value,
+        }
+    }
+
+    /// True for [`Stored::Replayed`].
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Stored::Replayed(_))
+    }
+}
+
+/// Writes governance requests.
+#[async_trait]
+pub trait RequestWriter: Send + Sync {
+    /// Stores a new request (revision 1) and its creation record atomically.
+    ///
+    /// - same id already stored → [`AlreadyExists`](crate::GovernanceError::AlreadyExists);
+    /// - idempotency key already used in the workspace with the same
+    ///   [`creation_digest`](GovernanceRequest::creation_digest) → the original,
+    ///   as [`Stored::Replayed`]; with a different one →
+    ///   [`IdempotencyConflict`](crate::GovernanceError::IdempotencyConflict).
+    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>>;
+
+    /// Commits a transition: writes the new request state only if the stored
+    /// revision equals [`Transition::expected_revision`], together with its
+    /// records, atomically.
+    ///
+    /// Stale revision → [`Conflict`](crate::GovernanceError::Conflict) with the
+    /// actual revision; missing → [`NotFound`](crate::GovernanceError::NotFound).
+    /// Either way nothing is written.
+    async fn commit_transition(&self, transition: &Transition) -> Result<()>;
+}
+
+/// Reads governance requests. Every read is scoped to one workspace.
+#[async_trait]
+pub trait RequestReader: Send + Sync {
+    /// One request; [`NotFound`](crate::GovernanceError::NotFound) when missing.
+    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest>;
+
+    /// Requests matching `filter`, one page in `(created_at, id)` order.
+    async fn query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<GovernanceRequest>>;
+
+    /// Every request for `target`, oldest first.
+    async fn requests_for_target(&self, workspace: &WorkspaceId, target: &TargetRef) -> Result<Vec<GovernanceRequest>> {
+        let filter = RequestFilter { target: Some(target.clone()), ..RequestFilter::default() };
+        Ok(self.query_requests(workspace, &filter, &PageRequest::all()).await?.items)
+    }
+
+    /// Pending requests, optionally only those waiting for `reason`.
+    async fn pending_requests(
+        &self,
+        workspace: &WorkspaceId,
+        reason: Option<PendingReason>,
+        page: &PageRequest,
+    ) -> Result<Page<GovernanceRequest>> {
+        let filter =
+            RequestFilter { statuses: vec![RequestStatus::Pending], pending_reason: reason, ..RequestFilter::default() };
+        self.query_requests(workspace, &filter, page).await
+    }
+
+    /// Up to `limit` non-terminal requests whose `expires_at` ≤ `now`, oldest first.
+    async fn due_for_expiry(&self, workspace: &WorkspaceId, now: Timestamp, limit: u32) -> Result<Vec<GovernanceRequest>> {
+        let filter = RequestFilter {
+            statuses: RequestStatus::ALL.iter().copied().filter(|s| !s.is_terminal()).collect(),
+            expires_by: Some(now),
+            ..RequestFilter::default()
+        };
+        Ok(self.query_requests(workspace, &filter, &PageRequest::first(limit)).await?.items)
+    }
+}
+
+/// Appends history records. There is no update and no delete.
+#[async_trait]
+pub trait HistoryWriter: Send + Sync {
+    /// Appends records of one workspace atomically, in order.
+    ///
+    /// A record whose idempotency key is already used in the workspace with
+    /// equal [`Evidence`](crate::Evidence) is a replay: the original comes
+    /// back as [`Stored::Replayed`] and no row is added. Different evidence →
+    /// [`IdempotencyConflict`](crate::GovernanceError::IdempotencyConflict)
+    /// and nothing of the batch is written. A reused record id →
+    /// [`AlreadyExists`](crate::GovernanceError::AlreadyExists).
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>>;
+}
+
+/// Reads history records. Every read is scoped to one workspace.
+#[async_trait]
+pub trait HistoryReader: Send + Sync {
+    /// One record; [`NotFound`](crate::GovernanceError::NotFound) when missing.
+    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord>;
+
+    /// Every record of a request in `(revision, created_at, id)` order (empty
+    /// when there are none).
+    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>>;
+
+    /// Records matching `filter`, one page in `(created_at, id)` order.
+    async fn query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<HistoryRecord>>;
+
+    /// Analytics counts over decision evidence, largest first (ties by key).
+    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>>;
+}
+
+/// Everything a provider offers, as one object-safe trait.
+pub trait GovernanceStore: RequestWriter + RequestReader + HistoryWriter + HistoryReader {}
+
+impl<T: RequestWriter + RequestReader + HistoryWriter + HistoryReader + ?Sized> GovernanceStore for T {}
+
+/// Checks a history batch the same way on every provider: non-empty, within
+/// the batch limit, one workspace, each record valid. Returns the workspace.
+pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId> {
+    use crate::{GovernanceError, ValidationProblem, validate};
+    let first = records.first().ok_or_else(|| GovernanceError::validation("records", ValidationProblem::Empty))?;
+    validate::list_len("records", records.len(), crate::limits::MAX_BATCH_RECORDS)?;
+    let workspace = first.workspace_id();
+    for record in records {
+        if record.workspace_id() != workspace {
+            return Err(GovernanceError::validation(
+                "records.workspace_id",
+                ValidationProblem::Inconsistent("one append writes one workspace"),
+            ));
+        }
+        record.validate()?;
+    }
+    Ok(workspace)
+}
+
+/// Checks a transition the same way on every provider before it is written.
+pub fn validate_transition(transition: &Transition) -> Result<()> {
+    transition.request().validate()?;
+    transition.records().iter().try_for_each(HistoryRecord::validate)
+}
+
+/// Checks a creation the same way on every provider before it is written.
+pub fn validate_creation(creation: &Creation) -> Result<()> {
+    creation.request().validate()?;
+    creation.record().validate()
+}

@@ -1,0 +1,119 @@
+//! Input validation shared by every provider, so the same input is refused
+//! the same way everywhere, before any storage is touched.
+
+use std::io;
+
+use serde_json::Value;
+
+use crate::{GovernanceError, ValidationProblem};
+
+/// Documented size limits. Every backend enforces exactly these.
+pub mod limits {
+    /// Ids, keys, names and codes: bytes of UTF-8.
+    pub const MAX_IDENTIFIER_BYTES: usize = 255;
+    /// Free text (intent, reasons, comments): bytes of UTF-8.
+    pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+    /// Each JSON document (metadata, request/response payloads), serialized.
+    pub const MAX_JSON_BYTES: usize = 2 * 1024 * 1024;
+    /// Items in a list (tags, reason codes, approval requirements).
+    pub const MAX_LIST_ITEMS: usize = 64;
+    /// Principals in a delegation chain.
+    pub const MAX_DELEGATION_DEPTH: usize = 16;
+    /// Records in one history append.
+    pub const MAX_BATCH_RECORDS: usize = 1_000;
+    /// Integers that must survive canonical JSON (RFC 8785 uses IEEE doubles).
+    pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+}
+
+use limits::*;
+
+fn problem(field: &str, problem: ValidationProblem) -> GovernanceError {
+    GovernanceError::validation(field, problem)
+}
+
+fn text_within(field: &str, value: &str, max: usize) -> Result<(), GovernanceError> {
+    if value.len() > max {
+        return Err(problem(field, ValidationProblem::TooLong { max, actual: value.len() }));
+    }
+    if value.contains('\0') {
+        return Err(problem(field, ValidationProblem::ContainsNul));
+    }
+    Ok(())
+}
+
+/// A non-empty identifier within [`MAX_IDENTIFIER_BYTES`] with no NUL.
+pub(crate) fn identifier(field: &str, value: &str) -> Result<(), GovernanceError> {
+    if value.is_empty() {
+        return Err(problem(field, ValidationProblem::Empty));
+    }
+    text_within(field, value, MAX_IDENTIFIER_BYTES)
+}
+
+/// An optional identifier: checked like [`identifier`] when present.
+pub(crate) fn optional_identifier(field: &str, value: Option<&str>) -> Result<(), GovernanceError> {
+    value.map_or(Ok(()), |v| identifier(field, v))
+}
+
+/// Free text within [`MAX_TEXT_BYTES`] with no NUL (may be empty).
+pub(crate) fn text(field: &str, value: &str) -> Result<(), GovernanceError> {
+    text_within(field, value, MAX_TEXT_BYTES)
+}
+
+/// A list of identifiers within [`MAX_LIST_ITEMS`].
+pub(crate) fn identifier_list(field: &str, values: &[String]) -> Result<(), GovernanceError> {
+    list_len(field, values.len(), MAX_LIST_ITEMS)?;
+    values.iter().try_for_each(|v| identifier(field, v))
+}
+
+/// A list length within `max`.
+pub(crate) fn list_len(field: &str, len: usize, max: usize) -> Result<(), GovernanceError> {
+    if len > max {
+        return Err(problem(field, ValidationProblem::TooMany { max, actual: len }));
+    }
+    Ok(())
+}
+
+/// An integer that canonical JSON and every SQL backend keep exactly.
+pub(crate) fn safe_integer(field: &str, value: i64) -> Result<(), GovernanceError> {
+    if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&value) {
+        return Err(problem(field, ValidationProblem::OutOfRange));
+    }
+    Ok(())
+}
+
+/// A JSON document within [`MAX_JSON_BYTES`] with no NUL in any key or string.
+pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
+    if json_has_nul(value) {
+        return Err(problem(field, ValidationProblem::ContainsNul));
+    }
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut counter, value);
+    if counter.0 > MAX_JSON_BYTES {
+        return Err(problem(field, ValidationProblem::TooLong { max: MAX_JSON_BYTES, actual: counter.0 }));
+    }
+    Ok(())
+}
+
+fn json_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Counts serialized bytes without allocating them.
+struct ByteCounter(usize);
+
+impl io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

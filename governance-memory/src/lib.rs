@@ -1,0 +1,291 @@
+//! An in-process governance store with every semantic of the contract.
+//!
+//! For tests, examples and local development: nothing survives the process.
+//! Each workspace has its own lock, so writers in different workspaces never
+//! wait for each other; within a workspace a write (request state plus its
+//! history) happens under one lock, which is what makes it atomic.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use governance_abstractions::{GovernanceService, GovernanceStore};
+//! use governance_memory::MemoryStore;
+//!
+//! let store: Arc<dyn GovernanceStore> = Arc::new(MemoryStore::new());
+//! let service = GovernanceService::new(store);
+//! # let _ = service;
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use governance_abstractions::{
+    Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryReader, HistoryRecord, HistoryWriter, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
+    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, rank_counts, validate_creation,
+    validate_history_batch, validate_transition,
+};
+
+/// The in-memory provider. Cloning shares the same data.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    workspaces: Arc<RwLock<HashMap<WorkspaceId, Arc<Mutex<Workspace>>>>>,
+}
+
+/// One tenant's data. Rows are keyed by their `(created_at, id)` position,
+/// which is also the paging order.
+#[derive(Debug, Default)]
+struct Workspace {
+    requests: BTreeMap<Position, GovernanceRequest>,
+    request_positions: HashMap<RequestId, Position>,
+    request_keys: HashMap<String, RequestId>,
+    records: BTreeMap<Position, HistoryRecord>,
+    record_positions: HashMap<RecordId, Position>,
+    record_keys: HashMap<String, RecordId>,
+    records_by_request: HashMap<RequestId, Vec<Position>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The workspace's lock, created on first use. Only this lookup touches
+    /// the shared map; the data itself is locked per workspace.
+    fn workspace(&self, id: &WorkspaceId) -> Arc<Mutex<Workspace>> {
+        let read = self.workspaces.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(workspace) = read.get(id) {
+            return Arc::clone(workspace);
+        }
+        drop(read);
+        let mut write = self.workspaces.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(write.entry(id.clone()).or_default())
+    }
+
+    fn with<T>(&self, id: &WorkspaceId, f: impl FnOnce(&mut Workspace) -> T) -> T {
+        let workspace = self.workspace(id);
+        let mut guard: MutexGuard<'_, Workspace> = workspace.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
+impl Workspace {
+    fn request(&self, id: RequestId) -> Option<&GovernanceRequest> {
+        self.request_positions.get(&id).and_then(|p| self.requests.get(p))
+    }
+
+    fn record(&self, id: RecordId) -> Option<&HistoryRecord> {
+        self.record_positions.get(&id).and_then(|p| self.records.get(p))
+    }
+
+    fn insert_record(&mut self, record: HistoryRecord) {
+        let position = Position::of_record(&record);
+        if let Some(key) = &record.evidence.idempotency_key {
+            self.record_keys.insert(key.clone(), record.id);
+        }
+        if let Some(request) = record.evidence.request {
+            self.records_by_request.entry(request.id).or_default().push(position);
+        }
+        self.record_positions.insert(record.id, position);
+        self.records.insert(position, record);
+    }
+
+    /// Decides each record of a batch without writing: a new row, a replay of
+    /// a stored (or earlier-in-batch) record, or an error for the whole batch.
+    fn plan_append(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
+        let mut planned: Vec<Stored<HistoryRecord>> = Vec::with_capacity(records.len());
+        for record in records {
+            let earlier_key = |key: &String| {
+                planned.iter().find_map(|p| match p {
+                    Stored::New(r) if r.evidence.idempotency_key.as_ref() == Some(key) => Some(r),
+                    _ => None,
+                })
+            };
+            if let Some(key) = &record.evidence.idempotency_key {
+                let original = self.record_keys.get(key).and_then(|id| self.record(*id)).or_else(|| earlier_key(key));
+                if let Some(original) = original {
+                    if original.evidence != record.evidence {
+                        return Err(GovernanceError::IdempotencyConflict {
+                            kind: EntityKind::HistoryRecord,
+                            workspace: record.workspace_id().clone(),
+                            key: key.clone(),
+                        });
+                    }
+                    planned.push(Stored::Replayed(original.clone()));
+                    continue;
+                }
+            }
+            let duplicate_in_batch = planned.iter().any(|p| matches!(p, Stored::New(r) if r.id == record.id));
+            if self.record_positions.contains_key(&record.id) || duplicate_in_batch {
+                return Err(already_exists(EntityKind::HistoryRecord, record.id));
+            }
+            planned.push(Stored::New(record.clone()));
+        }
+        Ok(planned)
+    }
+}
+
+fn already_exists(kind: EntityKind, id: impl ToString) -> GovernanceError {
+    GovernanceError::AlreadyExists { kind, id: id.to_string() }
+}
+
+fn not_found(kind: EntityKind, workspace: &WorkspaceId, id: impl ToString) -> GovernanceError {
+    GovernanceError::NotFound { kind, workspace: workspace.clone(), id: id.to_string() }
+}
+
+/// One page of `rows` in `page` order, keeping rows that pass `keep`.
+fn page_of<T: Clone>(rows: &BTreeMap<Position, T>, page: &PageRequest, keep: impl Fn(&T) -> bool) -> Result<Page<T>> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let after = page.position()?;
+    let range = match (page.direction, after) {
+        (_, None) => (Unbounded, Unbounded),
+        (Direction::Forward, Some(after)) => (Excluded(after), Unbounded),
+        (Direction::Backward, Some(after)) => (Unbounded, Excluded(after)),
+    };
+    let matching = rows.range(range);
+    let take = page.fetch_limit().map_or(usize::MAX, |n| n as usize);
+    let fetched: Vec<(Position, T)> = match page.direction {
+        Direction::Forward => matching.filter(|(_, row)| keep(row)).take(take).map(|(p, r)| (*p, r.clone())).collect(),
+        Direction::Backward => {
+            matching.rev().filter(|(_, row)| keep(row)).take(take).map(|(p, r)| (*p, r.clone())).collect()
+        }
+    };
+    let page = Page::from_fetched(fetched, page, |(position, _)| *position);
+    Ok(Page { items: page.items.into_iter().map(|(_, row)| row).collect(), next: page.next, has_more: page.has_more })
+}
+
+#[async_trait]
+impl RequestWriter for MemoryStore {
+    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
+        validate_creation(creation)?;
+        let request = creation.request();
+        self.with(request.workspace_id(), |ws| {
+            if let Some(key) = &request.spec.idempotency_key {
+                if let Some(original) = ws.request_keys.get(key).and_then(|id| ws.request(*id)) {
+                    if original.creation_digest != request.creation_digest {
+                        return Err(GovernanceError::IdempotencyConflict {
+                            kind: EntityKind::Request,
+                            workspace: request.workspace_id().clone(),
+                            key: key.clone(),
+                        });
+                    }
+                    return Ok(Stored::Replayed(original.clone()));
+                }
+            }
+            if ws.request_positions.contains_key(&request.id) {
+                return Err(already_exists(EntityKind::Request, request.id));
+            }
+            if ws.record_positions.contains_key(&creation.record().id) {
+                return Err(already_exists(EntityKind::HistoryRecord, creation.record().id));
+            }
+            let position = Position::of_request(request);
+            if let Some(key) = &request.spec.idempotency_key {
+                ws.request_keys.insert(key.clone(), request.id);
+            }
+            ws.request_positions.insert(request.id, position);
+            ws.requests.insert(position, request.clone());
+            ws.insert_record(creation.record().clone());
+            Ok(Stored::New(request.clone()))
+        })
+    }
+
+    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
+        validate_transition(transition)?;
+        let next = transition.request();
+        let workspace = next.workspace_id();
+        self.with(workspace, |ws| {
+            let position =
+                *ws.request_positions.get(&next.id).ok_or_else(|| not_found(EntityKind::Request, workspace, next.id))?;
+            let stored = &ws.requests[&position];
+            if stored.revision != transition.expected_revision() {
+                return Err(GovernanceError::Conflict {
+                    id: next.id,
+                    expected: transition.expected_revision(),
+                    actual: stored.revision,
+                });
+            }
+            if let Some(record) = transition.records().iter().find(|r| ws.record_positions.contains_key(&r.id)) {
+                return Err(already_exists(EntityKind::HistoryRecord, record.id));
+            }
+            ws.requests.insert(position, next.clone());
+            transition.records().iter().cloned().for_each(|record| ws.insert_record(record));
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl RequestReader for MemoryStore {
+    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
+        self.with(workspace, |ws| ws.request(id).cloned().ok_or_else(|| not_found(EntityKind::Request, workspace, id)))
+    }
+
+    async fn query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<GovernanceRequest>> {
+        self.with(workspace, |ws| page_of(&ws.requests, page, |r| filter.matches(r)))
+    }
+}
+
+#[async_trait]
+impl HistoryWriter for MemoryStore {
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
+        let workspace = validate_history_batch(records)?;
+        self.with(workspace, |ws| {
+            let planned = ws.plan_append(records)?;
+            for stored in &planned {
+                if let Stored::New(record) = stored {
+                    ws.insert_record(record.clone());
+                }
+            }
+            Ok(planned)
+        })
+    }
+}
+
+#[async_trait]
+impl HistoryReader for MemoryStore {
+    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
+        self.with(workspace, |ws| {
+            ws.record(id).cloned().ok_or_else(|| not_found(EntityKind::HistoryRecord, workspace, id))
+        })
+    }
+
+    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
+        self.with(workspace, |ws| {
+            let mut records: Vec<HistoryRecord> = ws
+                .records_by_request
+                .get(&request)
+                .map(|positions| positions.iter().map(|p| ws.records[p].clone()).collect())
+                .unwrap_or_default();
+            records.sort_by_key(|r| (r.evidence.request.map(|q| q.revision), Position::of_record(r)));
+            Ok(records)
+        })
+    }
+
+    async fn query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<HistoryRecord>> {
+        self.with(workspace, |ws| page_of(&ws.records, page, |r| filter.matches(r)))
+    }
+
+    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+        self.with(workspace, |ws| {
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for record in ws.records.values().filter(|r| query.counts(r)) {
+                for key in query.keys(record) {
+                    *counts.entry(key).or_default() += 1;
+                }
+            }
+            let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
+            Ok(rank_counts(counts, query.limit))
+        })
+    }
+}
