@@ -1,0 +1,66 @@
+//! The conformance suite every governance provider passes unchanged.
+//!
+//! - [`cases`]: async cases, each taking a fresh store and its own random
+//!   workspace (so cases run in parallel on one database);
+//! - [`conformance_suite!`]: expands every case into its own `#[tokio::test]`
+//!   for one backend;
+//! - the `conformance` binary: runs the suite against every provider it can
+//!   reach and prints a provider × case matrix (`--format json` for machines).
+//!
+//! # Running the suite against a new backend
+//!
+//! Implement [`StoreFactory`] and call the macro from an integration test
+//! (the crate using it needs `tokio` with the `macros` and `rt-multi-thread`
+//! features as a dev-dependency):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use conformance_tests::{Capabilities, Capability, SetupError, StoreFactory, TestStore};
+//!
+//! struct MyFactory;
+//!
+//! #[async_trait]
+//! impl StoreFactory for MyFactory {
+//!     fn name(&self) -> &str { "my-backend" }
+//!
+//!     fn capabilities(&self) -> Capabilities {
+//!         // Say what is missing, and why: the skip is printed with this reason.
+//!         Capabilities::all().without(Capability::DatabaseEnforcedAppendOnly, "no SQL access")
+//!     }
+//!
+//!     async fn open(&self) -> Result<TestStore, SetupError> {
+//!         // Connect (or return SetupError::NotConfigured when no URL is set).
+//!         Ok(TestStore::new(Arc::new(governance_memory::MemoryStore::new())))
+//!     }
+//! }
+//!
+//! mod my_backend {
+//!     conformance_tests::conformance_suite!(super::MyFactory);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! `cargo test my_backend::cas_` then runs the compare-and-set group.
+
+pub mod cases;
+mod fixtures;
+mod harness;
+pub mod providers;
+pub mod runner;
+
+pub use harness::{
+    Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, Group, RawHistoryAccess,
+    SetupError, StoreFactory, TestStore, random_workspace,
+};
+
+crate::__with_cases!(registry);
+
+/// Expands every conformance case into its own `#[tokio::test]` for the
+/// backend whose [`StoreFactory`] `$factory` builds (evaluated per test).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::__with_cases!(tests $factory);
+    };
+}

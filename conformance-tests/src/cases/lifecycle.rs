@@ -1,0 +1,411 @@
+//! Lifecycle moves, version resolution, approvals, expiry and supersession.
+
+use std::sync::Arc;
+
+use governance_abstractions::{
+    Action, ActionKind, GovernanceError, GovernanceService, HistoryCategory, PendingReason, RequestId, RequestStatus,
+    StaleStrategy, TargetRef, Timestamp, TransitionRule, ValidationProblem, Verdict, codes,
+};
+use tokio::task::JoinSet;
+
+use crate::fixtures::*;
+use crate::harness::{CaseContext, CaseFailure, CaseResult};
+
+use RequestStatus::*;
+
+/// Every action the matrix tries, with a name for messages.
+fn matrix_actions() -> Vec<Action> {
+    vec![
+        Action::Submit { reason: PendingReason::ManualReview },
+        Action::Approve,
+        decide(Verdict::Approved),
+        Action::Reject { reason: "no".into() },
+        Action::Cancel { reason: "withdrawn".into() },
+        Action::Expire,
+        Action::Supersede { by: RequestId::new() },
+        Action::Execute { current_version: None },
+        Action::Annotate { metadata: serde_json::json!({"note": 1}) },
+    ]
+}
+
+/// The expected result of each action from `from` (independent of the
+/// library's table): the status it leads to, or the rule that refuses it.
+fn expected(from: RequestStatus, action: ActionKind) -> Result<RequestStatus, TransitionRule> {
+    use ActionKind as A;
+    if from.is_terminal() {
+        return Err(TransitionRule::Terminal);
+    }
+    match (from, action) {
+        (_, A::Reject) => Ok(Rejected),
+        (_, A::Cancel) => Ok(Canceled),
+        (_, A::Expire) => Ok(Expired),
+        (_, A::Supersede) => Ok(Superseded),
+        (_, A::Annotate) => Ok(from),
+        (_, A::Decide) => Err(TransitionRule::NotAwaitingApproval),
+        (Created | Pending, A::Submit) => Ok(Pending),
+        (Created | Pending, A::Approve) => Ok(Approved),
+        (Created | Pending, A::Execute) => Err(TransitionRule::NotApproved),
+        (Approved, A::Submit | A::Approve) => Err(TransitionRule::MoveNotAllowed),
+        (Approved, A::Execute) => Ok(Executed),
+        _ => Err(TransitionRule::MoveNotAllowed),
+    }
+}
+
+/// Tries every action on a fresh request in `from` (already due to expire):
+/// allowed ones move to the expected status with revision + 1 and new
+/// history; refused ones are InvalidTransition and change nothing.
+async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult {
+    for action in matrix_actions() {
+        let kind = action.kind();
+        let spec = spec(ctx).expires_at(past());
+        let request = drive(ctx, spec, from).await?;
+        let before = revision_and_history(ctx, request.id).await?;
+        let result = act(ctx, request.id, &requester(), action).await;
+        match (expected(from, kind), result) {
+            (Ok(to), Ok(transition)) => {
+                ensure_eq!(transition.request().status, to, "{kind} from {from}");
+                let (revision, history) = revision_and_history(ctx, request.id).await?;
+                ensure_eq!(revision, before.0 + 1, "{kind} from {from} adds one revision");
+                ensure!(history > before.1, "{kind} from {from} adds history ({} → {history})", before.1);
+                let stored = ctx.store.get_request(&ctx.workspace, request.id).await?;
+                ensure_eq!(stored.status, to, "{kind} from {from} is stored");
+                ensure_eq!(stored.pending_reason.is_some(), to == Pending, "pending reason set only while pending");
+            }
+            (Err(rule), Err(error)) => {
+                ensure!(
+                    matches!(&error, GovernanceError::InvalidTransition { from: f, action: a, rule: r, .. }
+                        if *f == from && *a == kind && *r == rule),
+                    "{kind} from {from}: expected InvalidTransition({rule}), got {error:?}"
+                );
+                ensure_eq!(revision_and_history(ctx, request.id).await?, before, "refused {kind} from {from} changed nothing");
+            }
+            (Ok(to), Err(error)) => return Err(CaseFailure(format!("{kind} from {from} should reach {to}, got {error:?}"))),
+            (Err(rule), Ok(t)) => {
+                return Err(CaseFailure(format!(
+                    "{kind} from {from} should be refused ({rule}), reached {}",
+                    t.request().status
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+macro_rules! moves_from {
+    ($($name:ident => $status:ident),* $(,)?) => {$(
+        #[doc = concat!("Every action from ", stringify!($status), ": allowed moves commit, forbidden ones change nothing.")]
+        pub async fn $name(ctx: CaseContext) -> CaseResult {
+            check_moves_from(&ctx, $status).await
+        }
+    )*};
+}
+
+moves_from! {
+    lifecycle_moves_from_created => Created,
+    lifecycle_moves_from_pending => Pending,
+    lifecycle_moves_from_approved => Approved,
+    lifecycle_moves_from_rejected => Rejected,
+    lifecycle_moves_from_canceled => Canceled,
+    lifecycle_moves_from_expired => Expired,
+    lifecycle_moves_from_superseded => Superseded,
+    lifecycle_moves_from_executed => Executed,
+}
+
+/// Each transition records its code, category and the new revision.
+pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
+    let request = create(&ctx, spec(&ctx)).await?;
+    act(&ctx, request.id, &requester(), Action::Submit { reason: PendingReason::ExternalCheck }).await?;
+    act(&ctx, request.id, &user("checker"), Action::Approve).await?;
+    act(&ctx, request.id, &requester(), Action::Execute { current_version: None }).await?;
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
+    let seen: Vec<(Option<u64>, HistoryCategory, &str, &str)> = history
+        .iter()
+        .map(|r| (r.evidence.request.map(|q| q.revision), r.evidence.category, r.evidence.code.as_str(), r.evidence.actor.actor.id.as_str()))
+        .collect();
+    let want = vec![
+        (Some(1), HistoryCategory::Lifecycle, codes::REQUEST_CREATED, "requester"),
+        (Some(2), HistoryCategory::Lifecycle, codes::REQUEST_SUBMITTED, "requester"),
+        (Some(3), HistoryCategory::Lifecycle, codes::REQUEST_APPROVED, "checker"),
+        (Some(4), HistoryCategory::VersionResolution, codes::VERSION_VALIDATED, "requester"),
+        (Some(4), HistoryCategory::Lifecycle, codes::REQUEST_EXECUTED, "requester"),
+    ];
+    ensure_eq!(seen, want, "history of submit → approve → execute");
+    ensure!(
+        history.iter().all(|r| r.evidence.object_type == "flag" && r.evidence.operation == "update"),
+        "records carry the request's object type and operation"
+    );
+    Ok(())
+}
+
+async fn approved_with_version(ctx: &CaseContext, strategy: StaleStrategy) -> Result<RequestId, CaseFailure> {
+    let spec = spec(ctx).approval("lead", 1).expected_version(5, strategy);
+    let request = create(ctx, spec).await?;
+    act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    act(ctx, request.id, &user("lead"), decide(Verdict::Approved)).await?;
+    Ok(request.id)
+}
+
+async fn codes_since(ctx: &CaseContext, id: RequestId, revision: u64) -> Result<Vec<String>, CaseFailure> {
+    let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
+    Ok(history.into_iter().filter(|r| r.evidence.request.is_some_and(|q| q.revision >= revision)).map(|r| r.evidence.code).collect())
+}
+
+/// A matching version executes and records "version validated".
+pub async fn version_matching_executes(ctx: CaseContext) -> CaseResult {
+    let id = approved_with_version(&ctx, StaleStrategy::RejectStale).await?;
+    let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(5) }).await?;
+    ensure_eq!(done.request().status, Executed, "status");
+    ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_VALIDATED, codes::REQUEST_EXECUTED], "records");
+    Ok(())
+}
+
+/// Without an expected version any current version executes.
+pub async fn version_unset_executes(ctx: CaseContext) -> CaseResult {
+    let request = request_in(&ctx, Approved).await?;
+    let done = act(&ctx, request.id, &requester(), Action::Execute { current_version: Some(99) }).await?;
+    ensure_eq!(done.request().status, Executed, "status");
+    ensure_eq!(done.records()[0].evidence.code, codes::VERSION_VALIDATED, "records version validated");
+    Ok(())
+}
+
+/// Stale with RejectStale: Rejected, "rejected as stale".
+pub async fn version_stale_rejects(ctx: CaseContext) -> CaseResult {
+    let id = approved_with_version(&ctx, StaleStrategy::RejectStale).await?;
+    let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
+    ensure_eq!(done.request().status, Rejected, "status");
+    ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_REJECTED_STALE], "records");
+    Ok(())
+}
+
+/// Stale with RequireRenewedApproval: back to Pending(Approval), version
+/// updated, approvals reset; approving again lets it execute on the new version.
+pub async fn version_stale_renews_approval(ctx: CaseContext) -> CaseResult {
+    let id = approved_with_version(&ctx, StaleStrategy::RequireRenewedApproval).await?;
+    let renewed = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
+    let stored = ctx.store.get_request(&ctx.workspace, id).await?;
+    ensure_eq!(&stored, renewed.request(), "renewal stored");
+    ensure_eq!((stored.status, stored.pending_reason), (Pending, Some(PendingReason::Approval)), "back to approval");
+    ensure_eq!(stored.spec.expected_state_version, Some(6), "expected version updated");
+    ensure!(stored.spec.approvals.iter().all(|a| a.decision.is_none()), "approvals reset: {:?}", stored.spec.approvals);
+    ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_RENEWED_APPROVAL_REQUIRED], "records");
+    act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?;
+    let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
+    ensure_eq!(done.request().status, Executed, "executes after renewed approval");
+    Ok(())
+}
+
+/// Stale with RevalidateOnLatestState: stays Approved with the version updated.
+pub async fn version_stale_revalidates(ctx: CaseContext) -> CaseResult {
+    let id = approved_with_version(&ctx, StaleStrategy::RevalidateOnLatestState).await?;
+    let revalidate = act(&ctx, id, &requester(), Action::Execute { current_version: Some(8) }).await?;
+    ensure_eq!(revalidate.request().status, Approved, "stays approved");
+    ensure_eq!(revalidate.request().spec.expected_state_version, Some(8), "expected version updated");
+    ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_REVALIDATION_REQUIRED], "records");
+    let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(8) }).await?;
+    ensure_eq!(done.request().status, Executed, "executes on the revalidated version");
+    Ok(())
+}
+
+/// A request that expects a version cannot execute without the current one.
+pub async fn version_current_required(ctx: CaseContext) -> CaseResult {
+    let id = approved_with_version(&ctx, StaleStrategy::RejectStale).await?;
+    let before = revision_and_history(&ctx, id).await?;
+    let error = expect_err(act(&ctx, id, &requester(), Action::Execute { current_version: None }).await, "execute")?;
+    ensure!(
+        matches!(error, GovernanceError::InvalidTransition { rule: TransitionRule::CurrentVersionRequired, .. }),
+        "expected CurrentVersionRequired, got {error:?}"
+    );
+    ensure_eq!(revision_and_history(&ctx, id).await?, before, "nothing changed");
+    Ok(())
+}
+
+async fn awaiting_approval(ctx: &CaseContext, approvers: &[(&str, u32)]) -> Result<RequestId, CaseFailure> {
+    let mut spec = spec(ctx);
+    for (approver, step) in approvers {
+        spec = spec.approval(*approver, *step);
+    }
+    let request = create(ctx, spec).await?;
+    act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    Ok(request.id)
+}
+
+fn refused_by(error: &GovernanceError, want: TransitionRule) -> bool {
+    matches!(error, GovernanceError::InvalidTransition { rule, .. } if *rule == want)
+}
+
+/// Steps are decided in order; all approved → Approved.
+pub async fn approval_steps_in_order(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("lead", 1), ("cto", 2)]).await?;
+    let error = expect_err(act(&ctx, id, &user("cto"), decide(Verdict::Approved)).await, "step 2 before step 1")?;
+    ensure!(refused_by(&error, TransitionRule::StepNotOpen), "expected StepNotOpen, got {error:?}");
+    let first = act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?;
+    ensure_eq!(first.request().status, Pending, "still pending after step 1");
+    let second = act(&ctx, id, &user("cto"), decide(Verdict::Approved)).await?;
+    ensure_eq!(second.request().status, Approved, "approved after step 2");
+    let codes: Vec<&str> = second.records().iter().map(|r| r.evidence.code.as_str()).collect();
+    ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_APPROVED], "final decision records");
+    Ok(())
+}
+
+/// Several approvers of one step decide in any order.
+pub async fn approval_same_step_any_order(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("a", 1), ("b", 1), ("c", 1)]).await?;
+    for (approver, status) in [("c", Pending), ("a", Pending), ("b", Approved)] {
+        let t = act(&ctx, id, &user(approver), decide(Verdict::Approved)).await?;
+        ensure_eq!(t.request().status, status, "after {approver}");
+    }
+    let stored = ctx.store.get_request(&ctx.workspace, id).await?;
+    ensure!(stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor.id == a.approver)),
+        "each requirement records its approver: {:?}", stored.spec.approvals);
+    Ok(())
+}
+
+/// Any rejection rejects the request.
+pub async fn approval_rejection_rejects(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("a", 1), ("b", 1), ("c", 2)]).await?;
+    act(&ctx, id, &user("a"), decide(Verdict::Approved)).await?;
+    let t = act(&ctx, id, &user("b"), Action::Decide { verdict: Verdict::Rejected, comment: Some("risky".into()) }).await?;
+    ensure_eq!(t.request().status, Rejected, "one rejection rejects");
+    let codes: Vec<&str> = t.records().iter().map(|r| r.evidence.code.as_str()).collect();
+    ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_REJECTED], "records");
+    ensure_eq!(t.records()[0].evidence.decision, Some(governance_abstractions::Decision::Denied), "decision recorded");
+    Ok(())
+}
+
+/// An approver decides a requirement once; others cannot decide at all.
+pub async fn approval_decides_once(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("a", 1), ("b", 1)]).await?;
+    act(&ctx, id, &user("a"), decide(Verdict::Approved)).await?;
+    let before = revision_and_history(&ctx, id).await?;
+    let again = expect_err(act(&ctx, id, &user("a"), decide(Verdict::Approved)).await, "second decision")?;
+    ensure!(refused_by(&again, TransitionRule::AlreadyDecided), "expected AlreadyDecided, got {again:?}");
+    let stranger = expect_err(act(&ctx, id, &user("mallory"), decide(Verdict::Approved)).await, "non-approver")?;
+    ensure!(refused_by(&stranger, TransitionRule::NotAnApprover), "expected NotAnApprover, got {stranger:?}");
+    ensure_eq!(revision_and_history(&ctx, id).await?, before, "refused decisions changed nothing");
+    Ok(())
+}
+
+/// One approver may hold requirements in several steps, decided one per step.
+pub async fn approval_one_approver_many_steps(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("lead", 1), ("sec", 2), ("lead", 3)]).await?;
+    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status, Pending, "step 1");
+    let early = expect_err(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await, "lead before step 2")?;
+    ensure!(refused_by(&early, TransitionRule::StepNotOpen), "expected StepNotOpen, got {early:?}");
+    ensure_eq!(act(&ctx, id, &user("sec"), decide(Verdict::Approved)).await?.request().status, Pending, "step 2");
+    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status, Approved, "step 3");
+    Ok(())
+}
+
+/// Approval rules: deciding needs Pending(Approval); direct approval is refused
+/// while requirements exist; waiting for approval needs requirements.
+pub async fn approval_preconditions(ctx: CaseContext) -> CaseResult {
+    let with = create(&ctx, spec(&ctx).approval("lead", 1)).await?;
+    let e = expect_err(act(&ctx, with.id, &user("lead"), decide(Verdict::Approved)).await, "decide on created")?;
+    ensure!(refused_by(&e, TransitionRule::NotAwaitingApproval), "expected NotAwaitingApproval, got {e:?}");
+    let e = expect_err(act(&ctx, with.id, &user("lead"), Action::Approve).await, "direct approve")?;
+    ensure!(refused_by(&e, TransitionRule::ApprovalsRequired), "expected ApprovalsRequired, got {e:?}");
+    let without = create(&ctx, spec(&ctx)).await?;
+    let e = expect_err(
+        act(&ctx, without.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await,
+        "submit for approval without approvers",
+    )?;
+    ensure!(refused_by(&e, TransitionRule::NoApprovalRequirements), "expected NoApprovalRequirements, got {e:?}");
+    ensure_eq!(revision_and_history(&ctx, with.id).await?, (1, 1), "nothing changed");
+    Ok(())
+}
+
+/// A sweep expires exactly the due, non-terminal requests.
+pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
+    let now = Timestamp::now();
+    let future = now.add_micros(3_600_000_000).unwrap_or(now);
+    let due_created = create(&ctx, spec(&ctx).expires_at(past())).await?;
+    let due_pending = drive(&ctx, spec(&ctx).expires_at(past()), Pending).await?;
+    let due_approved = drive(&ctx, spec(&ctx).expires_at(now), Approved).await?;
+    let not_due = create(&ctx, spec(&ctx).expires_at(future)).await?;
+    let no_expiry = create(&ctx, spec(&ctx)).await?;
+    let finished = drive(&ctx, spec(&ctx).expires_at(past()), Canceled).await?;
+    let mut expired = ctx.service.expire_due(&ctx.workspace, now).await?;
+    expired.sort();
+    let mut want = vec![due_created.id, due_pending.id, due_approved.id];
+    want.sort();
+    ensure_eq!(expired, want, "expired ids");
+    for (id, status) in [(not_due.id, Created), (no_expiry.id, Created), (finished.id, Canceled), (due_pending.id, Expired)] {
+        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status, status, "status of {id}");
+    }
+    ensure!(ctx.service.expire_due(&ctx.workspace, now).await?.is_empty(), "a second sweep finds nothing");
+    Ok(())
+}
+
+/// Four sweepers at once: every due request expires exactly once.
+pub async fn expiry_concurrent_sweepers(ctx: CaseContext) -> CaseResult {
+    const DUE: usize = 40;
+    let mut ids = Vec::new();
+    for _ in 0..DUE {
+        ids.push(create(&ctx, spec(&ctx).expires_at(past())).await?.id);
+    }
+    let now = Timestamp::now();
+    let mut sweepers = JoinSet::new();
+    for _ in 0..4 {
+        let (service, workspace) = (GovernanceService::new(Arc::clone(&ctx.store)), ctx.workspace.clone());
+        sweepers.spawn(async move { service.expire_due(&workspace, now).await });
+    }
+    let mut expired = Vec::new();
+    while let Some(joined) = sweepers.join_next().await {
+        expired.extend(joined.map_err(|e| CaseFailure(format!("sweeper failed: {e}")))??);
+    }
+    expired.sort();
+    ids.sort();
+    ensure_eq!(expired, ids, "every due request expired by exactly one sweeper");
+    for id in ids {
+        let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
+        let expiries = history.iter().filter(|r| r.evidence.code == codes::REQUEST_EXPIRED).count();
+        ensure_eq!(expiries, 1, "one expiry record for {id}");
+        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.revision, 2, "one expiry write for {id}");
+    }
+    Ok(())
+}
+
+/// Expiring a request before its time is refused.
+pub async fn expiry_not_due_refused(ctx: CaseContext) -> CaseResult {
+    let future = Timestamp::now().add_micros(3_600_000_000).unwrap_or_else(Timestamp::now);
+    let request = create(&ctx, spec(&ctx).expires_at(future)).await?;
+    let e = expect_err(act(&ctx, request.id, &requester(), Action::Expire).await, "early expiry")?;
+    ensure!(refused_by(&e, TransitionRule::NotDue), "expected NotDue, got {e:?}");
+    let never = create(&ctx, spec(&ctx)).await?;
+    let e = expect_err(act(&ctx, never.id, &requester(), Action::Expire).await, "expiry without expires_at")?;
+    ensure!(refused_by(&e, TransitionRule::NotDue), "expected NotDue, got {e:?}");
+    Ok(())
+}
+
+/// A newer request for the same target supersedes the older one.
+pub async fn supersede_marks_older(ctx: CaseContext) -> CaseResult {
+    let target = TargetRef::new("flag", unique("t"));
+    let mut older_spec = spec(&ctx);
+    older_spec.target = target.clone();
+    let older = drive(&ctx, older_spec.clone(), Pending).await?;
+    let newer = create(&ctx, older_spec).await?;
+    let t = ctx.service.supersede(&ctx.workspace, older.id, newer.id, &requester()).await?;
+    ensure_eq!((t.request().status, t.request().superseded_by), (Superseded, Some(newer.id)), "older superseded");
+    ensure_eq!(t.records()[0].evidence.code, codes::REQUEST_SUPERSEDED, "record");
+    let for_target = ctx.store.requests_for_target(&ctx.workspace, &target).await?;
+    let statuses: Vec<RequestStatus> = for_target.iter().map(|r| r.status).collect();
+    ensure_eq!(statuses, vec![Superseded, Created], "both requests for the target, oldest first");
+    Ok(())
+}
+
+/// Supersession needs the same target, an existing newer request, and not itself.
+pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
+    let older = create(&ctx, spec(&ctx)).await?;
+    let elsewhere = create(&ctx, spec(&ctx)).await?;
+    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, elsewhere.id, &requester()).await, "other target")?;
+    ensure!(
+        matches!(e, GovernanceError::Validation { problem: ValidationProblem::Inconsistent(_), .. }),
+        "expected a validation error, got {e:?}"
+    );
+    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, RequestId::new(), &requester()).await, "missing")?;
+    ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
+    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, older.id, &requester()).await, "itself")?;
+    ensure!(refused_by(&e, TransitionRule::SelfSupersession), "expected SelfSupersession, got {e:?}");
+    ensure_eq!(revision_and_history(&ctx, older.id).await?, (1, 1), "nothing changed");
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Every case of the suite. Each is an `async fn(CaseContext) -> CaseResult`
+//! that works only inside its context's workspace.
+
+mod cas;
+mod history;
+mod input;
+mod lifecycle;
+mod query;
+mod round_trip;
+
+pub use cas::*;
+pub use history::*;
+pub use input::*;
+pub use lifecycle::*;
+pub use query::*;
+pub use round_trip::*;
+
+/// The one list of cases: `name: Group [required capabilities]`. It feeds both
+/// the [`CASES`](crate::CASES) registry and the tests of
+/// [`conformance_suite!`](crate::conformance_suite).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($($mode:tt)*) => {
+        $crate::__expand_cases! { [$($mode)*]
+            round_trip_request_all_fields: RoundTrip [],
+            round_trip_request_minimal: RoundTrip [],
+            round_trip_transition_state: RoundTrip [],
+            round_trip_history_all_fields: RoundTrip [],
+            duplicate_request_id: Duplicates [],
+            duplicate_record_id: Duplicates [],
+            duplicate_record_id_in_batch: Duplicates [],
+            cas_commit_increments_revision: Cas [],
+            cas_stale_revision_conflicts: Cas [],
+            cas_missing_request_not_found: Cas [],
+            cas_service_retries_on_conflict: Cas [],
+            cas_retry_revalidates: Cas [],
+            cas_retry_is_bounded: Cas [],
+            lifecycle_moves_from_created: Lifecycle [],
+            lifecycle_moves_from_pending: Lifecycle [],
+            lifecycle_moves_from_approved: Lifecycle [],
+            lifecycle_moves_from_rejected: Lifecycle [],
+            lifecycle_moves_from_canceled: Lifecycle [],
+            lifecycle_moves_from_expired: Lifecycle [],
+            lifecycle_moves_from_superseded: Lifecycle [],
+            lifecycle_moves_from_executed: Lifecycle [],
+            lifecycle_history_records: Lifecycle [],
+            version_matching_executes: VersionResolution [],
+            version_unset_executes: VersionResolution [],
+            version_stale_rejects: VersionResolution [],
+            version_stale_renews_approval: VersionResolution [],
+            version_stale_revalidates: VersionResolution [],
+            version_current_required: VersionResolution [],
+            approval_steps_in_order: Approval [],
+            approval_same_step_any_order: Approval [],
+            approval_rejection_rejects: Approval [],
+            approval_decides_once: Approval [],
+            approval_one_approver_many_steps: Approval [],
+            approval_preconditions: Approval [],
+            expiry_sweep_expires_due_only: ExpirySupersession [],
+            expiry_concurrent_sweepers: ExpirySupersession [],
+            expiry_not_due_refused: ExpirySupersession [],
+            supersede_marks_older: ExpirySupersession [],
+            supersede_preconditions: ExpirySupersession [],
+            isolation_reads_scoped: TenantIsolation [],
+            isolation_same_ids_independent: TenantIsolation [],
+            idempotency_keys_per_workspace: TenantIsolation [],
+            query_filter_status: QueryFilters [],
+            query_filter_pending_reason: QueryFilters [],
+            query_filter_actor_operation_category: QueryFilters [],
+            query_filter_tags: QueryFilters [],
+            query_filter_time_range_and_combined: QueryFilters [],
+            query_by_target_and_empty: QueryFilters [],
+            history_query_filters: QueryFilters [],
+            history_counts: QueryFilters [],
+            paging_sizes_agree: Pagination [],
+            paging_equal_timestamps: Pagination [],
+            paging_rows_arriving: Pagination [],
+            paging_resume_after_end: Pagination [],
+            paging_invalid_cursor: Pagination [],
+            paging_history: Pagination [],
+            history_in_revision_order: History [],
+            history_evidence_joins_request: History [],
+            history_atomic_with_state: History [],
+            history_missing: History [],
+            idempotency_request_replay: Idempotency [],
+            idempotency_request_conflict: Idempotency [],
+            idempotency_request_concurrent: Idempotency [],
+            idempotency_history_replay: Idempotency [],
+            idempotency_history_conflict: Idempotency [],
+            idempotency_history_within_batch: Idempotency [],
+            idempotency_history_concurrent: Idempotency [],
+            concurrency_cas_increments: Concurrency [],
+            concurrency_many_workspaces: Concurrency [],
+            bad_input_nul_rejected: BadInput [],
+            bad_input_over_limits: BadInput [],
+            bad_input_empty_ids: BadInput [],
+            bad_input_inconsistent: BadInput [],
+            large_metadata: LargePayloads [],
+            large_history: LargePayloads [],
+            unicode_round_trip: Unicode [],
+            unicode_identifiers_exact: Unicode [],
+            timestamp_microseconds: Timestamps [],
+            timestamp_range: Timestamps [],
+            append_only_no_rewrite: AppendOnly [],
+            append_only_enforced_by_database: AppendOnly [DatabaseEnforcedAppendOnly],
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __expand_cases {
+    ([registry] $($name:ident : $group:ident [$($cap:ident),*],)*) => {
+        /// Every case of the suite, in order.
+        pub static CASES: &[$crate::Case] = &[$(
+            $crate::Case {
+                name: stringify!($name),
+                group: $crate::Group::$group,
+                requires: &[$($crate::Capability::$cap),*],
+                run: |ctx| ::std::boxed::Box::pin($crate::cases::$name(ctx)),
+            },
+        )*];
+    };
+    ([tests $factory:expr] $($name:ident : $group:ident [$($cap:ident),*],)*) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::runner::run_named_test(::std::sync::Arc::new($factory), stringify!($name)).await;
+        }
+    )*};
+}

@@ -1,0 +1,262 @@
+//! What a backend supplies to run the suite, and what a case receives.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use governance_abstractions::{GovernanceService, GovernanceStore, RecordId, WorkspaceId};
+use uuid::Uuid;
+
+/// A contract feature a backend may lack. A case that needs one is skipped,
+/// by name and with the backend's reason, where it is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// The database itself refuses UPDATE and DELETE of history rows
+    /// (needs [`TestStore::raw_history`]).
+    DatabaseEnforcedAppendOnly,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capability::DatabaseEnforcedAppendOnly => "database-enforced-append-only",
+        })
+    }
+}
+
+/// The capabilities a backend explicitly lacks, each with its reason.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    missing: Vec<(Capability, &'static str)>,
+}
+
+impl Capabilities {
+    /// Every capability present.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Declares `capability` missing, with the reason printed on every skip.
+    pub fn without(mut self, capability: Capability, reason: &'static str) -> Self {
+        self.missing.push((capability, reason));
+        self
+    }
+
+    /// Why `capability` is missing, or `None` when present.
+    pub fn missing_reason(&self, capability: Capability) -> Option<&'static str> {
+        self.missing.iter().find(|(c, _)| *c == capability).map(|(_, why)| *why)
+    }
+}
+
+/// Direct access to a backend's history storage that bypasses the traits,
+/// used to check that the database itself refuses rewrites.
+#[async_trait]
+pub trait RawHistoryAccess: Send + Sync {
+    /// Tries to change a stored record's reason with a plain UPDATE.
+    async fn try_update(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Tries to remove a stored record with a plain DELETE.
+    async fn try_delete(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+}
+
+/// A store opened for one case.
+#[derive(Clone)]
+pub struct TestStore {
+    /// The store under test.
+    pub store: Arc<dyn GovernanceStore>,
+    /// Raw access for [`Capability::DatabaseEnforcedAppendOnly`].
+    pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+}
+
+impl TestStore {
+    /// A store without raw access.
+    pub fn new(store: Arc<dyn GovernanceStore>) -> Self {
+        Self { store, raw_history: None }
+    }
+}
+
+/// Why a factory could not open a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The backend is not configured here (e.g. its URL variable is unset).
+    NotConfigured(String),
+    /// The backend is configured but did not answer.
+    Unavailable(String),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::NotConfigured(why) => write!(f, "not configured: {why}"),
+            SetupError::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+/// Makes stores for the suite: one backend, fresh state per case (a new store,
+/// or a shared database where every case uses its own random workspace).
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// The provider's name in reports and test output.
+    fn name(&self) -> &str;
+
+    /// What this backend lacks; everything by default.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
+    /// Opens a store for one case.
+    async fn open(&self) -> Result<TestStore, SetupError>;
+}
+
+/// What a case works with: the store, a service over it and a random
+/// workspace of its own, so cases run in parallel on one database.
+#[derive(Clone)]
+pub struct CaseContext {
+    /// The store under test.
+    pub store: Arc<dyn GovernanceStore>,
+    /// A service over the store.
+    pub service: GovernanceService,
+    /// This case's own workspace.
+    pub workspace: WorkspaceId,
+    /// Raw history access, when the backend offers it.
+    pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+}
+
+impl CaseContext {
+    /// A context over an opened store with a fresh workspace.
+    pub fn new(opened: TestStore) -> Self {
+        Self {
+            service: GovernanceService::new(Arc::clone(&opened.store)),
+            store: opened.store,
+            workspace: random_workspace(),
+            raw_history: opened.raw_history,
+        }
+    }
+
+    /// Another fresh workspace, for isolation checks.
+    pub fn other_workspace(&self) -> WorkspaceId {
+        random_workspace()
+    }
+}
+
+/// A workspace id no other case uses.
+pub fn random_workspace() -> WorkspaceId {
+    WorkspaceId::new(format!("cf-{}", Uuid::now_v7().simple())).expect("a generated id is valid")
+}
+
+/// Why a case failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseFailure(pub String);
+
+impl fmt::Display for CaseFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for CaseFailure {
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        CaseFailure(format!("unexpected error: {message}"))
+    }
+}
+
+/// A case's result.
+pub type CaseResult = Result<(), CaseFailure>;
+
+/// A boxed case future.
+pub type CaseFuture = Pin<Box<dyn Future<Output = CaseResult> + Send>>;
+
+/// The case groups of the suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// Create/read round-trips of every field.
+    RoundTrip,
+    /// Duplicate ids.
+    Duplicates,
+    /// Compare-and-set and conflicts.
+    Cas,
+    /// Every allowed and forbidden lifecycle move.
+    Lifecycle,
+    /// Version-aware resolution.
+    VersionResolution,
+    /// The approval workflow.
+    Approval,
+    /// Expiry and supersession.
+    ExpirySupersession,
+    /// Tenant isolation.
+    TenantIsolation,
+    /// Query filters and analytics.
+    QueryFilters,
+    /// Keyset pagination.
+    Pagination,
+    /// History atomicity and order.
+    History,
+    /// Idempotency keys.
+    Idempotency,
+    /// Concurrent writers.
+    Concurrency,
+    /// Bad input.
+    BadInput,
+    /// Large payloads.
+    LargePayloads,
+    /// Unicode and byte-exact identifiers.
+    Unicode,
+    /// Timestamp precision and range.
+    Timestamps,
+    /// Append-only history.
+    AppendOnly,
+}
+
+impl Group {
+    /// The group's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::RoundTrip => "round-trip",
+            Group::Duplicates => "duplicates",
+            Group::Cas => "cas",
+            Group::Lifecycle => "lifecycle",
+            Group::VersionResolution => "version-resolution",
+            Group::Approval => "approval",
+            Group::ExpirySupersession => "expiry-supersession",
+            Group::TenantIsolation => "tenant-isolation",
+            Group::QueryFilters => "query-filters",
+            Group::Pagination => "pagination",
+            Group::History => "history",
+            Group::Idempotency => "idempotency",
+            Group::Concurrency => "concurrency",
+            Group::BadInput => "bad-input",
+            Group::LargePayloads => "large-payloads",
+            Group::Unicode => "unicode",
+            Group::Timestamps => "timestamps",
+            Group::AppendOnly => "append-only",
+        }
+    }
+}
+
+/// One case of the suite.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// Its name (also its test function's name).
+    pub name: &'static str,
+    /// Its group.
+    pub group: Group,
+    /// Capabilities it needs.
+    pub requires: &'static [Capability],
+    /// Runs it.
+    pub run: fn(CaseContext) -> CaseFuture,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).field("group", &self.group).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,192 @@
+//! Runs cases against a backend and reports the outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::harness::{Case, CaseContext, SetupError, StoreFactory};
+use crate::CASES;
+
+/// Set to `1` (CI does) to turn a missing or unreachable database into a failure.
+pub const REQUIRE_DATABASES_ENV: &str = "GOVERNANCE_REQUIRE_DATABASES";
+
+/// A case that runs longer than this fails.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// True when `GOVERNANCE_REQUIRE_DATABASES=1`.
+pub fn databases_required() -> bool {
+    std::env::var(REQUIRE_DATABASES_ENV).is_ok_and(|v| v == "1")
+}
+
+/// How one case ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseStatus {
+    /// Every assertion held.
+    Passed,
+    /// An assertion failed, the case panicked or timed out.
+    Failed,
+    /// The backend lacks a capability the case needs, or is not set up here.
+    Skipped,
+}
+
+/// One case's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseReport {
+    /// The case.
+    pub name: &'static str,
+    /// Its group.
+    pub group: &'static str,
+    /// How it ended.
+    pub status: CaseStatus,
+    /// Wall time in milliseconds.
+    pub ms: u64,
+    /// Why it failed or was skipped.
+    pub message: Option<String>,
+}
+
+/// Whether a provider's cases ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderStatus {
+    /// The suite ran.
+    Ran,
+    /// Not configured here (e.g. no URL); nothing ran.
+    NotConfigured,
+    /// Configured but unreachable; nothing ran.
+    Unavailable,
+}
+
+/// One provider's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderReport {
+    /// The provider.
+    pub name: String,
+    /// Whether its cases ran.
+    pub status: ProviderStatus,
+    /// Why they did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Cases passed.
+    pub passed: usize,
+    /// Cases failed.
+    pub failed: usize,
+    /// Cases skipped.
+    pub skipped: usize,
+    /// Every case, in suite order.
+    pub cases: Vec<CaseReport>,
+}
+
+impl ProviderReport {
+    fn new(name: String, status: ProviderStatus, message: Option<String>, cases: Vec<CaseReport>) -> Self {
+        let count = |s| cases.iter().filter(|c| c.status == s).count();
+        Self {
+            passed: count(CaseStatus::Passed),
+            failed: count(CaseStatus::Failed),
+            skipped: count(CaseStatus::Skipped),
+            name,
+            status,
+            message,
+            cases,
+        }
+    }
+}
+
+/// Runs one case on a fresh store from `factory`.
+pub async fn run_case(factory: Arc<dyn StoreFactory>, case: &'static Case) -> CaseReport {
+    let started = Instant::now();
+    let report = |status, message: Option<String>| CaseReport {
+        name: case.name,
+        group: case.group.name(),
+        status,
+        ms: started.elapsed().as_millis() as u64,
+        message,
+    };
+    let capabilities = factory.capabilities();
+    if let Some((capability, why)) =
+        case.requires.iter().find_map(|c| capabilities.missing_reason(*c).map(|why| (c, why)))
+    {
+        return report(CaseStatus::Skipped, Some(format!("lacks {capability}: {why}")));
+    }
+    let opened = match factory.open().await {
+        Ok(opened) => opened,
+        Err(error) if databases_required() => {
+            return report(CaseStatus::Failed, Some(format!("{error} ({REQUIRE_DATABASES_ENV}=1)")));
+        }
+        Err(error) => return report(CaseStatus::Skipped, Some(error.to_string())),
+    };
+    // A task of its own turns a panic into a failure instead of aborting the run.
+    let task = tokio::spawn((case.run)(CaseContext::new(opened)));
+    match tokio::time::timeout(CASE_TIMEOUT, task).await {
+        Ok(Ok(Ok(()))) => report(CaseStatus::Passed, None),
+        Ok(Ok(Err(failure))) => report(CaseStatus::Failed, Some(failure.0)),
+        Ok(Err(join)) => report(CaseStatus::Failed, Some(panic_message(join))),
+        Err(_) => report(CaseStatus::Failed, Some(format!("timed out after {CASE_TIMEOUT:?}"))),
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .map_or_else(|| "panicked".to_owned(), |m| format!("panicked: {m}")),
+        Err(join) => format!("task failed: {join}"),
+    }
+}
+
+/// Runs every case against `factory`, `parallelism` at a time.
+pub async fn run_suite(factory: Arc<dyn StoreFactory>, parallelism: usize) -> ProviderReport {
+    let name = factory.name().to_owned();
+    if let Err(error) = factory.open().await {
+        let status = match error {
+            SetupError::NotConfigured(_) => ProviderStatus::NotConfigured,
+            SetupError::Unavailable(_) => ProviderStatus::Unavailable,
+        };
+        return ProviderReport::new(name, status, Some(error.to_string()), Vec::new());
+    }
+    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
+    let mut tasks = JoinSet::new();
+    for (index, case) in CASES.iter().enumerate() {
+        let (factory, permits) = (Arc::clone(&factory), Arc::clone(&permits));
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, run_case(factory, case).await)
+        });
+    }
+    let mut cases: Vec<Option<CaseReport>> = vec![None; CASES.len()];
+    while let Some(joined) = tasks.join_next().await {
+        // run_case catches panics itself, so a join error means the runtime is shutting down.
+        if let Ok((index, report)) = joined {
+            cases[index] = Some(report);
+        }
+    }
+    let cases = cases.into_iter().flatten().collect();
+    ProviderReport::new(name, ProviderStatus::Ran, None, cases)
+}
+
+/// The body of every test the [`conformance_suite!`](crate::conformance_suite)
+/// macro generates: runs the named case and panics on failure. A skip is
+/// printed, never silent.
+pub async fn run_named_test(factory: Arc<dyn StoreFactory>, name: &str) {
+    let Some(case) = CASES.iter().find(|c| c.name == name) else {
+        panic!("no conformance case named {name}");
+    };
+    let provider = factory.name().to_owned();
+    let report = run_case(factory, case).await;
+    let message = report.message.unwrap_or_default();
+    match report.status {
+        CaseStatus::Passed => {}
+        CaseStatus::Skipped => {
+            // Straight to the process's stderr: the test harness captures
+            // `eprintln!`, and a skip must show in the test output.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {provider}::{name}: {message}");
+        }
+        CaseStatus::Failed => panic!("{provider}::{name} failed: {message}"),
+    }
+}
