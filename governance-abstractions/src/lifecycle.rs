@@ -245,6 +245,7 @@ pub fn create(spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creatio
         updated_at: now,
         creation_digest,
     };
+    request.validate()?;
     let record = record_for(
         &request,
         &request.spec.requested_by,
