@@ -81,7 +81,12 @@ pub(crate) async fn create(ctx: &CaseContext, spec: NewRequest) -> Outcome<Gover
 }
 
 /// Applies `action` through the service.
-pub(crate) async fn act(ctx: &CaseContext, id: RequestId, by: &Principal, action: Action) -> Result<Transition, GovernanceError> {
+pub(crate) async fn act(
+    ctx: &CaseContext,
+    id: RequestId,
+    by: &Principal,
+    action: Action,
+) -> Result<Transition, GovernanceError> {
     ctx.service.apply(&ctx.workspace, id, by, action).await
 }
 

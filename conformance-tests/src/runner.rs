@@ -7,8 +7,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::harness::{Case, CaseContext, SetupError, StoreFactory};
 use crate::CASES;
+use crate::harness::{Case, CaseContext, SetupError, StoreFactory};
 
 /// Set to `1` (CI does) to turn a missing or unreachable database into a failure.
 pub const REQUIRE_DATABASES_ENV: &str = "GOVERNANCE_REQUIRE_DATABASES";

@@ -3,8 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::{RequestId, RequestStatus, WorkspaceId};
 use crate::lifecycle::{ActionKind, TransitionRule};
+use crate::{RequestId, RequestStatus, WorkspaceId};
 
 /// A boxed driver or I/O error kept as the source of [`GovernanceError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::history::{Evidence, HistoryCategory, HistoryRecord, RequestRef, codes};
 use crate::{
-    Decision, GovernanceError, GovernanceRequest, NewRequest, PendingReason, Principal, RequestId,
-    RequestStatus, StaleStrategy, Timestamp, Verdict,
+    Decision, GovernanceError, GovernanceRequest, NewRequest, PendingReason, Principal, RequestId, RequestStatus,
+    StaleStrategy, Timestamp, Verdict,
 };
 
 use RequestStatus::{Approved, Canceled, Created, Executed, Expired, Pending, Rejected, Superseded};
@@ -307,13 +307,7 @@ pub fn apply(
                 return Err(refuse(TransitionRule::NotAwaitingApproval));
             }
             let approver = by.actor.id.as_str();
-            let open_step = request
-                .spec
-                .approvals
-                .iter()
-                .filter(|a| a.decision.is_none())
-                .map(|a| a.step)
-                .min();
+            let open_step = request.spec.approvals.iter().filter(|a| a.decision.is_none()).map(|a| a.step).min();
             let mine = |a: &&crate::ApprovalRequirement| a.approver == approver;
             if !request.spec.approvals.iter().any(|a| mine(&a)) {
                 return Err(refuse(TransitionRule::NotAnApprover));
@@ -431,7 +425,13 @@ fn resolve_version(
         (Some(_), None) => return Err(TransitionRule::CurrentVersionRequired),
         (Some(expected), Some(current)) => expected != current,
     };
-    let step = |code| Step { category: HistoryCategory::VersionResolution, code, decision: None, reason: None, detail: detail.clone() };
+    let step = |code| Step {
+        category: HistoryCategory::VersionResolution,
+        code,
+        decision: None,
+        reason: None,
+        detail: detail.clone(),
+    };
     if !stale {
         steps.push(step(codes::VERSION_VALIDATED));
         next.status = Executed;

@@ -3,8 +3,8 @@
 use uuid::Uuid;
 
 use crate::{
-    Decision, GovernanceError, GovernanceRequest, HistoryCategory, HistoryRecord, Outcome, PendingReason,
-    RequestId, RequestStatus, TargetRef, Timestamp,
+    Decision, GovernanceError, GovernanceRequest, HistoryCategory, HistoryRecord, Outcome, PendingReason, RequestId,
+    RequestStatus, TargetRef, Timestamp,
 };
 
 /// A half-open time window `[from, until)`; either end may be open.
@@ -358,4 +358,3 @@ pub fn rank_counts(mut counts: Vec<Count>, limit: Option<u32>) -> Vec<Count> {
     }
     counts
 }
-

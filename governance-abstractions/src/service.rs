@@ -59,7 +59,13 @@ impl GovernanceService {
 
     /// Applies `action` by `by` to request `id`, retrying on conflict.
     /// Returns the committed transition (new state and its records).
-    pub async fn apply(&self, workspace: &WorkspaceId, id: RequestId, by: &Principal, action: Action) -> Result<Transition> {
+    pub async fn apply(
+        &self,
+        workspace: &WorkspaceId,
+        id: RequestId,
+        by: &Principal,
+        action: Action,
+    ) -> Result<Transition> {
         self.apply_at(workspace, id, by, &action, None).await
     }
 

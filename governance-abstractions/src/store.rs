@@ -90,13 +90,21 @@ pub trait RequestReader: Send + Sync {
         reason: Option<PendingReason>,
         page: &PageRequest,
     ) -> Result<Page<GovernanceRequest>> {
-        let filter =
-            RequestFilter { statuses: vec![RequestStatus::Pending], pending_reason: reason, ..RequestFilter::default() };
+        let filter = RequestFilter {
+            statuses: vec![RequestStatus::Pending],
+            pending_reason: reason,
+            ..RequestFilter::default()
+        };
         self.query_requests(workspace, &filter, page).await
     }
 
     /// Up to `limit` non-terminal requests whose `expires_at` ≤ `now`, oldest first.
-    async fn due_for_expiry(&self, workspace: &WorkspaceId, now: Timestamp, limit: u32) -> Result<Vec<GovernanceRequest>> {
+    async fn due_for_expiry(
+        &self,
+        workspace: &WorkspaceId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<GovernanceRequest>> {
         let filter = RequestFilter {
             statuses: RequestStatus::ALL.iter().copied().filter(|s| !s.is_terminal()).collect(),
             expires_by: Some(now),

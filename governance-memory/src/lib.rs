@@ -195,8 +195,10 @@ impl RequestWriter for MemoryStore {
         let next = transition.request();
         let workspace = next.workspace_id();
         self.with(workspace, |ws| {
-            let position =
-                *ws.request_positions.get(&next.id).ok_or_else(|| not_found(EntityKind::Request, workspace, next.id))?;
+            let position = *ws
+                .request_positions
+                .get(&next.id)
+                .ok_or_else(|| not_found(EntityKind::Request, workspace, next.id))?;
             let stored = &ws.requests[&position];
             if stored.revision != transition.expected_revision() {
                 return Err(GovernanceError::Conflict {

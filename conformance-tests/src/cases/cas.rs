@@ -143,8 +143,9 @@ fn interfering(ctx: &CaseContext, injections: u32, interference: Action, attempt
 pub async fn cas_service_retries_on_conflict(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let service = interfering(&ctx, 1, annotate(7), 3);
-    let submitted =
-        service.apply(&ctx.workspace, request.id, &requester(), Action::Submit { reason: PendingReason::Quota }).await?;
+    let submitted = service
+        .apply(&ctx.workspace, request.id, &requester(), Action::Submit { reason: PendingReason::Quota })
+        .await?;
     ensure_eq!(submitted.request().revision, 3, "the retry applied on top of the interfering write");
     let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
     ensure_eq!(read.status, RequestStatus::Pending, "the retried action took effect");
@@ -169,7 +170,10 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
         "approve after a concurrent cancel",
     )?;
     ensure!(
-        matches!(error, GovernanceError::InvalidTransition { from: RequestStatus::Canceled, rule: TransitionRule::Terminal, .. }),
+        matches!(
+            error,
+            GovernanceError::InvalidTransition { from: RequestStatus::Canceled, rule: TransitionRule::Terminal, .. }
+        ),
         "expected InvalidTransition from canceled, got {error:?}"
     );
     let read = ctx.store.get_request(&ctx.workspace, request.id).await?;

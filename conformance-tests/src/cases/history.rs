@@ -17,13 +17,10 @@ use crate::harness::{CaseContext, CaseFailure, CaseResult};
 pub async fn history_in_revision_order(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let mut want = vec![(1, governance_abstractions::codes::REQUEST_CREATED.to_owned())];
-    for (n, action) in [
-        Action::Annotate { metadata: json!(1) },
-        Action::Approve,
-        Action::Execute { current_version: None },
-    ]
-    .into_iter()
-    .enumerate()
+    for (n, action) in
+        [Action::Annotate { metadata: json!(1) }, Action::Approve, Action::Execute { current_version: None }]
+            .into_iter()
+            .enumerate()
     {
         let t = act(&ctx, request.id, &requester(), action).await?;
         want.extend(t.records().iter().map(|r| (n as u64 + 2, r.evidence.code.clone())));
@@ -103,7 +100,11 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
 
     let f = HistoryFilter::default;
     let cases: Vec<(&str, HistoryFilter, Vec<RecordId>)> = vec![
-        ("category", HistoryFilter { category: Some(governance_abstractions::HistoryCategory::Lifecycle), ..f() }, vec![lifecycle_id]),
+        (
+            "category",
+            HistoryFilter { category: Some(governance_abstractions::HistoryCategory::Lifecycle), ..f() },
+            vec![lifecycle_id],
+        ),
         ("code", HistoryFilter { code: Some("decision.denied".into()), ..f() }, vec![denied.id]),
         ("actor", HistoryFilter { actor: Some("eve".into()), ..f() }, vec![denied.id]),
         ("object type", HistoryFilter { object_type: Some("payment".into()), ..f() }, vec![denied.id]),
@@ -111,7 +112,11 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
         ("decision", HistoryFilter { decision: Some(Decision::Approved), ..f() }, vec![errored.id]),
         ("outcome", HistoryFilter { outcome: Some(governance_abstractions::Outcome::Error), ..f() }, vec![errored.id]),
         ("correlation", HistoryFilter { correlation_id: Some("ctx-1".into()), ..f() }, vec![denied.id]),
-        ("window", HistoryFilter { created: TimeRange::between(instant(15), instant(31)), ..f() }, vec![errored.id, lifecycle_id]),
+        (
+            "window",
+            HistoryFilter { created: TimeRange::between(instant(15), instant(31)), ..f() },
+            vec![errored.id, lifecycle_id],
+        ),
         ("request", HistoryFilter { request_id: Some(request.id), ..f() }, vec![lifecycle_id]),
         ("nothing", HistoryFilter { actor: Some("nobody".into()), ..f() }, vec![]),
     ];
@@ -333,7 +338,8 @@ pub async fn append_only_no_rewrite(ctx: CaseContext) -> CaseResult {
 
 /// The database itself refuses UPDATE and DELETE of history rows.
 pub async fn append_only_enforced_by_database(ctx: CaseContext) -> CaseResult {
-    let raw = ctx.raw_history.clone().ok_or_else(|| CaseFailure("the factory declared raw access but gave none".into()))?;
+    let raw =
+        ctx.raw_history.clone().ok_or_else(|| CaseFailure("the factory declared raw access but gave none".into()))?;
     let original = append(&ctx, evidence(&ctx, Decision::Denied)).await?;
     ensure!(raw.try_update(&ctx.workspace, original.id).await.is_err(), "UPDATE of a history row was accepted");
     ensure!(raw.try_delete(&ctx.workspace, original.id).await.is_err(), "DELETE of a history row was accepted");

@@ -2,7 +2,7 @@
 
 use governance_abstractions::{
     Action, Actor, Decision, GovernanceError, HistoryFilter, HistoryRecord, NewRequest, PageRequest, RequestFilter,
-    RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, limits, lifecycle,
+    RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, lifecycle, limits,
 };
 use serde_json::{Value, json};
 
@@ -24,7 +24,12 @@ async fn ensure_empty(ctx: &CaseContext) -> CaseResult {
 
 /// Stores `spec` directly (bypassing the service's own validation) and
 /// expects a validation error matching `want`.
-async fn refused_request(ctx: &CaseContext, what: &str, spec: NewRequest, want: fn(&ValidationProblem) -> bool) -> CaseResult {
+async fn refused_request(
+    ctx: &CaseContext,
+    what: &str,
+    spec: NewRequest,
+    want: fn(&ValidationProblem) -> bool,
+) -> CaseResult {
     let creation = lifecycle::create(spec.clone(), RequestId::new(), Timestamp::now());
     let error = match creation {
         Err(error) => error,
@@ -38,7 +43,12 @@ async fn refused_request(ctx: &CaseContext, what: &str, spec: NewRequest, want: 
 
 /// Builds a record without validation (as a buggy or hostile caller could)
 /// and expects the store to refuse it.
-async fn refused_record(ctx: &CaseContext, what: &str, record: HistoryRecord, want: fn(&ValidationProblem) -> bool) -> CaseResult {
+async fn refused_record(
+    ctx: &CaseContext,
+    what: &str,
+    record: HistoryRecord,
+    want: fn(&ValidationProblem) -> bool,
+) -> CaseResult {
     let error = expect_err(ctx.store.append_history(&[record]).await, what)?;
     ensure!(is_validation(&error, want), "{what}: expected a validation error, got {error:?}");
     Ok(())
@@ -150,7 +160,10 @@ pub async fn large_metadata(ctx: CaseContext) -> CaseResult {
     let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
     ensure!(read.spec.metadata == metadata, "1 MiB metadata round-trips");
     let t = act(&ctx, created.id, &requester(), Action::Annotate { metadata: payload(1024 * 1024 + 4096) }).await?;
-    ensure!(ctx.store.get_request(&ctx.workspace, created.id).await?.spec.metadata == t.request().spec.metadata, "update");
+    ensure!(
+        ctx.store.get_request(&ctx.workspace, created.id).await?.spec.metadata == t.request().spec.metadata,
+        "update"
+    );
     Ok(())
 }
 
@@ -181,19 +194,31 @@ pub async fn large_history(ctx: CaseContext) -> CaseResult {
 pub async fn unicode_round_trip(ctx: CaseContext) -> CaseResult {
     let text = "Zürich · 東京 · مرحبا · 🚀👩‍👩‍👧 · e\u{301}";
     let workspace = WorkspaceId::new(format!("{}-ñ-工作区", ctx.workspace))?;
-    let spec = NewRequest::new(workspace.clone(), TargetRef::new("état", "clé-🔑"), "mise_à_jour", Actor::user("józef"))
-        .intent(text)
-        .category("catégorie")
-        .tag("標籤")
-        .idempotency_key("clé-ü")
-        .metadata(json!({ "ключ": text, "emoji": "🎉" }));
+    let spec =
+        NewRequest::new(workspace.clone(), TargetRef::new("état", "clé-🔑"), "mise_à_jour", Actor::user("józef"))
+            .intent(text)
+            .category("catégorie")
+            .tag("標籤")
+            .idempotency_key("clé-ü")
+            .metadata(json!({ "ключ": text, "emoji": "🎉" }));
     let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now())?;
     let created = ctx.store.create_request(&creation).await?.into_inner();
     ensure_eq!(ctx.store.get_request(&workspace, created.id).await?, created, "unicode request round-trips");
-    let filter = RequestFilter { tags: vec!["標籤".into()], category: Some("catégorie".into()), actor: Some("józef".into()), ..RequestFilter::default() };
+    let filter = RequestFilter {
+        tags: vec!["標籤".into()],
+        category: Some("catégorie".into()),
+        actor: Some("józef".into()),
+        ..RequestFilter::default()
+    };
     let found = ctx.store.query_requests(&workspace, &filter, &PageRequest::all()).await?;
     ensure_eq!(found.items.len(), 1, "unicode filters match");
-    let mut e = governance_abstractions::Evidence::decision(workspace.clone(), Actor::user("józef"), "объект", "操作", Decision::Denied);
+    let mut e = governance_abstractions::Evidence::decision(
+        workspace.clone(),
+        Actor::user("józef"),
+        "объект",
+        "操作",
+        Decision::Denied,
+    );
     e.reason = Some(text.into());
     e.reason_codes = vec!["rè-ason".into()];
     let record = HistoryRecord::new(e, Timestamp::now())?;
@@ -220,15 +245,26 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     let filter = |actor: &str| RequestFilter { actor: Some(actor.into()), ..RequestFilter::default() };
     let found = ctx.store.query_requests(&upper, &filter("Alice"), &PageRequest::all()).await?;
     ensure_eq!(found.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![alice.id], "exact actor");
-    ensure!(ctx.store.query_requests(&upper, &filter("alice"), &PageRequest::all()).await?.items.is_empty(), "case-sensitive actor");
+    ensure!(
+        ctx.store.query_requests(&upper, &filter("alice"), &PageRequest::all()).await?.items.is_empty(),
+        "case-sensitive actor"
+    );
     let mut tag_spec = spec_in(&upper).tag("Prod");
     tag_spec.target = TargetRef::new("Flag", "ID");
     let tagged = ctx.service.create(tag_spec).await?.into_inner();
     let lower_target = TargetRef::new("flag", "id");
     ensure!(ctx.store.requests_for_target(&upper, &lower_target).await?.is_empty(), "case-sensitive target");
     let tags = |t: &str| RequestFilter { tags: vec![t.into()], ..RequestFilter::default() };
-    ensure!(ctx.store.query_requests(&upper, &tags("prod"), &PageRequest::all()).await?.items.is_empty(), "case-sensitive tag");
-    ensure_eq!(ctx.store.query_requests(&upper, &tags("Prod"), &PageRequest::all()).await?.items.len(), 1, "exact tag {}", tagged.id);
+    ensure!(
+        ctx.store.query_requests(&upper, &tags("prod"), &PageRequest::all()).await?.items.is_empty(),
+        "case-sensitive tag"
+    );
+    ensure_eq!(
+        ctx.store.query_requests(&upper, &tags("Prod"), &PageRequest::all()).await?.items.len(),
+        1,
+        "exact tag {}",
+        tagged.id
+    );
     Ok(())
 }
 
@@ -239,7 +275,11 @@ pub async fn timestamp_microseconds(ctx: CaseContext) -> CaseResult {
     let created = create_at(&ctx, spec(&ctx).expires_at(expires), at).await?;
     let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
     ensure_eq!(read.created_at.unix_micros(), at.unix_micros(), "created_at keeps microseconds");
-    ensure_eq!(read.spec.expires_at.map(|t| t.unix_micros()), Some(expires.unix_micros()), "expires_at keeps microseconds");
+    ensure_eq!(
+        read.spec.expires_at.map(|t| t.unix_micros()),
+        Some(expires.unix_micros()),
+        "expires_at keeps microseconds"
+    );
     let record = append_at(&ctx, evidence(&ctx, Decision::Approved), at).await?;
     let read = ctx.store.get_history_record(&ctx.workspace, record.id).await?;
     ensure_eq!(read.created_at, at, "record time keeps microseconds");
@@ -247,8 +287,14 @@ pub async fn timestamp_microseconds(ctx: CaseContext) -> CaseResult {
     let filter = RequestFilter { created: window, ..RequestFilter::default() };
     let found = ctx.store.query_requests(&ctx.workspace, &filter, &PageRequest::all()).await?;
     ensure_eq!(found.items.len(), 1, "a one-microsecond window finds the row");
-    let before = RequestFilter { created: governance_abstractions::TimeRange { from: None, until: Some(at) }, ..RequestFilter::default() };
-    ensure!(ctx.store.query_requests(&ctx.workspace, &before, &PageRequest::all()).await?.items.is_empty(), "until is exclusive");
+    let before = RequestFilter {
+        created: governance_abstractions::TimeRange { from: None, until: Some(at) },
+        ..RequestFilter::default()
+    };
+    ensure!(
+        ctx.store.query_requests(&ctx.workspace, &before, &PageRequest::all()).await?.items.is_empty(),
+        "until is exclusive"
+    );
     Ok(())
 }
 
@@ -263,5 +309,8 @@ pub async fn timestamp_range(ctx: CaseContext) -> CaseResult {
     let e = expect_err(lifecycle::create(spec(&ctx), RequestId::new(), before_epoch), "created before 1970")?;
     ensure!(is_validation(&e, |p| *p == ValidationProblem::OutOfRange), "got {e:?}");
     let beyond = Timestamp::from_unix_micros(Timestamp::MAX_MICROS + 1).ok_or_else(|| CaseFailure("instant".into()))?;
-    refused_request(&ctx, "expires_at beyond 9999", spec(&ctx).expires_at(beyond), |p| *p == ValidationProblem::OutOfRange).await
+    refused_request(&ctx, "expires_at beyond 9999", spec(&ctx).expires_at(beyond), |p| {
+        *p == ValidationProblem::OutOfRange
+    })
+    .await
 }

@@ -77,9 +77,15 @@ async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult 
                         if *f == from && *a == kind && *r == rule),
                     "{kind} from {from}: expected InvalidTransition({rule}), got {error:?}"
                 );
-                ensure_eq!(revision_and_history(ctx, request.id).await?, before, "refused {kind} from {from} changed nothing");
+                ensure_eq!(
+                    revision_and_history(ctx, request.id).await?,
+                    before,
+                    "refused {kind} from {from} changed nothing"
+                );
             }
-            (Ok(to), Err(error)) => return Err(CaseFailure(format!("{kind} from {from} should reach {to}, got {error:?}"))),
+            (Ok(to), Err(error)) => {
+                return Err(CaseFailure(format!("{kind} from {from} should reach {to}, got {error:?}")));
+            }
             (Err(rule), Ok(t)) => {
                 return Err(CaseFailure(format!(
                     "{kind} from {from} should be refused ({rule}), reached {}",
@@ -120,7 +126,14 @@ pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
     let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
     let seen: Vec<(Option<u64>, HistoryCategory, &str, &str)> = history
         .iter()
-        .map(|r| (r.evidence.request.map(|q| q.revision), r.evidence.category, r.evidence.code.as_str(), r.evidence.actor.actor.id.as_str()))
+        .map(|r| {
+            (
+                r.evidence.request.map(|q| q.revision),
+                r.evidence.category,
+                r.evidence.code.as_str(),
+                r.evidence.actor.actor.id.as_str(),
+            )
+        })
         .collect();
     let want = vec![
         (Some(1), HistoryCategory::Lifecycle, codes::REQUEST_CREATED, "requester"),
@@ -147,7 +160,11 @@ async fn approved_with_version(ctx: &CaseContext, strategy: StaleStrategy) -> Re
 
 async fn codes_since(ctx: &CaseContext, id: RequestId, revision: u64) -> Result<Vec<String>, CaseFailure> {
     let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
-    Ok(history.into_iter().filter(|r| r.evidence.request.is_some_and(|q| q.revision >= revision)).map(|r| r.evidence.code).collect())
+    Ok(history
+        .into_iter()
+        .filter(|r| r.evidence.request.is_some_and(|q| q.revision >= revision))
+        .map(|r| r.evidence.code)
+        .collect())
 }
 
 /// A matching version executes and records "version validated".
@@ -255,8 +272,11 @@ pub async fn approval_same_step_any_order(ctx: CaseContext) -> CaseResult {
         ensure_eq!(t.request().status, status, "after {approver}");
     }
     let stored = ctx.store.get_request(&ctx.workspace, id).await?;
-    ensure!(stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor.id == a.approver)),
-        "each requirement records its approver: {:?}", stored.spec.approvals);
+    ensure!(
+        stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor.id == a.approver)),
+        "each requirement records its approver: {:?}",
+        stored.spec.approvals
+    );
     Ok(())
 }
 
@@ -264,7 +284,8 @@ pub async fn approval_same_step_any_order(ctx: CaseContext) -> CaseResult {
 pub async fn approval_rejection_rejects(ctx: CaseContext) -> CaseResult {
     let id = awaiting_approval(&ctx, &[("a", 1), ("b", 1), ("c", 2)]).await?;
     act(&ctx, id, &user("a"), decide(Verdict::Approved)).await?;
-    let t = act(&ctx, id, &user("b"), Action::Decide { verdict: Verdict::Rejected, comment: Some("risky".into()) }).await?;
+    let t =
+        act(&ctx, id, &user("b"), Action::Decide { verdict: Verdict::Rejected, comment: Some("risky".into()) }).await?;
     ensure_eq!(t.request().status, Rejected, "one rejection rejects");
     let codes: Vec<&str> = t.records().iter().map(|r| r.evidence.code.as_str()).collect();
     ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_REJECTED], "records");
@@ -329,7 +350,9 @@ pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
     let mut want = vec![due_created.id, due_pending.id, due_approved.id];
     want.sort();
     ensure_eq!(expired, want, "expired ids");
-    for (id, status) in [(not_due.id, Created), (no_expiry.id, Created), (finished.id, Canceled), (due_pending.id, Expired)] {
+    for (id, status) in
+        [(not_due.id, Created), (no_expiry.id, Created), (finished.id, Canceled), (due_pending.id, Expired)]
+    {
         ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status, status, "status of {id}");
     }
     ensure!(ctx.service.expire_due(&ctx.workspace, now).await?.is_empty(), "a second sweep finds nothing");
@@ -397,12 +420,14 @@ pub async fn supersede_marks_older(ctx: CaseContext) -> CaseResult {
 pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
     let older = create(&ctx, spec(&ctx)).await?;
     let elsewhere = create(&ctx, spec(&ctx)).await?;
-    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, elsewhere.id, &requester()).await, "other target")?;
+    let e =
+        expect_err(ctx.service.supersede(&ctx.workspace, older.id, elsewhere.id, &requester()).await, "other target")?;
     ensure!(
         matches!(e, GovernanceError::Validation { problem: ValidationProblem::Inconsistent(_), .. }),
         "expected a validation error, got {e:?}"
     );
-    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, RequestId::new(), &requester()).await, "missing")?;
+    let e =
+        expect_err(ctx.service.supersede(&ctx.workspace, older.id, RequestId::new(), &requester()).await, "missing")?;
     ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
     let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, older.id, &requester()).await, "itself")?;
     ensure!(refused_by(&e, TransitionRule::SelfSupersession), "expected SelfSupersession, got {e:?}");

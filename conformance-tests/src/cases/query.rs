@@ -1,8 +1,8 @@
 //! Tenant isolation, query filters and keyset pagination.
 
 use governance_abstractions::{
-    Action, Actor, Cursor, GovernanceError, GovernanceRequest, HistoryFilter, Page, PageRequest,
-    PendingReason, RequestFilter, RequestId, RequestStatus, TimeRange, Timestamp, lifecycle,
+    Action, Actor, Cursor, GovernanceError, GovernanceRequest, HistoryFilter, Page, PageRequest, PendingReason,
+    RequestFilter, RequestId, RequestStatus, TimeRange, Timestamp, lifecycle,
 };
 
 use crate::fixtures::*;
@@ -104,9 +104,20 @@ pub async fn query_filter_actor_operation_category(ctx: CaseContext) -> CaseResu
         vec![deleter.id, plain.id],
         "actor"
     );
-    ensure_eq!(query_ids(&ctx, RequestFilter { operation: Some("delete".into()), ..f() }).await?, vec![deleter.id], "operation");
-    ensure_eq!(query_ids(&ctx, RequestFilter { category: Some("release".into()), ..f() }).await?, vec![bob.id], "category");
-    ensure!(query_ids(&ctx, RequestFilter { category: Some("none".into()), ..f() }).await?.is_empty(), "no category match");
+    ensure_eq!(
+        query_ids(&ctx, RequestFilter { operation: Some("delete".into()), ..f() }).await?,
+        vec![deleter.id],
+        "operation"
+    );
+    ensure_eq!(
+        query_ids(&ctx, RequestFilter { category: Some("release".into()), ..f() }).await?,
+        vec![bob.id],
+        "category"
+    );
+    ensure!(
+        query_ids(&ctx, RequestFilter { category: Some("none".into()), ..f() }).await?.is_empty(),
+        "no category match"
+    );
     Ok(())
 }
 
@@ -115,7 +126,8 @@ pub async fn query_filter_tags(ctx: CaseContext) -> CaseResult {
     let both = create(&ctx, spec(&ctx).tag("prod").tag("eu")).await?;
     let prod = create(&ctx, spec(&ctx).tag("prod")).await?;
     create(&ctx, spec(&ctx).tag("dev")).await?;
-    let tags = |t: &[&str]| RequestFilter { tags: t.iter().map(|s| s.to_string()).collect(), ..RequestFilter::default() };
+    let tags =
+        |t: &[&str]| RequestFilter { tags: t.iter().map(|s| s.to_string()).collect(), ..RequestFilter::default() };
     ensure_eq!(query_ids(&ctx, tags(&["prod"])).await?, vec![both.id, prod.id], "prod");
     ensure_eq!(query_ids(&ctx, tags(&["prod", "eu"])).await?, vec![both.id], "prod and eu");
     ensure!(query_ids(&ctx, tags(&["eu", "dev"])).await?.is_empty(), "no request has both");
@@ -132,7 +144,8 @@ pub async fn query_filter_time_range_and_combined(ctx: CaseContext) -> CaseResul
     let window = TimeRange::between(instant(60), instant(180));
     let filter = RequestFilter { created: window, ..RequestFilter::default() };
     ensure_eq!(query_ids(&ctx, filter).await?, made[1..3].to_vec(), "[+60s, +180s)");
-    let from = RequestFilter { created: TimeRange { from: Some(instant(120)), until: None }, ..RequestFilter::default() };
+    let from =
+        RequestFilter { created: TimeRange { from: Some(instant(120)), until: None }, ..RequestFilter::default() };
     ensure_eq!(query_ids(&ctx, from).await?, made[2..].to_vec(), "from +120s");
     let combined = RequestFilter {
         created: TimeRange { from: Some(instant(60)), until: None },
@@ -252,11 +265,17 @@ pub async fn paging_resume_after_end(ctx: CaseContext) -> CaseResult {
     let page = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10)).await?;
     ensure!(!page.has_more && page.items.len() == 3, "first page holds all three: {}", page.items.len());
     let cursor = page.next.ok_or_else(|| CaseFailure("a non-empty page returns a cursor".into()))?;
-    let empty = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10).after(cursor.clone())).await?;
+    let empty = ctx
+        .store
+        .query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10).after(cursor.clone()))
+        .await?;
     ensure!(empty.items.is_empty(), "nothing after the end yet");
     ensure_eq!(empty.next.as_ref(), Some(&cursor), "an empty page keeps the cursor");
     let later = create(&ctx, spec(&ctx)).await?;
-    let resumed = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10).after(cursor)).await?;
+    let resumed = ctx
+        .store
+        .query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10).after(cursor))
+        .await?;
     ensure_eq!(ids(&resumed.items), vec![later.id], "only the new row");
     Ok(())
 }
@@ -268,14 +287,36 @@ pub async fn paging_invalid_cursor(ctx: CaseContext) -> CaseResult {
     let valid = valid.next.ok_or_else(|| CaseFailure("expected a cursor".into()))?;
     let truncated = valid.as_str()[..valid.as_str().len() - 1].to_owned();
     let tampered = valid.as_str().replacen('g', "x", 1);
-    for bad in ["", "garbage", "g1zzzz", truncated.as_str(), tampered.as_str(), "g1ffffffffffffffff00000000000000000000000000000000"] {
+    for bad in [
+        "",
+        "garbage",
+        "g1zzzz",
+        truncated.as_str(),
+        tampered.as_str(),
+        "g1ffffffffffffffff00000000000000000000000000000000",
+    ] {
         let page = PageRequest::first(5).after(Cursor::from(bad));
-        let e = expect_err(ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &page).await, "request query")?;
-        ensure!(matches!(e, GovernanceError::InvalidCursor { .. }), "cursor {bad:?}: expected InvalidCursor, got {e:?}");
-        let e = expect_err(ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &page).await, "history query")?;
-        ensure!(matches!(e, GovernanceError::InvalidCursor { .. }), "cursor {bad:?}: expected InvalidCursor, got {e:?}");
+        let e = expect_err(
+            ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &page).await,
+            "request query",
+        )?;
+        ensure!(
+            matches!(e, GovernanceError::InvalidCursor { .. }),
+            "cursor {bad:?}: expected InvalidCursor, got {e:?}"
+        );
+        let e = expect_err(
+            ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &page).await,
+            "history query",
+        )?;
+        ensure!(
+            matches!(e, GovernanceError::InvalidCursor { .. }),
+            "cursor {bad:?}: expected InvalidCursor, got {e:?}"
+        );
         let e = expect_err(ctx.store.pending_requests(&ctx.workspace, None, &page).await, "pending queue")?;
-        ensure!(matches!(e, GovernanceError::InvalidCursor { .. }), "cursor {bad:?}: expected InvalidCursor, got {e:?}");
+        ensure!(
+            matches!(e, GovernanceError::InvalidCursor { .. }),
+            "cursor {bad:?}: expected InvalidCursor, got {e:?}"
+        );
     }
     Ok(())
 }
@@ -284,10 +325,15 @@ pub async fn paging_invalid_cursor(ctx: CaseContext) -> CaseResult {
 pub async fn paging_history(ctx: CaseContext) -> CaseResult {
     let mut want = Vec::new();
     for offset in 0..11 {
-        let decision = if offset % 3 == 0 { governance_abstractions::Decision::Denied } else { governance_abstractions::Decision::Approved };
+        let decision = if offset % 3 == 0 {
+            governance_abstractions::Decision::Denied
+        } else {
+            governance_abstractions::Decision::Approved
+        };
         want.push(append_at(&ctx, evidence(&ctx, decision), instant(offset / 2)).await?.id);
     }
-    let all: Vec<_> = ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &PageRequest::all()).await?.items;
+    let all: Vec<_> =
+        ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &PageRequest::all()).await?.items;
     let ordered: Vec<_> = all.iter().map(|r| (r.created_at, r.id.as_uuid())).collect();
     let mut sorted = ordered.clone();
     sorted.sort();
@@ -302,7 +348,8 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
             if backward {
                 request = request.backward();
             }
-            let filter = HistoryFilter { decision: Some(governance_abstractions::Decision::Denied), ..HistoryFilter::default() };
+            let filter =
+                HistoryFilter { decision: Some(governance_abstractions::Decision::Denied), ..HistoryFilter::default() };
             let mut seen = Vec::new();
             loop {
                 let page = ctx.store.query_history(&ctx.workspace, &filter, &request).await?;
@@ -313,7 +360,11 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
                 }
                 request.cursor = page.next;
             }
-            let mut denied: Vec<_> = all.iter().filter(|r| r.evidence.decision == Some(governance_abstractions::Decision::Denied)).map(|r| r.id).collect();
+            let mut denied: Vec<_> = all
+                .iter()
+                .filter(|r| r.evidence.decision == Some(governance_abstractions::Decision::Denied))
+                .map(|r| r.id)
+                .collect();
             if backward {
                 denied.reverse();
             }

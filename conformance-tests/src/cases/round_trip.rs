@@ -54,8 +54,9 @@ pub async fn round_trip_transition_state(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx).approval("lead", 1).approval("cto", 2)).await?;
     act(&ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     let lead = Principal::delegated(Actor::user("lead"), vec![Actor::user("vp")]);
-    let decided = act(&ctx, request.id, &lead, Action::Decide { verdict: Verdict::Approved, comment: Some("ok ✓".into()) })
-        .await?;
+    let decided =
+        act(&ctx, request.id, &lead, Action::Decide { verdict: Verdict::Approved, comment: Some("ok ✓".into()) })
+            .await?;
     let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
     ensure_eq!(&read, decided.request(), "a request after a decision round-trips");
     let superseded = act(&ctx, request.id, &requester(), Action::Supersede { by: RequestId::new() }).await?;
@@ -85,7 +86,10 @@ pub async fn round_trip_history_all_fields(ctx: CaseContext) -> CaseResult {
     let read = ctx.store.get_history_record(&ctx.workspace, stored.id).await?;
     ensure_eq!(read, stored, "get_history_record returns every field");
     ensure_eq!(read.compute_hash()?, read.content_hash, "the stored hash matches the stored content");
-    let filter = HistoryFilter { category: Some(governance_abstractions::HistoryCategory::Decision), ..HistoryFilter::default() };
+    let filter = HistoryFilter {
+        category: Some(governance_abstractions::HistoryCategory::Decision),
+        ..HistoryFilter::default()
+    };
     let page = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::all()).await?;
     ensure_eq!(page.items, vec![stored], "query_history returns every field");
     Ok(())
