@@ -148,10 +148,10 @@ impl Evidence {
     /// Checks every field against the shared rules and limits.
     pub fn validate(&self) -> Result<(), GovernanceError> {
         validate::identifier("workspace_id", self.workspace_id.as_str())?;
-        if let Some(request) = self.request {
-            if request.revision == 0 || request.revision > limits::MAX_SAFE_INTEGER as u64 {
-                return Err(GovernanceError::validation("request.revision", ValidationProblem::OutOfRange));
-            }
+        if let Some(request) = self.request
+            && (request.revision == 0 || request.revision > limits::MAX_SAFE_INTEGER as u64)
+        {
+            return Err(GovernanceError::validation("request.revision", ValidationProblem::OutOfRange));
         }
         validate::identifier("code", &self.code)?;
         validate_principal("actor", &self.actor)?;
@@ -165,10 +165,10 @@ impl Evidence {
         validate::optional_identifier("trace_hash", self.trace_hash.as_deref())?;
         validate::optional_identifier("idempotency_key", self.idempotency_key.as_deref())?;
         validate::optional_identifier("policy_version", self.policy_version.as_deref())?;
-        if let Some(latency) = self.latency_us {
-            if latency > limits::MAX_SAFE_INTEGER as u64 {
-                return Err(GovernanceError::validation("latency_us", ValidationProblem::OutOfRange));
-            }
+        if let Some(latency) = self.latency_us
+            && latency > limits::MAX_SAFE_INTEGER as u64
+        {
+            return Err(GovernanceError::validation("latency_us", ValidationProblem::OutOfRange));
         }
         if let Some(json) = &self.request_json {
             validate::json("request_json", json)?;

@@ -63,19 +63,15 @@ text_enum! {
 
 text_enum! {
     /// What to do when the governed state moved on since the request was made.
+    #[derive(Default)]
     pub enum StaleStrategy {
-        /// Reject the request.
+        /// Reject the request (the default).
+        #[default]
         RejectStale => "reject_stale",
         /// Send it back for approval against the new version.
         RequireRenewedApproval => "require_renewed_approval",
         /// Keep it approved; the caller re-validates against the latest state.
         RevalidateOnLatestState => "revalidate_on_latest_state",
-    }
-}
-
-impl Default for StaleStrategy {
-    fn default() -> Self {
-        StaleStrategy::RejectStale
     }
 }
 

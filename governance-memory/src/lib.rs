@@ -161,17 +161,17 @@ impl RequestWriter for MemoryStore {
         validate_creation(creation)?;
         let request = creation.request();
         self.with(request.workspace_id(), |ws| {
-            if let Some(key) = &request.spec.idempotency_key {
-                if let Some(original) = ws.request_keys.get(key).and_then(|id| ws.request(*id)) {
-                    if original.creation_digest != request.creation_digest {
-                        return Err(GovernanceError::IdempotencyConflict {
-                            kind: EntityKind::Request,
-                            workspace: request.workspace_id().clone(),
-                            key: key.clone(),
-                        });
-                    }
-                    return Ok(Stored::Replayed(original.clone()));
+            if let Some(key) = &request.spec.idempotency_key
+                && let Some(original) = ws.request_keys.get(key).and_then(|id| ws.request(*id))
+            {
+                if original.creation_digest != request.creation_digest {
+                    return Err(GovernanceError::IdempotencyConflict {
+                        kind: EntityKind::Request,
+                        workspace: request.workspace_id().clone(),
+                        key: key.clone(),
+                    });
                 }
+                return Ok(Stored::Replayed(original.clone()));
             }
             if ws.request_positions.contains_key(&request.id) {
                 return Err(already_exists(EntityKind::Request, request.id));

@@ -1,0 +1,70 @@
+//! Cursors, timestamps, content hashes and validation limits.
+
+use governance_abstractions::{
+    Actor, Cursor, Decision, Evidence, GovernanceError, HistoryRecord, Position, Timestamp, ValidationProblem,
+    WorkspaceId, limits,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+#[test]
+fn cursor_round_trips_a_position() {
+    for micros in [Timestamp::MIN_MICROS, 1_700_000_000_123_456, Timestamp::MAX_MICROS] {
+        let position = Position { created_at: Timestamp::from_unix_micros(micros).unwrap(), id: Uuid::now_v7() };
+        assert_eq!(Cursor::after(position).position().unwrap(), position);
+    }
+}
+
+#[test]
+fn foreign_cursors_are_invalid() {
+    for bad in ["", "g1", "g2000", "g1xyz", &"g1".repeat(30)] {
+        let error = Cursor::from(bad).position().unwrap_err();
+        assert!(matches!(error, GovernanceError::InvalidCursor { .. }), "{bad:?} gave {error:?}");
+    }
+}
+
+#[test]
+fn timestamps_keep_exactly_microseconds() {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T05:17:37.123456789Z").unwrap().to_utc();
+    let ts = Timestamp::from_datetime(at);
+    assert_eq!(ts.unix_micros() % 1_000_000, 123_456);
+    let text = serde_json::to_string(&ts).unwrap();
+    assert_eq!(text, "\"2026-11-23T05:17:37.123456Z\"");
+    assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), ts);
+}
+
+fn record(payload: serde_json::Value) -> HistoryRecord {
+    let mut evidence =
+        Evidence::decision(WorkspaceId::new("ws").unwrap(), Actor::user("u"), "invoice", "create", Decision::Denied);
+    evidence.response_json = Some(payload);
+    HistoryRecord::with_id(
+        governance_abstractions::RecordId::from_uuid(Uuid::nil()),
+        evidence,
+        Timestamp::from_unix_micros(0).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn content_hash_is_canonical() {
+    // RFC 8785: key order and number spelling do not change the hash.
+    let a = record(serde_json::from_str(r#"{"b": 1, "a": [1.0, "x"]}"#).unwrap());
+    let b = record(serde_json::from_str(r#"{"a": [1, "x"], "b": 1.0}"#).unwrap());
+    assert_eq!(a.content_hash, b.content_hash);
+    assert_eq!(a.content_hash.len(), 64);
+    assert_ne!(a.content_hash, record(json!({"a": [1, "y"], "b": 1})).content_hash);
+    assert!(a.validate().is_ok());
+}
+
+#[test]
+fn json_limit_counts_serialized_bytes() {
+    let at_limit = json!("x".repeat(limits::MAX_JSON_BYTES - 2));
+    assert!(record(at_limit).validate().is_ok());
+    let over = record(json!("x".repeat(limits::MAX_JSON_BYTES - 1)));
+    match over.validate() {
+        Err(GovernanceError::Validation { problem: ValidationProblem::TooLong { max, actual }, .. }) => {
+            assert_eq!((max, actual), (limits::MAX_JSON_BYTES, limits::MAX_JSON_BYTES + 1));
+        }
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+}
