@@ -124,3 +124,8 @@ pub use store::{
     validate_history_batch, validate_transition,
 };
 pub use validate::limits;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
