@@ -145,6 +145,17 @@ impl Evidence {
         }
     }
 
+    /// True when both carry the same content in canonical form (RFC 8785), so
+    /// a payload that a database re-encoded (key order, `1.0` vs `1`) still
+    /// matches. This decides idempotent replay versus conflict on every provider.
+    pub fn same_content(&self, other: &Evidence) -> bool {
+        self == other
+            || matches!(
+                (canonical_sha256("evidence", self), canonical_sha256("evidence", other)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    }
+
     /// Checks every field against the shared rules and limits.
     pub fn validate(&self) -> Result<(), GovernanceError> {
         validate::identifier("workspace_id", self.workspace_id.as_str())?;

@@ -120,7 +120,8 @@ pub trait HistoryWriter: Send + Sync {
     /// Appends records of one workspace atomically, in order.
     ///
     /// A record whose idempotency key is already used in the workspace with
-    /// equal [`Evidence`](crate::Evidence) is a replay: the original comes
+    /// the same [`Evidence`](crate::Evidence) (by
+    /// [`Evidence::same_content`](crate::Evidence::same_content)) is a replay: the original comes
     /// back as [`Stored::Replayed`] and no row is added. Different evidence →
     /// [`IdempotencyConflict`](crate::GovernanceError::IdempotencyConflict)
     /// and nothing of the batch is written. A reused record id →

@@ -105,7 +105,7 @@ impl Workspace {
             if let Some(key) = &record.evidence.idempotency_key {
                 let original = self.record_keys.get(key).and_then(|id| self.record(*id)).or_else(|| earlier_key(key));
                 if let Some(original) = original {
-                    if original.evidence != record.evidence {
+                    if !original.evidence.same_content(&record.evidence) {
                         return Err(GovernanceError::IdempotencyConflict {
                             kind: EntityKind::HistoryRecord,
                             workspace: record.workspace_id().clone(),
