@@ -120,8 +120,8 @@ pub use request::{
 };
 pub use service::GovernanceService;
 pub use store::{
-    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, validate_creation,
-    validate_history_batch, validate_transition,
+    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, plan_history_append,
+    validate_creation, validate_history_batch, validate_transition,
 };
 pub use validate::limits;
 

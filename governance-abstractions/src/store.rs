@@ -175,6 +175,40 @@ pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId>
     Ok(workspace)
 }
 
+/// Decides each record of a history append, the same way on every provider:
+/// a new row, an idempotent replay of a stored (or earlier-in-batch) record,
+/// or an error for the whole batch.
+///
+/// `stored` holds the already-stored records of the workspace whose id or
+/// idempotency key appears in `records` (others are ignored).
+pub fn plan_history_append(records: &[HistoryRecord], stored: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
+    use crate::{EntityKind, GovernanceError};
+    let mut planned: Vec<Stored<HistoryRecord>> = Vec::with_capacity(records.len());
+    for record in records {
+        let new_in_batch = || planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None });
+        if let Some(key) = &record.evidence.idempotency_key {
+            let same_key = |r: &&HistoryRecord| r.evidence.idempotency_key.as_ref() == Some(key);
+            let original = stored.iter().find(same_key).or_else(|| new_in_batch().find(same_key));
+            if let Some(original) = original {
+                if !original.evidence.same_content(&record.evidence) {
+                    return Err(GovernanceError::IdempotencyConflict {
+                        kind: EntityKind::HistoryRecord,
+                        workspace: record.workspace_id().clone(),
+                        key: key.clone(),
+                    });
+                }
+                planned.push(Stored::Replayed(original.clone()));
+                continue;
+            }
+        }
+        if stored.iter().chain(new_in_batch()).any(|r| r.id == record.id) {
+            return Err(GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, id: record.id.to_string() });
+        }
+        planned.push(Stored::New(record.clone()));
+    }
+    Ok(planned)
+}
+
 /// Checks a transition the same way on every provider before it is written.
 pub fn validate_transition(transition: &Transition) -> Result<()> {
     transition.request().validate()?;

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use governance_abstractions::{
     Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryReader, HistoryRecord, HistoryWriter, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
-    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, rank_counts, validate_creation,
-    validate_history_batch, validate_transition,
+    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, plan_history_append, rank_counts,
+    validate_creation, validate_history_batch, validate_transition,
 };
 
 /// The in-memory provider. Cloning shares the same data.
@@ -91,38 +91,14 @@ impl Workspace {
         self.records.insert(position, record);
     }
 
-    /// Decides each record of a batch without writing: a new row, a replay of
-    /// a stored (or earlier-in-batch) record, or an error for the whole batch.
-    fn plan_append(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        let mut planned: Vec<Stored<HistoryRecord>> = Vec::with_capacity(records.len());
-        for record in records {
-            let earlier_key = |key: &String| {
-                planned.iter().find_map(|p| match p {
-                    Stored::New(r) if r.evidence.idempotency_key.as_ref() == Some(key) => Some(r),
-                    _ => None,
-                })
-            };
-            if let Some(key) = &record.evidence.idempotency_key {
-                let original = self.record_keys.get(key).and_then(|id| self.record(*id)).or_else(|| earlier_key(key));
-                if let Some(original) = original {
-                    if !original.evidence.same_content(&record.evidence) {
-                        return Err(GovernanceError::IdempotencyConflict {
-                            kind: EntityKind::HistoryRecord,
-                            workspace: record.workspace_id().clone(),
-                            key: key.clone(),
-                        });
-                    }
-                    planned.push(Stored::Replayed(original.clone()));
-                    continue;
-                }
-            }
-            let duplicate_in_batch = planned.iter().any(|p| matches!(p, Stored::New(r) if r.id == record.id));
-            if self.record_positions.contains_key(&record.id) || duplicate_in_batch {
-                return Err(already_exists(EntityKind::HistoryRecord, record.id));
-            }
-            planned.push(Stored::New(record.clone()));
-        }
-        Ok(planned)
+    /// The stored records sharing an id or idempotency key with `records`.
+    fn related(&self, records: &[HistoryRecord]) -> Vec<HistoryRecord> {
+        let by_id = records.iter().filter_map(|r| self.record(r.id));
+        let by_key = records
+            .iter()
+            .filter_map(|r| r.evidence.idempotency_key.as_ref())
+            .filter_map(|key| self.record_keys.get(key).and_then(|id| self.record(*id)));
+        by_id.chain(by_key).cloned().collect()
     }
 }
 
@@ -238,7 +214,7 @@ impl HistoryWriter for MemoryStore {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
         let workspace = validate_history_batch(records)?;
         self.with(workspace, |ws| {
-            let planned = ws.plan_append(records)?;
+            let planned = plan_history_append(records, &ws.related(records))?;
             for stored in &planned {
                 if let Stored::New(record) = stored {
                     ws.insert_record(record.clone());
