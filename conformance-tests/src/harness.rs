@@ -61,6 +61,10 @@ pub trait RawHistoryAccess: Send + Sync {
     async fn try_delete(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
 }
 
+/// Something a store needs alive while a case runs (a temporary directory,
+/// a container): dropped when the case ends.
+pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
+
 /// A store opened for one case.
 #[derive(Clone)]
 pub struct TestStore {
@@ -68,12 +72,26 @@ pub struct TestStore {
     pub store: Arc<dyn GovernanceStore>,
     /// Raw access for [`Capability::DatabaseEnforcedAppendOnly`].
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+    /// Resources the store lives on, released after the case.
+    pub keep_alive: Option<KeepAlive>,
 }
 
 impl TestStore {
     /// A store without raw access.
     pub fn new(store: Arc<dyn GovernanceStore>) -> Self {
-        Self { store, raw_history: None }
+        Self { store, raw_history: None, keep_alive: None }
+    }
+
+    /// Adds raw history access.
+    pub fn with_raw_history(mut self, raw: Arc<dyn RawHistoryAccess>) -> Self {
+        self.raw_history = Some(raw);
+        self
+    }
+
+    /// Keeps `resource` alive until the case ends.
+    pub fn keeping(mut self, resource: KeepAlive) -> Self {
+        self.keep_alive = Some(resource);
+        self
     }
 }
 
@@ -123,6 +141,8 @@ pub struct CaseContext {
     pub workspace: WorkspaceId,
     /// Raw history access, when the backend offers it.
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+    /// Keeps the store's resources alive for the case.
+    pub keep_alive: Option<KeepAlive>,
 }
 
 impl CaseContext {
@@ -133,6 +153,7 @@ impl CaseContext {
             store: opened.store,
             workspace: random_workspace(),
             raw_history: opened.raw_history,
+            keep_alive: opened.keep_alive,
         }
     }
 
