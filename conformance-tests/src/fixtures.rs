@@ -119,7 +119,13 @@ pub(crate) async fn drive(ctx: &CaseContext, spec: NewRequest, status: RequestSt
         RequestStatus::Rejected => vec![Action::Reject { reason: "no".into() }],
         RequestStatus::Canceled => vec![Action::Cancel { reason: "withdrawn".into() }],
         RequestStatus::Expired => vec![Action::Expire],
-        RequestStatus::Superseded => vec![Action::Supersede { by: RequestId::new() }],
+        RequestStatus::Superseded => {
+            let mut newer = spec_in(&ctx.workspace);
+            newer.target = request.spec.target.clone();
+            let newer = create(ctx, newer).await?;
+            ctx.service.supersede(&ctx.workspace, request.id, newer.id, &by).await?;
+            vec![]
+        }
         RequestStatus::Executed => vec![Action::Approve, Action::Execute { current_version: None }],
     };
     for step in steps {

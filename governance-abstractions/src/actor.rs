@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 text_enum! {
     /// What kind of principal an actor is.
+    #[non_exhaustive]
     pub enum ActorKind {
         /// A human user.
         User => "user",

@@ -55,6 +55,11 @@ pub enum ValidationProblem {
     },
     /// A number or instant outside the range every backend can store.
     OutOfRange,
+    /// A JSON document nested deeper than the limit.
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// Text that does not name a known value.
     UnknownValue,
     /// Text that does not parse.
@@ -75,6 +80,7 @@ impl fmt::Display for ValidationProblem {
                 write!(f, "has {actual} items, the limit is {max}")
             }
             ValidationProblem::OutOfRange => f.write_str("is out of the supported range"),
+            ValidationProblem::TooDeep { max } => write!(f, "is nested deeper than {max} levels"),
             ValidationProblem::UnknownValue => f.write_str("is not a known value"),
             ValidationProblem::Malformed => f.write_str("is malformed"),
             ValidationProblem::Inconsistent(why) => f.write_str(why),
@@ -100,11 +106,13 @@ pub enum GovernanceError {
         id: String,
     },
 
-    /// A row with this id already exists.
-    #[error("{kind} {id} already exists")]
+    /// A row with this id already exists (with different content).
+    #[error("{kind} {id} already exists in workspace {workspace}")]
     AlreadyExists {
         /// What was written.
         kind: EntityKind,
+        /// The workspace.
+        workspace: WorkspaceId,
         /// The duplicate id.
         id: String,
     },
@@ -135,7 +143,9 @@ pub enum GovernanceError {
     },
 
     /// An idempotency key was reused in its workspace with different content.
-    #[error("idempotency key {key:?} in workspace {workspace} was already used for a different {kind}")]
+    #[error(
+        "idempotency key {key:?} in workspace {workspace} was already used for {kind} {existing} with different content"
+    )]
     IdempotencyConflict {
         /// What was written.
         kind: EntityKind,
@@ -143,6 +153,8 @@ pub enum GovernanceError {
         workspace: WorkspaceId,
         /// The reused key.
         key: String,
+        /// The id of the stored row that holds the key.
+        existing: String,
     },
 
     /// Bad input; nothing was written.

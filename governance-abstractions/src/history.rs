@@ -11,6 +11,7 @@ use crate::{GovernanceError, Principal, RecordId, RequestId, Timestamp, Validati
 
 text_enum! {
     /// Where a record comes from.
+    #[non_exhaustive]
     pub enum HistoryCategory {
         /// A request status move.
         Lifecycle => "lifecycle",

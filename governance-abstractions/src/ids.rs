@@ -14,8 +14,22 @@ use crate::{GovernanceError, ValidationProblem};
 ///
 /// Compared byte-exact and case-sensitive on every backend.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct WorkspaceId(String);
+
+impl TryFrom<String> for WorkspaceId {
+    type Error = GovernanceError;
+
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        Self::new(id)
+    }
+}
+
+impl From<WorkspaceId> for String {
+    fn from(id: WorkspaceId) -> Self {
+        id.0
+    }
+}
 
 impl WorkspaceId {
     /// Validates and wraps a workspace id (non-empty, no NUL, at most

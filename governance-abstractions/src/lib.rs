@@ -32,8 +32,8 @@
 //! let ws = WorkspaceId::new("acme")?;
 //! let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "checkout-v2"), "enable", Actor::user("dev"))
 //!     .intent("roll out the new checkout")
-//!     .approval("lead", 1)
-//!     .approval("sec", 2);
+//!     .approval(Actor::user("lead"), 1)
+//!     .approval(Actor::user("sec"), 2);
 //! let request = service.create(spec).await?.into_inner();
 //!
 //! let (lead, sec) = (Actor::user("lead").into(), Actor::user("sec").into());
@@ -120,8 +120,8 @@ pub use request::{
 };
 pub use service::GovernanceService;
 pub use store::{
-    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, plan_history_append,
-    validate_creation, validate_history_batch, validate_transition,
+    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, check_commit_target,
+    plan_history_append, validate_creation, validate_history_batch, validate_transition,
 };
 pub use validate::limits;
 

@@ -48,6 +48,7 @@ pub fn is_allowed_move(from: RequestStatus, to: RequestStatus) -> bool {
 
 text_enum! {
     /// The kind of an [`Action`], for errors and records.
+    #[non_exhaustive]
     pub enum ActionKind {
         /// [`Action::Submit`].
         Submit => "submit",
@@ -72,6 +73,7 @@ text_enum! {
 
 text_enum! {
     /// Why the lifecycle refused an action.
+    #[non_exhaustive]
     pub enum TransitionRule {
         /// Nothing leaves a terminal status.
         Terminal => "terminal_status",
@@ -91,8 +93,9 @@ text_enum! {
         StepNotOpen => "step_not_open",
         /// The request's expiry has not been reached.
         NotDue => "not_due",
-        /// A request cannot supersede itself.
-        SelfSupersession => "self_supersession",
+        /// A request is superseded only by another, unfinished request for
+        /// the same target in the same workspace.
+        NotASuccessor => "not_a_successor",
         /// Only an approved request executes.
         NotApproved => "not_approved",
         /// The request expects a state version, so execution must name the current one.
@@ -101,7 +104,11 @@ text_enum! {
 }
 
 /// A command on a request. The acting principal is passed beside it.
+///
+/// Supersession involves a second request and has its own function,
+/// [`supersede`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Action {
     /// Created/Pending → Pending: wait for `reason`.
     Submit {
@@ -131,11 +138,6 @@ pub enum Action {
     },
     /// Any non-terminal whose `expires_at` ≤ now → Expired.
     Expire,
-    /// Any non-terminal → Superseded by a newer request.
-    Supersede {
-        /// The newer request.
-        by: RequestId,
-    },
     /// Approved → version-aware resolution, then Executed when the version holds.
     Execute {
         /// The governed state's current version (`None` when the request
@@ -159,7 +161,6 @@ impl Action {
             Action::Reject { .. } => ActionKind::Reject,
             Action::Cancel { .. } => ActionKind::Cancel,
             Action::Expire => ActionKind::Expire,
-            Action::Supersede { .. } => ActionKind::Supersede,
             Action::Execute { .. } => ActionKind::Execute,
             Action::Annotate { .. } => ActionKind::Annotate,
         }
@@ -198,6 +199,7 @@ impl Creation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
     expected_revision: u64,
+    expected_status: RequestStatus,
     request: GovernanceRequest,
     records: Vec<HistoryRecord>,
 }
@@ -206,6 +208,12 @@ impl Transition {
     /// The revision the change was computed from.
     pub fn expected_revision(&self) -> u64 {
         self.expected_revision
+    }
+
+    /// The status the change was computed from: a store refuses the change
+    /// if the stored request at the expected revision has another status.
+    pub fn expected_status(&self) -> RequestStatus {
+        self.expected_status
     }
 
     /// The new request state (revision = expected + 1).
@@ -263,30 +271,129 @@ pub fn create(spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creatio
 ///
 /// Returns the next state (revision + 1) and its records, or an
 /// [`InvalidTransition`](GovernanceError::InvalidTransition) naming the rule
-/// that refused it. Never touches storage.
+/// that refused it. Never touches storage. `now` is raised to the request's
+/// `updated_at` if it lies before it, so time never runs backwards in a
+/// request's history.
 pub fn apply(
     request: &GovernanceRequest,
     by: &Principal,
     action: &Action,
     now: Timestamp,
 ) -> Result<Transition, GovernanceError> {
+    let kind = action.kind();
+    change(request, by, kind, now, |next, steps, now| {
+        validate_action(action)?;
+        act(request, by, action, now, next, steps)
+    })
+}
+
+/// Marks `older` as superseded by `newer`: a distinct, unfinished request for
+/// the same target in the same workspace.
+pub fn supersede(
+    older: &GovernanceRequest,
+    newer: &GovernanceRequest,
+    by: &Principal,
+    now: Timestamp,
+) -> Result<Transition, GovernanceError> {
+    change(older, by, ActionKind::Supersede, now, |next, steps, _| {
+        let successor = newer.id != older.id
+            && newer.workspace_id() == older.workspace_id()
+            && newer.spec.target == older.spec.target
+            && !newer.status.is_terminal();
+        if !successor {
+            return Err(TransitionRule::NotASuccessor.into());
+        }
+        next.status = Superseded;
+        next.superseded_by = Some(newer.id);
+        steps.push(Step {
+            detail: json!({ "superseded_by": newer.id }),
+            ..Step::lifecycle(codes::REQUEST_SUPERSEDED, None)
+        });
+        Ok(())
+    })
+}
+
+/// Why one action could not apply: a lifecycle rule or bad input.
+enum Refusal {
+    Rule(TransitionRule),
+    Input(GovernanceError),
+}
+
+impl From<TransitionRule> for Refusal {
+    fn from(rule: TransitionRule) -> Self {
+        Refusal::Rule(rule)
+    }
+}
+
+impl From<GovernanceError> for Refusal {
+    fn from(error: GovernanceError) -> Self {
+        Refusal::Input(error)
+    }
+}
+
+/// The frame every change shares: terminal check, the action's own rules,
+/// the move table, revision and time, and sealing the records.
+fn change(
+    request: &GovernanceRequest,
+    by: &Principal,
+    kind: ActionKind,
+    now: Timestamp,
+    rules: impl FnOnce(&mut GovernanceRequest, &mut Vec<Step>, Timestamp) -> Result<(), Refusal>,
+) -> Result<Transition, GovernanceError> {
     let from = request.status;
-    let refuse = |rule| GovernanceError::InvalidTransition { id: request.id, from, action: action.kind(), rule };
+    let refuse = |rule| GovernanceError::InvalidTransition { id: request.id, from, action: kind, rule };
     if from.is_terminal() {
         return Err(refuse(TransitionRule::Terminal));
     }
     crate::request::validate_principal("actor", by)?;
-    validate_action(action)?;
-
+    let now = now.max(request.updated_at);
     let mut next = request.clone();
     let mut steps: Vec<Step> = Vec::with_capacity(2);
+    match rules(&mut next, &mut steps, now) {
+        Ok(()) => {}
+        Err(Refusal::Rule(rule)) => return Err(refuse(rule)),
+        Err(Refusal::Input(error)) => return Err(error),
+    }
+    if !is_allowed_move(from, next.status) {
+        return Err(refuse(TransitionRule::MoveNotAllowed));
+    }
+    if next.status != Pending {
+        next.pending_reason = None;
+    }
+    next.revision = request.revision + 1;
+    next.updated_at = now;
+
+    let records = steps
+        .into_iter()
+        .map(|step| {
+            let mut detail = step.detail;
+            if let Value::Object(map) = &mut detail {
+                map.insert("from".into(), json!(from));
+                map.insert("to".into(), json!(next.status));
+            }
+            record_for(&next, by, step.category, step.code, step.decision, step.reason, detail, now)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Transition { expected_revision: request.revision, expected_status: from, request: next, records })
+}
+
+/// The rules of each action: edits `next` and lists the records to write.
+fn act(
+    request: &GovernanceRequest,
+    by: &Principal,
+    action: &Action,
+    now: Timestamp,
+    next: &mut GovernanceRequest,
+    steps: &mut Vec<Step>,
+) -> Result<(), Refusal> {
+    let from = request.status;
     match action {
         Action::Submit { reason } => {
             if *reason == PendingReason::Approval && request.spec.approvals.is_empty() {
-                return Err(refuse(TransitionRule::NoApprovalRequirements));
+                return Err(Refusal::Rule(TransitionRule::NoApprovalRequirements));
             }
             if from == Approved {
-                return Err(refuse(TransitionRule::MoveNotAllowed));
+                return Err(Refusal::Rule(TransitionRule::MoveNotAllowed));
             }
             next.status = Pending;
             next.pending_reason = Some(*reason);
@@ -294,35 +401,35 @@ pub fn apply(
         }
         Action::Approve => {
             if from == Approved {
-                return Err(refuse(TransitionRule::MoveNotAllowed));
+                return Err(Refusal::Rule(TransitionRule::MoveNotAllowed));
             }
             if !request.spec.approvals.is_empty() {
-                return Err(refuse(TransitionRule::ApprovalsRequired));
+                return Err(Refusal::Rule(TransitionRule::ApprovalsRequired));
             }
             next.status = Approved;
             steps.push(Step::lifecycle(codes::REQUEST_APPROVED, None));
         }
         Action::Decide { verdict, comment } => {
             if from != Pending || request.pending_reason != Some(PendingReason::Approval) {
-                return Err(refuse(TransitionRule::NotAwaitingApproval));
+                return Err(Refusal::Rule(TransitionRule::NotAwaitingApproval));
             }
-            let approver = by.actor.id.as_str();
+            let approver = &by.actor;
             let open_step = request.spec.approvals.iter().filter(|a| a.decision.is_none()).map(|a| a.step).min();
-            let mine = |a: &&crate::ApprovalRequirement| a.approver == approver;
+            let mine = |a: &&crate::ApprovalRequirement| a.approver == *approver;
             if !request.spec.approvals.iter().any(|a| mine(&a)) {
-                return Err(refuse(TransitionRule::NotAnApprover));
+                return Err(Refusal::Rule(TransitionRule::NotAnApprover));
             }
             let Some(slot) = next
                 .spec
                 .approvals
                 .iter_mut()
-                .filter(|a| a.approver == approver && a.decision.is_none())
+                .filter(|a| a.approver == *approver && a.decision.is_none())
                 .min_by_key(|a| a.step)
             else {
-                return Err(refuse(TransitionRule::AlreadyDecided));
+                return Err(Refusal::Rule(TransitionRule::AlreadyDecided));
             };
             if Some(slot.step) != open_step {
-                return Err(refuse(TransitionRule::StepNotOpen));
+                return Err(Refusal::Rule(TransitionRule::StepNotOpen));
             }
             slot.decision = Some(crate::ApprovalDecision {
                 verdict: *verdict,
@@ -360,27 +467,16 @@ pub fn apply(
         Action::Expire => {
             match request.spec.expires_at {
                 Some(at) if at <= now => {}
-                _ => return Err(refuse(TransitionRule::NotDue)),
+                _ => return Err(Refusal::Rule(TransitionRule::NotDue)),
             }
             next.status = Expired;
             steps.push(Step::lifecycle(codes::REQUEST_EXPIRED, None));
         }
-        Action::Supersede { by: newer } => {
-            if *newer == request.id {
-                return Err(refuse(TransitionRule::SelfSupersession));
-            }
-            next.status = Superseded;
-            next.superseded_by = Some(*newer);
-            steps.push(Step {
-                detail: json!({ "superseded_by": newer }),
-                ..Step::lifecycle(codes::REQUEST_SUPERSEDED, None)
-            });
-        }
         Action::Execute { current_version } => {
             if from != Approved {
-                return Err(refuse(TransitionRule::NotApproved));
+                return Err(Refusal::Rule(TransitionRule::NotApproved));
             }
-            resolve_version(request, *current_version, &mut next, &mut steps).map_err(refuse)?;
+            resolve_version(request, *current_version, next, steps)?;
         }
         Action::Annotate { metadata } => {
             next.spec.metadata = metadata.clone();
@@ -388,27 +484,7 @@ pub fn apply(
         }
     }
 
-    if !is_allowed_move(from, next.status) {
-        return Err(refuse(TransitionRule::MoveNotAllowed));
-    }
-    if next.status != Pending {
-        next.pending_reason = None;
-    }
-    next.revision = request.revision + 1;
-    next.updated_at = now;
-
-    let records = steps
-        .into_iter()
-        .map(|step| {
-            let mut detail = step.detail;
-            if let Value::Object(map) = &mut detail {
-                map.insert("from".into(), json!(from));
-                map.insert("to".into(), json!(next.status));
-            }
-            record_for(&next, by, step.category, step.code, step.decision, step.reason, detail, now)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Transition { expected_revision: request.revision, request: next, records })
+    Ok(())
 }
 
 /// Version-aware resolution of an approved request about to execute.

@@ -2,9 +2,10 @@
 
 use uuid::Uuid;
 
+use crate::validate;
 use crate::{
-    Decision, GovernanceError, GovernanceRequest, HistoryCategory, HistoryRecord, Outcome, PendingReason, RequestId,
-    RequestStatus, TargetRef, Timestamp,
+    Actor, Decision, GovernanceError, GovernanceRequest, HistoryCategory, HistoryRecord, Outcome, PendingReason,
+    RequestId, RequestStatus, TargetRef, Timestamp,
 };
 
 /// A half-open time window `[from, until)`; either end may be open.
@@ -38,6 +39,15 @@ pub enum Direction {
     Backward,
 }
 
+impl Direction {
+    fn tag(self) -> char {
+        match self {
+            Direction::Forward => 'f',
+            Direction::Backward => 'b',
+        }
+    }
+}
+
 /// Where a page starts: the `(created_at, id)` key of the last row seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
@@ -59,27 +69,31 @@ impl Position {
     }
 }
 
-/// An opaque page cursor. Pass back what a [`Page`] returned; anything else
-/// is refused with [`GovernanceError::InvalidCursor`] by the store.
+/// An opaque page cursor. Pass back what a [`Page`] returned, with the same
+/// direction; anything else is refused with [`GovernanceError::InvalidCursor`]
+/// by the store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor(String);
 
 const CURSOR_VERSION: &str = "g1";
 
 impl Cursor {
-    /// The cursor that resumes after `position`.
-    pub fn after(position: Position) -> Self {
-        let mut text = String::with_capacity(2 + 16 + 32);
+    /// The cursor that resumes after `position` walking in `direction`.
+    pub fn after(position: Position, direction: Direction) -> Self {
+        let mut text = String::with_capacity(3 + 16 + 32);
         text.push_str(CURSOR_VERSION);
+        text.push(direction.tag());
         text.push_str(&format!("{:016x}", position.created_at.unix_micros() as u64));
         text.push_str(&position.id.simple().to_string());
         Self(text)
     }
 
-    /// Decodes the position this cursor resumes after.
-    pub fn position(&self) -> Result<Position, GovernanceError> {
+    /// Decodes the position this cursor resumes after, for a page walking in
+    /// `direction`.
+    pub fn position(&self, direction: Direction) -> Result<Position, GovernanceError> {
         let invalid = |reason| GovernanceError::InvalidCursor { reason };
         let body = self.0.strip_prefix(CURSOR_VERSION).ok_or(invalid("unknown cursor format"))?;
+        let body = body.strip_prefix(direction.tag()).ok_or(invalid("made for the other direction"))?;
         if body.len() != 48 || !body.is_ascii() {
             return Err(invalid("wrong length"));
         }
@@ -149,9 +163,13 @@ impl PageRequest {
         self
     }
 
-    /// The position to resume after, decoded.
+    /// Checks the page size (at least 1) and decodes the position to resume
+    /// after. Every provider calls this before reading.
     pub fn position(&self) -> Result<Option<Position>, GovernanceError> {
-        self.cursor.as_ref().map(Cursor::position).transpose()
+        if self.limit == Some(0) {
+            return Err(GovernanceError::validation("page.limit", crate::ValidationProblem::OutOfRange));
+        }
+        self.cursor.as_ref().map(|cursor| cursor.position(self.direction)).transpose()
     }
 
     /// True when `position` lies beyond `after` in this direction.
@@ -189,7 +207,7 @@ impl<T> Page<T> {
         if let Some(limit) = page.limit {
             rows.truncate(limit as usize);
         }
-        let next = rows.last().map(|row| Cursor::after(position(row))).or_else(|| page.cursor.clone());
+        let next = rows.last().map(|row| Cursor::after(position(row), page.direction)).or_else(|| page.cursor.clone());
         Self { items: rows, next, has_more }
     }
 }
@@ -202,8 +220,8 @@ pub struct RequestFilter {
     pub statuses: Vec<RequestStatus>,
     /// This pending reason.
     pub pending_reason: Option<PendingReason>,
-    /// Requested by this actor id.
-    pub actor: Option<String>,
+    /// Requested by this actor (kind and id).
+    pub actor: Option<Actor>,
     /// This operation.
     pub operation: Option<String>,
     /// This category.
@@ -219,12 +237,28 @@ pub struct RequestFilter {
 }
 
 impl RequestFilter {
+    /// Checks the filter's text the way writes are checked, so a filter that
+    /// no stored row could match is the same validation error everywhere.
+    pub fn validate(&self) -> Result<(), GovernanceError> {
+        if let Some(actor) = &self.actor {
+            validate::identifier("filter.actor", &actor.id)?;
+        }
+        validate::optional_identifier("filter.operation", self.operation.as_deref())?;
+        validate::optional_identifier("filter.category", self.category.as_deref())?;
+        validate::identifier_list("filter.tags", &self.tags)?;
+        if let Some(target) = &self.target {
+            validate::identifier("filter.target.state_type", &target.state_type)?;
+            validate::identifier("filter.target.state_id", &target.state_id)?;
+        }
+        Ok(())
+    }
+
     /// True when `request` passes every set field.
     pub fn matches(&self, request: &GovernanceRequest) -> bool {
         let spec = &request.spec;
         (self.statuses.is_empty() || self.statuses.contains(&request.status))
             && self.pending_reason.is_none_or(|r| request.pending_reason == Some(r))
-            && self.actor.as_ref().is_none_or(|a| spec.requested_by.actor.id == *a)
+            && self.actor.as_ref().is_none_or(|a| spec.requested_by.actor == *a)
             && self.operation.as_ref().is_none_or(|o| spec.operation == *o)
             && self.category.as_ref().is_none_or(|c| spec.category.as_ref() == Some(c))
             && self.tags.iter().all(|t| spec.tags.contains(t))
@@ -243,8 +277,8 @@ pub struct HistoryFilter {
     pub category: Option<HistoryCategory>,
     /// With this code.
     pub code: Option<String>,
-    /// By this actor id.
-    pub actor: Option<String>,
+    /// By this actor (kind and id).
+    pub actor: Option<Actor>,
     /// On this object type.
     pub object_type: Option<String>,
     /// For this operation.
@@ -260,13 +294,24 @@ pub struct HistoryFilter {
 }
 
 impl HistoryFilter {
+    /// Checks the filter's text the way writes are checked.
+    pub fn validate(&self) -> Result<(), GovernanceError> {
+        if let Some(actor) = &self.actor {
+            validate::identifier("filter.actor", &actor.id)?;
+        }
+        validate::optional_identifier("filter.code", self.code.as_deref())?;
+        validate::optional_identifier("filter.object_type", self.object_type.as_deref())?;
+        validate::optional_identifier("filter.operation", self.operation.as_deref())?;
+        validate::optional_identifier("filter.correlation_id", self.correlation_id.as_deref())
+    }
+
     /// True when `record` passes every set field.
     pub fn matches(&self, record: &HistoryRecord) -> bool {
         let e = &record.evidence;
         self.request_id.is_none_or(|id| e.request.is_some_and(|r| r.id == id))
             && self.category.is_none_or(|c| e.category == c)
             && self.code.as_ref().is_none_or(|c| e.code == *c)
-            && self.actor.as_ref().is_none_or(|a| e.actor.actor.id == *a)
+            && self.actor.as_ref().is_none_or(|a| e.actor.actor == *a)
             && self.object_type.as_ref().is_none_or(|o| e.object_type == *o)
             && self.operation.as_ref().is_none_or(|o| e.operation == *o)
             && self.decision.is_none_or(|d| e.decision == Some(d))
@@ -278,6 +323,7 @@ impl HistoryFilter {
 
 /// What to group analytics counts by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CountBy {
     /// Each reason code (a record counts once per code it carries).
     ReasonCode,

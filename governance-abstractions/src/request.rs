@@ -45,6 +45,7 @@ impl RequestStatus {
 
 text_enum! {
     /// What a pending request waits for.
+    #[non_exhaustive]
     pub enum PendingReason {
         /// Approvers must decide.
         Approval => "approval",
@@ -117,8 +118,8 @@ pub struct ApprovalDecision {
 /// One approval an approver owes, at a step. Steps are decided in ascending order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRequirement {
-    /// The approver's actor id.
-    pub approver: String,
+    /// The approver (kind and id must both match the deciding actor).
+    pub approver: Actor,
     /// The step (lower steps are decided first; equal steps in any order).
     pub step: u32,
     /// The decision, once made.
@@ -127,8 +128,8 @@ pub struct ApprovalRequirement {
 
 impl ApprovalRequirement {
     /// An undecided requirement.
-    pub fn new(approver: impl Into<String>, step: u32) -> Self {
-        Self { approver: approver.into(), step, decision: None }
+    pub fn new(approver: Actor, step: u32) -> Self {
+        Self { approver, step, decision: None }
     }
 }
 
@@ -196,7 +197,7 @@ impl NewRequest {
     }
 
     /// Adds an approval requirement.
-    pub fn approval(mut self, approver: impl Into<String>, step: u32) -> Self {
+    pub fn approval(mut self, approver: Actor, step: u32) -> Self {
         self.approvals.push(ApprovalRequirement::new(approver, step));
         self
     }
@@ -247,8 +248,17 @@ impl NewRequest {
         validate_principal("requested_by", &self.requested_by)?;
         validate::text("intent", &self.intent)?;
         validate::list_len("approvals", self.approvals.len(), limits::MAX_LIST_ITEMS)?;
-        for requirement in &self.approvals {
-            validate::identifier("approvals.approver", &requirement.approver)?;
+        for (index, requirement) in self.approvals.iter().enumerate() {
+            validate::identifier("approvals.approver", &requirement.approver.id)?;
+            let twice = self.approvals[..index]
+                .iter()
+                .any(|earlier| earlier.approver == requirement.approver && earlier.step == requirement.step);
+            if twice {
+                return Err(GovernanceError::validation(
+                    "approvals",
+                    ValidationProblem::Inconsistent("an approver holds at most one requirement per step"),
+                ));
+            }
             if let Some(decision) = &requirement.decision {
                 validate_principal("approvals.decision.decided_by", &decision.decided_by)?;
                 if let Some(comment) = &decision.comment {
@@ -258,6 +268,12 @@ impl NewRequest {
         }
         if let Some(version) = self.expected_state_version {
             validate::safe_integer("expected_state_version", version)?;
+        }
+        if self.stale_strategy == StaleStrategy::RequireRenewedApproval && self.approvals.is_empty() {
+            return Err(GovernanceError::validation(
+                "stale_strategy",
+                ValidationProblem::Inconsistent("renewed approval needs approval requirements"),
+            ));
         }
         if let Some(at) = self.expires_at {
             validate_timestamp("expires_at", at)?;

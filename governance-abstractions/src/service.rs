@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::lifecycle::{self, Action, Transition};
 use crate::{
     Actor, GovernanceError, GovernanceRequest, GovernanceStore, NewRequest, Principal, RequestId, Result, Stored,
-    Timestamp, TransitionRule, ValidationProblem, WorkspaceId,
+    Timestamp, TransitionRule, WorkspaceId,
 };
 
 /// How many requests one expiry round reads.
@@ -66,11 +66,11 @@ impl GovernanceService {
         by: &Principal,
         action: Action,
     ) -> Result<Transition> {
-        self.apply_at(workspace, id, by, &action, None).await
+        self.retrying(workspace, id, |current| lifecycle::apply(current, by, &action, Timestamp::now())).await
     }
 
-    /// Marks `older` as superseded by `newer`; both must exist in `workspace`
-    /// and govern the same target.
+    /// Marks `older` as superseded by `newer`: both in `workspace`, `newer`
+    /// unfinished and for the same target.
     pub async fn supersede(
         &self,
         workspace: &WorkspaceId,
@@ -78,22 +78,17 @@ impl GovernanceService {
         newer: RequestId,
         by: &Principal,
     ) -> Result<Transition> {
-        let newer_request = self.store.get_request(workspace, newer).await?;
-        let older_request = self.store.get_request(workspace, older).await?;
-        if newer_request.spec.target != older_request.spec.target {
-            return Err(GovernanceError::validation(
-                "superseded_by",
-                ValidationProblem::Inconsistent("a request is superseded only by one for the same target"),
-            ));
-        }
-        self.apply(workspace, older, by, Action::Supersede { by: newer }).await
+        let newer = self.store.get_request(workspace, newer).await?;
+        self.retrying(workspace, older, |current| lifecycle::supersede(current, &newer, by, Timestamp::now())).await
     }
 
     /// Expires every non-terminal request of `workspace` whose `expires_at` ≤
     /// `now`, and returns the ids this call expired.
     ///
     /// Safe with several sweepers at once: each request is expired by exactly
-    /// one of them (the conditional write decides), the others skip it.
+    /// one of them (the conditional write decides), the others skip it. A
+    /// request that keeps conflicting with other writers is left for the next
+    /// sweep.
     pub async fn expire_due(&self, workspace: &WorkspaceId, now: Timestamp) -> Result<Vec<RequestId>> {
         let sweeper = Principal::direct(Actor::system("governance.expiry"));
         let mut expired = Vec::new();
@@ -101,14 +96,15 @@ impl GovernanceService {
             let due = self.store.due_for_expiry(workspace, now, EXPIRY_BATCH).await?;
             let mut progressed = false;
             for request in &due {
-                match self.apply_at(workspace, request.id, &sweeper, &Action::Expire, Some(now)).await {
+                let expire = |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
+                match self.retrying(workspace, request.id, expire).await {
                     Ok(_) => {
                         expired.push(request.id);
                         progressed = true;
                     }
                     // Another sweeper (or a writer) finished it first.
                     Err(GovernanceError::InvalidTransition { rule: TransitionRule::Terminal, .. }) => progressed = true,
-                    Err(GovernanceError::NotFound { .. }) => {}
+                    Err(GovernanceError::Conflict { .. }) => {}
                     Err(error) => return Err(error),
                 }
             }
@@ -118,18 +114,17 @@ impl GovernanceService {
         }
     }
 
-    async fn apply_at(
+    /// Read → change → conditional commit; on conflict, again from the read.
+    async fn retrying(
         &self,
         workspace: &WorkspaceId,
         id: RequestId,
-        by: &Principal,
-        action: &Action,
-        at: Option<Timestamp>,
+        change: impl Fn(&GovernanceRequest) -> Result<Transition>,
     ) -> Result<Transition> {
         let mut attempt = 1;
         loop {
             let current = self.store.get_request(workspace, id).await?;
-            let transition = lifecycle::apply(&current, by, action, at.unwrap_or_else(Timestamp::now))?;
+            let transition = change(&current)?;
             match self.store.commit_transition(&transition).await {
                 Ok(()) => return Ok(transition),
                 Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,

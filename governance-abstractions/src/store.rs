@@ -119,7 +119,10 @@ pub trait RequestReader: Send + Sync {
 pub trait HistoryWriter: Send + Sync {
     /// Appends records of one workspace atomically, in order.
     ///
-    /// A record whose idempotency key is already used in the workspace with
+    /// Only [`HistoryCategory::Decision`](crate::HistoryCategory::Decision)
+    /// records are appended here; lifecycle records are written by
+    /// transitions. Re-sending a stored record unchanged (same id and hash) is
+    /// a replay. A record whose idempotency key is already used in the workspace with
     /// the same [`Evidence`](crate::Evidence) (by
     /// [`Evidence::same_content`](crate::Evidence::same_content)) is a replay: the original comes
     /// back as [`Stored::Replayed`] and no row is added. Different evidence →
@@ -157,9 +160,11 @@ pub trait GovernanceStore: RequestWriter + RequestReader + HistoryWriter + Histo
 impl<T: RequestWriter + RequestReader + HistoryWriter + HistoryReader + ?Sized> GovernanceStore for T {}
 
 /// Checks a history batch the same way on every provider: non-empty, within
-/// the batch limit, one workspace, each record valid. Returns the workspace.
+/// the batch limit, one workspace, decision evidence only (lifecycle records
+/// are written by transitions, with their revision), each record valid.
+/// Returns the workspace.
 pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId> {
-    use crate::{GovernanceError, ValidationProblem, validate};
+    use crate::{GovernanceError, HistoryCategory, ValidationProblem, validate};
     let first = records.first().ok_or_else(|| GovernanceError::validation("records", ValidationProblem::Empty))?;
     validate::list_len("records", records.len(), crate::limits::MAX_BATCH_RECORDS)?;
     let workspace = first.workspace_id();
@@ -168,6 +173,12 @@ pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId>
             return Err(GovernanceError::validation(
                 "records.workspace_id",
                 ValidationProblem::Inconsistent("one append writes one workspace"),
+            ));
+        }
+        if record.evidence.category != HistoryCategory::Decision {
+            return Err(GovernanceError::validation(
+                "records.category",
+                ValidationProblem::Inconsistent("only decision evidence is appended; transitions write the rest"),
             ));
         }
         record.validate()?;
@@ -195,18 +206,52 @@ pub fn plan_history_append(records: &[HistoryRecord], stored: &[HistoryRecord]) 
                         kind: EntityKind::HistoryRecord,
                         workspace: record.workspace_id().clone(),
                         key: key.clone(),
+                        existing: original.id.to_string(),
                     });
                 }
                 planned.push(Stored::Replayed(original.clone()));
                 continue;
             }
         }
-        if stored.iter().chain(new_in_batch()).any(|r| r.id == record.id) {
-            return Err(GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, id: record.id.to_string() });
+        if let Some(same_id) = stored.iter().chain(new_in_batch()).find(|r| r.id == record.id) {
+            // Re-sending a stored record unchanged (a relay's retry) is a replay.
+            if same_id.content_hash == record.content_hash && same_id.evidence.same_content(&record.evidence) {
+                planned.push(Stored::Replayed(same_id.clone()));
+                continue;
+            }
+            return Err(GovernanceError::AlreadyExists {
+                kind: EntityKind::HistoryRecord,
+                workspace: record.workspace_id().clone(),
+                id: record.id.to_string(),
+            });
         }
         planned.push(Stored::New(record.clone()));
     }
     Ok(planned)
+}
+
+/// Decides whether `transition` may be written over the stored row at
+/// `revision` with `status`: a different revision is a
+/// [`Conflict`](crate::GovernanceError::Conflict); the same revision with
+/// another status means the transition was computed from a state that was
+/// never stored (a validation error). SQL providers call this on the slow
+/// path, after their conditional update matched no row.
+pub fn check_commit_target(transition: &Transition, revision: u64, status: RequestStatus) -> Result<()> {
+    use crate::{GovernanceError, ValidationProblem};
+    if revision != transition.expected_revision() {
+        return Err(GovernanceError::Conflict {
+            id: transition.request().id,
+            expected: transition.expected_revision(),
+            actual: revision,
+        });
+    }
+    if status != transition.expected_status() {
+        return Err(GovernanceError::validation(
+            "transition",
+            ValidationProblem::Inconsistent("computed from a request state that is not the stored one"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a transition the same way on every provider before it is written.

@@ -19,6 +19,8 @@ pub mod limits {
     pub const MAX_LIST_ITEMS: usize = 64;
     /// Principals in a delegation chain.
     pub const MAX_DELEGATION_DEPTH: usize = 16;
+    /// Nesting of arrays and objects in a JSON document (MariaDB's limit).
+    pub const MAX_JSON_DEPTH: usize = 32;
     /// Records in one history append.
     pub const MAX_BATCH_RECORDS: usize = 1_000;
     /// Integers that must survive canonical JSON (RFC 8785 uses IEEE doubles).
@@ -81,10 +83,36 @@ pub(crate) fn safe_integer(field: &str, value: i64) -> Result<(), GovernanceErro
     Ok(())
 }
 
-/// A JSON document within [`MAX_JSON_BYTES`] with no NUL in any key or string.
+/// A JSON document within [`MAX_JSON_BYTES`] and [`MAX_JSON_DEPTH`], with no
+/// NUL in any key or string and no integer beyond [`MAX_SAFE_INTEGER`] (the
+/// canonical encoding used for hashing keeps only doubles).
 pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
-    if json_has_nul(value) {
-        return Err(problem(field, ValidationProblem::ContainsNul));
+    // Iterative, so a hostile document cannot exhaust the stack.
+    let mut pending: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((value, depth)) = pending.pop() {
+        let nested = match value {
+            Value::String(s) if s.contains('\0') => return Err(problem(field, ValidationProblem::ContainsNul)),
+            Value::Number(n)
+                if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) =>
+            {
+                return Err(problem(field, ValidationProblem::OutOfRange));
+            }
+            Value::Array(items) => {
+                pending.extend(items.iter().map(|item| (item, depth + 1)));
+                !items.is_empty()
+            }
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return Err(problem(field, ValidationProblem::ContainsNul));
+                }
+                pending.extend(map.values().map(|item| (item, depth + 1)));
+                !map.is_empty()
+            }
+            _ => false,
+        };
+        if nested && depth > MAX_JSON_DEPTH {
+            return Err(problem(field, ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }));
+        }
     }
     let mut counter = ByteCounter(0);
     // Writing to a counter cannot fail, and a `Value` always serializes.
@@ -93,15 +121,6 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
         return Err(problem(field, ValidationProblem::TooLong { max: MAX_JSON_BYTES, actual: counter.0 }));
     }
     Ok(())
-}
-
-fn json_has_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(json_has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-    }
 }
 
 /// Counts serialized bytes without allocating them.

@@ -1,8 +1,8 @@
 //! Cursors, timestamps, content hashes and validation limits.
 
 use governance_abstractions::{
-    Actor, Cursor, Decision, Evidence, GovernanceError, HistoryRecord, Position, Timestamp, ValidationProblem,
-    WorkspaceId, limits,
+    Actor, Cursor, Decision, Direction, Evidence, GovernanceError, HistoryRecord, Position, Timestamp,
+    ValidationProblem, WorkspaceId, limits,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -11,14 +11,19 @@ use uuid::Uuid;
 fn cursor_round_trips_a_position() {
     for micros in [Timestamp::MIN_MICROS, 1_700_000_000_123_456, Timestamp::MAX_MICROS] {
         let position = Position { created_at: Timestamp::from_unix_micros(micros).unwrap(), id: Uuid::now_v7() };
-        assert_eq!(Cursor::after(position).position().unwrap(), position);
+        for direction in [Direction::Forward, Direction::Backward] {
+            let cursor = Cursor::after(position, direction);
+            assert_eq!(cursor.position(direction).unwrap(), position);
+        }
+        let forward = Cursor::after(position, Direction::Forward);
+        assert!(matches!(forward.position(Direction::Backward), Err(GovernanceError::InvalidCursor { .. })));
     }
 }
 
 #[test]
 fn foreign_cursors_are_invalid() {
-    for bad in ["", "g1", "g2000", "g1xyz", &"g1".repeat(30)] {
-        let error = Cursor::from(bad).position().unwrap_err();
+    for bad in ["", "g1", "g1f", "g2f000", "g1fxyz", &"g1f".repeat(20)] {
+        let error = Cursor::from(bad).position(Direction::Forward).unwrap_err();
         assert!(matches!(error, GovernanceError::InvalidCursor { .. }), "{bad:?} gave {error:?}");
     }
 }
@@ -67,4 +72,36 @@ fn json_limit_counts_serialized_bytes() {
         }
         other => panic!("expected TooLong, got {other:?}"),
     }
+}
+
+#[test]
+fn json_depth_integers_and_nul_are_checked() {
+    let mut deep = json!(1);
+    for _ in 0..limits::MAX_JSON_DEPTH {
+        deep = json!([deep]);
+    }
+    assert!(record(deep.clone()).validate().is_ok(), "the limit itself is accepted");
+    let too_deep = record(json!([deep]));
+    assert!(matches!(
+        too_deep.validate(),
+        Err(GovernanceError::Validation { problem: ValidationProblem::TooDeep { .. }, .. })
+    ));
+    for bad in [json!(9_007_199_254_740_992u64), json!(-9_007_199_254_740_992i64), json!(u64::MAX)] {
+        assert!(matches!(
+            record(json!({ "n": bad })).validate(),
+            Err(GovernanceError::Validation { problem: ValidationProblem::OutOfRange, .. })
+        ));
+    }
+    assert!(record(json!({ "n": 9_007_199_254_740_991u64, "f": 1e300 })).validate().is_ok());
+    assert!(matches!(
+        record(json!({ "a\u{0}": 1 })).validate(),
+        Err(GovernanceError::Validation { problem: ValidationProblem::ContainsNul, .. })
+    ));
+}
+
+#[test]
+fn workspace_ids_are_validated_when_deserialized() {
+    assert!(serde_json::from_str::<WorkspaceId>("\"\"").is_err());
+    assert!(serde_json::from_str::<WorkspaceId>("\"a\\u0000\"").is_err());
+    assert_eq!(serde_json::from_str::<WorkspaceId>("\"acme\"").unwrap(), WorkspaceId::new("acme").unwrap());
 }

@@ -1,9 +1,11 @@
 //! An in-process governance store with every semantic of the contract.
 //!
 //! For tests, examples and local development: nothing survives the process.
-//! Each workspace has its own lock, so writers in different workspaces never
-//! wait for each other; within a workspace a write (request state plus its
-//! history) happens under one lock, which is what makes it atomic.
+//! Each workspace has its own read-write lock, so writers in different
+//! workspaces never wait for each other and readers never wait for readers;
+//! within a workspace a write (request state plus its history) happens under
+//! one write lock, which is what makes it atomic. Reads of a workspace that was
+//! never written create nothing.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -16,20 +18,20 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use governance_abstractions::{
     Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryReader, HistoryRecord, HistoryWriter, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
-    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, plan_history_append, rank_counts,
-    validate_creation, validate_history_batch, validate_transition,
+    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, check_commit_target, plan_history_append,
+    rank_counts, validate_creation, validate_history_batch, validate_transition,
 };
 
 /// The in-memory provider. Cloning shares the same data.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    workspaces: Arc<RwLock<HashMap<WorkspaceId, Arc<Mutex<Workspace>>>>>,
+    workspaces: Arc<RwLock<HashMap<WorkspaceId, Arc<RwLock<Workspace>>>>>,
 }
 
 /// One tenant's data. Rows are keyed by their `(created_at, id)` position,
@@ -51,22 +53,27 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The workspace's lock, created on first use. Only this lookup touches
-    /// the shared map; the data itself is locked per workspace.
-    fn workspace(&self, id: &WorkspaceId) -> Arc<Mutex<Workspace>> {
-        let read = self.workspaces.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(workspace) = read.get(id) {
-            return Arc::clone(workspace);
-        }
-        drop(read);
-        let mut write = self.workspaces.write().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(write.entry(id.clone()).or_default())
+    fn existing(&self, id: &WorkspaceId) -> Option<Arc<RwLock<Workspace>>> {
+        self.workspaces.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
-    fn with<T>(&self, id: &WorkspaceId, f: impl FnOnce(&mut Workspace) -> T) -> T {
-        let workspace = self.workspace(id);
-        let mut guard: MutexGuard<'_, Workspace> = workspace.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Writes under the workspace's lock, creating the workspace on first
+    /// write. Only this lookup touches the shared map.
+    fn write<T>(&self, id: &WorkspaceId, f: impl FnOnce(&mut Workspace) -> T) -> T {
+        let workspace = self.existing(id).unwrap_or_else(|| {
+            let mut all = self.workspaces.write().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(all.entry(id.clone()).or_default())
+        });
+        let mut guard = workspace.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Reads under the workspace's shared lock; an unknown workspace reads as empty.
+    fn read<T>(&self, id: &WorkspaceId, f: impl FnOnce(&Workspace) -> T) -> T {
+        match self.existing(id) {
+            Some(workspace) => f(&workspace.read().unwrap_or_else(PoisonError::into_inner)),
+            None => f(&Workspace::default()),
+        }
     }
 }
 
@@ -102,8 +109,8 @@ impl Workspace {
     }
 }
 
-fn already_exists(kind: EntityKind, id: impl ToString) -> GovernanceError {
-    GovernanceError::AlreadyExists { kind, id: id.to_string() }
+fn already_exists(kind: EntityKind, workspace: &WorkspaceId, id: impl ToString) -> GovernanceError {
+    GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id: id.to_string() }
 }
 
 fn not_found(kind: EntityKind, workspace: &WorkspaceId, id: impl ToString) -> GovernanceError {
@@ -136,7 +143,7 @@ impl RequestWriter for MemoryStore {
     async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
         validate_creation(creation)?;
         let request = creation.request();
-        self.with(request.workspace_id(), |ws| {
+        self.write(request.workspace_id(), |ws| {
             if let Some(key) = &request.spec.idempotency_key
                 && let Some(original) = ws.request_keys.get(key).and_then(|id| ws.request(*id))
             {
@@ -145,15 +152,16 @@ impl RequestWriter for MemoryStore {
                         kind: EntityKind::Request,
                         workspace: request.workspace_id().clone(),
                         key: key.clone(),
+                        existing: original.id.to_string(),
                     });
                 }
                 return Ok(Stored::Replayed(original.clone()));
             }
             if ws.request_positions.contains_key(&request.id) {
-                return Err(already_exists(EntityKind::Request, request.id));
+                return Err(already_exists(EntityKind::Request, request.workspace_id(), request.id));
             }
             if ws.record_positions.contains_key(&creation.record().id) {
-                return Err(already_exists(EntityKind::HistoryRecord, creation.record().id));
+                return Err(already_exists(EntityKind::HistoryRecord, request.workspace_id(), creation.record().id));
             }
             let position = Position::of_request(request);
             if let Some(key) = &request.spec.idempotency_key {
@@ -170,21 +178,15 @@ impl RequestWriter for MemoryStore {
         validate_transition(transition)?;
         let next = transition.request();
         let workspace = next.workspace_id();
-        self.with(workspace, |ws| {
+        self.write(workspace, |ws| {
             let position = *ws
                 .request_positions
                 .get(&next.id)
                 .ok_or_else(|| not_found(EntityKind::Request, workspace, next.id))?;
             let stored = &ws.requests[&position];
-            if stored.revision != transition.expected_revision() {
-                return Err(GovernanceError::Conflict {
-                    id: next.id,
-                    expected: transition.expected_revision(),
-                    actual: stored.revision,
-                });
-            }
+            check_commit_target(transition, stored.revision, stored.status)?;
             if let Some(record) = transition.records().iter().find(|r| ws.record_positions.contains_key(&r.id)) {
-                return Err(already_exists(EntityKind::HistoryRecord, record.id));
+                return Err(already_exists(EntityKind::HistoryRecord, workspace, record.id));
             }
             ws.requests.insert(position, next.clone());
             transition.records().iter().cloned().for_each(|record| ws.insert_record(record));
@@ -196,7 +198,7 @@ impl RequestWriter for MemoryStore {
 #[async_trait]
 impl RequestReader for MemoryStore {
     async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-        self.with(workspace, |ws| ws.request(id).cloned().ok_or_else(|| not_found(EntityKind::Request, workspace, id)))
+        self.read(workspace, |ws| ws.request(id).cloned().ok_or_else(|| not_found(EntityKind::Request, workspace, id)))
     }
 
     async fn query_requests(
@@ -205,7 +207,8 @@ impl RequestReader for MemoryStore {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Page<GovernanceRequest>> {
-        self.with(workspace, |ws| page_of(&ws.requests, page, |r| filter.matches(r)))
+        filter.validate()?;
+        self.read(workspace, |ws| page_of(&ws.requests, page, |r| filter.matches(r)))
     }
 }
 
@@ -213,7 +216,7 @@ impl RequestReader for MemoryStore {
 impl HistoryWriter for MemoryStore {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
         let workspace = validate_history_batch(records)?;
-        self.with(workspace, |ws| {
+        self.write(workspace, |ws| {
             let planned = plan_history_append(records, &ws.related(records))?;
             for stored in &planned {
                 if let Stored::New(record) = stored {
@@ -228,13 +231,13 @@ impl HistoryWriter for MemoryStore {
 #[async_trait]
 impl HistoryReader for MemoryStore {
     async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-        self.with(workspace, |ws| {
+        self.read(workspace, |ws| {
             ws.record(id).cloned().ok_or_else(|| not_found(EntityKind::HistoryRecord, workspace, id))
         })
     }
 
     async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
-        self.with(workspace, |ws| {
+        self.read(workspace, |ws| {
             let mut records: Vec<HistoryRecord> = ws
                 .records_by_request
                 .get(&request)
@@ -251,11 +254,12 @@ impl HistoryReader for MemoryStore {
         filter: &HistoryFilter,
         page: &PageRequest,
     ) -> Result<Page<HistoryRecord>> {
-        self.with(workspace, |ws| page_of(&ws.records, page, |r| filter.matches(r)))
+        filter.validate()?;
+        self.read(workspace, |ws| page_of(&ws.records, page, |r| filter.matches(r)))
     }
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        self.with(workspace, |ws| {
+        self.read(workspace, |ws| {
             let mut counts: HashMap<String, u64> = HashMap::new();
             for record in ws.records.values().filter(|r| query.counts(r)) {
                 for key in query.keys(record) {

@@ -106,7 +106,7 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
             vec![lifecycle_id],
         ),
         ("code", HistoryFilter { code: Some("decision.denied".into()), ..f() }, vec![denied.id]),
-        ("actor", HistoryFilter { actor: Some("eve".into()), ..f() }, vec![denied.id]),
+        ("actor", HistoryFilter { actor: Some(Actor::user("eve")), ..f() }, vec![denied.id]),
         ("object type", HistoryFilter { object_type: Some("payment".into()), ..f() }, vec![denied.id]),
         ("operation", HistoryFilter { operation: Some("refund".into()), ..f() }, vec![errored.id]),
         ("decision", HistoryFilter { decision: Some(Decision::Approved), ..f() }, vec![errored.id]),
@@ -118,7 +118,7 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
             vec![errored.id, lifecycle_id],
         ),
         ("request", HistoryFilter { request_id: Some(request.id), ..f() }, vec![lifecycle_id]),
-        ("nothing", HistoryFilter { actor: Some("nobody".into()), ..f() }, vec![]),
+        ("nothing", HistoryFilter { actor: Some(Actor::user("nobody")), ..f() }, vec![]),
     ];
     for (what, filter, want) in cases {
         let page = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::all()).await?;

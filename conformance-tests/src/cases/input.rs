@@ -207,7 +207,7 @@ pub async fn unicode_round_trip(ctx: CaseContext) -> CaseResult {
     let filter = RequestFilter {
         tags: vec!["標籤".into()],
         category: Some("catégorie".into()),
-        actor: Some("józef".into()),
+        actor: Some(Actor::user("józef")),
         ..RequestFilter::default()
     };
     let found = ctx.store.query_requests(&workspace, &filter, &PageRequest::all()).await?;
@@ -242,7 +242,7 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     let mut alice = spec_in(&upper);
     alice.requested_by = Actor::user("Alice").into();
     let alice = ctx.service.create(alice).await?.into_inner();
-    let filter = |actor: &str| RequestFilter { actor: Some(actor.into()), ..RequestFilter::default() };
+    let filter = |actor: &str| RequestFilter { actor: Some(Actor::user(actor)), ..RequestFilter::default() };
     let found = ctx.store.query_requests(&upper, &filter("Alice"), &PageRequest::all()).await?;
     ensure_eq!(found.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![alice.id], "exact actor");
     ensure!(

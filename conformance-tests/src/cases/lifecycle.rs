@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use governance_abstractions::{
-    Action, ActionKind, GovernanceError, GovernanceService, HistoryCategory, PendingReason, RequestId, RequestStatus,
-    StaleStrategy, TargetRef, Timestamp, TransitionRule, ValidationProblem, Verdict, codes,
+    Action, ActionKind, Actor, GovernanceError, GovernanceRequest, GovernanceService, HistoryCategory, PendingReason,
+    RequestId, RequestStatus, StaleStrategy, TargetRef, Timestamp, Transition, TransitionRule, Verdict, codes,
+    lifecycle,
 };
 use tokio::task::JoinSet;
 
@@ -13,18 +14,50 @@ use crate::harness::{CaseContext, CaseFailure, CaseResult};
 
 use RequestStatus::*;
 
-/// Every action the matrix tries, with a name for messages.
-fn matrix_actions() -> Vec<Action> {
+/// One step the matrix tries: an action, or supersession by a fresh request
+/// for the same target.
+enum Op {
+    Act(Action),
+    Supersede,
+}
+
+impl Op {
+    fn kind(&self) -> ActionKind {
+        match self {
+            Op::Act(action) => action.kind(),
+            Op::Supersede => ActionKind::Supersede,
+        }
+    }
+
+    async fn run(
+        self,
+        ctx: &CaseContext,
+        request: &GovernanceRequest,
+    ) -> Result<Result<Transition, GovernanceError>, CaseFailure> {
+        Ok(match self {
+            Op::Act(action) => act(ctx, request.id, &requester(), action).await,
+            Op::Supersede => {
+                let mut newer = spec(ctx);
+                newer.target = request.spec.target.clone();
+                let newer = create(ctx, newer).await?;
+                ctx.service.supersede(&ctx.workspace, request.id, newer.id, &requester()).await
+            }
+        })
+    }
+}
+
+/// Every step the matrix tries.
+fn matrix_ops() -> Vec<Op> {
     vec![
-        Action::Submit { reason: PendingReason::ManualReview },
-        Action::Approve,
-        decide(Verdict::Approved),
-        Action::Reject { reason: "no".into() },
-        Action::Cancel { reason: "withdrawn".into() },
-        Action::Expire,
-        Action::Supersede { by: RequestId::new() },
-        Action::Execute { current_version: None },
-        Action::Annotate { metadata: serde_json::json!({"note": 1}) },
+        Op::Act(Action::Submit { reason: PendingReason::ManualReview }),
+        Op::Act(Action::Approve),
+        Op::Act(decide(Verdict::Approved)),
+        Op::Act(Action::Reject { reason: "no".into() }),
+        Op::Act(Action::Cancel { reason: "withdrawn".into() }),
+        Op::Act(Action::Expire),
+        Op::Supersede,
+        Op::Act(Action::Execute { current_version: None }),
+        Op::Act(Action::Annotate { metadata: serde_json::json!({"note": 1}) }),
     ]
 }
 
@@ -55,12 +88,12 @@ fn expected(from: RequestStatus, action: ActionKind) -> Result<RequestStatus, Tr
 /// allowed ones move to the expected status with revision + 1 and new
 /// history; refused ones are InvalidTransition and change nothing.
 async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult {
-    for action in matrix_actions() {
-        let kind = action.kind();
+    for op in matrix_ops() {
+        let kind = op.kind();
         let spec = spec(ctx).expires_at(past());
         let request = drive(ctx, spec, from).await?;
         let before = revision_and_history(ctx, request.id).await?;
-        let result = act(ctx, request.id, &requester(), action).await;
+        let result = op.run(ctx, &request).await?;
         match (expected(from, kind), result) {
             (Ok(to), Ok(transition)) => {
                 ensure_eq!(transition.request().status, to, "{kind} from {from}");
@@ -151,7 +184,7 @@ pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
 }
 
 async fn approved_with_version(ctx: &CaseContext, strategy: StaleStrategy) -> Result<RequestId, CaseFailure> {
-    let spec = spec(ctx).approval("lead", 1).expected_version(5, strategy);
+    let spec = spec(ctx).approval(Actor::user("lead"), 1).expected_version(5, strategy);
     let request = create(ctx, spec).await?;
     act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     act(ctx, request.id, &user("lead"), decide(Verdict::Approved)).await?;
@@ -239,7 +272,7 @@ pub async fn version_current_required(ctx: CaseContext) -> CaseResult {
 async fn awaiting_approval(ctx: &CaseContext, approvers: &[(&str, u32)]) -> Result<RequestId, CaseFailure> {
     let mut spec = spec(ctx);
     for (approver, step) in approvers {
-        spec = spec.approval(*approver, *step);
+        spec = spec.approval(Actor::user(*approver), *step);
     }
     let request = create(ctx, spec).await?;
     act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
@@ -273,7 +306,7 @@ pub async fn approval_same_step_any_order(ctx: CaseContext) -> CaseResult {
     }
     let stored = ctx.store.get_request(&ctx.workspace, id).await?;
     ensure!(
-        stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor.id == a.approver)),
+        stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor == a.approver)),
         "each requirement records its approver: {:?}",
         stored.spec.approvals
     );
@@ -320,7 +353,7 @@ pub async fn approval_one_approver_many_steps(ctx: CaseContext) -> CaseResult {
 /// Approval rules: deciding needs Pending(Approval); direct approval is refused
 /// while requirements exist; waiting for approval needs requirements.
 pub async fn approval_preconditions(ctx: CaseContext) -> CaseResult {
-    let with = create(&ctx, spec(&ctx).approval("lead", 1)).await?;
+    let with = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1)).await?;
     let e = expect_err(act(&ctx, with.id, &user("lead"), decide(Verdict::Approved)).await, "decide on created")?;
     ensure!(refused_by(&e, TransitionRule::NotAwaitingApproval), "expected NotAwaitingApproval, got {e:?}");
     let e = expect_err(act(&ctx, with.id, &user("lead"), Action::Approve).await, "direct approve")?;
@@ -416,21 +449,36 @@ pub async fn supersede_marks_older(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// Supersession needs the same target, an existing newer request, and not itself.
+/// Supersession needs a distinct, existing, unfinished request for the same
+/// target in the same workspace, and commits like any change.
 pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
     let older = create(&ctx, spec(&ctx)).await?;
+    let same_target = |ctx: &CaseContext| {
+        let mut spec = spec(ctx);
+        spec.target = older.spec.target.clone();
+        spec
+    };
     let elsewhere = create(&ctx, spec(&ctx)).await?;
-    let e =
-        expect_err(ctx.service.supersede(&ctx.workspace, older.id, elsewhere.id, &requester()).await, "other target")?;
-    ensure!(
-        matches!(e, GovernanceError::Validation { problem: ValidationProblem::Inconsistent(_), .. }),
-        "expected a validation error, got {e:?}"
-    );
+    let finished = drive(&ctx, same_target(&ctx), Canceled).await?;
+    let mut foreign = same_target(&ctx);
+    foreign.workspace_id = ctx.other_workspace();
+    let foreign = ctx.service.create(foreign).await?.into_inner();
+    for (what, newer) in [("another target", elsewhere.id), ("a finished request", finished.id), ("itself", older.id)] {
+        let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, newer, &requester()).await, what)?;
+        ensure!(refused_by(&e, TransitionRule::NotASuccessor), "{what}: expected NotASuccessor, got {e:?}");
+    }
+    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, foreign.id, &requester()).await, "foreign")?;
+    ensure!(e.is_not_found(), "a request of another workspace is not found: {e:?}");
     let e =
         expect_err(ctx.service.supersede(&ctx.workspace, older.id, RequestId::new(), &requester()).await, "missing")?;
     ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
-    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, older.id, &requester()).await, "itself")?;
-    ensure!(refused_by(&e, TransitionRule::SelfSupersession), "expected SelfSupersession, got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, older.id).await?, (1, 1), "nothing changed");
+    let e = expect_err(lifecycle::supersede(&older, &foreign, &requester(), Timestamp::now()), "across workspaces")?;
+    ensure!(refused_by(&e, TransitionRule::NotASuccessor), "expected NotASuccessor, got {e:?}");
+    let newer = create(&ctx, same_target(&ctx)).await?;
+    let stale = lifecycle::supersede(&older, &newer, &requester(), Timestamp::now())?;
+    act(&ctx, older.id, &requester(), Action::Annotate { metadata: serde_json::json!(1) }).await?;
+    let e = expect_err(ctx.store.commit_transition(&stale).await, "stale supersession")?;
+    ensure!(e.is_conflict(), "expected Conflict, got {e:?}");
+    ensure_eq!(revision_and_history(&ctx, older.id).await?, (2, 2), "only the annotation changed it");
     Ok(())
 }

@@ -72,7 +72,7 @@ pub async fn query_filter_status(ctx: CaseContext) -> CaseResult {
 
 /// Pending reason filter and the pending queue.
 pub async fn query_filter_pending_reason(ctx: CaseContext) -> CaseResult {
-    let approval = create(&ctx, spec(&ctx).approval("lead", 1)).await?;
+    let approval = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1)).await?;
     act(&ctx, approval.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     let quota = create(&ctx, spec(&ctx)).await?;
     act(&ctx, quota.id, &requester(), Action::Submit { reason: PendingReason::Quota }).await?;
@@ -98,9 +98,9 @@ pub async fn query_filter_actor_operation_category(ctx: CaseContext) -> CaseResu
     let deleter = create(&ctx, delete).await?;
     let plain = create(&ctx, spec(&ctx)).await?;
     let f = RequestFilter::default;
-    ensure_eq!(query_ids(&ctx, RequestFilter { actor: Some("bob".into()), ..f() }).await?, vec![bob.id], "actor");
+    ensure_eq!(query_ids(&ctx, RequestFilter { actor: Some(Actor::user("bob")), ..f() }).await?, vec![bob.id], "actor");
     ensure_eq!(
-        query_ids(&ctx, RequestFilter { actor: Some("requester".into()), ..f() }).await?,
+        query_ids(&ctx, RequestFilter { actor: Some(Actor::user("requester")), ..f() }).await?,
         vec![deleter.id, plain.id],
         "actor"
     );

@@ -17,8 +17,8 @@ fn full_spec(ctx: &CaseContext) -> NewRequest {
     );
     NewRequest::new(ctx.workspace.clone(), TargetRef::new("feature_flag", unique("flag")), "enable", requested_by)
         .intent("roll out to 10% of traffic")
-        .approval("lead", 1)
-        .approval("security", 2)
+        .approval(Actor::user("lead"), 1)
+        .approval(Actor::user("security"), 2)
         .expected_version(42, StaleStrategy::RequireRenewedApproval)
         .expires_at(instant(86_400))
         .idempotency_key(unique("key"))
@@ -51,7 +51,7 @@ pub async fn round_trip_request_minimal(ctx: CaseContext) -> CaseResult {
 /// State written by transitions (decisions with delegation and comments,
 /// pending reason, superseded-by) reads back equal.
 pub async fn round_trip_transition_state(ctx: CaseContext) -> CaseResult {
-    let request = create(&ctx, spec(&ctx).approval("lead", 1).approval("cto", 2)).await?;
+    let request = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1).approval(Actor::user("cto"), 2)).await?;
     act(&ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     let lead = Principal::delegated(Actor::user("lead"), vec![Actor::user("vp")]);
     let decided =
@@ -59,7 +59,10 @@ pub async fn round_trip_transition_state(ctx: CaseContext) -> CaseResult {
             .await?;
     let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
     ensure_eq!(&read, decided.request(), "a request after a decision round-trips");
-    let superseded = act(&ctx, request.id, &requester(), Action::Supersede { by: RequestId::new() }).await?;
+    let mut newer = spec(&ctx);
+    newer.target = request.spec.target.clone();
+    let newer = create(&ctx, newer).await?;
+    let superseded = ctx.service.supersede(&ctx.workspace, request.id, newer.id, &requester()).await?;
     let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
     ensure_eq!(&read, superseded.request(), "superseded_by round-trips");
     Ok(())
