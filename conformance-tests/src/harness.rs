@@ -59,6 +59,8 @@ pub trait RawHistoryAccess: Send + Sync {
     async fn try_update(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
     /// Tries to remove a stored record with a plain DELETE.
     async fn try_delete(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Tries to empty the history table (TRUNCATE where the backend has it).
+    async fn try_truncate(&self) -> Result<(), String>;
 }
 
 /// Something a store needs alive while a case runs (a temporary directory,

@@ -119,12 +119,16 @@ pub async fn run_case(factory: Arc<dyn StoreFactory>, case: &'static Case) -> Ca
         Err(error) => return report(CaseStatus::Skipped, Some(error.to_string())),
     };
     // A task of its own turns a panic into a failure instead of aborting the run.
-    let task = tokio::spawn((case.run)(CaseContext::new(opened)));
-    match tokio::time::timeout(CASE_TIMEOUT, task).await {
+    let mut task = tokio::spawn((case.run)(CaseContext::new(opened)));
+    match tokio::time::timeout(CASE_TIMEOUT, &mut task).await {
         Ok(Ok(Ok(()))) => report(CaseStatus::Passed, None),
         Ok(Ok(Err(failure))) => report(CaseStatus::Failed, Some(failure.0)),
         Ok(Err(join)) => report(CaseStatus::Failed, Some(panic_message(join))),
-        Err(_) => report(CaseStatus::Failed, Some(format!("timed out after {CASE_TIMEOUT:?}"))),
+        Err(_) => {
+            // Stop it, so it no longer touches the database.
+            task.abort();
+            report(CaseStatus::Failed, Some(format!("timed out after {CASE_TIMEOUT:?}")))
+        }
     }
 }
 
@@ -160,12 +164,24 @@ pub async fn run_suite(factory: Arc<dyn StoreFactory>, parallelism: usize) -> Pr
     }
     let mut cases: Vec<Option<CaseReport>> = vec![None; CASES.len()];
     while let Some(joined) = tasks.join_next().await {
-        // run_case catches panics itself, so a join error means the runtime is shutting down.
         if let Ok((index, report)) = joined {
             cases[index] = Some(report);
         }
     }
-    let cases = cases.into_iter().flatten().collect();
+    // run_case catches panics itself; a case without a report still shows, as failed.
+    let cases = cases
+        .into_iter()
+        .zip(CASES)
+        .map(|(report, case)| {
+            report.unwrap_or_else(|| CaseReport {
+                name: case.name,
+                group: case.group.name(),
+                status: CaseStatus::Failed,
+                ms: 0,
+                message: Some("the case's task ended without a report".into()),
+            })
+        })
+        .collect();
     ProviderReport::new(name, ProviderStatus::Ran, None, cases)
 }
 

@@ -70,6 +70,30 @@ pub async fn history_atomic_with_state(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// A transition or creation whose record cannot be written (its id is taken)
+/// writes nothing at all: the request keeps its revision.
+pub async fn history_atomic_on_record_failure(ctx: CaseContext) -> CaseResult {
+    let request = create(&ctx, spec(&ctx)).await?;
+    let transition = lifecycle::apply(&request, &requester(), &Action::Approve, Timestamp::now())?;
+    let squatter =
+        HistoryRecord::with_id(transition.records()[0].id, evidence(&ctx, Decision::Denied), Timestamp::now())?;
+    ctx.store.append_history(&[squatter]).await?;
+    let e = expect_err(ctx.store.commit_transition(&transition).await, "commit with a taken record id")?;
+    ensure!(matches!(e, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {e:?}");
+    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
+    ensure_eq!((read.status, read.revision), (RequestStatus::Created, 1), "the request did not move");
+    ensure_eq!(ctx.store.history_for_request(&ctx.workspace, request.id).await?.len(), 1, "no partial history");
+
+    let creation = lifecycle::create(spec(&ctx), RequestId::new(), Timestamp::now())?;
+    let squatter = HistoryRecord::with_id(creation.record().id, evidence(&ctx, Decision::Denied), Timestamp::now())?;
+    ctx.store.append_history(&[squatter]).await?;
+    let e = expect_err(ctx.store.create_request(&creation).await, "create with a taken record id")?;
+    ensure!(matches!(e, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {e:?}");
+    let e = expect_err(ctx.store.get_request(&ctx.workspace, creation.request().id).await, "half-created request")?;
+    ensure!(e.is_not_found(), "the request was not stored without its record: {e:?}");
+    Ok(())
+}
+
 /// Unknown ids: history of an unknown request is empty; an unknown record is NotFound.
 pub async fn history_missing(ctx: CaseContext) -> CaseResult {
     ensure!(ctx.store.history_for_request(&ctx.workspace, RequestId::new()).await?.is_empty(), "empty history");
@@ -262,6 +286,18 @@ pub async fn idempotency_history_conflict(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// Re-sending a stored record unchanged (same id and content, no key) is a
+/// replay; the same id with other content is AlreadyExists.
+pub async fn idempotency_history_resend(ctx: CaseContext) -> CaseResult {
+    let first = append(&ctx, evidence(&ctx, Decision::Denied)).await?;
+    let again = ctx.store.append_history(std::slice::from_ref(&first)).await?;
+    ensure!(again[0].is_replay(), "an unchanged re-send is a replay: {again:?}");
+    ensure_eq!(again[0].value(), &first, "the replay is the stored record");
+    let all = ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &PageRequest::all()).await?;
+    ensure_eq!(all.items.len(), 1, "one row");
+    Ok(())
+}
+
 /// Within one batch a repeated key is a replay of the earlier record.
 pub async fn idempotency_history_within_batch(ctx: CaseContext) -> CaseResult {
     let mut e = evidence(&ctx, Decision::Denied);
@@ -336,13 +372,29 @@ pub async fn append_only_no_rewrite(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// The database itself refuses UPDATE and DELETE of history rows.
+/// Lifecycle records only come with their transition: a standalone append of
+/// one is a validation error.
+pub async fn append_only_lifecycle_records_need_a_transition(ctx: CaseContext) -> CaseResult {
+    let request = create(&ctx, spec(&ctx)).await?;
+    let mut forged = evidence(&ctx, Decision::Approved);
+    forged.category = governance_abstractions::HistoryCategory::Lifecycle;
+    forged.code = governance_abstractions::codes::REQUEST_EXECUTED.into();
+    forged.request = Some(governance_abstractions::RequestRef { id: request.id, revision: 7 });
+    let forged = HistoryRecord::new(forged, Timestamp::now())?;
+    let e = expect_err(ctx.store.append_history(&[forged]).await, "standalone lifecycle record")?;
+    ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
+    ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "nothing added");
+    Ok(())
+}
+
+/// The database itself refuses UPDATE, DELETE and TRUNCATE of history rows.
 pub async fn append_only_enforced_by_database(ctx: CaseContext) -> CaseResult {
     let raw =
         ctx.raw_history.clone().ok_or_else(|| CaseFailure("the factory declared raw access but gave none".into()))?;
     let original = append(&ctx, evidence(&ctx, Decision::Denied)).await?;
     ensure!(raw.try_update(&ctx.workspace, original.id).await.is_err(), "UPDATE of a history row was accepted");
     ensure!(raw.try_delete(&ctx.workspace, original.id).await.is_err(), "DELETE of a history row was accepted");
+    ensure!(raw.try_truncate().await.is_err(), "TRUNCATE of the history table was accepted");
     ensure_eq!(ctx.store.get_history_record(&ctx.workspace, original.id).await?, original, "unchanged");
     Ok(())
 }

@@ -22,8 +22,9 @@ async fn ensure_empty(ctx: &CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// Stores `spec` directly (bypassing the service's own validation) and
-/// expects a validation error matching `want`.
+/// Refuses `spec` both through `lifecycle::create` (which validates before
+/// any store sees it) and through the service, with a validation error
+/// matching `want`.
 async fn refused_request(
     ctx: &CaseContext,
     what: &str,
@@ -142,7 +143,45 @@ pub async fn bad_input_inconsistent(ctx: CaseContext) -> CaseResult {
     )?;
     ensure!(is_validation(&e, nul), "got {e:?}");
     ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "the refused transition changed nothing");
+
+    // A transition computed from a tampered copy reaches the store, which refuses it.
+    let mut tampered = request.clone();
+    tampered.spec.intent = "sneaky\0".into();
+    let forged = lifecycle::apply(&tampered, &requester(), &Action::Annotate { metadata: json!(1) }, Timestamp::now())?;
+    let e = expect_err(ctx.store.commit_transition(&forged).await, "transition with an invalid state")?;
+    ensure!(is_validation(&e, nul), "invalid state: got {e:?}");
+    let mut approved = request.clone();
+    approved.status = governance_abstractions::RequestStatus::Approved;
+    let forged =
+        lifecycle::apply(&approved, &requester(), &Action::Execute { current_version: None }, Timestamp::now())?;
+    let e = expect_err(ctx.store.commit_transition(&forged).await, "transition from a forged status")?;
+    ensure!(is_validation(&e, |p| matches!(p, ValidationProblem::Inconsistent(_))), "forged status: got {e:?}");
+    ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "forged transitions changed nothing");
     Ok(())
+}
+
+/// Filters and JSON payloads that no backend could store or match are
+/// validation errors, the same on every provider.
+pub async fn bad_input_filters_and_json(ctx: CaseContext) -> CaseResult {
+    let nul_actor = RequestFilter { actor: Some(Actor::user("a\0")), ..RequestFilter::default() };
+    let e = expect_err(ctx.store.query_requests(&ctx.workspace, &nul_actor, &PageRequest::all()).await, "filter")?;
+    ensure!(is_validation(&e, nul), "request filter with NUL: {e:?}");
+    let nul_code = HistoryFilter { code: Some("\0".into()), ..HistoryFilter::default() };
+    let e = expect_err(ctx.store.query_history(&ctx.workspace, &nul_code, &PageRequest::all()).await, "filter")?;
+    ensure!(is_validation(&e, nul), "history filter with NUL: {e:?}");
+    let mut deep = json!(0);
+    for _ in 0..=limits::MAX_JSON_DEPTH {
+        deep = json!({ "d": deep });
+    }
+    let too_deep = |p: &ValidationProblem| matches!(p, ValidationProblem::TooDeep { .. });
+    refused_request(&ctx, "deep metadata", spec(&ctx).metadata(deep), too_deep).await?;
+    let big = json!({ "n": 9_007_199_254_740_993u64 });
+    let out_of_range = |p: &ValidationProblem| *p == ValidationProblem::OutOfRange;
+    refused_request(&ctx, "unsafe integer", spec(&ctx).metadata(big.clone()), out_of_range).await?;
+    let mut e = evidence(&ctx, Decision::Denied);
+    e.request_json = Some(big);
+    refused_record(&ctx, "unsafe integer", HistoryRecord::new(e, Timestamp::now())?, out_of_range).await?;
+    ensure_empty(&ctx).await
 }
 
 fn payload(bytes: usize) -> Value {

@@ -350,9 +350,33 @@ pub async fn approval_one_approver_many_steps(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// An approver is an actor: the same id of another kind, or someone acting
+/// on the approver's behalf, does not decide.
+pub async fn approval_matches_actor_kind(ctx: CaseContext) -> CaseResult {
+    let id = awaiting_approval(&ctx, &[("security", 1)]).await?;
+    let service_account: governance_abstractions::Principal = Actor::service("security").into();
+    let e = expect_err(act(&ctx, id, &service_account, decide(Verdict::Approved)).await, "service with the same id")?;
+    ensure!(refused_by(&e, TransitionRule::NotAnApprover), "expected NotAnApprover, got {e:?}");
+    let delegate =
+        governance_abstractions::Principal::delegated(Actor::user("assistant"), vec![Actor::user("security")]);
+    let e = expect_err(act(&ctx, id, &delegate, decide(Verdict::Approved)).await, "delegate")?;
+    ensure!(refused_by(&e, TransitionRule::NotAnApprover), "expected NotAnApprover, got {e:?}");
+    let on_behalf = governance_abstractions::Principal::delegated(Actor::user("security"), vec![Actor::user("cto")]);
+    let t = act(&ctx, id, &on_behalf, decide(Verdict::Approved)).await?;
+    ensure_eq!(t.request().status, Approved, "the approver decides, whoever they act for");
+    Ok(())
+}
+
 /// Approval rules: deciding needs Pending(Approval); direct approval is refused
-/// while requirements exist; waiting for approval needs requirements.
+/// while requirements exist; waiting for approval needs requirements; one
+/// approver holds one requirement per step; renewal needs approvers.
 pub async fn approval_preconditions(ctx: CaseContext) -> CaseResult {
+    let twice = spec(&ctx).approval(Actor::user("a"), 1).approval(Actor::user("a"), 1);
+    let e = expect_err(ctx.service.create(twice).await, "an approver twice in one step")?;
+    ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
+    let renew = spec(&ctx).expected_version(1, StaleStrategy::RequireRenewedApproval);
+    let e = expect_err(ctx.service.create(renew).await, "renewal without approvers")?;
+    ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
     let with = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1)).await?;
     let e = expect_err(act(&ctx, with.id, &user("lead"), decide(Verdict::Approved)).await, "decide on created")?;
     ensure!(refused_by(&e, TransitionRule::NotAwaitingApproval), "expected NotAwaitingApproval, got {e:?}");

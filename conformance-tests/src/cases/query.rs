@@ -1,8 +1,9 @@
 //! Tenant isolation, query filters and keyset pagination.
 
 use governance_abstractions::{
-    Action, Actor, Cursor, GovernanceError, GovernanceRequest, HistoryFilter, Page, PageRequest, PendingReason,
-    RequestFilter, RequestId, RequestStatus, TimeRange, Timestamp, lifecycle,
+    Action, Actor, CountBy, CountQuery, Cursor, Decision, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryRecord, Page, PageRequest, PendingReason, RequestFilter, RequestId, RequestStatus, TimeRange, Timestamp,
+    lifecycle,
 };
 
 use crate::fixtures::*;
@@ -34,6 +35,15 @@ pub async fn isolation_reads_scoped(ctx: CaseContext) -> CaseResult {
         let e = expect_err(ctx.store.get_history_record(&other, record.id).await, "record from another workspace")?;
         ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
     }
+    append(&ctx, evidence(&ctx, Decision::Denied)).await?;
+    let counts = ctx.store.count_history(&other, &CountQuery::new(CountBy::Decision, Default::default())).await?;
+    ensure!(counts.is_empty(), "counts elsewhere: {counts:?}");
+    let by_request = HistoryFilter { request_id: Some(request.id), ..HistoryFilter::default() };
+    ensure!(ctx.store.query_history(&other, &by_request, &PageRequest::all()).await?.items.is_empty(), "by request");
+    let due = create(&ctx, spec(&ctx).expires_at(past())).await?;
+    ensure!(ctx.store.due_for_expiry(&other, Timestamp::now(), 10).await?.is_empty(), "due elsewhere");
+    ensure!(ctx.service.expire_due(&other, Timestamp::now()).await?.is_empty(), "a sweep elsewhere expires nothing");
+    ensure_eq!(ctx.store.get_request(&ctx.workspace, due.id).await?.status, RequestStatus::Created, "still due here");
     Ok(())
 }
 
@@ -51,6 +61,15 @@ pub async fn isolation_same_ids_independent(ctx: CaseContext) -> CaseResult {
     let there_now = ctx.store.get_request(&other, id).await?;
     ensure_eq!((there_now.status, there_now.revision), (RequestStatus::Created, 1), "there is untouched");
     ensure_eq!(ctx.store.history_for_request(&other, id).await?.len(), 1, "history there is its own");
+    let record = HistoryRecord::new(evidence(&ctx, Decision::Denied), Timestamp::now())?;
+    let mut twin = evidence(&ctx, Decision::Approved);
+    twin.workspace_id = other.clone();
+    let twin = HistoryRecord::with_id(record.id, twin, Timestamp::now())?;
+    ctx.store.append_history(std::slice::from_ref(&record)).await?;
+    let stored = ctx.store.append_history(std::slice::from_ref(&twin)).await?;
+    ensure!(!stored[0].is_replay(), "one record id in two workspaces is two records");
+    ensure_eq!(ctx.store.get_history_record(&other, record.id).await?, twin, "there");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, record.id).await?, record, "here");
     Ok(())
 }
 
@@ -197,12 +216,27 @@ async fn walk(ctx: &CaseContext, page_size: Option<u32>, backward: bool) -> Resu
     Err(CaseFailure("paging did not end".into()))
 }
 
-/// Page sizes 1, 2, 7 and unbounded give the same rows in the same order, both ways.
-pub async fn paging_sizes_agree(ctx: CaseContext) -> CaseResult {
-    let mut want = Vec::new();
-    for offset in 0..15 {
-        want.push(create_at(&ctx, spec(&ctx), instant(offset)).await?.id);
+/// Stores `n` requests whose ids run against their creation times (the
+/// newest row gets the smallest id) in groups of `same_time` equal
+/// timestamps; returns them in `(created_at, id)` order.
+async fn rows_against_time(ctx: &CaseContext, n: usize, same_time: usize) -> Result<Vec<RequestId>, CaseFailure> {
+    let mut ids: Vec<RequestId> = (0..n).map(|_| RequestId::new()).collect();
+    ids.reverse();
+    let mut rows = Vec::new();
+    for (index, id) in ids.into_iter().enumerate() {
+        let at = instant((index / same_time) as i64);
+        let creation = lifecycle::create(spec(ctx), id, at)?;
+        ctx.store.create_request(&creation).await?;
+        rows.push((at, id.as_uuid(), id));
     }
+    rows.sort();
+    Ok(rows.into_iter().map(|(_, _, id)| id).collect())
+}
+
+/// Page sizes 1, 2, 7 and unbounded give the same rows in the same order,
+/// both ways, with ids that run against time and timestamps that repeat.
+pub async fn paging_sizes_agree(ctx: CaseContext) -> CaseResult {
+    let want = rows_against_time(&ctx, 15, 2).await?;
     for size in [Some(1), Some(2), Some(7), None] {
         ensure_eq!(walk(&ctx, size, false).await?, want, "forward with page size {size:?}");
         let mut reversed = want.clone();
@@ -212,14 +246,10 @@ pub async fn paging_sizes_agree(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// Rows sharing one timestamp are ordered by id and paged without duplicates or gaps.
+/// Rows sharing one timestamp are ordered by id (not by insertion) and paged
+/// without duplicates or gaps.
 pub async fn paging_equal_timestamps(ctx: CaseContext) -> CaseResult {
-    let at = instant(0);
-    let mut want = Vec::new();
-    for _ in 0..9 {
-        want.push(create_at(&ctx, spec(&ctx), at).await?.id);
-    }
-    want.sort_by_key(|id| id.as_uuid());
+    let want = rows_against_time(&ctx, 9, 9).await?;
     for size in [Some(1), Some(2), Some(4), None] {
         ensure_eq!(walk(&ctx, size, false).await?, want, "forward, size {size:?}");
         let mut reversed = want.clone();
@@ -280,6 +310,21 @@ pub async fn paging_resume_after_end(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// A page size of 0 is a validation error, and a cursor is only valid in the
+/// direction it was made for.
+pub async fn paging_bad_requests(ctx: CaseContext) -> CaseResult {
+    create(&ctx, spec(&ctx)).await?;
+    let all = RequestFilter::default();
+    let e = expect_err(ctx.store.query_requests(&ctx.workspace, &all, &PageRequest::first(0)).await, "limit 0")?;
+    ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
+    let forward = ctx.store.query_requests(&ctx.workspace, &all, &PageRequest::first(1)).await?;
+    let cursor = forward.next.ok_or_else(|| CaseFailure("expected a cursor".into()))?;
+    let backward = PageRequest::first(1).backward().after(cursor);
+    let e = expect_err(ctx.store.query_requests(&ctx.workspace, &all, &backward).await, "cursor reversed")?;
+    ensure!(matches!(e, GovernanceError::InvalidCursor { .. }), "expected InvalidCursor, got {e:?}");
+    Ok(())
+}
+
 /// Cursors that the library did not produce are InvalidCursor on every read.
 pub async fn paging_invalid_cursor(ctx: CaseContext) -> CaseResult {
     create(&ctx, spec(&ctx)).await?;
@@ -290,10 +335,10 @@ pub async fn paging_invalid_cursor(ctx: CaseContext) -> CaseResult {
     for bad in [
         "",
         "garbage",
-        "g1zzzz",
+        "g1fzzzz",
         truncated.as_str(),
         tampered.as_str(),
-        "g1ffffffffffffffff00000000000000000000000000000000",
+        "g1fffffffffffffffff00000000000000000000000000000000",
     ] {
         let page = PageRequest::first(5).after(Cursor::from(bad));
         let e = expect_err(
