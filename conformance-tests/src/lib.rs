@@ -44,6 +44,7 @@
 //! `cargo test my_backend::cas_` then runs the compare-and-set group.
 
 pub mod cases;
+pub mod databases;
 mod fixtures;
 mod harness;
 pub mod providers;

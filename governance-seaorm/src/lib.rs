@@ -1,1 +1,264 @@
-//! Not implemented yet: the SeaORM provider for SQLite, PostgreSQL and MySQL (issue 4). This crate has no API.
+//! Governance requests and audit history on SeaORM 2: **SQLite** (the
+//! embedded default), **PostgreSQL** and **MySQL/MariaDB**, one code path.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use governance_abstractions::{Actor, GovernanceService, NewRequest, TargetRef, WorkspaceId};
+//! use governance_seaorm::SeaOrmStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("governance.db");
+//! // Opens (creating if needed) a database file, tuned and migrated.
+//! let store = SeaOrmStore::open_sqlite(&path).await?;
+//! let service = GovernanceService::new(Arc::new(store));
+//! let ws = WorkspaceId::new("acme")?;
+//! let spec = NewRequest::new(ws, TargetRef::new("flag", "beta"), "enable", Actor::user("dev"));
+//! let request = service.create(spec).await?.into_inner();
+//! assert_eq!(request.revision, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it keeps the contract
+//!
+//! - **Optimistic concurrency by hand**: a transition is one
+//!   `UPDATE … WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?`
+//!   whose affected-row count decides (sqlx reports *matched* rows on MySQL,
+//!   and the revision always changes, so the count is exact everywhere), then
+//!   the history rows, in one transaction.
+//! - **Append-only**: triggers refuse UPDATE and DELETE of history rows on all
+//!   three backends; TRUNCATE is refused by a trigger on PostgreSQL and by a
+//!   foreign-key guard on MySQL (SQLite has no TRUNCATE).
+//! - **Errors**: unique violations become replays, `AlreadyExists` or
+//!   `IdempotencyConflict`; serialization failures, deadlocks and a busy
+//!   SQLite database are retryable `Backend` errors; lost connections are
+//!   `Unavailable`. The driver error is kept as the source.
+//! - **Same-transaction placement**: [`SeaOrmStore::append_history_in`],
+//!   [`SeaOrmStore::commit_transition_in`] and
+//!   [`SeaOrmStore::create_request_in`] write inside the application's own
+//!   [`DatabaseTransaction`], next to its domain writes. Each runs in a
+//!   savepoint, so a refused write leaves the caller's transaction usable.
+
+mod convert;
+pub mod entity;
+mod error;
+pub mod migration;
+mod read;
+mod write;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governance_abstractions::{
+    Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader, HistoryRecord,
+    HistoryWriter, Page, PageRequest, RecordId, RequestFilter, RequestId, RequestReader, RequestWriter, Result, Stored,
+    Transition, WorkspaceId,
+};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use migration::Migrator;
+pub use sea_orm;
+
+/// How long a SQLite writer waits for the write lock before giving up.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A governance store over a SeaORM [`DatabaseConnection`]. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+}
+
+impl SeaOrmStore {
+    /// Wraps a connection. Run [`migrate`](Self::migrate) (or [`Migrator`])
+    /// before first use.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Connects to a `postgres://`, `mysql://` or `sqlite:` URL (not migrated).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Database::connect(url).await.map(Self::new).map_err(error::map)
+    }
+
+    /// Opens (creating if needed) a SQLite database file with WAL journaling,
+    /// a busy timeout, foreign keys and `synchronous = NORMAL`, and migrates it.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(unavailable)?;
+        let store = Self::new(DatabaseConnection::from(pool));
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A migrated in-memory SQLite database. It lives on exactly one pooled
+    /// connection that is never closed: with more, each connection would see
+    /// its own empty database.
+    pub async fn open_sqlite_in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?.foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        let store = Self::new(DatabaseConnection::from(pool));
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection, for the application's own queries and transactions.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies pending migrations. Re-runnable, and safe when several
+    /// processes start at once: the run holds a database-wide lock
+    /// (PostgreSQL advisory lock, MySQL `GET_LOCK`, SQLite write lock).
+    pub async fn migrate(&self) -> Result<()> {
+        let db = &self.db;
+        match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let txn = db.begin().await.map_err(error::map)?;
+                txn.execute_unprepared("SELECT pg_advisory_xact_lock(7254365001)").await.map_err(error::map)?;
+                Migrator::up(&txn, None).await.map_err(error::map)?;
+                txn.commit().await.map_err(error::map)
+            }
+            DbBackend::MySql => {
+                // A transaction pins one pooled connection to hold the named lock;
+                // MySQL DDL commits on its own, so the migration runs beside it.
+                let lock = db.begin().await.map_err(error::map)?;
+                let got = lock
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::MySql,
+                        "SELECT GET_LOCK('governance_migrations', 120) AS got",
+                    ))
+                    .await
+                    .map_err(error::map)?
+                    .map(|row| row.try_get::<Option<i64>>("", "got"))
+                    .transpose()
+                    .map_err(error::map)?
+                    .flatten();
+                if got != Some(1) {
+                    return Err(GovernanceError::backend(true, "timed out waiting for the migration lock"));
+                }
+                let migrated = Migrator::up(db, None).await.map_err(error::map);
+                lock.execute_unprepared("DO RELEASE_LOCK('governance_migrations')").await.map_err(error::map)?;
+                lock.rollback().await.map_err(error::map)?;
+                migrated
+            }
+            _ => {
+                let options = TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                };
+                let txn = db.begin_with_options(options).await.map_err(error::map)?;
+                Migrator::up(&txn, None).await.map_err(error::map)?;
+                txn.commit().await.map_err(error::map)
+            }
+        }
+    }
+
+    /// Creates a request inside the caller's transaction (in a savepoint).
+    pub async fn create_request_in(
+        &self,
+        txn: &DatabaseTransaction,
+        creation: &Creation,
+    ) -> Result<Stored<GovernanceRequest>> {
+        write::create_request(txn, creation).await
+    }
+
+    /// Commits a transition inside the caller's transaction (in a savepoint):
+    /// it becomes durable when, and only if, the caller commits.
+    pub async fn commit_transition_in(&self, txn: &DatabaseTransaction, transition: &Transition) -> Result<()> {
+        write::commit_transition(txn, transition).await
+    }
+
+    /// Appends evidence inside the caller's transaction (in a savepoint),
+    /// next to the domain write it justifies.
+    pub async fn append_history_in(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[HistoryRecord],
+    ) -> Result<Vec<Stored<HistoryRecord>>> {
+        write::append_history(txn, records, true).await
+    }
+}
+
+fn unavailable(error: sea_orm::sqlx::Error) -> GovernanceError {
+    GovernanceError::Unavailable { source: Box::new(error) }
+}
+
+#[async_trait]
+impl RequestWriter for SeaOrmStore {
+    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
+        write::create_request(&self.db, creation).await
+    }
+
+    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
+        write::commit_transition(&self.db, transition).await
+    }
+}
+
+#[async_trait]
+impl RequestReader for SeaOrmStore {
+    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
+        read::get_request(&self.db, workspace, id).await
+    }
+
+    async fn query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<GovernanceRequest>> {
+        read::query_requests(&self.db, workspace, filter, page).await
+    }
+}
+
+#[async_trait]
+impl HistoryWriter for SeaOrmStore {
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
+        write::append_history(&self.db, records, false).await
+    }
+}
+
+#[async_trait]
+impl HistoryReader for SeaOrmStore {
+    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
+        read::get_history_record(&self.db, workspace, id).await
+    }
+
+    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
+        read::history_for_request(&self.db, workspace, request).await
+    }
+
+    async fn query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<HistoryRecord>> {
+        read::query_history(&self.db, workspace, filter, page).await
+    }
+
+    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+        read::count_history(&self.db, workspace, query).await
+    }
+}

@@ -1,0 +1,308 @@
+//! The schema, as a `sea-orm-migration` [`Migrator`] an application can run
+//! (or call [`SeaOrmStore::migrate`](crate::SeaOrmStore::migrate), which also
+//! serialises concurrent runs).
+//!
+//! Each backend gets its own DDL: binary collation for identifiers and
+//! `DATETIME(6)` on MySQL, `jsonb` on PostgreSQL, and on every backend the
+//! database itself refuses UPDATE, DELETE (and TRUNCATE) of history rows.
+
+use sea_orm::DbBackend;
+use sea_orm_migration::prelude::*;
+
+/// Runs the governance schema migrations. Its bookkeeping table is
+/// `governance_migrations`, so it never mixes with the application's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateTables)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "governance_migrations".into_iden()
+    }
+}
+
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m20261123_000001_create_governance_tables"
+    }
+}
+
+// async-trait's expansion names the manager's lifetime itself.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let statements: &[&str] = match manager.get_database_backend() {
+            DbBackend::Postgres => POSTGRES,
+            DbBackend::MySql => MYSQL,
+            DbBackend::Sqlite => SQLITE,
+            other => return Err(DbErr::Migration(format!("unsupported backend {other:?}"))),
+        };
+        for statement in statements {
+            manager.get_connection().execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+// Times are `timestamp` holding UTC: the provider binds naive UTC values on
+// every backend (see the entity module), so no session time zone applies.
+const POSTGRES: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_requests (
+        workspace_id text NOT NULL,
+        id uuid NOT NULL,
+        state_type text NOT NULL,
+        state_id text NOT NULL,
+        operation text NOT NULL,
+        actor_kind text NOT NULL,
+        actor_id text NOT NULL,
+        requested_by jsonb NOT NULL,
+        intent text NOT NULL,
+        status text NOT NULL,
+        pending_reason text,
+        approvals jsonb NOT NULL,
+        expected_state_version bigint,
+        stale_strategy text NOT NULL,
+        expires_at timestamp,
+        superseded_by uuid,
+        idempotency_key text,
+        category text,
+        tags jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        revision bigint NOT NULL,
+        created_at timestamp NOT NULL,
+        updated_at timestamp NOT NULL,
+        creation_digest text NOT NULL,
+        PRIMARY KEY (workspace_id, id)
+    )"#,
+    "CREATE UNIQUE INDEX IF NOT EXISTS governance_requests_idempotency
+        ON governance_requests (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_requests_created ON governance_requests (workspace_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_pending
+        ON governance_requests (workspace_id, pending_reason, created_at, id) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_target
+        ON governance_requests (workspace_id, state_type, state_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, expires_at)
+        WHERE expires_at IS NOT NULL AND status IN ('created', 'pending', 'approved')",
+    r#"CREATE TABLE IF NOT EXISTS governance_history (
+        workspace_id text NOT NULL,
+        id uuid NOT NULL,
+        request_id uuid,
+        request_revision bigint,
+        category text NOT NULL,
+        code text NOT NULL,
+        actor_kind text NOT NULL,
+        actor_id text NOT NULL,
+        actor jsonb NOT NULL,
+        object_type text NOT NULL,
+        operation text NOT NULL,
+        decision text,
+        outcome text,
+        reason text,
+        reason_codes jsonb NOT NULL,
+        correlation_id text,
+        trace_hash text,
+        idempotency_key text,
+        policy_version text,
+        latency_us bigint,
+        request_json jsonb,
+        response_json jsonb,
+        redaction_policy text,
+        redaction_version text,
+        created_at timestamp NOT NULL,
+        content_hash text NOT NULL,
+        PRIMARY KEY (workspace_id, id)
+    )"#,
+    "CREATE UNIQUE INDEX IF NOT EXISTS governance_history_idempotency
+        ON governance_history (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_history_created ON governance_history (workspace_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_history_request
+        ON governance_history (workspace_id, request_id, request_revision, created_at, id) WHERE request_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_history_decision
+        ON governance_history (workspace_id, decision, created_at) WHERE decision IS NOT NULL",
+    r#"CREATE OR REPLACE FUNCTION governance_history_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'governance_history is append-only: % refused', TG_OP USING ERRCODE = '55000';
+        END
+    $$"#,
+    "CREATE OR REPLACE TRIGGER governance_history_no_rewrite BEFORE UPDATE OR DELETE ON governance_history
+        FOR EACH ROW EXECUTE FUNCTION governance_history_append_only()",
+    "CREATE OR REPLACE TRIGGER governance_history_no_truncate BEFORE TRUNCATE ON governance_history
+        FOR EACH STATEMENT EXECUTE FUNCTION governance_history_append_only()",
+    // ALWAYS: the triggers fire under session_replication_role = replica too.
+    "ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_no_rewrite",
+    "ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_no_truncate",
+];
+
+// Identifiers are VARCHAR with a binary collation: byte-exact and
+// case-sensitive. Index prefixes keep the target key under InnoDB's 3072 bytes.
+const MYSQL: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_requests (
+        workspace_id VARCHAR(255) NOT NULL,
+        id BINARY(16) NOT NULL,
+        state_type VARCHAR(255) NOT NULL,
+        state_id VARCHAR(255) NOT NULL,
+        operation VARCHAR(255) NOT NULL,
+        actor_kind VARCHAR(32) NOT NULL,
+        actor_id VARCHAR(255) NOT NULL,
+        requested_by JSON NOT NULL,
+        intent TEXT NOT NULL,
+        status VARCHAR(32) NOT NULL,
+        pending_reason VARCHAR(32) NULL,
+        approvals JSON NOT NULL,
+        expected_state_version BIGINT NULL,
+        stale_strategy VARCHAR(64) NOT NULL,
+        expires_at DATETIME(6) NULL,
+        superseded_by BINARY(16) NULL,
+        idempotency_key VARCHAR(255) NULL,
+        category VARCHAR(255) NULL,
+        tags JSON NOT NULL,
+        metadata JSON NOT NULL,
+        revision BIGINT NOT NULL,
+        created_at DATETIME(6) NOT NULL,
+        updated_at DATETIME(6) NOT NULL,
+        creation_digest CHAR(64) NOT NULL,
+        PRIMARY KEY (workspace_id, id),
+        UNIQUE KEY governance_requests_idempotency (workspace_id, idempotency_key),
+        KEY governance_requests_created (workspace_id, created_at, id),
+        KEY governance_requests_status (workspace_id, status, pending_reason, created_at, id),
+        KEY governance_requests_target (workspace_id, state_type(64), state_id(191), created_at, id),
+        KEY governance_requests_expiry (workspace_id, expires_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    r#"CREATE TABLE IF NOT EXISTS governance_history (
+        workspace_id VARCHAR(255) NOT NULL,
+        id BINARY(16) NOT NULL,
+        request_id BINARY(16) NULL,
+        request_revision BIGINT NULL,
+        category VARCHAR(32) NOT NULL,
+        code VARCHAR(255) NOT NULL,
+        actor_kind VARCHAR(32) NOT NULL,
+        actor_id VARCHAR(255) NOT NULL,
+        actor JSON NOT NULL,
+        object_type VARCHAR(255) NOT NULL,
+        operation VARCHAR(255) NOT NULL,
+        decision VARCHAR(16) NULL,
+        outcome VARCHAR(16) NULL,
+        reason TEXT NULL,
+        reason_codes JSON NOT NULL,
+        correlation_id VARCHAR(255) NULL,
+        trace_hash VARCHAR(255) NULL,
+        idempotency_key VARCHAR(255) NULL,
+        policy_version VARCHAR(255) NULL,
+        latency_us BIGINT NULL,
+        request_json JSON NULL,
+        response_json JSON NULL,
+        redaction_policy VARCHAR(255) NULL,
+        redaction_version VARCHAR(255) NULL,
+        created_at DATETIME(6) NOT NULL,
+        content_hash CHAR(64) NOT NULL,
+        PRIMARY KEY (workspace_id, id),
+        UNIQUE KEY governance_history_idempotency (workspace_id, idempotency_key),
+        KEY governance_history_created (workspace_id, created_at, id),
+        KEY governance_history_request (workspace_id, request_id, request_revision, created_at, id),
+        KEY governance_history_decision (workspace_id, decision, created_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    "CREATE TRIGGER governance_history_no_update BEFORE UPDATE ON governance_history FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: UPDATE refused'",
+    "CREATE TRIGGER governance_history_no_delete BEFORE DELETE ON governance_history FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: DELETE refused'",
+    // TRUNCATE fires no trigger on MySQL; InnoDB refuses to truncate a table
+    // that a foreign key references, so this empty table guards it.
+    r#"CREATE TABLE IF NOT EXISTS governance_history_truncate_guard (
+        workspace_id VARCHAR(255) NOT NULL,
+        id BINARY(16) NOT NULL,
+        PRIMARY KEY (workspace_id, id),
+        CONSTRAINT governance_history_truncate_guard_fk FOREIGN KEY (workspace_id, id)
+            REFERENCES governance_history (workspace_id, id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+];
+
+// SQLite compares TEXT with the BINARY collation by default (byte-exact).
+// Timestamps are stored by the driver as RFC 3339 text with a fixed-width
+// date and time, which sorts in time order.
+const SQLITE: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_requests (
+        workspace_id TEXT NOT NULL,
+        id BLOB NOT NULL,
+        state_type TEXT NOT NULL,
+        state_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pending_reason TEXT,
+        approvals TEXT NOT NULL,
+        expected_state_version INTEGER,
+        stale_strategy TEXT NOT NULL,
+        expires_at TEXT,
+        superseded_by BLOB,
+        idempotency_key TEXT,
+        category TEXT,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        creation_digest TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, id)
+    )"#,
+    "CREATE UNIQUE INDEX IF NOT EXISTS governance_requests_idempotency
+        ON governance_requests (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_requests_created ON governance_requests (workspace_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_pending
+        ON governance_requests (workspace_id, pending_reason, created_at, id) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_target
+        ON governance_requests (workspace_id, state_type, state_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, expires_at)
+        WHERE expires_at IS NOT NULL",
+    r#"CREATE TABLE IF NOT EXISTS governance_history (
+        workspace_id TEXT NOT NULL,
+        id BLOB NOT NULL,
+        request_id BLOB,
+        request_revision INTEGER,
+        category TEXT NOT NULL,
+        code TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        decision TEXT,
+        outcome TEXT,
+        reason TEXT,
+        reason_codes TEXT NOT NULL,
+        correlation_id TEXT,
+        trace_hash TEXT,
+        idempotency_key TEXT,
+        policy_version TEXT,
+        latency_us INTEGER,
+        request_json TEXT,
+        response_json TEXT,
+        redaction_policy TEXT,
+        redaction_version TEXT,
+        created_at TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, id)
+    )"#,
+    "CREATE UNIQUE INDEX IF NOT EXISTS governance_history_idempotency
+        ON governance_history (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_history_created ON governance_history (workspace_id, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS governance_history_request
+        ON governance_history (workspace_id, request_id, request_revision, created_at, id) WHERE request_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_history_decision
+        ON governance_history (workspace_id, decision, created_at) WHERE decision IS NOT NULL",
+    "CREATE TRIGGER IF NOT EXISTS governance_history_no_update BEFORE UPDATE ON governance_history
+        BEGIN SELECT RAISE(ABORT, 'governance_history is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS governance_history_no_delete BEFORE DELETE ON governance_history
+        BEGIN SELECT RAISE(ABORT, 'governance_history is append-only: DELETE refused'); END",
+];

@@ -1,0 +1,271 @@
+//! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
+
+use std::collections::HashMap;
+
+use governance_abstractions::{
+    Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
+    rank_counts,
+};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
+    Select,
+};
+
+use crate::convert::{history_from, naive, request_from};
+use crate::entity::{history, request};
+use crate::error::map;
+
+/// Rows strictly beyond `after` in `direction`, ordered that way, `limit + 1` of them.
+fn keyset<E: EntityTrait>(
+    select: Select<E>,
+    page: &PageRequest,
+    created_at: E::Column,
+    id: E::Column,
+) -> Result<Select<E>> {
+    let after = page.position()?;
+    let order = match page.direction {
+        Direction::Forward => Order::Asc,
+        Direction::Backward => Order::Desc,
+    };
+    let mut select = select.order_by(created_at, order.clone()).order_by(id, order);
+    if let Some(Position { created_at: at, id: last }) = after {
+        let at = naive(at);
+        let beyond = match page.direction {
+            Direction::Forward => {
+                Condition::any().add(created_at.gt(at)).add(Condition::all().add(created_at.eq(at)).add(id.gt(last)))
+            }
+            Direction::Backward => {
+                Condition::any().add(created_at.lt(at)).add(Condition::all().add(created_at.eq(at)).add(id.lt(last)))
+            }
+        };
+        select = select.filter(beyond);
+    }
+    if let Some(limit) = page.fetch_limit() {
+        select = select.limit(limit);
+    }
+    Ok(select)
+}
+
+fn window<C: ColumnTrait>(condition: Condition, column: C, range: &TimeRange) -> Condition {
+    let condition = match range.from {
+        Some(from) => condition.add(column.gte(naive(from))),
+        None => condition,
+    };
+    match range.until {
+        Some(until) => condition.add(column.lt(naive(until))),
+        None => condition,
+    }
+}
+
+/// "The tags column holds `tag`", per backend's JSON support.
+fn has_tag(backend: DbBackend, tag: &str) -> Condition {
+    let expression = match backend {
+        DbBackend::Postgres => {
+            let array = serde_json::json!([tag]).to_string();
+            Expr::cust_with_values(r#""governance_requests"."tags" @> $1::jsonb"#, [array])
+        }
+        DbBackend::MySql => {
+            let element = serde_json::Value::String(tag.to_owned()).to_string();
+            Expr::cust_with_values("JSON_CONTAINS(`governance_requests`.`tags`, ?)", [element])
+        }
+        _ => Expr::cust_with_values(
+            r#"EXISTS (SELECT 1 FROM json_each("governance_requests"."tags") WHERE json_each.value = ?)"#,
+            [tag.to_owned()],
+        ),
+    };
+    Condition::all().add(expression)
+}
+
+fn request_condition(backend: DbBackend, workspace: &WorkspaceId, filter: &RequestFilter) -> Condition {
+    use request::Column as C;
+    let mut c = Condition::all().add(C::WorkspaceId.eq(workspace.as_str()));
+    if !filter.statuses.is_empty() {
+        c = c.add(C::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if let Some(reason) = filter.pending_reason {
+        c = c.add(C::PendingReason.eq(reason.as_str()));
+    }
+    if let Some(actor) = &filter.actor {
+        c = c.add(C::ActorKind.eq(actor.kind.as_str())).add(C::ActorId.eq(actor.id.as_str()));
+    }
+    if let Some(operation) = &filter.operation {
+        c = c.add(C::Operation.eq(operation.as_str()));
+    }
+    if let Some(category) = &filter.category {
+        c = c.add(C::Category.eq(category.as_str()));
+    }
+    if let Some(target) = &filter.target {
+        c = c.add(C::StateType.eq(target.state_type.as_str())).add(C::StateId.eq(target.state_id.as_str()));
+    }
+    for tag in &filter.tags {
+        c = c.add(has_tag(backend, tag));
+    }
+    if let Some(by) = filter.expires_by {
+        c = c.add(C::ExpiresAt.is_not_null()).add(C::ExpiresAt.lte(naive(by)));
+    }
+    window(c, C::CreatedAt, &filter.created)
+}
+
+fn history_condition(workspace: &WorkspaceId, filter: &HistoryFilter) -> Condition {
+    use history::Column as C;
+    let mut c = Condition::all().add(C::WorkspaceId.eq(workspace.as_str()));
+    if let Some(id) = filter.request_id {
+        c = c.add(C::RequestId.eq(id.as_uuid()));
+    }
+    if let Some(category) = filter.category {
+        c = c.add(C::Category.eq(category.as_str()));
+    }
+    if let Some(code) = &filter.code {
+        c = c.add(C::Code.eq(code.as_str()));
+    }
+    if let Some(actor) = &filter.actor {
+        c = c.add(C::ActorKind.eq(actor.kind.as_str())).add(C::ActorId.eq(actor.id.as_str()));
+    }
+    if let Some(object_type) = &filter.object_type {
+        c = c.add(C::ObjectType.eq(object_type.as_str()));
+    }
+    if let Some(operation) = &filter.operation {
+        c = c.add(C::Operation.eq(operation.as_str()));
+    }
+    if let Some(decision) = filter.decision {
+        c = c.add(C::Decision.eq(decision.as_str()));
+    }
+    if let Some(outcome) = filter.outcome {
+        c = c.add(C::Outcome.eq(outcome.as_str()));
+    }
+    if let Some(correlation) = &filter.correlation_id {
+        c = c.add(C::CorrelationId.eq(correlation.as_str()));
+    }
+    window(c, C::CreatedAt, &filter.created)
+}
+
+pub(crate) async fn get_request<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    id: RequestId,
+) -> Result<GovernanceRequest> {
+    let row =
+        request::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid())).one(conn).await.map_err(map)?;
+    let row = row.ok_or_else(|| GovernanceError::NotFound {
+        kind: EntityKind::Request,
+        workspace: workspace.clone(),
+        id: id.to_string(),
+    })?;
+    request_from(row)
+}
+
+pub(crate) async fn query_requests<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> Result<Page<GovernanceRequest>> {
+    filter.validate()?;
+    let condition = request_condition(conn.get_database_backend(), workspace, filter);
+    let select = request::Entity::find().filter(condition);
+    let select = keyset(select, page, request::Column::CreatedAt, request::Column::Id)?;
+    let rows = select.all(conn).await.map_err(map)?;
+    let requests = rows.into_iter().map(request_from).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_fetched(requests, page, Position::of_request))
+}
+
+pub(crate) async fn get_history_record<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    id: RecordId,
+) -> Result<HistoryRecord> {
+    let row =
+        history::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid())).one(conn).await.map_err(map)?;
+    let row = row.ok_or_else(|| GovernanceError::NotFound {
+        kind: EntityKind::HistoryRecord,
+        workspace: workspace.clone(),
+        id: id.to_string(),
+    })?;
+    history_from(row)
+}
+
+pub(crate) async fn history_for_request<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    request: RequestId,
+) -> Result<Vec<HistoryRecord>> {
+    use history::Column as C;
+    let rows = history::Entity::find()
+        .filter(C::WorkspaceId.eq(workspace.as_str()))
+        .filter(C::RequestId.eq(request.as_uuid()))
+        .order_by_asc(C::RequestRevision)
+        .order_by_asc(C::CreatedAt)
+        .order_by_asc(C::Id)
+        .all(conn)
+        .await
+        .map_err(map)?;
+    rows.into_iter().map(history_from).collect()
+}
+
+pub(crate) async fn query_history<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    filter: &HistoryFilter,
+    page: &PageRequest,
+) -> Result<Page<HistoryRecord>> {
+    filter.validate()?;
+    let select = history::Entity::find().filter(history_condition(workspace, filter));
+    let select = keyset(select, page, history::Column::CreatedAt, history::Column::Id)?;
+    let rows = select.all(conn).await.map_err(map)?;
+    let records = rows.into_iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_fetched(records, page, Position::of_record))
+}
+
+pub(crate) async fn count_history<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<Count>> {
+    use history::Column as C;
+    let mut condition = Condition::all().add(C::WorkspaceId.eq(workspace.as_str())).add(C::Decision.is_not_null());
+    if let Some(decision) = query.decision {
+        condition = condition.add(C::Decision.eq(decision.as_str()));
+    }
+    let condition = window(condition, C::CreatedAt, &query.window);
+    let base = history::Entity::find().filter(condition).select_only();
+    let count = Expr::col(C::Id).count();
+    let counts: Vec<Count> = match query.by {
+        CountBy::ReasonCode => {
+            // Reason codes live in a JSON array; count them here, portably.
+            let lists: Vec<serde_json::Value> =
+                base.column(C::ReasonCodes).into_tuple().all(conn).await.map_err(map)?;
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for list in lists {
+                let codes: Vec<String> = serde_json::from_value(list)
+                    .map_err(|e| GovernanceError::backend(false, format!("stored reason codes do not decode: {e}")))?;
+                for code in codes {
+                    *counts.entry(code).or_default() += 1;
+                }
+            }
+            counts.into_iter().map(|(key, count)| Count { key, count }).collect()
+        }
+        CountBy::Principal => {
+            let rows: Vec<(String, String, i64)> = base
+                .column(C::ActorKind)
+                .column(C::ActorId)
+                .column_as(count, "n")
+                .group_by(C::ActorKind)
+                .group_by(C::ActorId)
+                .into_tuple()
+                .all(conn)
+                .await
+                .map_err(map)?;
+            rows.into_iter().map(|(kind, id, n)| Count { key: format!("{kind}:{id}"), count: n as u64 }).collect()
+        }
+        CountBy::Operation | CountBy::Decision => {
+            let column = if query.by == CountBy::Operation { C::Operation } else { C::Decision };
+            let rows: Vec<(String, i64)> =
+                base.column(column).column_as(count, "n").group_by(column).into_tuple().all(conn).await.map_err(map)?;
+            rows.into_iter().map(|(key, n)| Count { key, count: n as u64 }).collect()
+        }
+        _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
+    };
+    Ok(rank_counts(counts, query.limit))
+}

@@ -1,0 +1,244 @@
+//! The write paths, over any SeaORM connection: the pool, or a caller's
+//! transaction (where each write runs in a savepoint, so a refused write
+//! leaves the caller's transaction usable).
+
+use std::collections::HashSet;
+
+use governance_abstractions::{
+    Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
+    check_commit_target, plan_history_append, validate_creation, validate_history_batch, validate_transition,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::convert::{history_from, history_row, request_from, request_row, request_update};
+use crate::entity::{history, request};
+use crate::error::{is_unique_violation, map};
+
+/// How often an append re-plans after losing a race on a unique key.
+const APPEND_ATTEMPTS: usize = 5;
+
+/// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
+/// lock up front, waiting out `busy_timeout`, instead of failing on upgrade),
+/// a plain transaction elsewhere, a savepoint inside a caller's transaction.
+async fn begin<C: TransactionTrait<Transaction = DatabaseTransaction>>(conn: &C) -> Result<DatabaseTransaction> {
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    conn.begin_with_options(options).await.map_err(map)
+}
+
+fn workspace_str(request: &GovernanceRequest) -> &str {
+    request.workspace_id().as_str()
+}
+
+pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    creation: &Creation,
+) -> Result<Stored<GovernanceRequest>> {
+    validate_creation(creation)?;
+    let request = creation.request();
+    let txn = begin(conn).await?;
+    let inserted = async {
+        request::Entity::insert(request_row(request).into_active_model().reset_all())
+            .exec_without_returning(&txn)
+            .await?;
+        history::Entity::insert(history_row(creation.record()).into_active_model().reset_all())
+            .exec_without_returning(&txn)
+            .await
+    }
+    .await;
+    match inserted {
+        Ok(_) => {
+            txn.commit().await.map_err(map)?;
+            Ok(Stored::New(request.clone()))
+        }
+        Err(error) if is_unique_violation(&error) => {
+            txn.rollback().await.map_err(map)?;
+            resolve_create_clash(conn, creation).await
+        }
+        Err(error) => Err(map(error)),
+    }
+}
+
+/// After a unique violation: a replay, an idempotency conflict, or a taken id.
+async fn resolve_create_clash<C: ConnectionTrait>(conn: &C, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
+    let request = creation.request();
+    let workspace = request.workspace_id();
+    if let Some(key) = &request.spec.idempotency_key {
+        let original = request::Entity::find()
+            .filter(request::Column::WorkspaceId.eq(workspace.as_str()))
+            .filter(request::Column::IdempotencyKey.eq(key.as_str()))
+            .one(conn)
+            .await
+            .map_err(map)?;
+        if let Some(original) = original {
+            let original = request_from(original)?;
+            if original.creation_digest != request.creation_digest {
+                return Err(GovernanceError::IdempotencyConflict {
+                    kind: EntityKind::Request,
+                    workspace: workspace.clone(),
+                    key: key.clone(),
+                    existing: original.id.to_string(),
+                });
+            }
+            return Ok(Stored::Replayed(original));
+        }
+    }
+    let request_taken = request::Entity::find_by_id((workspace_str(request).to_owned(), request.id.as_uuid()))
+        .one(conn)
+        .await
+        .map_err(map)?;
+    let (kind, id) = match request_taken {
+        Some(_) => (EntityKind::Request, request.id.to_string()),
+        None => (EntityKind::HistoryRecord, creation.record().id.to_string()),
+    };
+    Err(GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id })
+}
+
+pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    transition: &Transition,
+) -> Result<()> {
+    validate_transition(transition)?;
+    let next = transition.request();
+    let txn = begin(conn).await?;
+    let updated = request::Entity::update_many()
+        .set(request_update(next))
+        .filter(request::Column::WorkspaceId.eq(workspace_str(next)))
+        .filter(request::Column::Id.eq(next.id.as_uuid()))
+        .filter(request::Column::Revision.eq(revision(transition.expected_revision())))
+        .filter(request::Column::Status.eq(transition.expected_status().as_str()))
+        .exec(&txn)
+        .await
+        .map_err(map)?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await.map_err(map)?;
+        return Err(explain_missed_update(conn, transition).await);
+    }
+    let records = transition.records().iter().map(|r| history_row(r).into_active_model().reset_all());
+    match history::Entity::insert_many(records).exec_without_returning(&txn).await {
+        Ok(_) => txn.commit().await.map_err(map),
+        Err(error) if is_unique_violation(&error) => {
+            txn.rollback().await.map_err(map)?;
+            let taken = transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ");
+            Err(GovernanceError::AlreadyExists {
+                kind: EntityKind::HistoryRecord,
+                workspace: next.workspace_id().clone(),
+                id: taken,
+            })
+        }
+        Err(error) => Err(map(error)),
+    }
+}
+
+fn revision(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Why a conditional update matched no row: missing, moved on, or forged.
+async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transition) -> GovernanceError {
+    let next = transition.request();
+    let stored = request::Entity::find_by_id((workspace_str(next).to_owned(), next.id.as_uuid()))
+        .select_only()
+        .column(request::Column::Revision)
+        .column(request::Column::Status)
+        .into_tuple::<(i64, String)>()
+        .one(conn)
+        .await;
+    match stored {
+        Err(error) => map(error),
+        Ok(None) => GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: next.workspace_id().clone(),
+            id: next.id.to_string(),
+        },
+        Ok(Some((stored_revision, status))) => {
+            let status: RequestStatus = match status.parse() {
+                Ok(status) => status,
+                Err(error) => return error,
+            };
+            let stored_revision = u64::try_from(stored_revision).unwrap_or(0);
+            match check_commit_target(transition, stored_revision, status) {
+                Err(error) => error,
+                // It matched after all: a concurrent writer came and went; report the race.
+                Ok(()) => GovernanceError::Conflict {
+                    id: next.id,
+                    expected: transition.expected_revision(),
+                    actual: stored_revision,
+                },
+            }
+        }
+    }
+}
+
+pub(crate) async fn append_history<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    records: &[HistoryRecord],
+    in_caller_transaction: bool,
+) -> Result<Vec<Stored<HistoryRecord>>> {
+    let workspace = validate_history_batch(records)?;
+    // Fast path: one multi-row INSERT; a statement is atomic on its own.
+    let mut to_insert: Vec<&HistoryRecord> = records.iter().collect();
+    let mut planned = records.iter().cloned().map(Stored::New).collect();
+    for _ in 0..APPEND_ATTEMPTS {
+        match insert_records(conn, &to_insert, in_caller_transaction).await {
+            Ok(()) => return Ok(planned),
+            Err(error) if is_unique_violation(&error) => {}
+            Err(error) => return Err(map(error)),
+        }
+        // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
+        let related = related_records(conn, workspace.as_str(), records).await?;
+        planned = plan_history_append(records, &related)?;
+        to_insert = planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        if to_insert.is_empty() {
+            return Ok(planned);
+        }
+    }
+    Err(GovernanceError::backend(true, "history append kept colliding with concurrent writers"))
+}
+
+async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    records: &[&HistoryRecord],
+    savepoint: bool,
+) -> Result<(), DbErr> {
+    let rows = || records.iter().map(|r| history_row(r).into_active_model().reset_all());
+    if !savepoint {
+        return history::Entity::insert_many(rows()).exec_without_returning(conn).await.map(drop);
+    }
+    // Inside a caller's transaction a failed statement would poison it on
+    // PostgreSQL: isolate the attempt in a savepoint.
+    let point = conn.begin().await?;
+    match history::Entity::insert_many(rows()).exec_without_returning(&point).await {
+        Ok(_) => point.commit().await,
+        Err(error) => {
+            point.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
+/// Stored records of `workspace` sharing an id or idempotency key with `records`.
+async fn related_records<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &str,
+    records: &[HistoryRecord],
+) -> Result<Vec<HistoryRecord>> {
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
+    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence.idempotency_key.as_deref()).collect();
+    let mut condition = sea_orm::Condition::any().add(history::Column::Id.is_in(ids));
+    if !keys.is_empty() {
+        condition = condition.add(history::Column::IdempotencyKey.is_in(keys));
+    }
+    let rows = history::Entity::find()
+        .filter(history::Column::WorkspaceId.eq(workspace))
+        .filter(condition)
+        .all(conn)
+        .await
+        .map_err(map)?;
+    let mut seen = HashSet::new();
+    rows.into_iter().filter(|row| seen.insert(row.id)).map(history_from).collect()
+}
