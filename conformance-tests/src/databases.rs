@@ -1,6 +1,8 @@
 //! Where the suite finds database servers, and a fresh database per process.
 //!
-//! Servers come from `GOVERNANCE_POSTGRES_URL` / `GOVERNANCE_MYSQL_URL`. Each
+//! Servers come from `GOVERNANCE_POSTGRES_URL` / `GOVERNANCE_MYSQL_URL`; when
+//! one is unset and a Docker engine answers, a `testcontainers` container
+//! (PostgreSQL 16 / MariaDB 11) is started once per process instead. Each
 //! test process creates its own database on that server (named
 //! `gov_cf_<unix seconds>_<pid>_<n>`), so runs never see each other's rows,
 //! and drops such databases left behind by runs older than six hours. Every
@@ -21,13 +23,60 @@ pub const MYSQL_URL_ENV: &str = "GOVERNANCE_MYSQL_URL";
 const PREFIX: &str = "gov_cf_";
 const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
 
-/// The server URL in `variable`, or why there is none.
-pub fn server_url(variable: &str) -> Result<String, SetupError> {
-    match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => Ok(url),
-        _ => Err(SetupError::NotConfigured(format!(
-            "{variable} is unset (and this suite starts no containers: no Docker engine is assumed)"
-        ))),
+/// The server URL in `variable`; else a container's, if Docker answers;
+/// else why there is none.
+pub async fn server_url(variable: &str) -> Result<String, SetupError> {
+    if let Ok(url) = std::env::var(variable)
+        && !url.trim().is_empty()
+    {
+        return Ok(url);
+    }
+    let container = if variable == POSTGRES_URL_ENV { &containers::POSTGRES } else { &containers::MARIADB };
+    let image = if variable == POSTGRES_URL_ENV { containers::postgres() } else { containers::mariadb() };
+    match container.get_or_init(|| containers::start(image)).await {
+        Ok(url) => Ok(url.clone()),
+        Err(why) => Err(SetupError::NotConfigured(format!("{variable} is unset and no container could start: {why}"))),
+    }
+}
+
+/// Throwaway servers for machines without configured databases.
+mod containers {
+    use testcontainers::core::{ContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+    use tokio::sync::OnceCell;
+
+    pub(super) static POSTGRES: OnceCell<Result<String, String>> = OnceCell::const_new();
+    pub(super) static MARIADB: OnceCell<Result<String, String>> = OnceCell::const_new();
+
+    /// The image, its port, and the URL template (`{host}`, `{port}`).
+    pub(super) struct Server(ContainerRequestBuilder, u16, &'static str);
+    type ContainerRequestBuilder = testcontainers::ContainerRequest<GenericImage>;
+
+    pub(super) fn postgres() -> Server {
+        let image = GenericImage::new("postgres", "16-alpine")
+            .with_exposed_port(ContainerPort::Tcp(5432))
+            .with_wait_for(WaitFor::message_on_stderr("database system is ready to accept connections"))
+            .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust");
+        Server(image, 5432, "postgres://postgres@{host}:{port}/postgres")
+    }
+
+    pub(super) fn mariadb() -> Server {
+        let image = GenericImage::new("mariadb", "11")
+            .with_exposed_port(ContainerPort::Tcp(3306))
+            .with_wait_for(WaitFor::message_on_stderr("ready for connections"))
+            .with_env_var("MARIADB_ALLOW_EMPTY_ROOT_PASSWORD", "1");
+        Server(image, 3306, "mysql://root@{host}:{port}/mysql")
+    }
+
+    /// Starts the container and keeps it for the life of the process.
+    pub(super) async fn start(Server(request, port, template): Server) -> Result<String, String> {
+        static KEEP: std::sync::Mutex<Vec<ContainerAsync<GenericImage>>> = std::sync::Mutex::new(Vec::new());
+        let container = request.start().await.map_err(|e| e.to_string())?;
+        let host = container.get_host().await.map_err(|e| e.to_string())?;
+        let mapped = container.get_host_port_ipv4(port).await.map_err(|e| e.to_string())?;
+        KEEP.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(container);
+        Ok(template.replace("{host}", &host.to_string()).replace("{port}", &mapped.to_string()))
     }
 }
 

@@ -81,7 +81,7 @@ impl SeaOrmServerFactory {
         static MYSQL: OnceCell<Result<String, SetupError>> = OnceCell::const_new();
         let cell = if self.backend == DbBackend::Postgres { &POSTGRES } else { &MYSQL };
         cell.get_or_init(|| async {
-            let server = server_url(self.variable)?;
+            let server = server_url(self.variable).await?;
             let url = fresh_database(&server, self.backend).await?;
             let store = connect(&url, self.backend).await?;
             store.migrate().await.map_err(|e| SetupError::Unavailable(format!("migrating {url}: {e}")))?;
