@@ -116,6 +116,48 @@ impl StoreFactory for SeaOrmServerFactory {
     }
 }
 
+/// The sqlx PostgreSQL provider (`GOVERNANCE_POSTGRES_URL`): one fresh,
+/// migrated database per process, a pool per case.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostgresFactory;
+
+impl PostgresFactory {
+    async fn database_url(&self) -> Result<String, SetupError> {
+        static DATABASE: OnceCell<Result<String, SetupError>> = OnceCell::const_new();
+        DATABASE
+            .get_or_init(|| async {
+                let url = fresh_database(&server_url(POSTGRES_URL_ENV).await?, DbBackend::Postgres).await?;
+                let store = governance_postgres::PostgresStore::connect(&url)
+                    .await
+                    .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
+                store.migrate().await.map_err(|e| SetupError::Unavailable(format!("migrating {url}: {e}")))?;
+                store.pool().close().await;
+                Ok(url)
+            })
+            .await
+            .clone()
+    }
+}
+
+#[async_trait]
+impl StoreFactory for PostgresFactory {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn open(&self) -> Result<TestStore, SetupError> {
+        let url = self.database_url().await?;
+        let pool = governance_postgres::sqlx::postgres::PgPoolOptions::new()
+            .max_connections(6)
+            .connect(&url)
+            .await
+            .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
+        // Raw access goes through its own connection, bypassing the store.
+        let raw = Arc::new(SqlRawHistory(connect(&url, DbBackend::Postgres).await?.connection().clone()));
+        Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool))).with_raw_history(raw))
+    }
+}
+
 /// Plain SQL against the history table, bypassing the store.
 struct SqlRawHistory(DatabaseConnection);
 
@@ -171,6 +213,7 @@ pub fn all() -> Vec<Arc<dyn StoreFactory>> {
     vec![
         Arc::new(MemoryFactory),
         Arc::new(SeaOrmSqliteFactory),
+        Arc::new(PostgresFactory),
         Arc::new(SeaOrmServerFactory::postgres()),
         Arc::new(SeaOrmServerFactory::mysql()),
     ]

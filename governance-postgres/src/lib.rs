@@ -1,1 +1,188 @@
-//! Not implemented yet: the PostgreSQL provider on sqlx (issue 3). This crate has no API.
+//! Governance requests and audit history on **PostgreSQL**, with sqlx 0.9.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use governance_abstractions::GovernanceService;
+//! use governance_postgres::PostgresStore;
+//!
+//! # async fn demo() -> Result<(), governance_abstractions::GovernanceError> {
+//! let store = PostgresStore::connect("postgres://app@localhost/governance").await?;
+//! store.migrate().await?; // explicit, re-runnable, safe from several processes
+//! let service = GovernanceService::new(Arc::new(store));
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it keeps the contract
+//!
+//! - **One round trip per write.** A transition is a single statement: a
+//!   conditional `UPDATE … WHERE revision = $n AND status = $s` and the insert
+//!   of its history rows as data-modifying CTEs, so both commit together or
+//!   not at all without BEGIN/COMMIT round trips. Creation and appends are one
+//!   statement each too.
+//! - **Append-only in the server**: triggers (enabled `ALWAYS`, so also under
+//!   `session_replication_role = replica`) refuse UPDATE, DELETE and TRUNCATE
+//!   of history rows. `docs/providers/postgres.md` shows the grants for an
+//!   INSERT-only application role.
+//! - **Same-transaction placement**: the `*_in` methods write inside the
+//!   application's own [`sqlx::Transaction`], each in a savepoint, next to its
+//!   domain writes (seed 000's pattern).
+//! - **Errors**: unique violations become replays, `AlreadyExists` or
+//!   `IdempotencyConflict`; serialization failures, deadlocks and lock
+//!   timeouts are retryable `Backend` errors; lost connections `Unavailable`;
+//!   the sqlx error is kept as the source.
+
+mod error;
+mod read;
+mod rows;
+mod write;
+
+use async_trait::async_trait;
+use governance_abstractions::{
+    Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader, HistoryRecord,
+    HistoryWriter, Page, PageRequest, RecordId, RequestFilter, RequestId, RequestReader, RequestWriter, Result, Stored,
+    Transition, WorkspaceId,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+pub use sqlx;
+
+/// Where the migrations record themselves: apart from the application's own
+/// `_sqlx_migrations`, so the two never mistake each other's versions.
+pub const MIGRATIONS_TABLE: &str = "governance_sqlx_migrations";
+
+/// The embedded migrations (`migrations/` of this crate), recording
+/// themselves in [`MIGRATIONS_TABLE`]. Run it yourself, or call
+/// [`PostgresStore::migrate`].
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// A governance store over a [`PgPool`]. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Wraps a pool. Run [`migrate`](Self::migrate) before first use.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects with a pool of at most 10 connections (not migrated). For
+    /// other pool settings build the pool yourself and use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new().max_connections(10).connect(url).await.map_err(error::map)?;
+        Ok(Self::new(pool))
+    }
+
+    /// The pool, for the application's own queries and transactions.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. Re-runnable; concurrent runs wait on an
+    /// advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        migrator().run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(error) => error::map(error),
+            other => GovernanceError::backend(false, other),
+        })
+    }
+
+    /// Creates a request inside the caller's transaction (in a savepoint).
+    pub async fn create_request_in(
+        &self,
+        txn: &mut Transaction<'_, Postgres>,
+        creation: &Creation,
+    ) -> Result<Stored<GovernanceRequest>> {
+        write::create_request(txn, true, creation).await
+    }
+
+    /// Commits a transition inside the caller's transaction (in a savepoint):
+    /// durable when, and only if, the caller commits.
+    pub async fn commit_transition_in(
+        &self,
+        txn: &mut Transaction<'_, Postgres>,
+        transition: &Transition,
+    ) -> Result<()> {
+        write::commit_transition(txn, true, transition).await
+    }
+
+    /// Appends evidence inside the caller's transaction (in a savepoint),
+    /// next to the domain write it justifies.
+    pub async fn append_history_in(
+        &self,
+        txn: &mut Transaction<'_, Postgres>,
+        records: &[HistoryRecord],
+    ) -> Result<Vec<Stored<HistoryRecord>>> {
+        write::append_history(txn, true, records).await
+    }
+
+    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(error::map)
+    }
+}
+
+#[async_trait]
+impl RequestWriter for PostgresStore {
+    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
+        write::create_request(&mut *self.connection().await?, false, creation).await
+    }
+
+    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
+        write::commit_transition(&mut *self.connection().await?, false, transition).await
+    }
+}
+
+#[async_trait]
+impl RequestReader for PostgresStore {
+    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
+        read::get_request(&self.pool, workspace, id).await
+    }
+
+    async fn query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<GovernanceRequest>> {
+        read::query_requests(&self.pool, workspace, filter, page).await
+    }
+}
+
+#[async_trait]
+impl HistoryWriter for PostgresStore {
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
+        write::append_history(&mut *self.connection().await?, false, records).await
+    }
+}
+
+#[async_trait]
+impl HistoryReader for PostgresStore {
+    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
+        read::get_history_record(&self.pool, workspace, id).await
+    }
+
+    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
+        read::history_for_request(&self.pool, workspace, request).await
+    }
+
+    async fn query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<HistoryRecord>> {
+        read::query_history(&self.pool, workspace, filter, page).await
+    }
+
+    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+        read::count_history(&self.pool, workspace, query).await
+    }
+}

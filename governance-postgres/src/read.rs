@@ -1,0 +1,215 @@
+//! The read paths: one workspace per query, keyset pages on `(created_at, id)`
+//! compared as a row value, which the `(workspace_id, …, created_at, id)`
+//! indexes serve as a range scan.
+
+use std::collections::HashMap;
+
+use governance_abstractions::{
+    Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
+    rank_counts,
+};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::error::map;
+use crate::rows::{history_from, request_from};
+
+fn window(sql: &mut QueryBuilder<Postgres>, range: &TimeRange) {
+    if let Some(from) = range.from {
+        sql.push(" AND created_at >= ").push_bind(from.as_datetime());
+    }
+    if let Some(until) = range.until {
+        sql.push(" AND created_at < ").push_bind(until.as_datetime());
+    }
+}
+
+/// Appends the keyset condition, the order and the `limit + 1`.
+fn keyset(sql: &mut QueryBuilder<Postgres>, page: &PageRequest) -> Result<()> {
+    let after = page.position()?;
+    let (comparison, order) = match page.direction {
+        Direction::Forward => (">", "ASC"),
+        Direction::Backward => ("<", "DESC"),
+    };
+    if let Some(Position { created_at, id }) = after {
+        sql.push(format!(" AND (created_at, id) {comparison} ("))
+            .push_bind(created_at.as_datetime())
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    sql.push(format!(" ORDER BY created_at {order}, id {order}"));
+    if let Some(limit) = page.fetch_limit() {
+        sql.push(" LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+    Ok(())
+}
+
+pub(crate) async fn get_request(pool: &PgPool, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
+    let row = sqlx::query("SELECT * FROM governance_requests WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace.as_str())
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .map_err(map)?
+        .ok_or_else(|| GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: workspace.clone(),
+            id: id.to_string(),
+        })?;
+    request_from(&row)
+}
+
+pub(crate) async fn query_requests(
+    pool: &PgPool,
+    workspace: &WorkspaceId,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> Result<Page<GovernanceRequest>> {
+    filter.validate()?;
+    let mut sql = QueryBuilder::new("SELECT * FROM governance_requests WHERE workspace_id = ");
+    sql.push_bind(workspace.as_str());
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        sql.push(" AND status = ANY(").push_bind(statuses).push(")");
+    }
+    if let Some(reason) = filter.pending_reason {
+        sql.push(" AND pending_reason = ").push_bind(reason.as_str());
+    }
+    if let Some(actor) = &filter.actor {
+        sql.push(" AND actor_kind = ").push_bind(actor.kind.as_str());
+        sql.push(" AND actor_id = ").push_bind(actor.id.clone());
+    }
+    if let Some(operation) = &filter.operation {
+        sql.push(" AND operation = ").push_bind(operation.clone());
+    }
+    if let Some(category) = &filter.category {
+        sql.push(" AND category = ").push_bind(category.clone());
+    }
+    if let Some(target) = &filter.target {
+        sql.push(" AND state_type = ").push_bind(target.state_type.clone());
+        sql.push(" AND state_id = ").push_bind(target.state_id.clone());
+    }
+    if !filter.tags.is_empty() {
+        sql.push(" AND tags @> ").push_bind(filter.tags.clone());
+    }
+    if let Some(by) = filter.expires_by {
+        sql.push(" AND expires_at <= ").push_bind(by.as_datetime());
+    }
+    window(&mut sql, &filter.created);
+    keyset(&mut sql, page)?;
+    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let requests = rows.iter().map(request_from).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_fetched(requests, page, Position::of_request))
+}
+
+pub(crate) async fn get_history_record(pool: &PgPool, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
+    let row = sqlx::query("SELECT * FROM governance_history WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace.as_str())
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .map_err(map)?
+        .ok_or_else(|| GovernanceError::NotFound {
+            kind: EntityKind::HistoryRecord,
+            workspace: workspace.clone(),
+            id: id.to_string(),
+        })?;
+    history_from(&row)
+}
+
+pub(crate) async fn history_for_request(
+    pool: &PgPool,
+    workspace: &WorkspaceId,
+    request: RequestId,
+) -> Result<Vec<HistoryRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM governance_history WHERE workspace_id = $1 AND request_id = $2
+         ORDER BY request_revision, created_at, id",
+    )
+    .bind(workspace.as_str())
+    .bind(request.as_uuid())
+    .fetch_all(pool)
+    .await
+    .map_err(map)?;
+    rows.iter().map(history_from).collect()
+}
+
+fn history_conditions(sql: &mut QueryBuilder<Postgres>, filter: &HistoryFilter) {
+    if let Some(id) = filter.request_id {
+        sql.push(" AND request_id = ").push_bind(id.as_uuid());
+    }
+    if let Some(category) = filter.category {
+        sql.push(" AND category = ").push_bind(category.as_str());
+    }
+    if let Some(code) = &filter.code {
+        sql.push(" AND code = ").push_bind(code.clone());
+    }
+    if let Some(actor) = &filter.actor {
+        sql.push(" AND actor_kind = ").push_bind(actor.kind.as_str());
+        sql.push(" AND actor_id = ").push_bind(actor.id.clone());
+    }
+    if let Some(object_type) = &filter.object_type {
+        sql.push(" AND object_type = ").push_bind(object_type.clone());
+    }
+    if let Some(operation) = &filter.operation {
+        sql.push(" AND operation = ").push_bind(operation.clone());
+    }
+    if let Some(decision) = filter.decision {
+        sql.push(" AND decision = ").push_bind(decision.as_str());
+    }
+    if let Some(outcome) = filter.outcome {
+        sql.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(correlation) = &filter.correlation_id {
+        sql.push(" AND correlation_id = ").push_bind(correlation.clone());
+    }
+    window(sql, &filter.created);
+}
+
+pub(crate) async fn query_history(
+    pool: &PgPool,
+    workspace: &WorkspaceId,
+    filter: &HistoryFilter,
+    page: &PageRequest,
+) -> Result<Page<HistoryRecord>> {
+    filter.validate()?;
+    let mut sql = QueryBuilder::new("SELECT * FROM governance_history WHERE workspace_id = ");
+    sql.push_bind(workspace.as_str());
+    history_conditions(&mut sql, filter);
+    keyset(&mut sql, page)?;
+    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_fetched(records, page, Position::of_record))
+}
+
+pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+    let key = match query.by {
+        CountBy::ReasonCode => "reason.code",
+        CountBy::Principal => "actor_kind || ':' || actor_id",
+        CountBy::Operation => "operation",
+        CountBy::Decision => "decision",
+        _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
+    };
+    let from = if query.by == CountBy::ReasonCode {
+        "governance_history, unnest(reason_codes) AS reason(code)"
+    } else {
+        "governance_history"
+    };
+    let mut sql = QueryBuilder::new(format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
+    sql.push_bind(workspace.as_str());
+    sql.push(" AND decision IS NOT NULL");
+    if let Some(decision) = query.decision {
+        sql.push(" AND decision = ").push_bind(decision.as_str());
+    }
+    window(&mut sql, &query.window);
+    sql.push(" GROUP BY 1");
+    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for row in rows {
+        let key: String = row.try_get("key").map_err(map)?;
+        let n: i64 = row.try_get("n").map_err(map)?;
+        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    }
+    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
+    Ok(rank_counts(counts, query.limit))
+}

@@ -1,0 +1,237 @@
+//! Rows ↔ domain values, and the JSON form in which records are passed to
+//! `jsonb_to_recordset` (one parameter for any number of records).
+
+use chrono::{DateTime, Utc};
+use governance_abstractions::{
+    Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId, RedactionRef,
+    RequestId, RequestRef, TargetRef, Timestamp, WorkspaceId,
+};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+/// The history columns, in the order every statement names them.
+macro_rules! history_columns {
+    () => {
+        "workspace_id, id, request_id, request_revision, category, code, actor_kind, \
+    actor_id, actor, object_type, operation, decision, outcome, reason, reason_codes, correlation_id, trace_hash, \
+    idempotency_key, policy_version, latency_us, request_json, response_json, redaction_policy, redaction_version, \
+    created_at, content_hash"
+    };
+}
+pub(crate) use history_columns;
+
+/// The record shape `jsonb_to_recordset` reads (same order as `history_columns!`).
+macro_rules! history_recordset_shape {
+    () => {
+        "r(workspace_id text, id uuid, request_id uuid, request_revision bigint, \
+    category text, code text, actor_kind text, actor_id text, actor jsonb, object_type text, operation text, \
+    decision text, outcome text, reason text, reason_codes text[], correlation_id text, trace_hash text, \
+    idempotency_key text, policy_version text, latency_us bigint, request_json text, response_json text, \
+    redaction_policy text, redaction_version text, created_at timestamptz, content_hash text)"
+    };
+}
+pub(crate) use history_recordset_shape;
+
+/// What the insert selects from the recordset. Payloads travel as JSON text
+/// so that a JSON `null` payload stays distinct from no payload.
+macro_rules! history_select {
+    () => {
+        "r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, \
+    r.actor_kind, r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, r.reason, r.reason_codes, \
+    r.correlation_id, r.trace_hash, r.idempotency_key, r.policy_version, r.latency_us, r.request_json::jsonb, \
+    r.response_json::jsonb, r.redaction_policy, r.redaction_version, r.created_at, r.content_hash"
+    };
+}
+pub(crate) use history_select;
+
+/// The request columns, in the order of the insert's parameters `$1..$24`.
+macro_rules! request_columns {
+    () => {
+        "workspace_id, id, state_type, state_id, operation, actor_kind, actor_id, \
+    requested_by, intent, status, pending_reason, approvals, expected_state_version, stale_strategy, expires_at, \
+    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest"
+    };
+}
+pub(crate) use request_columns;
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
+    GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    row: &'r PgRow,
+    column: &str,
+) -> Result<T, GovernanceError> {
+    row.try_get(column).map_err(|e| corrupt(column, e))
+}
+
+fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, GovernanceError> {
+    text.parse().map_err(|_| corrupt(what, text))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, GovernanceError> {
+    serde_json::from_value(value).map_err(|e| corrupt(what, e))
+}
+
+fn unsigned(what: &str, value: i64) -> Result<u64, GovernanceError> {
+    u64::try_from(value).map_err(|_| corrupt(what, value))
+}
+
+/// Validation keeps revisions and latencies within 2^53.
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
+    time.as_datetime()
+}
+
+/// Records as the JSON array `jsonb_to_recordset` turns into rows.
+pub(crate) fn history_recordset<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Value {
+    Value::Array(
+        records
+            .into_iter()
+            .map(|record| {
+                let e = &record.evidence;
+                json!({
+                    "workspace_id": e.workspace_id,
+                    "id": record.id,
+                    "request_id": e.request.map(|r| r.id),
+                    "request_revision": e.request.map(|r| r.revision),
+                    "category": e.category,
+                    "code": e.code,
+                    "actor_kind": e.actor.actor.kind,
+                    "actor_id": e.actor.actor.id,
+                    "actor": e.actor,
+                    "object_type": e.object_type,
+                    "operation": e.operation,
+                    "decision": e.decision,
+                    "outcome": e.outcome,
+                    "reason": e.reason,
+                    "reason_codes": e.reason_codes,
+                    "correlation_id": e.correlation_id,
+                    "trace_hash": e.trace_hash,
+                    "idempotency_key": e.idempotency_key,
+                    "policy_version": e.policy_version,
+                    "latency_us": e.latency_us,
+                    "request_json": e.request_json.as_ref().map(Value::to_string),
+                    "response_json": e.response_json.as_ref().map(Value::to_string),
+                    "redaction_policy": e.redaction.as_ref().map(|r| &r.policy),
+                    "redaction_version": e.redaction.as_ref().map(|r| &r.version),
+                    "created_at": record.created_at,
+                    "content_hash": record.content_hash,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Binds a request's columns in `request_columns!` order.
+pub(crate) fn bind_request<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    request: &'q GovernanceRequest,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let spec = &request.spec;
+    query
+        .bind(spec.workspace_id.as_str())
+        .bind(request.id.as_uuid())
+        .bind(&spec.target.state_type)
+        .bind(&spec.target.state_id)
+        .bind(&spec.operation)
+        .bind(spec.requested_by.actor.kind.as_str())
+        .bind(&spec.requested_by.actor.id)
+        .bind(sqlx::types::Json(&spec.requested_by))
+        .bind(&spec.intent)
+        .bind(request.status.as_str())
+        .bind(request.pending_reason.map(|r| r.as_str()))
+        .bind(sqlx::types::Json(&spec.approvals))
+        .bind(spec.expected_state_version)
+        .bind(spec.stale_strategy.as_str())
+        .bind(spec.expires_at.map(at))
+        .bind(request.superseded_by.map(|id| id.as_uuid()))
+        .bind(spec.idempotency_key.as_deref())
+        .bind(spec.category.as_deref())
+        .bind(&spec.tags)
+        .bind(sqlx::types::Json(&spec.metadata))
+        .bind(signed(request.revision))
+        .bind(at(request.created_at))
+        .bind(at(request.updated_at))
+        .bind(&request.creation_digest)
+}
+
+pub(crate) fn request_from(row: &PgRow) -> Result<GovernanceRequest, GovernanceError> {
+    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
+    let requested_by: Principal = from_json("requested_by", get(row, "requested_by")?)?;
+    Ok(GovernanceRequest {
+        id: RequestId::from_uuid(get(row, "id")?),
+        spec: NewRequest {
+            workspace_id,
+            target: TargetRef { state_type: get(row, "state_type")?, state_id: get(row, "state_id")? },
+            operation: get(row, "operation")?,
+            requested_by,
+            intent: get(row, "intent")?,
+            approvals: from_json("approvals", get(row, "approvals")?)?,
+            expected_state_version: get(row, "expected_state_version")?,
+            stale_strategy: parse("stale_strategy", &get::<String>(row, "stale_strategy")?)?,
+            expires_at: get::<Option<DateTime<Utc>>>(row, "expires_at")?.map(Timestamp::from_datetime),
+            idempotency_key: get(row, "idempotency_key")?,
+            category: get(row, "category")?,
+            tags: get(row, "tags")?,
+            metadata: get(row, "metadata")?,
+        },
+        status: parse("status", &get::<String>(row, "status")?)?,
+        pending_reason: get::<Option<String>>(row, "pending_reason")?
+            .map(|r| parse("pending_reason", &r))
+            .transpose()?,
+        superseded_by: get::<Option<uuid::Uuid>>(row, "superseded_by")?.map(RequestId::from_uuid),
+        revision: unsigned("revision", get(row, "revision")?)?,
+        created_at: Timestamp::from_datetime(get(row, "created_at")?),
+        updated_at: Timestamp::from_datetime(get(row, "updated_at")?),
+        creation_digest: get(row, "creation_digest")?,
+    })
+}
+
+pub(crate) fn history_from(row: &PgRow) -> Result<HistoryRecord, GovernanceError> {
+    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
+    let request = match (get::<Option<uuid::Uuid>>(row, "request_id")?, get::<Option<i64>>(row, "request_revision")?) {
+        (Some(id), Some(revision)) => {
+            Some(RequestRef { id: RequestId::from_uuid(id), revision: unsigned("request_revision", revision)? })
+        }
+        (None, None) => None,
+        _ => return Err(corrupt("request reference", "id and revision must be set together")),
+    };
+    let redaction =
+        match (get::<Option<String>>(row, "redaction_policy")?, get::<Option<String>>(row, "redaction_version")?) {
+            (Some(policy), Some(version)) => Some(RedactionRef { policy, version }),
+            _ => None,
+        };
+    let decision: Option<String> = get(row, "decision")?;
+    let outcome: Option<String> = get(row, "outcome")?;
+    Ok(HistoryRecord {
+        id: RecordId::from_uuid(get(row, "id")?),
+        created_at: Timestamp::from_datetime(get(row, "created_at")?),
+        evidence: Evidence {
+            workspace_id,
+            request,
+            category: parse("category", &get::<String>(row, "category")?)?,
+            code: get(row, "code")?,
+            actor: from_json("actor", get(row, "actor")?)?,
+            object_type: get(row, "object_type")?,
+            operation: get(row, "operation")?,
+            decision: decision.map(|d| parse("decision", &d)).transpose()?,
+            outcome: outcome.map(|o| parse("outcome", &o)).transpose()?,
+            reason: get(row, "reason")?,
+            reason_codes: get(row, "reason_codes")?,
+            correlation_id: get(row, "correlation_id")?,
+            trace_hash: get(row, "trace_hash")?,
+            idempotency_key: get(row, "idempotency_key")?,
+            policy_version: get(row, "policy_version")?,
+            latency_us: get::<Option<i64>>(row, "latency_us")?.map(|l| unsigned("latency_us", l)).transpose()?,
+            request_json: get(row, "request_json")?,
+            response_json: get(row, "response_json")?,
+            redaction,
+        },
+        content_hash: get(row, "content_hash")?,
+    })
+}

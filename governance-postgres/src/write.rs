@@ -1,0 +1,250 @@
+//! The write paths. On the pool each write is one statement (data-modifying
+//! CTEs make it atomic without BEGIN/COMMIT round trips); inside a caller's
+//! transaction each runs in a savepoint so a refused write leaves the
+//! caller's transaction usable.
+
+use std::collections::HashSet;
+
+use governance_abstractions::{
+    Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
+    check_commit_target, plan_history_append, validate_creation, validate_history_batch, validate_transition,
+};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Acquire, PgConnection, Postgres, Row};
+
+use crate::error::{map, unique_violation};
+use crate::rows::{
+    bind_request, history_columns, history_from, history_recordset, history_recordset_shape, history_select,
+    request_columns, request_from, signed,
+};
+
+/// How often an append re-plans after losing a race on a unique key.
+const APPEND_ATTEMPTS: usize = 5;
+
+/// Runs one statement, in a savepoint when `isolate` (inside a caller's
+/// transaction a failed statement would otherwise abort it).
+async fn run(
+    conn: &mut PgConnection,
+    isolate: bool,
+    query: Query<'_, Postgres, PgArguments>,
+) -> sqlx::Result<Vec<PgRow>> {
+    if !isolate {
+        return query.fetch_all(conn).await;
+    }
+    let mut savepoint = conn.begin().await?;
+    match query.fetch_all(&mut *savepoint).await {
+        Ok(rows) => {
+            savepoint.commit().await?;
+            Ok(rows)
+        }
+        Err(error) => {
+            savepoint.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
+pub(crate) async fn create_request(
+    conn: &mut PgConnection,
+    isolate: bool,
+    creation: &Creation,
+) -> Result<Stored<GovernanceRequest>> {
+    validate_creation(creation)?;
+    let request = creation.request();
+    const SQL: &str = concat!(
+        "WITH created AS (INSERT INTO governance_requests (",
+        request_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+         $22, $23, $24) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
+        history_columns!(),
+        ") SELECT ",
+        history_select!(),
+        " FROM jsonb_to_recordset($25) AS ",
+        history_recordset_shape!(),
+        " WHERE EXISTS (SELECT 1 FROM created) RETURNING 1"
+    );
+    let records = history_recordset([creation.record()]);
+    let query = bind_request(sqlx::query(SQL), request).bind(records);
+    match run(conn, isolate, query).await {
+        Ok(rows) if !rows.is_empty() => Ok(Stored::New(request.clone())),
+        Ok(_) => resolve_create_clash(conn, creation, false).await,
+        Err(error) if unique_violation(&error).is_some() => resolve_create_clash(conn, creation, true).await,
+        Err(error) => Err(map(error)),
+    }
+}
+
+/// Nothing was created: a replay, an idempotency conflict, or a taken id
+/// (`record_clash`: the creation record's id was taken).
+async fn resolve_create_clash(
+    conn: &mut PgConnection,
+    creation: &Creation,
+    record_clash: bool,
+) -> Result<Stored<GovernanceRequest>> {
+    let request = creation.request();
+    let workspace = request.workspace_id();
+    if let Some(key) = &request.spec.idempotency_key {
+        let original =
+            sqlx::query("SELECT * FROM governance_requests WHERE workspace_id = $1 AND idempotency_key = $2")
+                .bind(workspace.as_str())
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map)?;
+        if let Some(original) = original {
+            let original = request_from(&original)?;
+            if original.creation_digest != request.creation_digest {
+                return Err(GovernanceError::IdempotencyConflict {
+                    kind: EntityKind::Request,
+                    workspace: workspace.clone(),
+                    key: key.clone(),
+                    existing: original.id.to_string(),
+                });
+            }
+            return Ok(Stored::Replayed(original));
+        }
+    }
+    let (kind, id) = if record_clash {
+        (EntityKind::HistoryRecord, creation.record().id.to_string())
+    } else {
+        (EntityKind::Request, request.id.to_string())
+    };
+    Err(GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id })
+}
+
+pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, transition: &Transition) -> Result<()> {
+    validate_transition(transition)?;
+    let next = transition.request();
+    let spec = &next.spec;
+    // Only what the lifecycle changes is written; the rest is immutable.
+    const SQL: &str = concat!(
+        "WITH moved AS (UPDATE governance_requests \
+         SET status = $5, pending_reason = $6, approvals = $7, expected_state_version = $8, superseded_by = $9, \
+         metadata = $10, revision = $11, updated_at = $12 \
+         WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 RETURNING 1), \
+         recorded AS (INSERT INTO governance_history (",
+        history_columns!(),
+        ") SELECT ",
+        history_select!(),
+        " FROM jsonb_to_recordset($13) AS ",
+        history_recordset_shape!(),
+        " WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
+    );
+    let query = sqlx::query(SQL)
+        .bind(spec.workspace_id.as_str())
+        .bind(next.id.as_uuid())
+        .bind(signed(transition.expected_revision()))
+        .bind(transition.expected_status().as_str())
+        .bind(next.status.as_str())
+        .bind(next.pending_reason.map(|r| r.as_str()))
+        .bind(sqlx::types::Json(&spec.approvals))
+        .bind(spec.expected_state_version)
+        .bind(next.superseded_by.map(|id| id.as_uuid()))
+        .bind(sqlx::types::Json(&spec.metadata))
+        .bind(signed(next.revision))
+        .bind(next.updated_at.as_datetime())
+        .bind(history_recordset(transition.records()));
+    match run(conn, isolate, query).await {
+        Ok(rows) => {
+            let moved: i64 = rows.first().map_or(Ok(0), |row| row.try_get("moved")).map_err(map)?;
+            if moved == 1 { Ok(()) } else { Err(explain_missed_update(conn, transition).await) }
+        }
+        Err(error) if unique_violation(&error).is_some() => Err(GovernanceError::AlreadyExists {
+            kind: EntityKind::HistoryRecord,
+            workspace: next.workspace_id().clone(),
+            id: transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", "),
+        }),
+        Err(error) => Err(map(error)),
+    }
+}
+
+/// Why the conditional update matched no row: missing, moved on, or forged.
+async fn explain_missed_update(conn: &mut PgConnection, transition: &Transition) -> GovernanceError {
+    let next = transition.request();
+    let stored = sqlx::query("SELECT revision, status FROM governance_requests WHERE workspace_id = $1 AND id = $2")
+        .bind(next.workspace_id().as_str())
+        .bind(next.id.as_uuid())
+        .fetch_optional(conn)
+        .await;
+    let row = match stored {
+        Err(error) => return map(error),
+        Ok(None) => {
+            return GovernanceError::NotFound {
+                kind: EntityKind::Request,
+                workspace: next.workspace_id().clone(),
+                id: next.id.to_string(),
+            };
+        }
+        Ok(Some(row)) => row,
+    };
+    let (revision, status) = match (row.try_get::<i64, _>("revision"), row.try_get::<String, _>("status")) {
+        (Ok(revision), Ok(status)) => (u64::try_from(revision).unwrap_or(0), status),
+        (Err(error), _) | (_, Err(error)) => return map(error),
+    };
+    let status: RequestStatus = match status.parse() {
+        Ok(status) => status,
+        Err(error) => return error,
+    };
+    match check_commit_target(transition, revision, status) {
+        Err(error) => error,
+        // It matches now: a concurrent writer came and went; report the race.
+        Ok(()) => GovernanceError::Conflict { id: next.id, expected: transition.expected_revision(), actual: revision },
+    }
+}
+
+pub(crate) async fn append_history(
+    conn: &mut PgConnection,
+    isolate: bool,
+    records: &[HistoryRecord],
+) -> Result<Vec<Stored<HistoryRecord>>> {
+    let workspace = validate_history_batch(records)?;
+    const SQL: &str = concat!(
+        "INSERT INTO governance_history (",
+        history_columns!(),
+        ") SELECT ",
+        history_select!(),
+        " FROM jsonb_to_recordset($1) AS ",
+        history_recordset_shape!()
+    );
+    // Fast path: one statement for the whole batch, atomic on its own.
+    let mut to_insert: Vec<&HistoryRecord> = records.iter().collect();
+    let mut planned: Vec<Stored<HistoryRecord>> = records.iter().cloned().map(Stored::New).collect();
+    for _ in 0..APPEND_ATTEMPTS {
+        let query = sqlx::query(SQL).bind(history_recordset(to_insert.iter().copied()));
+        match run(conn, isolate, query).await {
+            Ok(_) => return Ok(planned),
+            Err(error) if unique_violation(&error).is_some() => {}
+            Err(error) => return Err(map(error)),
+        }
+        // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
+        let related = related_records(conn, workspace.as_str(), records).await?;
+        planned = plan_history_append(records, &related)?;
+        to_insert = planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        if to_insert.is_empty() {
+            return Ok(planned);
+        }
+    }
+    Err(GovernanceError::backend(true, "history append kept colliding with concurrent writers"))
+}
+
+/// Stored records of `workspace` sharing an id or idempotency key with `records`.
+async fn related_records(
+    conn: &mut PgConnection,
+    workspace: &str,
+    records: &[HistoryRecord],
+) -> Result<Vec<HistoryRecord>> {
+    let ids: Vec<uuid::Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
+    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence.idempotency_key.as_deref()).collect();
+    let rows = sqlx::query(
+        "SELECT * FROM governance_history
+         WHERE workspace_id = $1 AND (id = ANY($2) OR idempotency_key = ANY($3))",
+    )
+    .bind(workspace)
+    .bind(&ids)
+    .bind(&keys)
+    .fetch_all(conn)
+    .await
+    .map_err(map)?;
+    let mut seen = HashSet::new();
+    rows.iter().map(history_from).filter(|r| r.as_ref().map_or(true, |r| seen.insert(r.id))).collect()
+}
