@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS governance_history (
     redaction_version text,
     created_at timestamptz NOT NULL,
     content_hash text NOT NULL,
+    -- The writing transaction: orders the commit-safe feed (see history_feed).
+    tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (workspace_id, id)
 );
 
@@ -89,6 +91,9 @@ CREATE INDEX IF NOT EXISTS governance_history_created
 -- History of one request, in revision order.
 CREATE INDEX IF NOT EXISTS governance_history_request
     ON governance_history (workspace_id, request_id, request_revision, created_at, id) WHERE request_id IS NOT NULL;
+-- The commit-safe feed, in transaction order.
+CREATE INDEX IF NOT EXISTS governance_history_feed
+    ON governance_history (workspace_id, tx_id, id);
 -- Decision analytics over a window (top deny reasons, per principal, ...).
 CREATE INDEX IF NOT EXISTS governance_history_decision
     ON governance_history (workspace_id, decision, created_at) WHERE decision IS NOT NULL;

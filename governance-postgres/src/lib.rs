@@ -47,6 +47,7 @@ use governance_abstractions::{
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+pub use read::{FeedCursor, FeedPage};
 pub use sqlx;
 
 /// Where the migrations record themselves: apart from the application's own
@@ -124,6 +125,40 @@ impl PostgresStore {
         write::append_history(txn, true, records).await
     }
 
+    /// The commit-safe feed of a workspace's history: records after `cursor`
+    /// in the order of the transactions that wrote them, showing a record only
+    /// once every transaction that started before it has finished. A reader
+    /// that reaches the end and later resumes from its cursor therefore never
+    /// misses a record that a slower transaction committed meanwhile (unlike
+    /// paging by `created_at`, where such a record can land behind the cursor).
+    /// For exporters, sealers and replicas.
+    pub async fn history_feed(&self, workspace: &WorkspaceId, cursor: &FeedCursor, limit: u32) -> Result<FeedPage> {
+        read::history_feed(&self.pool, workspace, cursor, limit).await
+    }
+
+    /// The plan PostgreSQL chooses for a request query, one line per row of
+    /// `EXPLAIN`: to check in operation that a query uses its index.
+    pub async fn explain_query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<String>> {
+        let mut sql = read::requests_sql("EXPLAIN SELECT *", workspace, filter, page)?;
+        explain_lines(sql.build().fetch_all(&self.pool).await)
+    }
+
+    /// The plan of [`history_for_request`](HistoryReader::history_for_request).
+    pub async fn explain_history_for_request(
+        &self,
+        workspace: &WorkspaceId,
+        request: RequestId,
+    ) -> Result<Vec<String>> {
+        let sql = sqlx::AssertSqlSafe(format!("EXPLAIN {}", read::HISTORY_FOR_REQUEST));
+        let rows = sqlx::query(sql).bind(workspace.as_str()).bind(request.as_uuid()).fetch_all(&self.pool).await;
+        explain_lines(rows)
+    }
+
     async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
         self.pool.acquire().await.map_err(error::map)
     }
@@ -185,4 +220,9 @@ impl HistoryReader for PostgresStore {
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
         read::count_history(&self.pool, workspace, query).await
     }
+}
+
+fn explain_lines(rows: sqlx::Result<Vec<sqlx::postgres::PgRow>>) -> Result<Vec<String>> {
+    use sqlx::Row;
+    rows.map_err(error::map)?.iter().map(|row| row.try_get::<String, _>(0).map_err(error::map)).collect()
 }

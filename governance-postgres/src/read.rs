@@ -59,18 +59,21 @@ pub(crate) async fn get_request(pool: &PgPool, workspace: &WorkspaceId, id: Requ
     request_from(&row)
 }
 
-pub(crate) async fn query_requests(
-    pool: &PgPool,
+/// The request query, after `prefix` (`SELECT *` or `EXPLAIN SELECT *`).
+pub(crate) fn requests_sql(
+    prefix: &str,
     workspace: &WorkspaceId,
     filter: &RequestFilter,
     page: &PageRequest,
-) -> Result<Page<GovernanceRequest>> {
+) -> Result<QueryBuilder<Postgres>> {
     filter.validate()?;
-    let mut sql = QueryBuilder::new("SELECT * FROM governance_requests WHERE workspace_id = ");
+    let mut sql = QueryBuilder::new(format!("{prefix} FROM governance_requests WHERE workspace_id = "));
     sql.push_bind(workspace.as_str());
     if !filter.statuses.is_empty() {
-        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        sql.push(" AND status = ANY(").push_bind(statuses).push(")");
+        // Literals (fixed enum texts), so the planner can use the partial
+        // pending-queue index.
+        let statuses: Vec<String> = filter.statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        sql.push(format!(" AND status IN ({})", statuses.join(", ")));
     }
     if let Some(reason) = filter.pending_reason {
         sql.push(" AND pending_reason = ").push_bind(reason.as_str());
@@ -97,6 +100,16 @@ pub(crate) async fn query_requests(
     }
     window(&mut sql, &filter.created);
     keyset(&mut sql, page)?;
+    Ok(sql)
+}
+
+pub(crate) async fn query_requests(
+    pool: &PgPool,
+    workspace: &WorkspaceId,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> Result<Page<GovernanceRequest>> {
+    let mut sql = requests_sql("SELECT *", workspace, filter, page)?;
     let rows = sql.build().fetch_all(pool).await.map_err(map)?;
     let requests = rows.iter().map(request_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(requests, page, Position::of_request))
@@ -117,20 +130,21 @@ pub(crate) async fn get_history_record(pool: &PgPool, workspace: &WorkspaceId, i
     history_from(&row)
 }
 
+/// History of one request, in revision order.
+pub(crate) const HISTORY_FOR_REQUEST: &str = "SELECT * FROM governance_history WHERE workspace_id = $1 \
+    AND request_id = $2 ORDER BY request_revision, created_at, id";
+
 pub(crate) async fn history_for_request(
     pool: &PgPool,
     workspace: &WorkspaceId,
     request: RequestId,
 ) -> Result<Vec<HistoryRecord>> {
-    let rows = sqlx::query(
-        "SELECT * FROM governance_history WHERE workspace_id = $1 AND request_id = $2
-         ORDER BY request_revision, created_at, id",
-    )
-    .bind(workspace.as_str())
-    .bind(request.as_uuid())
-    .fetch_all(pool)
-    .await
-    .map_err(map)?;
+    let rows = sqlx::query(HISTORY_FOR_REQUEST)
+        .bind(workspace.as_str())
+        .bind(request.as_uuid())
+        .fetch_all(pool)
+        .await
+        .map_err(map)?;
     rows.iter().map(history_from).collect()
 }
 
@@ -212,4 +226,83 @@ pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query:
     }
     let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
     Ok(rank_counts(counts, query.limit))
+}
+
+/// Where a reader of the commit-safe feed stands: after `(tx_id, id)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FeedCursor(String);
+
+impl FeedCursor {
+    /// Before the first record.
+    pub fn start() -> Self {
+        Self("x0".to_owned())
+    }
+
+    fn after(tx: i64, id: uuid::Uuid) -> Self {
+        Self(format!("x1{tx:016x}{}", id.simple()))
+    }
+
+    fn position(&self) -> Result<Option<(i64, uuid::Uuid)>> {
+        let invalid = |reason| GovernanceError::InvalidCursor { reason };
+        if self.0 == "x0" {
+            return Ok(None);
+        }
+        let body = self.0.strip_prefix("x1").ok_or(invalid("not a feed cursor"))?;
+        if body.len() != 48 || !body.is_ascii() {
+            return Err(invalid("wrong length"));
+        }
+        let tx = i64::from_str_radix(&body[..16], 16).map_err(|_| invalid("not hexadecimal"))?;
+        let id = uuid::Uuid::try_parse(&body[16..]).map_err(|_| invalid("not an id"))?;
+        Ok(Some((tx, id)))
+    }
+
+    /// The cursor as text, to store between runs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for FeedCursor {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+/// A page of the feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedPage {
+    /// Records in commit-safe order.
+    pub records: Vec<HistoryRecord>,
+    /// Resume here (the given cursor when the page is empty).
+    pub next: FeedCursor,
+}
+
+/// Records of `workspace` after `cursor` in `(transaction, id)` order, only
+/// from transactions older than every transaction still running: a record
+/// that commits later always sorts after what a reader has already seen.
+pub(crate) async fn history_feed(
+    pool: &PgPool,
+    workspace: &WorkspaceId,
+    cursor: &FeedCursor,
+    limit: u32,
+) -> Result<FeedPage> {
+    if limit == 0 {
+        return Err(GovernanceError::validation("limit", governance_abstractions::ValidationProblem::OutOfRange));
+    }
+    // Compared as xid8, so the (workspace_id, tx_id, id) index serves it.
+    let mut sql =
+        QueryBuilder::new("SELECT *, tx_id::text::bigint AS tx FROM governance_history WHERE workspace_id = ");
+    sql.push_bind(workspace.as_str());
+    sql.push(" AND tx_id < pg_snapshot_xmin(pg_current_snapshot())");
+    if let Some((tx, id)) = cursor.position()? {
+        sql.push(" AND (tx_id, id) > (").push_bind(tx.to_string()).push("::text::xid8, ").push_bind(id).push(")");
+    }
+    sql.push(" ORDER BY tx_id, id LIMIT ").push_bind(i64::from(limit));
+    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let next = match rows.last() {
+        Some(row) => FeedCursor::after(row.try_get("tx").map_err(map)?, row.try_get("id").map_err(map)?),
+        None => cursor.clone(),
+    };
+    let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    Ok(FeedPage { records, next })
 }
