@@ -160,7 +160,7 @@ pub trait GovernanceStore: RequestWriter + RequestReader + HistoryWriter + Histo
 impl<T: RequestWriter + RequestReader + HistoryWriter + HistoryReader + ?Sized> GovernanceStore for T {}
 
 /// Checks a history batch the same way on every provider: non-empty, within
-/// the batch limit, one workspace, decision evidence only (lifecycle records
+/// the batch limits (records and bytes), one workspace, decision evidence only (lifecycle records
 /// are written by transitions, with their revision), each record valid.
 /// Returns the workspace.
 pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId> {
@@ -168,6 +168,13 @@ pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId>
     let first = records.first().ok_or_else(|| GovernanceError::validation("records", ValidationProblem::Empty))?;
     validate::list_len("records", records.len(), crate::limits::MAX_BATCH_RECORDS)?;
     let workspace = first.workspace_id();
+    let bytes: usize = records.iter().map(validate::serialized_len).sum();
+    if bytes > crate::limits::MAX_BATCH_BYTES {
+        return Err(GovernanceError::validation(
+            "records",
+            ValidationProblem::TooLong { max: crate::limits::MAX_BATCH_BYTES, actual: bytes },
+        ));
+    }
     for record in records {
         if record.workspace_id() != workspace {
             return Err(GovernanceError::validation(

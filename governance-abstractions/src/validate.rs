@@ -23,6 +23,10 @@ pub mod limits {
     pub const MAX_JSON_DEPTH: usize = 32;
     /// Records in one history append.
     pub const MAX_BATCH_RECORDS: usize = 1_000;
+    /// Serialized bytes of one history append, all records together: one
+    /// statement must fit MySQL's `max_allowed_packet` (16 MiB by default on
+    /// MariaDB) with room to spare.
+    pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
     /// Integers that must survive canonical JSON (RFC 8785 uses IEEE doubles).
     pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 }
@@ -121,6 +125,14 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
         return Err(problem(field, ValidationProblem::TooLong { max: MAX_JSON_BYTES, actual: counter.0 }));
     }
     Ok(())
+}
+
+/// Serialized size of `value` in bytes, without allocating it.
+pub(crate) fn serialized_len<T: serde::Serialize>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail; a value that does not serialize counts as empty.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Counts serialized bytes without allocating them.

@@ -3,29 +3,42 @@
 use governance_abstractions::GovernanceError;
 use sqlx::postgres::PgDatabaseError;
 
-/// The unique constraint a statement violated, if that is what happened.
-pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
-    let database = error.as_database_error()?;
-    let pg = database.try_downcast_ref::<PgDatabaseError>()?;
-    (pg.code() == "23505").then(|| pg.constraint().unwrap_or(""))
+fn postgres(error: &sqlx::Error) -> Option<&PgDatabaseError> {
+    error.as_database_error()?.try_downcast_ref::<PgDatabaseError>()
 }
 
-/// Lost or unreachable connections are `Unavailable`; serialization
-/// failures, deadlocks and lock timeouts a retryable `Backend`; the rest a
-/// plain `Backend`.
+/// True when the statement violated a unique constraint.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    postgres(error).is_some_and(|pg| pg.code() == "23505")
+}
+
+/// Lost, refused or shut-down connections are `Unavailable`; serialization
+/// failures, deadlocks and lock timeouts a retryable `Backend`; the rest
+/// (bad credentials included) a plain `Backend`.
 pub(crate) fn map(error: sqlx::Error) -> GovernanceError {
-    match &error {
+    let unavailable = match &error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => GovernanceError::Unavailable { source: Box::new(error) },
-        _ => {
-            let retryable = error
-                .as_database_error()
-                .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
-                .is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03" | "57P01"));
-            GovernanceError::backend(retryable, error)
-        }
+        | sqlx::Error::WorkerCrashed => true,
+        other => postgres(other).is_some_and(|pg| {
+            pg.code().starts_with("08") || matches!(pg.code(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+    };
+    if unavailable {
+        return GovernanceError::Unavailable { source: Box::new(error) };
     }
+    let retryable = postgres(&error).is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03"));
+    GovernanceError::backend(retryable, error)
+}
+
+/// A unique violation that the transaction's snapshot cannot explain: the
+/// colliding row was committed after a REPEATABLE READ or SERIALIZABLE
+/// caller's transaction took its snapshot. Only a fresh transaction sees it.
+pub(crate) fn invisible_collision() -> GovernanceError {
+    GovernanceError::backend(
+        true,
+        "a concurrent write is not visible to this transaction's snapshot; retry the whole transaction",
+    )
 }

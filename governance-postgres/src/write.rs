@@ -13,7 +13,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Acquire, PgConnection, Postgres, Row};
 
-use crate::error::{map, unique_violation};
+use crate::error::{invisible_collision, is_unique_violation, map};
 use crate::rows::{
     bind_request, history_columns, history_from, history_recordset, history_recordset_shape, history_select,
     request_columns, request_from, signed,
@@ -39,7 +39,8 @@ async fn run(
             Ok(rows)
         }
         Err(error) => {
-            savepoint.rollback().await?;
+            // Report the statement's failure, not the rollback's.
+            let _ = savepoint.rollback().await;
             Err(error)
         }
     }
@@ -68,19 +69,14 @@ pub(crate) async fn create_request(
     let query = bind_request(sqlx::query(SQL), request).bind(records);
     match run(conn, isolate, query).await {
         Ok(rows) if !rows.is_empty() => Ok(Stored::New(request.clone())),
-        Ok(_) => resolve_create_clash(conn, creation, false).await,
-        Err(error) if unique_violation(&error).is_some() => resolve_create_clash(conn, creation, true).await,
+        Ok(_) => resolve_create_clash(conn, creation).await,
+        Err(error) if is_unique_violation(&error) => resolve_create_clash(conn, creation).await,
         Err(error) => Err(map(error)),
     }
 }
 
-/// Nothing was created: a replay, an idempotency conflict, or a taken id
-/// (`record_clash`: the creation record's id was taken).
-async fn resolve_create_clash(
-    conn: &mut PgConnection,
-    creation: &Creation,
-    record_clash: bool,
-) -> Result<Stored<GovernanceRequest>> {
+/// Nothing was created: a replay, an idempotency conflict, or a taken id.
+async fn resolve_create_clash(conn: &mut PgConnection, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
     let request = creation.request();
     let workspace = request.workspace_id();
     if let Some(key) = &request.spec.idempotency_key {
@@ -104,12 +100,17 @@ async fn resolve_create_clash(
             return Ok(Stored::Replayed(original));
         }
     }
-    let (kind, id) = if record_clash {
-        (EntityKind::HistoryRecord, creation.record().id.to_string())
-    } else {
-        (EntityKind::Request, request.id.to_string())
-    };
-    Err(GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id })
+    for (kind, table, id) in [
+        (EntityKind::Request, "governance_requests", request.id.as_uuid()),
+        (EntityKind::HistoryRecord, "governance_history", creation.record().id.as_uuid()),
+    ] {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT 1 FROM {table} WHERE workspace_id = $1 AND id = $2"));
+        let taken = sqlx::query(sql).bind(workspace.as_str()).bind(id).fetch_optional(&mut *conn).await.map_err(map)?;
+        if taken.is_some() {
+            return Err(GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id: id.to_string() });
+        }
+    }
+    Err(invisible_collision())
 }
 
 pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, transition: &Transition) -> Result<()> {
@@ -149,7 +150,7 @@ pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, tr
             let moved: i64 = rows.first().map_or(Ok(0), |row| row.try_get("moved")).map_err(map)?;
             if moved == 1 { Ok(()) } else { Err(explain_missed_update(conn, transition).await) }
         }
-        Err(error) if unique_violation(&error).is_some() => Err(GovernanceError::AlreadyExists {
+        Err(error) if is_unique_violation(&error) => Err(GovernanceError::AlreadyExists {
             kind: EntityKind::HistoryRecord,
             workspace: next.workspace_id().clone(),
             id: transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", "),
@@ -187,8 +188,9 @@ async fn explain_missed_update(conn: &mut PgConnection, transition: &Transition)
     };
     match check_commit_target(transition, revision, status) {
         Err(error) => error,
-        // It matches now: a concurrent writer came and went; report the race.
-        Ok(()) => GovernanceError::Conflict { id: next.id, expected: transition.expected_revision(), actual: revision },
+        // The update saw a newer row than this read: the caller's
+        // transaction reads an older snapshot.
+        Ok(()) => invisible_collision(),
     }
 }
 
@@ -213,13 +215,21 @@ pub(crate) async fn append_history(
         let query = sqlx::query(SQL).bind(history_recordset(to_insert.iter().copied()));
         match run(conn, isolate, query).await {
             Ok(_) => return Ok(planned),
-            Err(error) if unique_violation(&error).is_some() => {}
+            Err(error) if is_unique_violation(&error) => {}
             Err(error) => return Err(map(error)),
         }
         // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
+        let tried = to_insert.len();
         let related = related_records(conn, workspace.as_str(), records).await?;
         planned = plan_history_append(records, &related)?;
-        to_insert = planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        let next: Vec<&HistoryRecord> =
+            planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        if next.len() == tried {
+            // Nothing explains the collision: the colliding row is invisible
+            // to this transaction's snapshot.
+            return Err(invisible_collision());
+        }
+        to_insert = next;
         if to_insert.is_empty() {
             return Ok(planned);
         }

@@ -97,6 +97,13 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
 
         let mut txn = store.pool().begin().await.expect("begin");
         store.append_history_in(&mut txn, std::slice::from_ref(&record)).await.expect("evidence");
+        // A refused statement (same id, other content) must not abort the
+        // caller's transaction: the savepoint takes the failure.
+        let mut clash = record.evidence.clone();
+        clash.reason = Some("different".into());
+        let clash = HistoryRecord::with_id(record.id, clash, Timestamp::now()).expect("valid");
+        let refused = store.append_history_in(&mut txn, &[clash]).await;
+        assert!(matches!(refused, Err(GovernanceError::AlreadyExists { .. })), "{refused:?}");
         store.create_request_in(&mut txn, &creation).await.expect("create");
         store.commit_transition_in(&mut txn, &approve).await.expect("approve");
         let stale = store.commit_transition_in(&mut txn, &approve).await;

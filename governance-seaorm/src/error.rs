@@ -18,42 +18,87 @@ fn sqlx_error(error: &DbErr) -> Option<&sqlx::Error> {
     }
 }
 
-/// Whether the database refused for a reason that may pass on retry:
-/// serialization failure or deadlock (PostgreSQL 40001/40P01, MySQL
-/// 1213/1205), a busy or locked SQLite database (5/6).
-fn is_transient(database: &dyn DatabaseError) -> bool {
+fn database_error(error: &DbErr) -> Option<&dyn DatabaseError> {
+    sqlx_error(error).and_then(sqlx::Error::as_database_error)
+}
+
+fn mysql_number(database: &dyn DatabaseError) -> Option<u16> {
+    database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number())
+}
+
+/// What kind of failure the database reported.
+enum Class {
+    /// The server went away or refuses connections: retry later.
+    Unavailable,
+    /// Serialization failure, deadlock, busy: retrying may succeed.
+    Transient,
+    /// Anything else.
+    Permanent,
+}
+
+fn classify(database: &dyn DatabaseError) -> Class {
     if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        return matches!(pg.code(), "40001" | "40P01" | "55P03");
+        let code = pg.code();
+        return match code {
+            "57P01" | "57P02" | "57P03" | "53300" => Class::Unavailable,
+            _ if code.starts_with("08") => Class::Unavailable,
+            "40001" | "40P01" | "55P03" => Class::Transient,
+            _ => Class::Permanent,
+        };
     }
-    if let Some(my) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(my.number(), 1205 | 1213);
+    if let Some(number) = mysql_number(database) {
+        return match number {
+            1040 | 1053 | 2006 | 2013 => Class::Unavailable,
+            1020 | 1205 | 1213 => Class::Transient,
+            _ => Class::Permanent,
+        };
     }
     if let Some(lite) = database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
         let extended: i32 = lite.code().and_then(|c| c.parse().ok()).unwrap_or(0);
-        return matches!(extended & 0xff, 5 | 6);
+        if matches!(extended & 0xff, 5 | 6) {
+            return Class::Transient;
+        }
     }
-    false
+    Class::Permanent
 }
 
-/// Maps a SeaORM error: lost or unreachable connections are `Unavailable`,
-/// transient refusals a retryable `Backend`, the rest a plain `Backend`.
+/// True when the server rolled back the whole transaction, not just the
+/// statement (MySQL/MariaDB on a deadlock): savepoints are gone with it.
+pub(crate) fn transaction_lost(error: &DbErr) -> bool {
+    database_error(error).and_then(mysql_number) == Some(1213)
+}
+
+/// Maps a SeaORM error: lost or unreachable servers are `Unavailable`;
+/// serialization failures, deadlocks and a busy SQLite a retryable
+/// `Backend`; the rest (bad credentials included) a plain `Backend`.
 pub(crate) fn map(error: DbErr) -> GovernanceError {
-    let unavailable = match &error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        other => sqlx_error(other).is_some_and(|e| {
-            matches!(
-                e,
+    let class = match (&error, database_error(&error)) {
+        (_, Some(database)) => classify(database),
+        (DbErr::ConnectionAcquire(_) | DbErr::Conn(_), None) => Class::Unavailable,
+        _ => match sqlx_error(&error) {
+            Some(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            )
-        }),
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => Class::Unavailable,
+            _ => Class::Permanent,
+        },
     };
-    if unavailable {
-        return GovernanceError::Unavailable { source: Box::new(error) };
+    match class {
+        Class::Unavailable => GovernanceError::Unavailable { source: Box::new(error) },
+        Class::Transient => GovernanceError::backend(true, error),
+        Class::Permanent => GovernanceError::backend(false, error),
     }
-    let retryable = sqlx_error(&error).and_then(sqlx::Error::as_database_error).is_some_and(is_transient);
-    GovernanceError::backend(retryable, error)
+}
+
+/// A unique violation that the transaction's snapshot cannot explain: the
+/// colliding row was committed after the snapshot was taken (REPEATABLE READ
+/// or SERIALIZABLE in a caller's transaction). Only a fresh transaction sees it.
+pub(crate) fn invisible_collision() -> GovernanceError {
+    GovernanceError::backend(
+        true,
+        "a concurrent write is not visible to this transaction's snapshot; retry the whole transaction",
+    )
 }

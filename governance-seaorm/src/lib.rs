@@ -30,7 +30,9 @@
 //!   the history rows, in one transaction.
 //! - **Append-only**: triggers refuse UPDATE and DELETE of history rows on all
 //!   three backends; TRUNCATE is refused by a trigger on PostgreSQL and by a
-//!   foreign-key guard on MySQL (SQLite has no TRUNCATE).
+//!   foreign-key guard on MySQL (which `foreign_key_checks = 0` lifts:
+//!   withhold the DROP privilege from the application's user). SQLite has no
+//!   TRUNCATE; `INSERT OR REPLACE` is refused through recursive triggers.
 //! - **Errors**: unique violations become replays, `AlreadyExists` or
 //!   `IdempotencyConflict`; serialization failures, deadlocks and a busy
 //!   SQLite database are retryable `Backend` errors; lost connections are
@@ -38,8 +40,11 @@
 //! - **Same-transaction placement**: [`SeaOrmStore::append_history_in`],
 //!   [`SeaOrmStore::commit_transition_in`] and
 //!   [`SeaOrmStore::create_request_in`] write inside the application's own
-//!   [`DatabaseTransaction`], next to its domain writes. Each runs in a
-//!   savepoint, so a refused write leaves the caller's transaction usable.
+//!   [`DatabaseTransaction`] (begin it with [`SeaOrmStore::begin`]), next to
+//!   its domain writes. Each runs in a savepoint, so a refused write leaves
+//!   the caller's transaction usable. A *retryable* error from a `*_in` call
+//!   means the whole transaction must be retried: MySQL rolls back the whole
+//!   transaction on a deadlock, and a snapshot may hide a concurrent write.
 
 mod convert;
 pub mod entity;
@@ -85,20 +90,35 @@ impl SeaOrmStore {
     }
 
     /// Connects to a `postgres://`, `mysql://` or `sqlite:` URL (not migrated).
+    /// For an in-memory SQLite database use
+    /// [`open_sqlite_in_memory`](Self::open_sqlite_in_memory): through a URL,
+    /// the database vanishes whenever the pool recycles its connection.
     pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
+            return Err(GovernanceError::validation(
+                "url",
+                governance_abstractions::ValidationProblem::Inconsistent(
+                    "an in-memory SQLite database needs open_sqlite_in_memory()",
+                ),
+            ));
+        }
         Database::connect(url).await.map(Self::new).map_err(error::map)
     }
 
     /// Opens (creating if needed) a SQLite database file with WAL journaling,
-    /// a busy timeout, foreign keys and `synchronous = NORMAL`, and migrates it.
+    /// `synchronous = FULL` (a commit survives power loss: evidence is never
+    /// lost after the mutation it allowed), a busy timeout, foreign keys and
+    /// recursive triggers (so `INSERT OR REPLACE` cannot bypass the
+    /// append-only guard), and migrates it.
     pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("recursive_triggers", "ON");
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(unavailable)?;
         let store = Self::new(DatabaseConnection::from(pool));
         store.migrate().await?;
@@ -109,7 +129,10 @@ impl SeaOrmStore {
     /// connection that is never closed: with more, each connection would see
     /// its own empty database.
     pub async fn open_sqlite_in_memory() -> Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?.foreign_keys(true);
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(unavailable)?
+            .foreign_keys(true)
+            .pragma("recursive_triggers", "ON");
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
@@ -123,14 +146,23 @@ impl SeaOrmStore {
         Ok(store)
     }
 
-    /// The connection, for the application's own queries and transactions.
+    /// The connection, for the application's own queries.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 
+    /// Begins a transaction for the `*_in` methods and the application's own
+    /// writes: `BEGIN IMMEDIATE` on SQLite, so a transaction that reads before
+    /// it writes waits for the write lock instead of failing with "database
+    /// is locked"; a plain transaction elsewhere.
+    pub async fn begin(&self) -> Result<DatabaseTransaction> {
+        write::begin(&self.db).await
+    }
+
     /// Applies pending migrations. Re-runnable, and safe when several
-    /// processes start at once: the run holds a database-wide lock
-    /// (PostgreSQL advisory lock, MySQL `GET_LOCK`, SQLite write lock).
+    /// processes start at once: the run holds a lock (PostgreSQL advisory
+    /// lock, a MySQL `GET_LOCK` named after the database, the SQLite write
+    /// lock).
     pub async fn migrate(&self) -> Result<()> {
         let db = &self.db;
         match db.get_database_backend() {
@@ -147,7 +179,7 @@ impl SeaOrmStore {
                 let got = lock
                     .query_one_raw(Statement::from_string(
                         DbBackend::MySql,
-                        "SELECT GET_LOCK('governance_migrations', 120) AS got",
+                        "SELECT GET_LOCK(CONCAT('governance_migrations:', DATABASE()), 120) AS got",
                     ))
                     .await
                     .map_err(error::map)?
@@ -159,7 +191,9 @@ impl SeaOrmStore {
                     return Err(GovernanceError::backend(true, "timed out waiting for the migration lock"));
                 }
                 let migrated = Migrator::up(db, None).await.map_err(error::map);
-                lock.execute_unprepared("DO RELEASE_LOCK('governance_migrations')").await.map_err(error::map)?;
+                lock.execute_unprepared("DO RELEASE_LOCK(CONCAT('governance_migrations:', DATABASE()))")
+                    .await
+                    .map_err(error::map)?;
                 lock.rollback().await.map_err(error::map)?;
                 migrated
             }

@@ -38,14 +38,16 @@ impl MigrationName for CreateTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let statements: &[&str] = match manager.get_database_backend() {
+        let backend = manager.get_database_backend();
+        let statements: &[&str] = match backend {
             DbBackend::Postgres => POSTGRES,
             DbBackend::MySql => MYSQL,
             DbBackend::Sqlite => SQLITE,
             other => return Err(DbErr::Migration(format!("unsupported backend {other:?}"))),
         };
+        let collation = if backend == DbBackend::MySql { mysql_nopad_collation(manager).await? } else { "" };
         for statement in statements {
-            manager.get_connection().execute_unprepared(statement).await?;
+            manager.get_connection().execute_unprepared(&statement.replace("{collation}", collation)).await?;
         }
         Ok(())
     }
@@ -53,6 +55,15 @@ impl MigrationTrait for CreateTables {
 
 // Times are `timestamp` holding UTC: the provider binds naive UTC values on
 // every backend (see the entity module), so no session time zone applies.
+/// MariaDB's `utf8mb4_nopad_bin`, or MySQL 8's `utf8mb4_0900_bin` (NO PAD).
+async fn mysql_nopad_collation(manager: &SchemaManager<'_>) -> Result<&'static str, DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let probe = "SELECT COUNT(*) AS n FROM information_schema.COLLATIONS WHERE COLLATION_NAME = 'utf8mb4_nopad_bin'";
+    let row = manager.get_connection().query_one_raw(Statement::from_string(DbBackend::MySql, probe)).await?;
+    let mariadb = row.map(|row| row.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) > 0;
+    Ok(if mariadb { "utf8mb4_nopad_bin" } else { "utf8mb4_0900_bin" })
+}
+
 const POSTGRES: &[&str] = &[
     r#"CREATE TABLE IF NOT EXISTS governance_requests (
         workspace_id text NOT NULL,
@@ -141,8 +152,10 @@ const POSTGRES: &[&str] = &[
     "ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_no_truncate",
 ];
 
-// Identifiers are VARCHAR with a binary collation: byte-exact and
-// case-sensitive. Index prefixes keep the target key under InnoDB's 3072 bytes.
+// Identifiers are VARCHAR with a binary NO PAD collation (`{collation}`):
+// byte-exact and case-sensitive, and "acme" differs from "acme " (utf8mb4_bin
+// pads, which would let one workspace read another's rows). Index prefixes
+// keep the target key under InnoDB's 3072 bytes.
 const MYSQL: &[&str] = &[
     r#"CREATE TABLE IF NOT EXISTS governance_requests (
         workspace_id VARCHAR(255) NOT NULL,
@@ -172,10 +185,11 @@ const MYSQL: &[&str] = &[
         PRIMARY KEY (workspace_id, id),
         UNIQUE KEY governance_requests_idempotency (workspace_id, idempotency_key),
         KEY governance_requests_created (workspace_id, created_at, id),
-        KEY governance_requests_status (workspace_id, status, pending_reason, created_at, id),
+        KEY governance_requests_status (workspace_id, status, created_at, id),
+        KEY governance_requests_pending (workspace_id, status, pending_reason, created_at, id),
         KEY governance_requests_target (workspace_id, state_type(64), state_id(191), created_at, id),
         KEY governance_requests_expiry (workspace_id, expires_at)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
     r#"CREATE TABLE IF NOT EXISTS governance_history (
         workspace_id VARCHAR(255) NOT NULL,
         id BINARY(16) NOT NULL,
@@ -208,9 +222,12 @@ const MYSQL: &[&str] = &[
         KEY governance_history_created (workspace_id, created_at, id),
         KEY governance_history_request (workspace_id, request_id, request_revision, created_at, id),
         KEY governance_history_decision (workspace_id, decision, created_at)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
+    // DDL is not transactional here: re-running after a crash must work.
+    "DROP TRIGGER IF EXISTS governance_history_no_update",
     "CREATE TRIGGER governance_history_no_update BEFORE UPDATE ON governance_history FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: UPDATE refused'",
+    "DROP TRIGGER IF EXISTS governance_history_no_delete",
     "CREATE TRIGGER governance_history_no_delete BEFORE DELETE ON governance_history FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: DELETE refused'",
     // TRUNCATE fires no trigger on MySQL; InnoDB refuses to truncate a table
@@ -221,12 +238,13 @@ const MYSQL: &[&str] = &[
         PRIMARY KEY (workspace_id, id),
         CONSTRAINT governance_history_truncate_guard_fk FOREIGN KEY (workspace_id, id)
             REFERENCES governance_history (workspace_id, id)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
 ];
 
 // SQLite compares TEXT with the BINARY collation by default (byte-exact).
-// Timestamps are stored by the driver as RFC 3339 text with a fixed-width
-// date and time, which sorts in time order.
+// Times are stored by the driver as `YYYY-MM-DD HH:MM:SS` plus a fraction of
+// 0, 3, 6 or 9 digits; the date and time are fixed-width and a shorter
+// fraction sorts first, so text order is time order.
 const SQLITE: &[&str] = &[
     r#"CREATE TABLE IF NOT EXISTS governance_requests (
         workspace_id TEXT NOT NULL,

@@ -32,13 +32,15 @@ fn keyset<E: EntityTrait>(
     let mut select = select.order_by(created_at, order.clone()).order_by(id, order);
     if let Some(Position { created_at: at, id: last }) = after {
         let at = naive(at);
+        // The redundant bound on created_at lets every planner use the
+        // (workspace_id, created_at, id) index as a range.
         let beyond = match page.direction {
-            Direction::Forward => {
-                Condition::any().add(created_at.gt(at)).add(Condition::all().add(created_at.eq(at)).add(id.gt(last)))
-            }
-            Direction::Backward => {
-                Condition::any().add(created_at.lt(at)).add(Condition::all().add(created_at.eq(at)).add(id.lt(last)))
-            }
+            Direction::Forward => Condition::all().add(created_at.gte(at)).add(
+                Condition::any().add(created_at.gt(at)).add(Condition::all().add(created_at.eq(at)).add(id.gt(last))),
+            ),
+            Direction::Backward => Condition::all().add(created_at.lte(at)).add(
+                Condition::any().add(created_at.lt(at)).add(Condition::all().add(created_at.eq(at)).add(id.lt(last))),
+            ),
         };
         select = select.filter(beyond);
     }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::convert::{history_from, history_row, request_from, request_row, request_update};
 use crate::entity::{history, request};
-use crate::error::{is_unique_violation, map};
+use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
 
 /// How often an append re-plans after losing a race on a unique key.
 const APPEND_ATTEMPTS: usize = 5;
@@ -24,10 +24,22 @@ const APPEND_ATTEMPTS: usize = 5;
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
 /// lock up front, waiting out `busy_timeout`, instead of failing on upgrade),
 /// a plain transaction elsewhere, a savepoint inside a caller's transaction.
-async fn begin<C: TransactionTrait<Transaction = DatabaseTransaction>>(conn: &C) -> Result<DatabaseTransaction> {
+pub(crate) async fn begin<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+) -> Result<DatabaseTransaction> {
     let options =
         TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     conn.begin_with_options(options).await.map_err(map)
+}
+
+/// Rolls `txn` back after `error` and reports `error`, never the rollback's
+/// own failure; when the server already rolled everything back (a MySQL
+/// deadlock) there is nothing left to roll back.
+async fn abandon(txn: DatabaseTransaction, error: DbErr) -> DbErr {
+    if !transaction_lost(&error) {
+        let _ = txn.rollback().await;
+    }
+    error
 }
 
 fn workspace_str(request: &GovernanceRequest) -> &str {
@@ -55,11 +67,10 @@ pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transac
             txn.commit().await.map_err(map)?;
             Ok(Stored::New(request.clone()))
         }
-        Err(error) if is_unique_violation(&error) => {
-            txn.rollback().await.map_err(map)?;
-            resolve_create_clash(conn, creation).await
+        Err(error) => {
+            let error = abandon(txn, error).await;
+            if is_unique_violation(&error) { resolve_create_clash(conn, creation).await } else { Err(map(error)) }
         }
-        Err(error) => Err(map(error)),
     }
 }
 
@@ -87,15 +98,23 @@ async fn resolve_create_clash<C: ConnectionTrait>(conn: &C, creation: &Creation)
             return Ok(Stored::Replayed(original));
         }
     }
-    let request_taken = request::Entity::find_by_id((workspace_str(request).to_owned(), request.id.as_uuid()))
-        .one(conn)
-        .await
-        .map_err(map)?;
-    let (kind, id) = match request_taken {
-        Some(_) => (EntityKind::Request, request.id.to_string()),
-        None => (EntityKind::HistoryRecord, creation.record().id.to_string()),
-    };
-    Err(GovernanceError::AlreadyExists { kind, workspace: workspace.clone(), id })
+    let key = (workspace_str(request).to_owned(), request.id.as_uuid());
+    if request::Entity::find_by_id(key).one(conn).await.map_err(map)?.is_some() {
+        return Err(GovernanceError::AlreadyExists {
+            kind: EntityKind::Request,
+            workspace: workspace.clone(),
+            id: request.id.to_string(),
+        });
+    }
+    let record = (workspace_str(request).to_owned(), creation.record().id.as_uuid());
+    if history::Entity::find_by_id(record).one(conn).await.map_err(map)?.is_some() {
+        return Err(GovernanceError::AlreadyExists {
+            kind: EntityKind::HistoryRecord,
+            workspace: workspace.clone(),
+            id: creation.record().id.to_string(),
+        });
+    }
+    Err(invisible_collision())
 }
 
 pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
@@ -112,17 +131,23 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
         .filter(request::Column::Revision.eq(revision(transition.expected_revision())))
         .filter(request::Column::Status.eq(transition.expected_status().as_str()))
         .exec(&txn)
-        .await
-        .map_err(map)?;
+        .await;
+    let updated = match updated {
+        Ok(updated) => updated,
+        Err(error) => return Err(map(abandon(txn, error).await)),
+    };
     if updated.rows_affected == 0 {
-        txn.rollback().await.map_err(map)?;
+        let _ = txn.rollback().await;
         return Err(explain_missed_update(conn, transition).await);
     }
     let records = transition.records().iter().map(|r| history_row(r).into_active_model().reset_all());
     match history::Entity::insert_many(records).exec_without_returning(&txn).await {
         Ok(_) => txn.commit().await.map_err(map),
-        Err(error) if is_unique_violation(&error) => {
-            txn.rollback().await.map_err(map)?;
+        Err(error) => {
+            let error = abandon(txn, error).await;
+            if !is_unique_violation(&error) {
+                return Err(map(error));
+            }
             let taken = transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ");
             Err(GovernanceError::AlreadyExists {
                 kind: EntityKind::HistoryRecord,
@@ -130,7 +155,6 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
                 id: taken,
             })
         }
-        Err(error) => Err(map(error)),
     }
 }
 
@@ -163,12 +187,9 @@ async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transi
             let stored_revision = u64::try_from(stored_revision).unwrap_or(0);
             match check_commit_target(transition, stored_revision, status) {
                 Err(error) => error,
-                // It matched after all: a concurrent writer came and went; report the race.
-                Ok(()) => GovernanceError::Conflict {
-                    id: next.id,
-                    expected: transition.expected_revision(),
-                    actual: stored_revision,
-                },
+                // The update saw a newer row than this read: the caller's
+                // transaction reads an older snapshot.
+                Ok(()) => invisible_collision(),
             }
         }
     }
@@ -190,9 +211,17 @@ pub(crate) async fn append_history<C: ConnectionTrait + TransactionTrait<Transac
             Err(error) => return Err(map(error)),
         }
         // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
+        let tried = to_insert.len();
         let related = related_records(conn, workspace.as_str(), records).await?;
         planned = plan_history_append(records, &related)?;
-        to_insert = planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        let next: Vec<&HistoryRecord> =
+            planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
+        if next.len() == tried {
+            // Nothing explains the collision: the colliding row is invisible
+            // to this transaction's snapshot.
+            return Err(invisible_collision());
+        }
+        to_insert = next;
         if to_insert.is_empty() {
             return Ok(planned);
         }
@@ -214,10 +243,7 @@ async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = Data
     let point = conn.begin().await?;
     match history::Entity::insert_many(rows()).exec_without_returning(&point).await {
         Ok(_) => point.commit().await,
-        Err(error) => {
-            point.rollback().await?;
-            Err(error)
-        }
+        Err(error) => Err(abandon(point, error).await),
     }
 }
 

@@ -11,7 +11,7 @@ use governance_abstractions::{
     NewRequest, RequestId, RequestReader, RequestWriter, TargetRef, Timestamp, WorkspaceId, lifecycle,
 };
 use governance_seaorm::SeaOrmStore;
-use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// Stores to test on: a SQLite file, and each configured server.
 async fn stores() -> Vec<(String, SeaOrmStore, tempfile::TempDir)> {
@@ -74,8 +74,15 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
             let record = HistoryRecord::new(evidence, Timestamp::now()).expect("valid");
             let invoice = uuid::Uuid::now_v7().simple().to_string();
 
-            let txn = store.connection().begin().await.expect("begin");
+            let txn = store.begin().await.expect("begin");
             store.append_history_in(&txn, std::slice::from_ref(&record)).await.expect("evidence");
+            // A refused statement inside the transaction (same id, other
+            // content) must not poison it: the savepoint takes the failure.
+            let mut clash = record.evidence.clone();
+            clash.reason = Some("different".into());
+            let clash = HistoryRecord::with_id(record.id, clash, Timestamp::now()).expect("valid");
+            let refused = store.append_history_in(&txn, &[clash]).await;
+            assert!(matches!(refused, Err(GovernanceError::AlreadyExists { .. })), "{name}: {refused:?}");
             store.create_request_in(&txn, &creation).await.expect("create");
             store.commit_transition_in(&txn, &approve).await.expect("approve");
             // A refused write inside the transaction leaves it usable.
@@ -105,15 +112,45 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
     }
 }
 
-/// Migrations are re-runnable, also from several stores at once.
+/// Migrations are re-runnable, and two stores migrating one fresh database
+/// at once both succeed.
 #[tokio::test]
 async fn migrations_rerun_and_race_safely() {
     for (name, store, _dir) in stores().await {
         store.migrate().await.unwrap_or_else(|e| panic!("{name}: second run: {e}"));
-        let (a, b) = (store.clone(), store.clone());
-        let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
-        assert!(ra.is_ok() && rb.is_ok(), "{name}: concurrent runs: {ra:?} {rb:?}");
     }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display());
+    let mut urls = vec![(file, DbBackend::Sqlite)];
+    for (variable, backend) in [(POSTGRES_URL_ENV, DbBackend::Postgres), (MYSQL_URL_ENV, DbBackend::MySql)] {
+        if let Ok(server) = server_url(variable).await {
+            urls.push((fresh_database(&server, backend).await.expect("fresh database"), backend));
+        }
+    }
+    for (url, backend) in urls {
+        let (a, b) = (SeaOrmStore::connect(&url).await.expect("a"), SeaOrmStore::connect(&url).await.expect("b"));
+        let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+        assert!(ra.is_ok() && rb.is_ok(), "{backend:?}: concurrent first runs: {ra:?} {rb:?}");
+    }
+}
+
+/// SQLite: `INSERT OR REPLACE` cannot rewrite a history row behind the triggers.
+#[tokio::test]
+async fn sqlite_replace_cannot_rewrite_history() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SeaOrmStore::open_sqlite(dir.path().join("replace.db")).await.expect("opens");
+    let ws = workspace();
+    let record = HistoryRecord::new(
+        Evidence::decision(ws.clone(), Actor::user("u"), "o", "op", Decision::Denied),
+        Timestamp::now(),
+    )
+    .expect("valid");
+    store.append_history(std::slice::from_ref(&record)).await.expect("append");
+    let sql = "INSERT OR REPLACE INTO governance_history SELECT * FROM governance_history WHERE id = ?";
+    let replace = Statement::from_sql_and_values(DbBackend::Sqlite, sql, [record.id.as_uuid().into()]);
+    let outcome = store.connection().execute_raw(replace).await;
+    assert!(outcome.is_err_and(|e| e.to_string().contains("append-only")), "REPLACE must hit the guard");
+    assert_eq!(store.get_history_record(&ws, record.id).await.expect("kept"), record);
 }
 
 /// An in-memory database is one database, whichever task asks.

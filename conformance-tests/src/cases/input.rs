@@ -226,6 +226,17 @@ pub async fn large_history(ctx: CaseContext) -> CaseResult {
     let too_many = vec![batch[0].clone(); limits::MAX_BATCH_RECORDS + 1];
     let e = expect_err(ctx.store.append_history(&too_many).await, "batch over the limit")?;
     ensure!(is_validation(&e, too_long), "got {e:?}");
+    // Each record within its limits, the batch over the byte limit.
+    let heavy: Vec<HistoryRecord> = (0..5)
+        .map(|_| {
+            let mut e = evidence(&ctx, Decision::Denied);
+            e.request_json = Some(payload(2 * 1024 * 1024 - 64 * 1024));
+            HistoryRecord::new(e, Timestamp::now())
+        })
+        .collect::<Result<_, _>>()?;
+    let e = expect_err(ctx.store.append_history(&heavy).await, "batch over the byte limit")?;
+    ensure!(is_validation(&e, too_long), "got {e:?}");
+    ensure_eq!(ctx.store.append_history(&heavy[..2]).await?.len(), 2, "two of them fit");
     Ok(())
 }
 
@@ -287,6 +298,18 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     ensure!(
         ctx.store.query_requests(&upper, &filter("alice"), &PageRequest::all()).await?.items.is_empty(),
         "case-sensitive actor"
+    );
+    // Trailing spaces are significant too (MySQL's PAD SPACE collations would
+    // let "acme " read "acme").
+    let padded = WorkspaceId::new(format!("{} ", upper.as_str()))?;
+    ensure!(ctx.store.get_request(&padded, a.id).await.is_err_and(|e| e.is_not_found()), "trailing space in workspace");
+    let spaced = ctx.service.create(spec_in(&upper).idempotency_key("Key ").intent("spaced")).await?;
+    ensure!(!spaced.is_replay(), "a key with a trailing space is another key");
+    let all_padded = ctx.store.query_requests(&padded, &RequestFilter::default(), &PageRequest::all()).await?;
+    ensure!(all_padded.items.is_empty(), "the padded workspace is empty: {:?}", all_padded.items);
+    ensure!(
+        ctx.store.query_requests(&upper, &filter("Alice "), &PageRequest::all()).await?.items.is_empty(),
+        "trailing space in an actor filter"
     );
     let mut tag_spec = spec_in(&upper).tag("Prod");
     tag_spec.target = TargetRef::new("Flag", "ID");
