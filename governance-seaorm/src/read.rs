@@ -1,7 +1,5 @@
 //! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
 
-use std::collections::HashMap;
-
 use governance_abstractions::{
     Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
@@ -234,20 +232,7 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
     let base = history::Entity::find().filter(condition).select_only();
     let count = Expr::col(C::Id).count();
     let counts: Vec<Count> = match query.by {
-        CountBy::ReasonCode => {
-            // Reason codes live in a JSON array; count them here, portably.
-            let lists: Vec<serde_json::Value> =
-                base.column(C::ReasonCodes).into_tuple().all(conn).await.map_err(map)?;
-            let mut counts: HashMap<String, u64> = HashMap::new();
-            for list in lists {
-                let codes: Vec<String> = serde_json::from_value(list)
-                    .map_err(|e| GovernanceError::backend(false, format!("stored reason codes do not decode: {e}")))?;
-                for code in codes {
-                    *counts.entry(code).or_default() += 1;
-                }
-            }
-            counts.into_iter().map(|(key, count)| Count { key, count }).collect()
-        }
+        CountBy::ReasonCode => reason_code_counts(conn, workspace, query).await?,
         CountBy::Principal => {
             let rows: Vec<(String, String, i64)> = base
                 .column(C::ActorKind)
@@ -270,4 +255,72 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
         _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
     };
     Ok(rank_counts(counts, query.limit))
+}
+
+/// Counts reason codes in the database, unnesting each record's JSON array
+/// with the backend's own table function.
+async fn reason_code_counts<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<Count>> {
+    use sea_orm::{Statement, Value};
+    let backend = conn.get_database_backend();
+    let mut values: Vec<Value> = vec![workspace.as_str().into()];
+    let mut conditions = String::from("h.workspace_id = {} AND h.decision IS NOT NULL");
+    if let Some(decision) = query.decision {
+        conditions.push_str(" AND h.decision = {}");
+        values.push(decision.as_str().into());
+    }
+    if let Some(from) = query.window.from {
+        conditions.push_str(" AND h.created_at >= {}");
+        values.push(naive(from).into());
+    }
+    if let Some(until) = query.window.until {
+        conditions.push_str(" AND h.created_at < {}");
+        values.push(naive(until).into());
+    }
+    let mut n = 0;
+    let conditions = conditions
+        .split("{}")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                return part.to_owned();
+            }
+            n += 1;
+            let mark = if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_owned() };
+            format!("{mark}{part}")
+        })
+        .collect::<String>();
+    // Keys come back as bytes on MySQL: its JSON_TABLE columns would
+    // otherwise group case-insensitively in the connection's collation.
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h \
+             CROSS JOIN LATERAL jsonb_array_elements_text(h.reason_codes) AS r(code) WHERE {conditions} GROUP BY r.code"
+        ),
+        DbBackend::MySql => format!(
+            "SELECT CAST(r.code AS BINARY) AS k, COUNT(*) AS n FROM governance_history h, \
+             JSON_TABLE(h.reason_codes, '$[*]' COLUMNS (code VARCHAR(255) PATH '$')) AS r \
+             WHERE {conditions} GROUP BY CAST(r.code AS BINARY)"
+        ),
+        _ => format!(
+            "SELECT r.value AS k, COUNT(*) AS n FROM governance_history h, json_each(h.reason_codes) AS r \
+             WHERE {conditions} GROUP BY r.value"
+        ),
+    };
+    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(map)?;
+    rows.iter()
+        .map(|row| {
+            let key = if backend == DbBackend::MySql {
+                let bytes: Vec<u8> = row.try_get("", "k").map_err(map)?;
+                String::from_utf8(bytes).map_err(|e| GovernanceError::backend(false, e))?
+            } else {
+                row.try_get::<String>("", "k").map_err(map)?
+            };
+            let n: i64 = row.try_get("", "n").map_err(map)?;
+            Ok(Count { key, count: u64::try_from(n).unwrap_or(0) })
+        })
+        .collect()
 }
