@@ -123,7 +123,7 @@ pub use store::{
     GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, check_commit_target,
     plan_history_append, validate_creation, validate_history_batch, validate_transition,
 };
-pub use validate::limits;
+pub use validate::{limits, restore_stored_json};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -127,6 +127,29 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
     Ok(())
 }
 
+/// Undoes a database's re-encoding of large floats: PostgreSQL's `jsonb`
+/// returns `1.5e16` as the integer `15000000000000000`. Validation admits no
+/// integer beyond [`MAX_SAFE_INTEGER`], so any such integer read back was a
+/// float, and turning it back into one is lossless. Providers call this on
+/// every JSON document they read.
+pub fn restore_stored_json(value: &mut Value) {
+    let mut pending: Vec<&mut Value> = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Number(n)
+                if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) =>
+            {
+                if let Some(float) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                    *n = float;
+                }
+            }
+            Value::Array(items) => pending.extend(items.iter_mut()),
+            Value::Object(map) => pending.extend(map.values_mut()),
+            _ => {}
+        }
+    }
+}
+
 /// Serialized size of `value` in bytes, without allocating it.
 pub(crate) fn serialized_len<T: serde::Serialize>(value: &T) -> usize {
     let mut counter = ByteCounter(0);

@@ -45,9 +45,10 @@ CREATE INDEX IF NOT EXISTS governance_requests_status
 -- Requests for one target.
 CREATE INDEX IF NOT EXISTS governance_requests_target
     ON governance_requests (workspace_id, state_type, state_id, created_at, id);
--- The expiry sweep.
+-- The expiry sweep (it pages in creation order over unfinished requests
+-- that can expire).
 CREATE INDEX IF NOT EXISTS governance_requests_expiry
-    ON governance_requests (workspace_id, expires_at)
+    ON governance_requests (workspace_id, created_at, id)
     WHERE expires_at IS NOT NULL AND status IN ('created', 'pending', 'approved');
 
 CREATE TABLE IF NOT EXISTS governance_history (
@@ -111,6 +112,19 @@ CREATE OR REPLACE TRIGGER governance_history_no_rewrite
 CREATE OR REPLACE TRIGGER governance_history_no_truncate
     BEFORE TRUNCATE ON governance_history
     FOR EACH STATEMENT EXECUTE FUNCTION governance_history_append_only();
+
+-- The feed's order is the writing transaction, stamped by the server: a
+-- writer cannot choose it, and a restore or replication re-stamps it.
+CREATE OR REPLACE FUNCTION governance_history_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.tx_id := pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER governance_history_stamp
+    BEFORE INSERT ON governance_history
+    FOR EACH ROW EXECUTE FUNCTION governance_history_stamp();
+ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_stamp;
 
 -- ALWAYS: also under session_replication_role = replica, which skips
 -- ordinary triggers.

@@ -29,7 +29,7 @@ pub(crate) fn map(error: sqlx::Error) -> GovernanceError {
     if unavailable {
         return GovernanceError::Unavailable { source: Box::new(error) };
     }
-    let retryable = postgres(&error).is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03"));
+    let retryable = postgres(&error).is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03" | "57014"));
     GovernanceError::backend(retryable, error)
 }
 

@@ -16,7 +16,7 @@
 //!
 //! # How it keeps the contract
 //!
-//! - **One round trip per write.** A transition is a single statement: a
+//! - **One statement per write.** A transition is a single statement: a
 //!   conditional `UPDATE … WHERE revision = $n AND status = $s` and the insert
 //!   of its history rows as data-modifying CTEs, so both commit together or
 //!   not at all without BEGIN/COMMIT round trips. Creation and appends are one
@@ -78,7 +78,14 @@ impl PostgresStore {
     /// Connects with a pool of at most 10 connections (not migrated). For
     /// other pool settings build the pool yourself and use [`new`](Self::new).
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(10).connect(url).await.map_err(error::map)?;
+        // No ping before each acquire: it would add a round trip to every
+        // write, and a dead connection surfaces as `Unavailable` anyway.
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(error::map)?;
         Ok(Self::new(pool))
     }
 
@@ -88,9 +95,20 @@ impl PostgresStore {
     }
 
     /// Applies pending migrations. Re-runnable; concurrent runs wait on an
-    /// advisory lock.
+    /// advisory lock. Run it as the tables' owner, not as the application's
+    /// INSERT-only role.
     pub async fn migrate(&self) -> Result<()> {
-        migrator().run(&self.pool).await.map_err(|e| match e {
+        let mut conn = self.pool.acquire().await.map_err(error::map)?;
+        let migrator = migrator();
+        // `run_direct` on the concrete connection: `run` with `&mut conn`
+        // trips the compiler's "Acquire is not general enough" in async code.
+        let outcome = migrator.run_direct(None, &mut *conn, false).await;
+        if outcome.is_err() {
+            // sqlx leaves its advisory lock held when a migration fails; the
+            // connection goes back to the pool, so release it here.
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *conn).await;
+        }
+        outcome.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(error) => error::map(error),
             other => GovernanceError::backend(false, other),
         })
@@ -144,7 +162,7 @@ impl PostgresStore {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Vec<String>> {
-        let mut sql = read::requests_sql("EXPLAIN SELECT *", workspace, filter, page)?;
+        let mut sql = read::requests_sql(&format!("EXPLAIN {}", read::SELECT_REQUESTS), workspace, filter, page)?;
         explain_lines(sql.build().fetch_all(&self.pool).await)
     }
 

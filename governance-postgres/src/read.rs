@@ -12,7 +12,7 @@ use governance_abstractions::{
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::error::map;
-use crate::rows::{history_from, request_from};
+use crate::rows::{history_columns, history_from, request_columns, request_from};
 
 fn window(sql: &mut QueryBuilder<Postgres>, range: &TimeRange) {
     if let Some(from) = range.from {
@@ -45,21 +45,25 @@ fn keyset(sql: &mut QueryBuilder<Postgres>, page: &PageRequest) -> Result<()> {
 }
 
 pub(crate) async fn get_request(pool: &PgPool, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-    let row = sqlx::query("SELECT * FROM governance_requests WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace.as_str())
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await
-        .map_err(map)?
-        .ok_or_else(|| GovernanceError::NotFound {
-            kind: EntityKind::Request,
-            workspace: workspace.clone(),
-            id: id.to_string(),
-        })?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM governance_requests WHERE workspace_id = $1 AND id = $2"
+    ))
+    .bind(workspace.as_str())
+    .bind(id.as_uuid())
+    .fetch_optional(pool)
+    .await
+    .map_err(map)?
+    .ok_or_else(|| GovernanceError::NotFound {
+        kind: EntityKind::Request,
+        workspace: workspace.clone(),
+        id: id.to_string(),
+    })?;
     request_from(&row)
 }
 
-/// The request query, after `prefix` (`SELECT *` or `EXPLAIN SELECT *`).
+/// The request query, after `prefix` (the select list, or `EXPLAIN` and it).
 pub(crate) fn requests_sql(
     prefix: &str,
     workspace: &WorkspaceId,
@@ -109,30 +113,41 @@ pub(crate) async fn query_requests(
     filter: &RequestFilter,
     page: &PageRequest,
 ) -> Result<Page<GovernanceRequest>> {
-    let mut sql = requests_sql("SELECT *", workspace, filter, page)?;
+    let mut sql = requests_sql(SELECT_REQUESTS, workspace, filter, page)?;
     let rows = sql.build().fetch_all(pool).await.map_err(map)?;
     let requests = rows.iter().map(request_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(requests, page, Position::of_request))
 }
 
 pub(crate) async fn get_history_record(pool: &PgPool, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-    let row = sqlx::query("SELECT * FROM governance_history WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace.as_str())
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await
-        .map_err(map)?
-        .ok_or_else(|| GovernanceError::NotFound {
-            kind: EntityKind::HistoryRecord,
-            workspace: workspace.clone(),
-            id: id.to_string(),
-        })?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        history_columns!(),
+        " FROM governance_history WHERE workspace_id = $1 AND id = $2"
+    ))
+    .bind(workspace.as_str())
+    .bind(id.as_uuid())
+    .fetch_optional(pool)
+    .await
+    .map_err(map)?
+    .ok_or_else(|| GovernanceError::NotFound {
+        kind: EntityKind::HistoryRecord,
+        workspace: workspace.clone(),
+        id: id.to_string(),
+    })?;
     history_from(&row)
 }
 
 /// History of one request, in revision order.
-pub(crate) const HISTORY_FOR_REQUEST: &str = "SELECT * FROM governance_history WHERE workspace_id = $1 \
-    AND request_id = $2 ORDER BY request_revision, created_at, id";
+pub(crate) const HISTORY_FOR_REQUEST: &str = concat!(
+    "SELECT ",
+    history_columns!(),
+    " FROM governance_history WHERE workspace_id = $1 AND request_id = $2 ORDER BY request_revision, created_at, id"
+);
+
+/// The select list of request reads: named columns, so a column added by a
+/// later migration cannot break the prepared statements of running instances.
+pub(crate) const SELECT_REQUESTS: &str = concat!("SELECT ", request_columns!());
 
 pub(crate) async fn history_for_request(
     pool: &PgPool,
@@ -187,7 +202,8 @@ pub(crate) async fn query_history(
     page: &PageRequest,
 ) -> Result<Page<HistoryRecord>> {
     filter.validate()?;
-    let mut sql = QueryBuilder::new("SELECT * FROM governance_history WHERE workspace_id = ");
+    let mut sql =
+        QueryBuilder::new(concat!("SELECT ", history_columns!(), " FROM governance_history WHERE workspace_id = "));
     sql.push_bind(workspace.as_str());
     history_conditions(&mut sql, filter);
     keyset(&mut sql, page)?;
@@ -251,7 +267,14 @@ impl FeedCursor {
         if body.len() != 48 || !body.is_ascii() {
             return Err(invalid("wrong length"));
         }
-        let tx = i64::from_str_radix(&body[..16], 16).map_err(|_| invalid("not hexadecimal"))?;
+        let digits = &body[..16];
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("not hexadecimal"));
+        }
+        let tx = u64::from_str_radix(digits, 16)
+            .ok()
+            .and_then(|tx| i64::try_from(tx).ok())
+            .ok_or(invalid("out of range"))?;
         let id = uuid::Uuid::try_parse(&body[16..]).map_err(|_| invalid("not an id"))?;
         Ok(Some((tx, id)))
     }
@@ -290,8 +313,11 @@ pub(crate) async fn history_feed(
         return Err(GovernanceError::validation("limit", governance_abstractions::ValidationProblem::OutOfRange));
     }
     // Compared as xid8, so the (workspace_id, tx_id, id) index serves it.
-    let mut sql =
-        QueryBuilder::new("SELECT *, tx_id::text::bigint AS tx FROM governance_history WHERE workspace_id = ");
+    let mut sql = QueryBuilder::new(concat!(
+        "SELECT ",
+        history_columns!(),
+        ", tx_id::text::bigint AS tx FROM governance_history WHERE workspace_id = "
+    ));
     sql.push_bind(workspace.as_str());
     sql.push(" AND tx_id < pg_snapshot_xmin(pg_current_snapshot())");
     if let Some((tx, id)) = cursor.position()? {

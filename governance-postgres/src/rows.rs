@@ -66,6 +66,11 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     row.try_get(column).map_err(|e| corrupt(column, e))
 }
 
+fn stored_json(mut value: Value) -> Value {
+    governance_abstractions::restore_stored_json(&mut value);
+    value
+}
+
 fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, GovernanceError> {
     text.parse().map_err(|_| corrupt(what, text))
 }
@@ -178,7 +183,7 @@ pub(crate) fn request_from(row: &PgRow) -> Result<GovernanceRequest, GovernanceE
             idempotency_key: get(row, "idempotency_key")?,
             category: get(row, "category")?,
             tags: get(row, "tags")?,
-            metadata: get(row, "metadata")?,
+            metadata: stored_json(get(row, "metadata")?),
         },
         status: parse("status", &get::<String>(row, "status")?)?,
         pending_reason: get::<Option<String>>(row, "pending_reason")?
@@ -228,8 +233,8 @@ pub(crate) fn history_from(row: &PgRow) -> Result<HistoryRecord, GovernanceError
             idempotency_key: get(row, "idempotency_key")?,
             policy_version: get(row, "policy_version")?,
             latency_us: get::<Option<i64>>(row, "latency_us")?.map(|l| unsigned("latency_us", l)).transpose()?,
-            request_json: get(row, "request_json")?,
-            response_json: get(row, "response_json")?,
+            request_json: get::<Option<Value>>(row, "request_json")?.map(stored_json),
+            response_json: get::<Option<Value>>(row, "response_json")?.map(stored_json),
             redaction,
         },
         content_hash: get(row, "content_hash")?,

@@ -80,13 +80,16 @@ async fn resolve_create_clash(conn: &mut PgConnection, creation: &Creation) -> R
     let request = creation.request();
     let workspace = request.workspace_id();
     if let Some(key) = &request.spec.idempotency_key {
-        let original =
-            sqlx::query("SELECT * FROM governance_requests WHERE workspace_id = $1 AND idempotency_key = $2")
-                .bind(workspace.as_str())
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(map)?;
+        let original = sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM governance_requests WHERE workspace_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(workspace.as_str())
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map)?;
         if let Some(original) = original {
             let original = request_from(&original)?;
             if original.creation_digest != request.creation_digest {
@@ -245,10 +248,11 @@ async fn related_records(
 ) -> Result<Vec<HistoryRecord>> {
     let ids: Vec<uuid::Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
     let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence.idempotency_key.as_deref()).collect();
-    let rows = sqlx::query(
-        "SELECT * FROM governance_history
-         WHERE workspace_id = $1 AND (id = ANY($2) OR idempotency_key = ANY($3))",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        history_columns!(),
+        " FROM governance_history WHERE workspace_id = $1 AND (id = ANY($2) OR idempotency_key = ANY($3))"
+    ))
     .bind(workspace)
     .bind(&ids)
     .bind(&keys)

@@ -46,6 +46,28 @@ fn workspace() -> WorkspaceId {
     WorkspaceId::new(format!("t-{}", uuid::Uuid::now_v7().simple())).expect("valid id")
 }
 
+/// Reads the feed from `cursor` until `want` records arrived (other
+/// transactions anywhere on the server delay visibility, never order).
+async fn feed_until(
+    store: &PostgresStore,
+    ws: &WorkspaceId,
+    cursor: &FeedCursor,
+    want: usize,
+) -> (Vec<RecordId>, FeedCursor) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut seen, mut cursor) = (Vec::new(), cursor.clone());
+    while seen.len() < want {
+        assert!(std::time::Instant::now() < deadline, "the feed stalled at {seen:?}");
+        let page = store.history_feed(ws, &cursor, 100).await.expect("feed");
+        seen.extend(page.records.iter().map(|r| r.id));
+        cursor = page.next;
+        if seen.len() < want {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    (seen, cursor)
+}
+
 fn evidence(ws: &WorkspaceId) -> HistoryRecord {
     let e = Evidence::decision(ws.clone(), Actor::user("u"), "invoice", "create", Decision::Denied);
     HistoryRecord::new(e, Timestamp::now()).expect("valid")
@@ -155,13 +177,41 @@ async fn feed_never_misses_a_late_commit() {
     let first = store.history_feed(&ws, &FeedCursor::start(), 100).await.expect("feed");
     assert!(first.records.is_empty(), "nothing shows while an older transaction may still commit: {:?}", first.records);
     slow.commit().await.expect("slow commit");
-    let resumed = store.history_feed(&ws, &first.next, 100).await.expect("feed");
-    let ids: Vec<RecordId> = resumed.records.iter().map(|r| r.id).collect();
+    let (ids, next) = feed_until(&store, &ws, &first.next, 2).await;
     assert_eq!(ids, vec![early.id, late.id], "both, in transaction order");
-    let after = store.history_feed(&ws, &resumed.next, 100).await.expect("feed");
+    let after = store.history_feed(&ws, &next, 100).await.expect("feed");
     assert!(after.records.is_empty(), "no duplicates after the end");
     let bad = store.history_feed(&ws, &FeedCursor::from("nope".to_owned()), 10).await;
     assert!(matches!(bad, Err(GovernanceError::InvalidCursor { .. })), "{bad:?}");
+}
+
+/// The order that matters is the transactions', not the records' times: a
+/// record stamped earlier whose transaction commits later still reaches a
+/// reader that has already passed a later-stamped record.
+#[tokio::test]
+async fn feed_orders_by_transaction_not_by_time() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    // The first transaction takes its id before the second starts writing.
+    let mut first = store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *first).await.expect("xid");
+    let mut second = store.pool().begin().await.expect("begin");
+    let earlier = evidence(&ws);
+    store.append_history_in(&mut second, std::slice::from_ref(&earlier)).await.expect("append");
+    let later = evidence(&ws);
+    assert!(later.created_at >= earlier.created_at);
+    store.append_history_in(&mut first, std::slice::from_ref(&later)).await.expect("append");
+    first.commit().await.expect("commit");
+
+    let (first_page, cursor) = feed_until(&store, &ws, &FeedCursor::start(), 1).await;
+    assert_eq!(first_page, vec![later.id], "the finished transaction's record");
+    second.commit().await.expect("commit");
+    let (resumed, _) = feed_until(&store, &ws, &cursor, 1).await;
+    assert_eq!(
+        resumed,
+        vec![earlier.id],
+        "the earlier-stamped record that committed later is not lost behind the cursor"
+    );
 }
 
 /// Writers that hold their transactions open for random times while a
@@ -192,7 +242,14 @@ async fn feed_tail_under_concurrent_slow_writers() {
     let mut seen = Vec::new();
     let mut cursor = FeedCursor::start();
     let mut written = HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tail never caught up: {} of {} seen",
+            seen.len(),
+            written.len()
+        );
         let page = store.history_feed(&ws, &cursor, 7).await.expect("feed");
         seen.extend(page.records.iter().map(|r| r.id));
         cursor = page.next;
@@ -245,7 +302,7 @@ async fn hot_queries_use_indexes_on_a_large_table() {
     let pool = store.pool();
     sqlx::query(
         "INSERT INTO governance_requests
-         SELECT 'ws-' || (g % 100), gen_random_uuid(), 'flag', 's' || g, 'update', 'user', 'u',
+         SELECT 'big', md5('r' || g)::uuid, 'flag', 's' || g, 'update', 'user', 'u',
                 '{\"actor\":{\"kind\":\"user\",\"id\":\"u\"},\"delegation\":[]}', '',
                 CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'executed' END,
                 CASE WHEN g % 10 = 0 THEN 'approval' END, '[]', NULL, 'reject_stale', NULL, NULL, NULL, NULL,
@@ -258,11 +315,10 @@ async fn hot_queries_use_indexes_on_a_large_table() {
     sqlx::query(
         "INSERT INTO governance_history (workspace_id, id, request_id, request_revision, category, code, actor_kind,
              actor_id, actor, object_type, operation, decision, reason_codes, created_at, content_hash)
-         SELECT 'ws-' || (g % 100), gen_random_uuid(), r.id, 1 + g % 3, 'lifecycle', 'request.created', 'user', 'u',
-                '{\"actor\":{\"kind\":\"user\",\"id\":\"u\"},\"delegation\":[]}', 'flag', 'update', NULL, '{}',
-                now() - g * interval '1 second', 'hash'
-         FROM generate_series(1, 100000) AS g
-         JOIN LATERAL (SELECT id FROM governance_requests WHERE workspace_id = 'ws-' || (g % 100) LIMIT 1) r ON true",
+         SELECT 'big', gen_random_uuid(), md5('r' || (g % 20000))::uuid, 1 + g % 3, 'lifecycle', 'request.created',
+                'user', 'u', '{\"actor\":{\"kind\":\"user\",\"id\":\"u\"},\"delegation\":[]}', 'flag', 'update',
+                NULL, '{}', now() - g * interval '1 second', 'hash'
+         FROM generate_series(1, 100000) AS g",
     )
     .execute(pool)
     .await
@@ -270,25 +326,36 @@ async fn hot_queries_use_indexes_on_a_large_table() {
     sqlx::query("ANALYZE governance_requests").execute(pool).await.expect("analyze");
     sqlx::query("ANALYZE governance_history").execute(pool).await.expect("analyze");
 
-    let ws = WorkspaceId::new("ws-7").expect("valid");
+    // One workspace of 100k rows: the workspace alone does not narrow it down.
+    let ws = WorkspaceId::new("big").expect("valid");
     let pending = RequestFilter {
         statuses: vec![RequestStatus::Pending],
         pending_reason: Some(PendingReason::Approval),
         ..RequestFilter::default()
     };
     let plan = store.explain_query_requests(&ws, &pending, &PageRequest::first(50)).await.expect("explain");
-    assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
+    assert!(plan.iter().any(|l| l.contains("governance_requests_pending")), "the pending index serves it: {plan:#?}");
     assert!(!plan.iter().any(|l| l.contains("Seq Scan")), "the pending queue scans the table: {plan:#?}");
 
     let request: uuid::Uuid =
-        sqlx::query("SELECT request_id FROM governance_history WHERE workspace_id = 'ws-7' LIMIT 1")
+        sqlx::query("SELECT request_id FROM governance_history WHERE workspace_id = 'big' LIMIT 1")
             .fetch_one(pool)
             .await
             .expect("a request")
             .get(0);
     let plan = store.explain_history_for_request(&ws, RequestId::from_uuid(request)).await.expect("explain");
-    assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
+    assert!(plan.iter().any(|l| l.contains("governance_history_request")), "the request index serves it: {plan:#?}");
     assert!(!plan.iter().any(|l| l.contains("Seq Scan")), "history by request scans the table: {plan:#?}");
+    let due = RequestFilter {
+        statuses: vec![RequestStatus::Created, RequestStatus::Pending, RequestStatus::Approved],
+        expires_by: Some(Timestamp::now()),
+        ..RequestFilter::default()
+    };
+    let plan = store.explain_query_requests(&ws, &due, &PageRequest::first(100)).await.expect("explain");
+    assert!(
+        plan.iter().any(|l| l.contains("governance_requests_expiry")),
+        "the expiry index serves the sweep: {plan:#?}"
+    );
     let history = store.history_for_request(&ws, RequestId::from_uuid(request)).await.expect("history");
     assert!(!history.is_empty());
 }

@@ -15,6 +15,11 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
 }
 
+fn stored_json(mut value: Value) -> Value {
+    governance_abstractions::restore_stored_json(&mut value);
+    value
+}
+
 fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, GovernanceError> {
     text.parse().map_err(|_| corrupt(what, text))
 }
@@ -108,7 +113,7 @@ pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, Gov
             idempotency_key: row.idempotency_key,
             category: row.category,
             tags: json("tags", row.tags)?,
-            metadata: row.metadata,
+            metadata: stored_json(row.metadata),
         },
         status: parse("status", &row.status)?,
         pending_reason: row.pending_reason.as_deref().map(|r| parse("pending_reason", r)).transpose()?,
@@ -188,8 +193,8 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
             idempotency_key: row.idempotency_key,
             policy_version: row.policy_version,
             latency_us: row.latency_us.map(|l| revision("latency_us", l)).transpose()?,
-            request_json: row.request_json,
-            response_json: row.response_json,
+            request_json: row.request_json.map(stored_json),
+            response_json: row.response_json.map(stored_json),
             redaction,
         },
         content_hash: row.content_hash,

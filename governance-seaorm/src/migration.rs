@@ -100,7 +100,7 @@ const POSTGRES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
     "CREATE INDEX IF NOT EXISTS governance_requests_target
         ON governance_requests (workspace_id, state_type, state_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, expires_at)
+    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, created_at, id)
         WHERE expires_at IS NOT NULL AND status IN ('created', 'pending', 'approved')",
     r#"CREATE TABLE IF NOT EXISTS governance_history (
         workspace_id text NOT NULL,
@@ -281,8 +281,8 @@ const SQLITE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
     "CREATE INDEX IF NOT EXISTS governance_requests_target
         ON governance_requests (workspace_id, state_type, state_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, expires_at)
-        WHERE expires_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, created_at, id)
+        WHERE expires_at IS NOT NULL AND status IN ('created', 'pending', 'approved')",
     r#"CREATE TABLE IF NOT EXISTS governance_history (
         workspace_id TEXT NOT NULL,
         id BLOB NOT NULL,

@@ -25,6 +25,7 @@ macro_rules! __with_cases {
         $crate::__expand_cases! { [$($mode)*]
             round_trip_request_all_fields: RoundTrip [],
             round_trip_request_minimal: RoundTrip [],
+            round_trip_large_floats: RoundTrip [],
             round_trip_transition_state: RoundTrip [],
             round_trip_history_all_fields: RoundTrip [],
             duplicate_request_id: Duplicates [],

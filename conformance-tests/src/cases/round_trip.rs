@@ -39,6 +39,23 @@ pub async fn round_trip_request_all_fields(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// Floats of any magnitude read back as floats (PostgreSQL's jsonb returns
+/// 1.5e16 as an integer), and the request read back can still move.
+pub async fn round_trip_large_floats(ctx: CaseContext) -> CaseResult {
+    let metadata = json!({"price": 1.5e16, "tiny": -2.5e-300, "big": 1e300, "nested": [9.007199254740993e15]});
+    let created = create(&ctx, spec(&ctx).metadata(metadata.clone())).await?;
+    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
+    ensure_eq!(read.spec.metadata, metadata, "floats round-trip");
+    act(&ctx, created.id, &requester(), Action::Cancel { reason: "moved".into() }).await?;
+    let mut e = evidence(&ctx, Decision::Denied);
+    e.response_json = Some(metadata.clone());
+    let stored = append(&ctx, e).await?;
+    let read = ctx.store.get_history_record(&ctx.workspace, stored.id).await?;
+    ensure_eq!(read.evidence.response_json, Some(metadata), "floats round-trip in payloads");
+    read.validate()?;
+    Ok(())
+}
+
 /// A request with only the required fields reads back equal.
 pub async fn round_trip_request_minimal(ctx: CaseContext) -> CaseResult {
     let created = create(&ctx, spec(&ctx)).await?;
