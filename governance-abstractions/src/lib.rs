@@ -120,8 +120,9 @@ pub use request::{
 };
 pub use service::GovernanceService;
 pub use store::{
-    GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored, check_commit_target,
-    plan_history_append, validate_creation, validate_history_batch, validate_transition,
+    AppendStorage, GovernanceStore, HistoryReader, HistoryWriter, InsertAttempt, RequestReader, RequestWriter, Stored,
+    append_history_with, check_commit_target, plan_history_append, validate_creation, validate_history_batch,
+    validate_transition,
 };
 pub use validate::{limits, restore_stored_json};
 

@@ -237,6 +237,66 @@ pub fn plan_history_append(records: &[HistoryRecord], stored: &[HistoryRecord]) 
     Ok(planned)
 }
 
+/// What one insert attempt of a history batch reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertAttempt {
+    /// Every row was inserted.
+    Inserted,
+    /// A unique key (id or idempotency key) collided; nothing was inserted.
+    UniqueViolation,
+}
+
+/// A provider's storage, as the shared append loop ([`append_history_with`]) needs it.
+#[async_trait]
+pub trait AppendStorage: Send {
+    /// Inserts `records` atomically (one statement, or a savepoint inside a
+    /// caller's transaction): all of them, or none and a unique violation.
+    async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt>;
+
+    /// The stored records of `workspace` sharing an id or idempotency key with `records`.
+    async fn related(&mut self, workspace: &WorkspaceId, records: &[HistoryRecord]) -> Result<Vec<HistoryRecord>>;
+}
+
+/// How often an append re-plans after losing a race on a unique key.
+const APPEND_ATTEMPTS: usize = 5;
+
+/// The append every SQL provider runs: validate; insert the whole batch (the
+/// fast path: one statement); on a unique violation fetch the related rows,
+/// let [`plan_history_append`] decide replay, conflict or duplicate, and
+/// insert what is new — a bounded number of times against concurrent writers.
+///
+/// A collision that the related rows cannot explain means the colliding row is
+/// invisible to the caller's transaction snapshot: a retryable error (retry
+/// the whole transaction), never a guess.
+pub async fn append_history_with<S: AppendStorage + ?Sized>(
+    storage: &mut S,
+    records: &[HistoryRecord],
+) -> Result<Vec<Stored<HistoryRecord>>> {
+    use crate::GovernanceError;
+    let workspace = validate_history_batch(records)?;
+    let mut planned: Vec<Stored<HistoryRecord>> = records.iter().cloned().map(Stored::New).collect();
+    let mut new: Vec<usize> = (0..records.len()).collect();
+    for _ in 0..APPEND_ATTEMPTS {
+        let batch: Vec<&HistoryRecord> = new.iter().map(|&i| &records[i]).collect();
+        if storage.insert(&batch).await? == InsertAttempt::Inserted {
+            return Ok(planned);
+        }
+        planned = plan_history_append(records, &storage.related(workspace, records).await?)?;
+        let next: Vec<usize> = (0..records.len()).filter(|&i| matches!(planned[i], Stored::New(_))).collect();
+        if next.is_empty() {
+            return Ok(planned);
+        }
+        if next.len() == new.len() {
+            return Err(GovernanceError::backend(
+                true,
+                "a concurrent write is not visible to this transaction's snapshot; retry the whole transaction",
+            ));
+        }
+        new = next;
+    }
+    Err(GovernanceError::backend(true, "history append kept colliding with concurrent writers"))
+}
+
 /// Decides whether `transition` may be written over the stored row at
 /// `revision` with `status`: a different revision is a
 /// [`Conflict`](crate::GovernanceError::Conflict); the same revision with

@@ -6,8 +6,9 @@
 use std::collections::HashSet;
 
 use governance_abstractions::{
-    Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
-    check_commit_target, plan_history_append, validate_creation, validate_history_batch, validate_transition,
+    AppendStorage, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
+    RequestStatus, Result, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
+    validate_creation, validate_transition,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -18,9 +19,6 @@ use crate::rows::{
     bind_request, history_columns, history_from, history_recordset, history_recordset_shape, history_select,
     request_columns, request_from, signed,
 };
-
-/// How often an append re-plans after losing a race on a unique key.
-const APPEND_ATTEMPTS: usize = 5;
 
 /// Runs one statement, in a savepoint when `isolate` (inside a caller's
 /// transaction a failed statement would otherwise abort it).
@@ -197,47 +195,42 @@ async fn explain_missed_update(conn: &mut PgConnection, transition: &Transition)
     }
 }
 
+/// The connection as the shared append loop's storage.
+struct Append<'c> {
+    conn: &'c mut PgConnection,
+    isolate: bool,
+}
+
+#[async_trait::async_trait]
+impl AppendStorage for Append<'_> {
+    async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
+        const SQL: &str = concat!(
+            "INSERT INTO governance_history (",
+            history_columns!(),
+            ") SELECT ",
+            history_select!(),
+            " FROM jsonb_to_recordset($1) AS ",
+            history_recordset_shape!()
+        );
+        let query = sqlx::query(SQL).bind(history_recordset(records.iter().copied()));
+        match run(self.conn, self.isolate, query).await {
+            Ok(_) => Ok(InsertAttempt::Inserted),
+            Err(error) if is_unique_violation(&error) => Ok(InsertAttempt::UniqueViolation),
+            Err(error) => Err(map(error)),
+        }
+    }
+
+    async fn related(&mut self, workspace: &WorkspaceId, records: &[HistoryRecord]) -> Result<Vec<HistoryRecord>> {
+        related_records(self.conn, workspace.as_str(), records).await
+    }
+}
+
 pub(crate) async fn append_history(
     conn: &mut PgConnection,
     isolate: bool,
     records: &[HistoryRecord],
 ) -> Result<Vec<Stored<HistoryRecord>>> {
-    let workspace = validate_history_batch(records)?;
-    const SQL: &str = concat!(
-        "INSERT INTO governance_history (",
-        history_columns!(),
-        ") SELECT ",
-        history_select!(),
-        " FROM jsonb_to_recordset($1) AS ",
-        history_recordset_shape!()
-    );
-    // Fast path: one statement for the whole batch, atomic on its own.
-    let mut to_insert: Vec<&HistoryRecord> = records.iter().collect();
-    let mut planned: Vec<Stored<HistoryRecord>> = records.iter().cloned().map(Stored::New).collect();
-    for _ in 0..APPEND_ATTEMPTS {
-        let query = sqlx::query(SQL).bind(history_recordset(to_insert.iter().copied()));
-        match run(conn, isolate, query).await {
-            Ok(_) => return Ok(planned),
-            Err(error) if is_unique_violation(&error) => {}
-            Err(error) => return Err(map(error)),
-        }
-        // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
-        let tried = to_insert.len();
-        let related = related_records(conn, workspace.as_str(), records).await?;
-        planned = plan_history_append(records, &related)?;
-        let next: Vec<&HistoryRecord> =
-            planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
-        if next.len() == tried {
-            // Nothing explains the collision: the colliding row is invisible
-            // to this transaction's snapshot.
-            return Err(invisible_collision());
-        }
-        to_insert = next;
-        if to_insert.is_empty() {
-            return Ok(planned);
-        }
-    }
-    Err(GovernanceError::backend(true, "history append kept colliding with concurrent writers"))
+    append_history_with(&mut Append { conn, isolate }, records).await
 }
 
 /// Stored records of `workspace` sharing an id or idempotency key with `records`.

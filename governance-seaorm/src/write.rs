@@ -5,8 +5,9 @@
 use std::collections::HashSet;
 
 use governance_abstractions::{
-    Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
-    check_commit_target, plan_history_append, validate_creation, validate_history_batch, validate_transition,
+    AppendStorage, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
+    RequestStatus, Result, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
+    validate_creation, validate_transition,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
@@ -17,9 +18,6 @@ use uuid::Uuid;
 use crate::convert::{history_from, history_row, request_from, request_row, request_update};
 use crate::entity::{history, request};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
-
-/// How often an append re-plans after losing a race on a unique key.
-const APPEND_ATTEMPTS: usize = 5;
 
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
 /// lock up front, waiting out `busy_timeout`, instead of failing on upgrade),
@@ -195,40 +193,37 @@ async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transi
     }
 }
 
+/// The connection as the shared append loop's storage.
+struct Append<'c, C> {
+    conn: &'c C,
+    in_caller_transaction: bool,
+}
+
+#[async_trait::async_trait]
+impl<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>> AppendStorage for Append<'_, C> {
+    async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
+        match insert_records(self.conn, records, self.in_caller_transaction).await {
+            Ok(()) => Ok(InsertAttempt::Inserted),
+            Err(error) if is_unique_violation(&error) => Ok(InsertAttempt::UniqueViolation),
+            Err(error) => Err(map(error)),
+        }
+    }
+
+    async fn related(&mut self, workspace: &WorkspaceId, records: &[HistoryRecord]) -> Result<Vec<HistoryRecord>> {
+        related_records(self.conn, workspace.as_str(), records).await
+    }
+}
+
 pub(crate) async fn append_history<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     records: &[HistoryRecord],
     in_caller_transaction: bool,
 ) -> Result<Vec<Stored<HistoryRecord>>> {
-    let workspace = validate_history_batch(records)?;
-    // Fast path: one multi-row INSERT; a statement is atomic on its own.
-    let mut to_insert: Vec<&HistoryRecord> = records.iter().collect();
-    let mut planned = records.iter().cloned().map(Stored::New).collect();
-    for _ in 0..APPEND_ATTEMPTS {
-        match insert_records(conn, &to_insert, in_caller_transaction).await {
-            Ok(()) => return Ok(planned),
-            Err(error) if is_unique_violation(&error) => {}
-            Err(error) => return Err(map(error)),
-        }
-        // Lost a race or met a replay: fetch what shares ids or keys, plan, retry.
-        let tried = to_insert.len();
-        let related = related_records(conn, workspace.as_str(), records).await?;
-        planned = plan_history_append(records, &related)?;
-        let next: Vec<&HistoryRecord> =
-            planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None }).collect();
-        if next.len() == tried {
-            // Nothing explains the collision: the colliding row is invisible
-            // to this transaction's snapshot.
-            return Err(invisible_collision());
-        }
-        to_insert = next;
-        if to_insert.is_empty() {
-            return Ok(planned);
-        }
-    }
-    Err(GovernanceError::backend(true, "history append kept colliding with concurrent writers"))
+    append_history_with(&mut Append { conn, in_caller_transaction }, records).await
 }
 
+/// Inserts `records` in one statement, in a savepoint inside a caller's
+/// transaction (a failed statement would otherwise poison it on PostgreSQL).
 async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     records: &[&HistoryRecord],
@@ -238,8 +233,6 @@ async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = Data
     if !savepoint {
         return history::Entity::insert_many(rows()).exec_without_returning(conn).await.map(drop);
     }
-    // Inside a caller's transaction a failed statement would poison it on
-    // PostgreSQL: isolate the attempt in a savepoint.
     let point = conn.begin().await?;
     match history::Entity::insert_many(rows()).exec_without_returning(&point).await {
         Ok(_) => point.commit().await,
