@@ -93,10 +93,16 @@ impl SeaOrmServerFactory {
     }
 }
 
+/// A small pool per case: the runner opens up to eight cases at once, and a
+/// server's connection limit (PostgreSQL: 100) bounds them all together.
 async fn connect(url: &str, backend: DbBackend) -> Result<SeaOrmStore, SetupError> {
+    connect_with(url, backend, 6).await
+}
+
+async fn connect_with(url: &str, backend: DbBackend, connections: u32) -> Result<SeaOrmStore, SetupError> {
     use governance_seaorm::sea_orm::{ConnectOptions, Database};
     let mut options = ConnectOptions::new(url);
-    options.max_connections(6).min_connections(0).sqlx_logging(false);
+    options.max_connections(connections).min_connections(0).sqlx_logging(false);
     let db =
         Database::connect(options).await.map_err(|e| SetupError::Unavailable(format!("{backend:?} at {url}: {e}")))?;
     Ok(SeaOrmStore::new(db))
@@ -153,7 +159,7 @@ impl StoreFactory for PostgresFactory {
             .await
             .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
         // Raw access goes through its own connection, bypassing the store.
-        let raw = Arc::new(SqlRawHistory(connect(&url, DbBackend::Postgres).await?.connection().clone()));
+        let raw = Arc::new(SqlRawHistory(connect_with(&url, DbBackend::Postgres, 1).await?.connection().clone()));
         Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool))).with_raw_history(raw))
     }
 }
