@@ -70,13 +70,18 @@
 //!    the [`creation_digest`](GovernanceRequest::creation_digest) matches and
 //!    [`IdempotencyConflict`](GovernanceError::IdempotencyConflict) otherwise.
 //! 3. **Commit** a [`Transition`] as one conditional update
-//!    `… WHERE workspace = ? AND id = ? AND revision = expected` plus its
-//!    records, in one transaction. Zero rows updated: read the row; missing is
-//!    [`NotFound`](GovernanceError::NotFound), else
-//!    [`Conflict`](GovernanceError::Conflict) with the actual revision.
-//! 4. **Append** history in one transaction per batch, with replay or
-//!    conflict per idempotency key ([`Evidence`] equality decides), never an
-//!    update or delete.
+//!    `… WHERE workspace = ? AND id = ? AND revision = expected_revision()
+//!    AND status = expected_status()` plus its records, in one transaction.
+//!    Zero rows updated: read the row; missing is
+//!    [`NotFound`](GovernanceError::NotFound), else [`check_commit_target`]
+//!    decides ([`Conflict`](GovernanceError::Conflict) with the actual
+//!    revision, or a validation error for a transition not computed from the
+//!    stored state).
+//! 4. **Append** history atomically per batch through [`append_history_with`]
+//!    (or [`plan_history_append`]): replay or conflict per idempotency key
+//!    ([`Evidence::same_content`] decides), a re-sent identical record
+//!    replayed, a reused id [`AlreadyExists`](GovernanceError::AlreadyExists);
+//!    never an update or delete.
 //! 5. **Read** within one workspace only, paging by the `(created_at, id)`
 //!    key with [`PageRequest::fetch_limit`] and [`Page::from_fetched`]; decode
 //!    cursors with [`PageRequest::position`] so a bad one is

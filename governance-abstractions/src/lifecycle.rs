@@ -62,7 +62,7 @@ text_enum! {
         Cancel => "cancel",
         /// [`Action::Expire`].
         Expire => "expire",
-        /// [`Action::Supersede`].
+        /// [`supersede`].
         Supersede => "supersede",
         /// [`Action::Execute`].
         Execute => "execute",
