@@ -19,6 +19,8 @@ pub enum EntityKind {
     Request,
     /// A history (audit) record.
     HistoryRecord,
+    /// An integrity checkpoint (its id is the sequence number).
+    Checkpoint,
 }
 
 impl fmt::Display for EntityKind {
@@ -26,6 +28,7 @@ impl fmt::Display for EntityKind {
         f.write_str(match self {
             EntityKind::Request => "request",
             EntityKind::HistoryRecord => "history record",
+            EntityKind::Checkpoint => "checkpoint",
         })
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! Write and read sides are separate traits, all object-safe:
 //! [`RequestWriter`], [`RequestReader`], [`HistoryWriter`], [`HistoryReader`],
-//! bundled as [`GovernanceStore`] so a provider is used as
+//! and the insert-only checkpoint storage of tamper evidence, [`IntegrityStore`]
+//! (see [`integrity`]), bundled as [`GovernanceStore`] so a provider is used as
 //! `Arc<dyn GovernanceStore>`. Every failure is one [`GovernanceError`].
 //! [`GovernanceService`] runs a change end to end with bounded retry.
 //!
@@ -58,7 +59,7 @@
 //!
 //! # Implementing a provider
 //!
-//! A provider implements the four traits. What every provider must do
+//! A provider implements the five traits. What every provider must do
 //! (the `conformance-tests` crate checks each point):
 //!
 //! 1. **Validate first.** Call [`validate_creation`], [`validate_transition`]
@@ -86,7 +87,13 @@
 //!    key with [`PageRequest::fetch_limit`] and [`Page::from_fetched`]; decode
 //!    cursors with [`PageRequest::position`] so a bad one is
 //!    [`InvalidCursor`](GovernanceError::InvalidCursor).
-//! 6. **Keep sources**: map driver errors to
+//! 6. **Seal** through [`IntegrityStore`]: list unsealed records (an
+//!    anti-join against the seal entries), append a [`Checkpoint`] with its
+//!    [`SealEntry`]s atomically after [`validate_checkpoint`] against the
+//!    latest stored one (a taken `seq` or an already sealed record is
+//!    [`AlreadyExists`](GovernanceError::AlreadyExists)), read them back in
+//!    order. Insert-only, like history.
+//! 7. **Keep sources**: map driver errors to
 //!    [`Unavailable`](GovernanceError::Unavailable) or
 //!    [`Backend`](GovernanceError::Backend) with the driver error as source,
 //!    marking serialization failures and deadlocks retryable.
@@ -102,6 +109,7 @@ mod digest;
 mod error;
 mod history;
 mod ids;
+pub mod integrity;
 pub mod lifecycle;
 mod query;
 mod request;
@@ -114,6 +122,7 @@ pub use digest::canonical_sha256;
 pub use error::{BoxError, EntityKind, GovernanceError, Result, ValidationProblem};
 pub use history::{Decision, Evidence, HistoryCategory, HistoryRecord, Outcome, RedactionRef, RequestRef, codes};
 pub use ids::{RecordId, RequestId, Timestamp, WorkspaceId};
+pub use integrity::{Anchor, Checkpoint, IntegrityStore, SealEntry, SealedRecord, validate_checkpoint};
 pub use lifecycle::{Action, ActionKind, Creation, Transition, TransitionRule};
 pub use query::{
     Count, CountBy, CountQuery, Cursor, Direction, HistoryFilter, Page, PageRequest, Position, RequestFilter,

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::integrity::IntegrityStore;
 use crate::lifecycle::{Creation, Transition};
 use crate::query::{Count, CountQuery, HistoryFilter, Page, PageRequest, RequestFilter};
 use crate::{
@@ -155,9 +156,9 @@ pub trait HistoryReader: Send + Sync {
 }
 
 /// Everything a provider offers, as one object-safe trait.
-pub trait GovernanceStore: RequestWriter + RequestReader + HistoryWriter + HistoryReader {}
+pub trait GovernanceStore: RequestWriter + RequestReader + HistoryWriter + HistoryReader + IntegrityStore {}
 
-impl<T: RequestWriter + RequestReader + HistoryWriter + HistoryReader + ?Sized> GovernanceStore for T {}
+impl<T: RequestWriter + RequestReader + HistoryWriter + HistoryReader + IntegrityStore + ?Sized> GovernanceStore for T {}
 
 /// Checks a history batch the same way on every provider: non-empty, within
 /// the batch limits (records and bytes), one workspace, decision evidence only (lifecycle records

@@ -17,16 +17,22 @@
 //! # let _ = service;
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
-    HistoryReader, HistoryRecord, HistoryWriter, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
-    RequestReader, RequestWriter, Result, Stored, Transition, WorkspaceId, check_commit_target, plan_history_append,
-    rank_counts, validate_creation, validate_history_batch, validate_transition,
+    Checkpoint, Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter,
+    RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
+    check_commit_target, plan_history_append, rank_counts, validate_checkpoint, validate_creation,
+    validate_history_batch, validate_transition,
 };
+
+#[cfg(feature = "testing")]
+mod testing;
+#[cfg(feature = "testing")]
+pub use testing::Tampering;
 
 /// The in-memory provider. Cloning shares the same data.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +51,10 @@ struct Workspace {
     record_positions: HashMap<RecordId, Position>,
     record_keys: HashMap<String, RecordId>,
     records_by_request: HashMap<RequestId, Vec<Position>>,
+    checkpoints: Vec<Checkpoint>,
+    /// Seal entries; an entry's leaf index is its place here.
+    seals: Vec<SealEntry>,
+    sealed: HashSet<RecordId>,
 }
 
 impl MemoryStore {
@@ -268,6 +278,67 @@ impl HistoryReader for MemoryStore {
             }
             let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
             Ok(rank_counts(counts, query.limit))
+        })
+    }
+}
+
+#[async_trait]
+impl IntegrityStore for MemoryStore {
+    async fn unsealed_history(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<Vec<HistoryRecord>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.read(workspace, |ws| {
+            Ok(ws
+                .records
+                .range((from, Unbounded))
+                .map(|(_, record)| record)
+                .filter(|record| !ws.sealed.contains(&record.id))
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
+        let workspace = &checkpoint.workspace_id;
+        self.write(workspace, |ws| {
+            validate_checkpoint(checkpoint, entries, ws.checkpoints.last())?;
+            let mut batch = HashSet::with_capacity(entries.len());
+            if let Some(entry) = entries.iter().find(|e| ws.sealed.contains(&e.record_id) || !batch.insert(e.record_id))
+            {
+                return Err(already_exists(EntityKind::HistoryRecord, workspace, entry.record_id));
+            }
+            ws.sealed.extend(batch);
+            ws.seals.extend_from_slice(entries);
+            ws.checkpoints.push(checkpoint.clone());
+            Ok(())
+        })
+    }
+
+    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
+        self.read(workspace, |ws| {
+            Ok(ws.checkpoints.iter().filter(|c| c.seq > after).take(limit as usize).cloned().collect())
+        })
+    }
+
+    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
+        self.read(workspace, |ws| Ok(ws.checkpoints.last().cloned()))
+    }
+
+    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
+        self.read(workspace, |ws| {
+            // Entries are stored in index order.
+            let start = ws.seals.partition_point(|entry| entry.index < from);
+            Ok(ws.seals[start..]
+                .iter()
+                .take(limit as usize)
+                .map(|entry| (entry.clone(), ws.record(entry.record_id).cloned()))
+                .collect())
         })
     }
 }

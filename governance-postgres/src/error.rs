@@ -12,6 +12,12 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     postgres(error).is_some_and(|pg| pg.code() == "23505")
 }
 
+/// The constraint a unique violation hit (`Some("")` when the server did
+/// not name it); `None` for any other error.
+pub(crate) fn unique_constraint(error: &sqlx::Error) -> Option<&str> {
+    postgres(error).filter(|pg| pg.code() == "23505").map(|pg| pg.constraint().unwrap_or_default())
+}
+
 /// Lost, refused or shut-down connections are `Unavailable`; serialization
 /// failures, deadlocks and lock timeouts a retryable `Backend`; the rest
 /// (bad credentials included) a plain `Backend`.

@@ -20,11 +20,13 @@
 //!   conditional `UPDATE … WHERE revision = $n AND status = $s` and the insert
 //!   of its history rows as data-modifying CTEs, so both commit together or
 //!   not at all without BEGIN/COMMIT round trips. Creation and appends are one
-//!   statement each too.
+//!   statement each too. Only the sealer's `append_checkpoint` is a short
+//!   transaction (read the latest checkpoint, validate, insert).
 //! - **Append-only in the server**: triggers (enabled `ALWAYS`, so also under
 //!   `session_replication_role = replica`) refuse UPDATE, DELETE and TRUNCATE
-//!   of history rows. `docs/providers/postgres.md` shows the grants for an
-//!   INSERT-only application role.
+//!   of history rows, and of the checkpoints and seal entries that make it
+//!   tamper-evident ([`IntegrityStore`]). `docs/providers/postgres.md` shows
+//!   the grants for an INSERT-only application role.
 //! - **Same-transaction placement**: the `*_in` methods write inside the
 //!   application's own [`sqlx::Transaction`], each in a savepoint, next to its
 //!   domain writes (seed 000's pattern).
@@ -34,15 +36,16 @@
 //!   the sqlx error is kept as the source.
 
 mod error;
+mod integrity;
 mod read;
 mod rows;
 mod write;
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader, HistoryRecord,
-    HistoryWriter, Page, PageRequest, RecordId, RequestFilter, RequestId, RequestReader, RequestWriter, Result, Stored,
-    Transition, WorkspaceId,
+    Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
+    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
+    RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -177,6 +180,19 @@ impl PostgresStore {
         explain_lines(rows)
     }
 
+    /// The plan of [`unsealed_history`](IntegrityStore::unsealed_history):
+    /// an anti-join whose cost grows with the sealed records it walks past.
+    pub async fn explain_unsealed_history(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let mut sql =
+            integrity::unsealed_sql(&format!("EXPLAIN {}", integrity::SELECT_UNSEALED), workspace, after, limit);
+        explain_lines(sql.build().fetch_all(&self.pool).await)
+    }
+
     async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
         self.pool.acquire().await.map_err(error::map)
     }
@@ -237,6 +253,34 @@ impl HistoryReader for PostgresStore {
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
         read::count_history(&self.pool, workspace, query).await
+    }
+}
+
+#[async_trait]
+impl IntegrityStore for PostgresStore {
+    async fn unsealed_history(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<Vec<HistoryRecord>> {
+        integrity::unsealed_history(&self.pool, workspace, after, limit).await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
+        integrity::append_checkpoint(&self.pool, checkpoint, entries).await
+    }
+
+    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
+        integrity::checkpoints(&self.pool, workspace, after, limit).await
+    }
+
+    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
+        integrity::latest_checkpoint(&self.pool, workspace).await
+    }
+
+    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
+        integrity::sealed_records(&self.pool, workspace, from, limit).await
     }
 }
 

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use governance_abstractions::{
-    Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId, RedactionRef,
-    RequestId, RequestRef, TargetRef, Timestamp, WorkspaceId,
+    Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId,
+    RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, WorkspaceId,
 };
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -54,6 +54,22 @@ macro_rules! request_columns {
     };
 }
 pub(crate) use request_columns;
+
+/// The checkpoint columns, in the order of the insert's parameters `$1..$8`.
+macro_rules! checkpoint_columns {
+    () => {
+        "workspace_id, seq, first_index, record_count, root, previous, created_at, digest"
+    };
+}
+pub(crate) use checkpoint_columns;
+
+/// The seal entry columns.
+macro_rules! seal_columns {
+    () => {
+        "leaf_index, record_id, content_hash, checkpoint_seq"
+    };
+}
+pub(crate) use seal_columns;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
@@ -238,5 +254,28 @@ pub(crate) fn history_from(row: &PgRow) -> Result<HistoryRecord, GovernanceError
             redaction,
         },
         content_hash: get(row, "content_hash")?,
+    })
+}
+
+pub(crate) fn checkpoint_from(row: &PgRow) -> Result<Checkpoint, GovernanceError> {
+    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
+    Ok(Checkpoint {
+        workspace_id,
+        seq: unsigned("seq", get(row, "seq")?)?,
+        first_index: unsigned("first_index", get(row, "first_index")?)?,
+        record_count: unsigned("record_count", get(row, "record_count")?)?,
+        root: get(row, "root")?,
+        previous: get(row, "previous")?,
+        created_at: Timestamp::from_datetime(get(row, "created_at")?),
+        digest: get(row, "digest")?,
+    })
+}
+
+pub(crate) fn seal_from(row: &PgRow) -> Result<SealEntry, GovernanceError> {
+    Ok(SealEntry {
+        index: unsigned("leaf_index", get(row, "leaf_index")?)?,
+        record_id: RecordId::from_uuid(get(row, "record_id")?),
+        content_hash: get(row, "content_hash")?,
+        checkpoint: unsigned("checkpoint_seq", get(row, "checkpoint_seq")?)?,
     })
 }

@@ -1,6 +1,6 @@
 //! What the shared suite cannot see on PostgreSQL: the server's own
 //! append-only guard, the caller's transaction, the commit-safe feed under
-//! late commits, and index use on a large table. Needs
+//! late commits, checkpoint races, and index use on a large table. Needs
 //! `GOVERNANCE_POSTGRES_URL` (skips with a notice without it; fails when
 //! `GOVERNANCE_REQUIRE_DATABASES=1`).
 
@@ -11,9 +11,9 @@ use std::time::Duration;
 use conformance_tests::databases::{POSTGRES_URL_ENV, fresh_database, server_url};
 use conformance_tests::runner::databases_required;
 use governance_abstractions::{
-    Action, Actor, Decision, Evidence, GovernanceError, HistoryReader, HistoryRecord, HistoryWriter, NewRequest,
-    PageRequest, PendingReason, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, TargetRef, Timestamp,
-    WorkspaceId, lifecycle,
+    Action, Actor, Checkpoint, Decision, EntityKind, Evidence, GovernanceError, HistoryReader, HistoryRecord,
+    HistoryWriter, IntegrityStore, NewRequest, PageRequest, PendingReason, Position, RecordId, RequestFilter,
+    RequestId, RequestReader, RequestStatus, TargetRef, Timestamp, WorkspaceId, lifecycle,
 };
 use governance_postgres::sqlx::{self, Row};
 use governance_postgres::{FeedCursor, PostgresStore};
@@ -358,4 +358,241 @@ async fn hot_queries_use_indexes_on_a_large_table() {
     );
     let history = store.history_for_request(&ws, RequestId::from_uuid(request)).await.expect("history");
     assert!(!history.is_empty());
+}
+
+/// Appends `n` decision records and returns them in `(created_at, id)` order.
+async fn appended(store: &PostgresStore, ws: &WorkspaceId, n: usize) -> Vec<HistoryRecord> {
+    let mut records: Vec<HistoryRecord> = (0..n).map(|_| evidence(ws)).collect();
+    store.append_history(&records).await.expect("append");
+    records.sort_by_key(|r| (r.created_at, r.id.as_uuid()));
+    records
+}
+
+/// Rows of `table` in the workspace: to show that a refused write left none.
+async fn rows_in(store: &PostgresStore, table: &str, ws: &WorkspaceId) -> i64 {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE workspace_id = $1")))
+        .bind(ws.as_str())
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+        .get(0)
+}
+
+fn is_taken(outcome: &Result<(), GovernanceError>, kind: EntityKind, id: &str) -> bool {
+    matches!(outcome, Err(GovernanceError::AlreadyExists { kind: k, id: i, .. }) if *k == kind && i == id)
+}
+
+#[tokio::test]
+async fn checkpoints_chain_and_read_back() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let first = appended(&store, &ws, 3).await;
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), first);
+    assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), None);
+    assert!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints").is_empty());
+
+    let (one, one_entries) = Checkpoint::seal(None, &ws, &first, Timestamp::now()).expect("seal");
+    store.append_checkpoint(&one, &one_entries).await.expect("first checkpoint");
+    assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(one.clone()));
+    assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), vec![one.clone()]);
+    let sealed = store.sealed_records(&ws, 0, 10).await.expect("sealed");
+    let expected: Vec<_> = one_entries.iter().cloned().zip(first.iter().cloned().map(Some)).collect();
+    assert_eq!(sealed, expected, "entries in index order, each with its record");
+    assert!(store.unsealed_history(&ws, None, 100).await.expect("unsealed").is_empty());
+
+    // The same checkpoint again: its seq is taken, nothing is added.
+    let again = store.append_checkpoint(&one, &one_entries).await;
+    assert!(is_taken(&again, EntityKind::Checkpoint, "1"), "{again:?}");
+
+    // Only new records are unsealed, paged by (created_at, id).
+    let second = appended(&store, &ws, 2).await;
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), second);
+    let after = Some(Position::of_record(&second[0]));
+    assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), second[1..]);
+    assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), second[..1]);
+
+    let (two, two_entries) = Checkpoint::seal(Some(&one), &ws, &second, Timestamp::now()).expect("seal");
+    assert_eq!((two.seq, two.first_index, two.previous.as_deref()), (2, 3, Some(one.digest.as_str())));
+    store.append_checkpoint(&two, &two_entries).await.expect("second checkpoint chains");
+    assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(two.clone()));
+    assert_eq!(store.checkpoints(&ws, 0, 1).await.expect("checkpoints"), vec![one.clone()]);
+    assert_eq!(store.checkpoints(&ws, 1, 10).await.expect("checkpoints"), vec![two.clone()]);
+    assert!(store.checkpoints(&ws, 2, 10).await.expect("checkpoints").is_empty());
+    let middle = store.sealed_records(&ws, 2, 2).await.expect("sealed");
+    let indices: Vec<(u64, u64)> = middle.iter().map(|(e, _)| (e.index, e.checkpoint)).collect();
+    assert_eq!(indices, vec![(2, 1), (3, 2)]);
+    assert_eq!(middle[1].1.as_ref(), Some(&second[0]));
+    assert!(store.sealed_records(&ws, u64::MAX, 10).await.expect("beyond i64").is_empty());
+    assert!(store.checkpoints(&ws, u64::MAX, 10).await.expect("beyond i64").is_empty());
+
+    // Stale sealers: a seq that is taken is AlreadyExists and writes nothing.
+    let third = appended(&store, &ws, 2).await;
+    let (stale, entries) = Checkpoint::seal(None, &ws, &third, Timestamp::now()).expect("seal");
+    assert!(is_taken(&store.append_checkpoint(&stale, &entries).await, EntityKind::Checkpoint, "1"));
+    let (stale, entries) = Checkpoint::seal(Some(&one), &ws, &third, Timestamp::now()).expect("seal");
+    assert!(is_taken(&store.append_checkpoint(&stale, &entries).await, EntityKind::Checkpoint, "2"));
+
+    // A record sealed before, or twice in one checkpoint: refused, nothing written.
+    let resealed = [third[0].clone(), first[1].clone()];
+    let (bad, entries) = Checkpoint::seal(Some(&two), &ws, &resealed, Timestamp::now()).expect("seal");
+    let outcome = store.append_checkpoint(&bad, &entries).await;
+    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &first[1].id.to_string()), "{outcome:?}");
+    let twice = [third[0].clone(), third[0].clone()];
+    let (bad, entries) = Checkpoint::seal(Some(&two), &ws, &twice, Timestamp::now()).expect("seal");
+    let outcome = store.append_checkpoint(&bad, &entries).await;
+    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &third[0].id.to_string()), "{outcome:?}");
+
+    // A checkpoint that does not match its entries is a validation error.
+    let (mut forged, entries) = Checkpoint::seal(Some(&two), &ws, &third, Timestamp::now()).expect("seal");
+    forged.root = one.root.clone();
+    let outcome = store.append_checkpoint(&forged, &entries).await;
+    assert!(matches!(outcome, Err(GovernanceError::Validation { .. })), "{outcome:?}");
+
+    assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(two.clone()));
+    assert_eq!(rows_in(&store, "governance_checkpoints", &ws).await, 2);
+    assert_eq!(rows_in(&store, "governance_seals", &ws).await, 5);
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), third);
+
+    // Another workspace sees none of it.
+    let other = workspace();
+    assert_eq!(store.latest_checkpoint(&other).await.expect("latest"), None);
+    assert!(store.sealed_records(&other, 0, 10).await.expect("sealed").is_empty());
+    assert!(store.unsealed_history(&other, None, 10).await.expect("unsealed").is_empty());
+}
+
+/// Rows the store did not write: a seal whose record is not stored reads
+/// back as `None`; out-of-range numbers are typed errors, not panics.
+#[tokio::test]
+async fn odd_rows_read_back_without_panics() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let missing = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO governance_seals VALUES ($1, 0, $2, 'hash', 1), ($1, 1, $3, 'hash', -1)")
+        .bind(ws.as_str())
+        .bind(missing)
+        .bind(uuid::Uuid::now_v7())
+        .execute(store.pool())
+        .await
+        .expect("raw seals");
+    let sealed = store.sealed_records(&ws, 0, 1).await.expect("sealed");
+    assert_eq!(sealed.len(), 1);
+    assert_eq!((sealed[0].0.record_id.as_uuid(), &sealed[0].1), (missing, &None));
+    let negative = store.sealed_records(&ws, 0, 10).await;
+    assert!(matches!(negative, Err(GovernanceError::Backend { .. })), "{negative:?}");
+
+    sqlx::query("INSERT INTO governance_checkpoints VALUES ($1, -1, 0, 1, 'root', NULL, now(), 'digest')")
+        .bind(ws.as_str())
+        .execute(store.pool())
+        .await
+        .expect("raw checkpoint");
+    let latest = store.latest_checkpoint(&ws).await;
+    assert!(matches!(latest, Err(GovernanceError::Backend { .. })), "{latest:?}");
+}
+
+/// Sealers racing for the same seq (over the same records): exactly one
+/// wins, every other gets AlreadyExists(Checkpoint), never a record clash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sealers_of_one_seq_one_wins() {
+    let Some(store) = store().await else { return };
+    let store = Arc::new(store);
+    for round in 0..5 {
+        let ws = workspace();
+        let records = appended(&store, &ws, 20).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut sealers = tokio::task::JoinSet::new();
+        for n in 0..8i64 {
+            let (store, ws, records, barrier) = (store.clone(), ws.clone(), records.clone(), barrier.clone());
+            sealers.spawn(async move {
+                let at = Timestamp::now().add_micros(n).expect("in range");
+                let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, at).expect("seal");
+                barrier.wait().await;
+                store.append_checkpoint(&checkpoint, &entries).await
+            });
+        }
+        let (mut won, mut lost) = (0, 0);
+        while let Some(done) = sealers.join_next().await {
+            match done.expect("sealer") {
+                Ok(()) => won += 1,
+                outcome => {
+                    assert!(is_taken(&outcome, EntityKind::Checkpoint, "1"), "round {round}: {outcome:?}");
+                    lost += 1;
+                }
+            }
+        }
+        assert_eq!((won, lost), (1, 7), "round {round}");
+        assert_eq!(rows_in(&store, "governance_checkpoints", &ws).await, 1);
+        assert_eq!(rows_in(&store, "governance_seals", &ws).await, 20);
+    }
+}
+
+#[tokio::test]
+async fn server_refuses_update_delete_truncate_of_checkpoints_and_seals() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let records = appended(&store, &ws, 2).await;
+    let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, Timestamp::now()).expect("seal");
+    store.append_checkpoint(&checkpoint, &entries).await.expect("checkpoint");
+    for replica in [false, true] {
+        for sql in [
+            "UPDATE governance_checkpoints SET root = 'x' WHERE workspace_id = $1",
+            "DELETE FROM governance_checkpoints WHERE workspace_id = $1",
+            "TRUNCATE governance_checkpoints",
+            "UPDATE governance_seals SET content_hash = 'x' WHERE workspace_id = $1",
+            "DELETE FROM governance_seals WHERE workspace_id = $1",
+            "TRUNCATE governance_seals",
+        ] {
+            let mut txn = store.pool().begin().await.expect("begin");
+            if replica {
+                sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *txn).await.expect("role");
+            }
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let query = if sql.contains("$1") { query.bind(ws.as_str()) } else { query };
+            let outcome = query.execute(&mut *txn).await;
+            let _ = txn.rollback().await;
+            let error = outcome.expect_err(&format!("{sql} (replica: {replica}) must be refused"));
+            let code = error.as_database_error().and_then(|e| e.code().map(|c| c.into_owned()));
+            assert_eq!(code.as_deref(), Some("55000"), "{sql}: {error}");
+            assert!(error.to_string().contains("append-only"), "{sql}: {error}");
+        }
+    }
+    assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(checkpoint));
+    assert_eq!(store.sealed_records(&ws, 0, 10).await.expect("sealed").len(), 2);
+}
+
+/// The sealer's query on 50k records, most of them sealed: an index walk of
+/// the history in (created_at, id) order, anti-joined on the seals' unique
+/// key. Its cost grows with the sealed records it walks past.
+#[tokio::test]
+async fn unsealed_history_is_an_indexed_anti_join() {
+    let Some(store) = store().await else { return };
+    let pool = store.pool();
+    sqlx::query(
+        "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor,
+             object_type, operation, reason_codes, created_at, content_hash)
+         SELECT 'big', gen_random_uuid(), 'decision', 'policy.evaluated', 'user', 'u',
+                '{\"actor\":{\"kind\":\"user\",\"id\":\"u\"},\"delegation\":[]}', 'flag', 'update', '{}',
+                now() - (50000 - g) * interval '1 second', 'hash'
+         FROM generate_series(1, 50000) AS g",
+    )
+    .execute(pool)
+    .await
+    .expect("history");
+    sqlx::query(
+        "INSERT INTO governance_seals
+         SELECT workspace_id, row_number() OVER (ORDER BY created_at, id) - 1, id, content_hash, 1
+         FROM governance_history WHERE workspace_id = 'big' ORDER BY created_at, id LIMIT 49000",
+    )
+    .execute(pool)
+    .await
+    .expect("seals");
+    sqlx::query("ANALYZE governance_history").execute(pool).await.expect("analyze");
+    sqlx::query("ANALYZE governance_seals").execute(pool).await.expect("analyze");
+
+    let ws = WorkspaceId::new("big").expect("valid");
+    let plan = store.explain_unsealed_history(&ws, None, 100).await.expect("explain");
+    assert!(plan.iter().any(|l| l.contains("Anti Join")), "an anti-join: {plan:#?}");
+    assert!(plan.iter().any(|l| l.contains("governance_seals_record")), "the seals' key serves it: {plan:#?}");
+    assert!(!plan.iter().any(|l| l.contains("Seq Scan on governance_history")), "scans the history: {plan:#?}");
+    let unsealed = store.unsealed_history(&ws, None, 2000).await.expect("unsealed");
+    assert_eq!(unsealed.len(), 1000);
 }

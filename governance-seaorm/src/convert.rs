@@ -2,14 +2,14 @@
 //! database holds something this library never wrote.
 
 use governance_abstractions::{
-    Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId, RedactionRef,
-    RequestId, RequestRef, TargetRef, Timestamp, WorkspaceId,
+    Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId,
+    RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, ValidationProblem, WorkspaceId,
 };
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use serde_json::Value;
 
-use crate::entity::{history, request};
+use crate::entity::{checkpoint, history, request, seal};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
@@ -198,5 +198,59 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
             redaction,
         },
         content_hash: row.content_hash,
+    })
+}
+
+/// A sequence number or leaf index as a `BIGINT`: larger ones cannot be stored.
+pub(crate) fn bigint(field: &'static str, value: u64) -> Result<i64, GovernanceError> {
+    i64::try_from(value).map_err(|_| GovernanceError::validation(field, ValidationProblem::OutOfRange))
+}
+
+/// A checkpoint as a row.
+pub(crate) fn checkpoint_row(checkpoint: &Checkpoint) -> Result<checkpoint::Model, GovernanceError> {
+    Ok(checkpoint::Model {
+        workspace_id: checkpoint.workspace_id.as_str().to_owned(),
+        seq: bigint("checkpoint.seq", checkpoint.seq)?,
+        first_index: bigint("checkpoint.first_index", checkpoint.first_index)?,
+        record_count: bigint("checkpoint.record_count", checkpoint.record_count)?,
+        root: checkpoint.root.clone(),
+        previous: checkpoint.previous.clone(),
+        created_at: naive(checkpoint.created_at),
+        digest: checkpoint.digest.clone(),
+    })
+}
+
+/// A row as a checkpoint.
+pub(crate) fn checkpoint_from(row: checkpoint::Model) -> Result<Checkpoint, GovernanceError> {
+    Ok(Checkpoint {
+        workspace_id: WorkspaceId::new(row.workspace_id).map_err(|e| corrupt("workspace id", e))?,
+        seq: revision("checkpoint seq", row.seq)?,
+        first_index: revision("checkpoint first_index", row.first_index)?,
+        record_count: revision("checkpoint record_count", row.record_count)?,
+        root: row.root,
+        previous: row.previous,
+        created_at: utc(row.created_at),
+        digest: row.digest,
+    })
+}
+
+/// A seal entry as a row of `workspace`.
+pub(crate) fn seal_row(workspace: &WorkspaceId, entry: &SealEntry) -> Result<seal::Model, GovernanceError> {
+    Ok(seal::Model {
+        workspace_id: workspace.as_str().to_owned(),
+        leaf_index: bigint("entries.index", entry.index)?,
+        record_id: entry.record_id.as_uuid(),
+        content_hash: entry.content_hash.clone(),
+        checkpoint_seq: bigint("entries.checkpoint", entry.checkpoint)?,
+    })
+}
+
+/// A row as a seal entry.
+pub(crate) fn seal_from(row: seal::Model) -> Result<SealEntry, GovernanceError> {
+    Ok(SealEntry {
+        index: revision("seal leaf_index", row.leaf_index)?,
+        record_id: RecordId::from_uuid(row.record_id),
+        content_hash: row.content_hash,
+        checkpoint: revision("seal checkpoint_seq", row.checkpoint_seq)?,
     })
 }

@@ -1,4 +1,4 @@
-//! The two tables as SeaORM entities. Enum columns hold the abstractions'
+//! The tables as SeaORM entities. Enum columns hold the abstractions'
 //! `as_str` text; JSON columns hold what has no column of its own.
 //!
 //! Times are UTC held as naive date-times: MySQL binds a zoned value as a
@@ -133,6 +133,70 @@ pub mod history {
         pub created_at: DateTime,
         /// SHA-256 over the canonical record.
         pub content_hash: String,
+    }
+
+    /// No relations are navigated through SeaORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `governance_checkpoints`: insert-only seals over runs of a workspace's log.
+pub mod checkpoint {
+    use sea_orm::entity::prelude::*;
+
+    /// A stored checkpoint.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "governance_checkpoints")]
+    pub struct Model {
+        /// Tenant; leads the primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        /// 1, 2, 3, … per workspace.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        /// Leaf index of the first sealed record.
+        pub first_index: i64,
+        /// How many records it seals.
+        pub record_count: i64,
+        /// Merkle root of the sealed leaves.
+        pub root: String,
+        /// Digest of the checkpoint before (none for the first).
+        pub previous: Option<String>,
+        /// Seal time.
+        pub created_at: DateTime,
+        /// Digest of the checkpoint's fields.
+        pub digest: String,
+    }
+
+    /// No relations are navigated through SeaORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `governance_seals`: insert-only seal entries, one per sealed record.
+pub mod seal {
+    use sea_orm::entity::prelude::*;
+
+    /// A stored seal entry.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "governance_seals")]
+    pub struct Model {
+        /// Tenant; leads the primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        /// The record's place in the workspace's log.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub leaf_index: i64,
+        /// The sealed record (unique per workspace).
+        pub record_id: Uuid,
+        /// The record's content hash when sealed.
+        pub content_hash: String,
+        /// The checkpoint that sealed it.
+        pub checkpoint_seq: i64,
     }
 
     /// No relations are navigated through SeaORM.

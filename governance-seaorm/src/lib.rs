@@ -28,11 +28,15 @@
 //!   whose affected-row count decides (sqlx reports *matched* rows on MySQL,
 //!   and the revision always changes, so the count is exact everywhere), then
 //!   the history rows, in one transaction.
-//! - **Append-only**: triggers refuse UPDATE and DELETE of history rows on all
-//!   three backends; TRUNCATE is refused by a trigger on PostgreSQL and by a
-//!   foreign-key guard on MySQL (which `foreign_key_checks = 0` lifts:
-//!   withhold the DROP privilege from the application's user). SQLite has no
-//!   TRUNCATE; `INSERT OR REPLACE` is refused through recursive triggers.
+//! - **Append-only**: triggers refuse UPDATE and DELETE of history rows,
+//!   checkpoints and seal entries on all three backends; TRUNCATE is refused
+//!   by a trigger on PostgreSQL and by a foreign-key guard on MySQL (which
+//!   `foreign_key_checks = 0` lifts: withhold the DROP privilege from the
+//!   application's user). SQLite has no TRUNCATE; `INSERT OR REPLACE` is
+//!   refused through recursive triggers.
+//! - **Integrity**: a checkpoint and its seal entries are one transaction
+//!   that validates against the latest checkpoint read inside it; the
+//!   checkpoint's primary key settles two sealers racing for one `seq`.
 //! - **Errors**: unique violations become replays, `AlreadyExists` or
 //!   `IdempotencyConflict`; serialization failures, deadlocks and a busy
 //!   SQLite database are retryable `Backend` errors; lost connections are
@@ -59,9 +63,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader, HistoryRecord,
-    HistoryWriter, Page, PageRequest, RecordId, RequestFilter, RequestId, RequestReader, RequestWriter, Result, Stored,
-    Transition, WorkspaceId,
+    Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
+    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
+    RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
@@ -294,5 +298,33 @@ impl HistoryReader for SeaOrmStore {
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
         read::count_history(&self.db, workspace, query).await
+    }
+}
+
+#[async_trait]
+impl IntegrityStore for SeaOrmStore {
+    async fn unsealed_history(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<Vec<HistoryRecord>> {
+        read::unsealed_history(&self.db, workspace, after, limit).await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
+        write::append_checkpoint(&self.db, checkpoint, entries).await
+    }
+
+    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
+        read::checkpoints(&self.db, workspace, after, limit).await
+    }
+
+    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
+        read::latest_checkpoint(&self.db, workspace).await
+    }
+
+    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
+        read::sealed_records(&self.db, workspace, from, limit).await
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Each backend gets its own DDL: binary collation for identifiers and
 //! `DATETIME(6)` on MySQL, `jsonb` on PostgreSQL, and on every backend the
-//! database itself refuses UPDATE, DELETE (and TRUNCATE) of history rows.
+//! database itself refuses UPDATE, DELETE (and TRUNCATE) of history rows,
+//! checkpoints and seal entries.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
@@ -17,7 +18,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(CreateIntegrityTables)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -38,19 +39,40 @@ impl MigrationName for CreateTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let statements: &[&str] = match backend {
-            DbBackend::Postgres => POSTGRES,
-            DbBackend::MySql => MYSQL,
-            DbBackend::Sqlite => SQLITE,
-            other => return Err(DbErr::Migration(format!("unsupported backend {other:?}"))),
-        };
-        let collation = if backend == DbBackend::MySql { mysql_nopad_collation(manager).await? } else { "" };
-        for statement in statements {
-            manager.get_connection().execute_unprepared(&statement.replace("{collation}", collation)).await?;
-        }
-        Ok(())
+        run(manager, POSTGRES, MYSQL, SQLITE).await
     }
+}
+
+struct CreateIntegrityTables;
+
+impl MigrationName for CreateIntegrityTables {
+    fn name(&self) -> &str {
+        "m20261123_000002_create_integrity_tables"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateIntegrityTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, POSTGRES_INTEGRITY, MYSQL_INTEGRITY, SQLITE_INTEGRITY).await
+    }
+}
+
+/// Runs the backend's statements, with MySQL's collation filled in.
+async fn run(manager: &SchemaManager<'_>, postgres: &[&str], mysql: &[&str], sqlite: &[&str]) -> Result<(), DbErr> {
+    let backend = manager.get_database_backend();
+    let statements = match backend {
+        DbBackend::Postgres => postgres,
+        DbBackend::MySql => mysql,
+        DbBackend::Sqlite => sqlite,
+        other => return Err(DbErr::Migration(format!("unsupported backend {other:?}"))),
+    };
+    let collation = if backend == DbBackend::MySql { mysql_nopad_collation(manager).await? } else { "" };
+    for statement in statements {
+        manager.get_connection().execute_unprepared(&statement.replace("{collation}", collation)).await?;
+    }
+    Ok(())
 }
 
 // Times are `timestamp` holding UTC: the provider binds naive UTC values on
@@ -323,4 +345,128 @@ const SQLITE: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'governance_history is append-only: UPDATE refused'); END",
     "CREATE TRIGGER IF NOT EXISTS governance_history_no_delete BEFORE DELETE ON governance_history
         BEGIN SELECT RAISE(ABORT, 'governance_history is append-only: DELETE refused'); END",
+];
+
+const POSTGRES_INTEGRITY: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_checkpoints (
+        workspace_id text NOT NULL,
+        seq bigint NOT NULL,
+        first_index bigint NOT NULL,
+        record_count bigint NOT NULL,
+        root text NOT NULL,
+        previous text,
+        created_at timestamp NOT NULL,
+        digest text NOT NULL,
+        PRIMARY KEY (workspace_id, seq)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS governance_seals (
+        workspace_id text NOT NULL,
+        leaf_index bigint NOT NULL,
+        record_id uuid NOT NULL,
+        content_hash text NOT NULL,
+        checkpoint_seq bigint NOT NULL,
+        PRIMARY KEY (workspace_id, leaf_index),
+        CONSTRAINT governance_seals_record UNIQUE (workspace_id, record_id)
+    )"#,
+    r#"CREATE OR REPLACE FUNCTION governance_integrity_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = '55000';
+        END
+    $$"#,
+    "CREATE OR REPLACE TRIGGER governance_checkpoints_no_rewrite BEFORE UPDATE OR DELETE ON governance_checkpoints
+        FOR EACH ROW EXECUTE FUNCTION governance_integrity_append_only()",
+    "CREATE OR REPLACE TRIGGER governance_checkpoints_no_truncate BEFORE TRUNCATE ON governance_checkpoints
+        FOR EACH STATEMENT EXECUTE FUNCTION governance_integrity_append_only()",
+    "CREATE OR REPLACE TRIGGER governance_seals_no_rewrite BEFORE UPDATE OR DELETE ON governance_seals
+        FOR EACH ROW EXECUTE FUNCTION governance_integrity_append_only()",
+    "CREATE OR REPLACE TRIGGER governance_seals_no_truncate BEFORE TRUNCATE ON governance_seals
+        FOR EACH STATEMENT EXECUTE FUNCTION governance_integrity_append_only()",
+    "ALTER TABLE governance_checkpoints ENABLE ALWAYS TRIGGER governance_checkpoints_no_rewrite",
+    "ALTER TABLE governance_checkpoints ENABLE ALWAYS TRIGGER governance_checkpoints_no_truncate",
+    "ALTER TABLE governance_seals ENABLE ALWAYS TRIGGER governance_seals_no_rewrite",
+    "ALTER TABLE governance_seals ENABLE ALWAYS TRIGGER governance_seals_no_truncate",
+];
+
+// Hashes are 64 hex digits, as `content_hash` in the history table.
+const MYSQL_INTEGRITY: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_checkpoints (
+        workspace_id VARCHAR(255) NOT NULL,
+        seq BIGINT NOT NULL,
+        first_index BIGINT NOT NULL,
+        record_count BIGINT NOT NULL,
+        root CHAR(64) NOT NULL,
+        previous CHAR(64) NULL,
+        created_at DATETIME(6) NOT NULL,
+        digest CHAR(64) NOT NULL,
+        PRIMARY KEY (workspace_id, seq)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
+    r#"CREATE TABLE IF NOT EXISTS governance_seals (
+        workspace_id VARCHAR(255) NOT NULL,
+        leaf_index BIGINT NOT NULL,
+        record_id BINARY(16) NOT NULL,
+        content_hash CHAR(64) NOT NULL,
+        checkpoint_seq BIGINT NOT NULL,
+        PRIMARY KEY (workspace_id, leaf_index),
+        UNIQUE KEY governance_seals_record (workspace_id, record_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
+    "DROP TRIGGER IF EXISTS governance_checkpoints_no_update",
+    "CREATE TRIGGER governance_checkpoints_no_update BEFORE UPDATE ON governance_checkpoints FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_checkpoints is append-only: UPDATE refused'",
+    "DROP TRIGGER IF EXISTS governance_checkpoints_no_delete",
+    "CREATE TRIGGER governance_checkpoints_no_delete BEFORE DELETE ON governance_checkpoints FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_checkpoints is append-only: DELETE refused'",
+    "DROP TRIGGER IF EXISTS governance_seals_no_update",
+    "CREATE TRIGGER governance_seals_no_update BEFORE UPDATE ON governance_seals FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_seals is append-only: UPDATE refused'",
+    "DROP TRIGGER IF EXISTS governance_seals_no_delete",
+    "CREATE TRIGGER governance_seals_no_delete BEFORE DELETE ON governance_seals FOR EACH ROW
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_seals is append-only: DELETE refused'",
+    // The history table's TRUNCATE guard, once per table.
+    r#"CREATE TABLE IF NOT EXISTS governance_checkpoints_truncate_guard (
+        workspace_id VARCHAR(255) NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (workspace_id, seq),
+        CONSTRAINT governance_checkpoints_truncate_guard_fk FOREIGN KEY (workspace_id, seq)
+            REFERENCES governance_checkpoints (workspace_id, seq)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
+    r#"CREATE TABLE IF NOT EXISTS governance_seals_truncate_guard (
+        workspace_id VARCHAR(255) NOT NULL,
+        leaf_index BIGINT NOT NULL,
+        PRIMARY KEY (workspace_id, leaf_index),
+        CONSTRAINT governance_seals_truncate_guard_fk FOREIGN KEY (workspace_id, leaf_index)
+            REFERENCES governance_seals (workspace_id, leaf_index)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
+];
+
+// `INSERT OR REPLACE` deletes the row it replaces, so with
+// `recursive_triggers` on it hits the DELETE trigger, as for history rows.
+const SQLITE_INTEGRITY: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS governance_checkpoints (
+        workspace_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        first_index INTEGER NOT NULL,
+        record_count INTEGER NOT NULL,
+        root TEXT NOT NULL,
+        previous TEXT,
+        created_at TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (workspace_id, seq)
+    )"#,
+    r#"CREATE TABLE IF NOT EXISTS governance_seals (
+        workspace_id TEXT NOT NULL,
+        leaf_index INTEGER NOT NULL,
+        record_id BLOB NOT NULL,
+        content_hash TEXT NOT NULL,
+        checkpoint_seq INTEGER NOT NULL,
+        PRIMARY KEY (workspace_id, leaf_index),
+        UNIQUE (workspace_id, record_id)
+    )"#,
+    "CREATE TRIGGER IF NOT EXISTS governance_checkpoints_no_update BEFORE UPDATE ON governance_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'governance_checkpoints is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS governance_checkpoints_no_delete BEFORE DELETE ON governance_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'governance_checkpoints is append-only: DELETE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS governance_seals_no_update BEFORE UPDATE ON governance_seals
+        BEGIN SELECT RAISE(ABORT, 'governance_seals is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS governance_seals_no_delete BEFORE DELETE ON governance_seals
+        BEGIN SELECT RAISE(ABORT, 'governance_seals is append-only: DELETE refused'); END",
 ];

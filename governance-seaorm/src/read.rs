@@ -1,18 +1,18 @@
 //! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
 
 use governance_abstractions::{
-    Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
-    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
-    rank_counts,
+    Checkpoint, Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, SealedRecord, TimeRange,
+    WorkspaceId, rank_counts,
 };
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
-    Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, Order, QueryFilter, QueryOrder,
+    QuerySelect, RelationDef, Select,
 };
 
-use crate::convert::{history_from, naive, request_from};
-use crate::entity::{history, request};
+use crate::convert::{checkpoint_from, history_from, naive, request_from, seal_from};
+use crate::entity::{checkpoint, history, request, seal};
 use crate::error::map;
 
 /// Rows strictly beyond `after` in `direction`, ordered that way, `limit + 1` of them.
@@ -28,24 +28,29 @@ fn keyset<E: EntityTrait>(
         Direction::Backward => Order::Desc,
     };
     let mut select = select.order_by(created_at, order.clone()).order_by(id, order);
-    if let Some(Position { created_at: at, id: last }) = after {
-        let at = naive(at);
-        // The redundant bound on created_at lets every planner use the
-        // (workspace_id, created_at, id) index as a range.
-        let beyond = match page.direction {
-            Direction::Forward => Condition::all().add(created_at.gte(at)).add(
-                Condition::any().add(created_at.gt(at)).add(Condition::all().add(created_at.eq(at)).add(id.gt(last))),
-            ),
-            Direction::Backward => Condition::all().add(created_at.lte(at)).add(
-                Condition::any().add(created_at.lt(at)).add(Condition::all().add(created_at.eq(at)).add(id.lt(last))),
-            ),
-        };
-        select = select.filter(beyond);
+    if let Some(after) = after {
+        select = select.filter(beyond(created_at, id, after, page.direction));
     }
     if let Some(limit) = page.fetch_limit() {
         select = select.limit(limit);
     }
     Ok(select)
+}
+
+/// Rows strictly beyond `after` in `direction`.
+fn beyond<C: ColumnTrait>(created_at: C, id: C, after: Position, direction: Direction) -> Condition {
+    let Position { created_at: at, id: last } = after;
+    let at = naive(at);
+    // The redundant bound on created_at lets every planner use the
+    // (workspace_id, created_at, id) index as a range.
+    match direction {
+        Direction::Forward => Condition::all()
+            .add(created_at.gte(at))
+            .add(Condition::any().add(created_at.gt(at)).add(Condition::all().add(created_at.eq(at)).add(id.gt(last)))),
+        Direction::Backward => Condition::all()
+            .add(created_at.lte(at))
+            .add(Condition::any().add(created_at.lt(at)).add(Condition::all().add(created_at.eq(at)).add(id.lt(last)))),
+    }
 }
 
 fn window<C: ColumnTrait>(condition: Condition, column: C, range: &TimeRange) -> Condition {
@@ -323,4 +328,95 @@ async fn reason_code_counts<C: ConnectionTrait>(
             Ok(Count { key, count: u64::try_from(n).unwrap_or(0) })
         })
         .collect()
+}
+
+/// History records of the workspace that no seal entry names, after `after`
+/// in `(created_at, id)` order: a `NOT EXISTS` anti-join on the seals'
+/// unique `(workspace_id, record_id)` key. It reads and skips every sealed
+/// row from `after` on, so its cost grows with the workspace's history.
+pub(crate) async fn unsealed_history<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    after: Option<Position>,
+    limit: u32,
+) -> Result<Vec<HistoryRecord>> {
+    use history::Column as H;
+    let sealed = Query::select()
+        .expr(Expr::val(1))
+        .from(seal::Entity)
+        .and_where(Expr::col((seal::Entity, seal::Column::WorkspaceId)).equals((history::Entity, H::WorkspaceId)))
+        .and_where(Expr::col((seal::Entity, seal::Column::RecordId)).equals((history::Entity, H::Id)))
+        .to_owned();
+    let mut select = history::Entity::find()
+        .filter(H::WorkspaceId.eq(workspace.as_str()))
+        .filter(Condition::all().add(Expr::not_exists(sealed)))
+        .order_by_asc(H::CreatedAt)
+        .order_by_asc(H::Id)
+        .limit(u64::from(limit));
+    if let Some(after) = after {
+        select = select.filter(beyond(H::CreatedAt, H::Id, after, Direction::Forward));
+    }
+    let rows = select.all(conn).await.map_err(map)?;
+    rows.into_iter().map(history_from).collect()
+}
+
+pub(crate) async fn checkpoints<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<Checkpoint>> {
+    use checkpoint::Column as C;
+    // No stored seq exceeds i64::MAX.
+    let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
+    let rows = checkpoint::Entity::find()
+        .filter(C::WorkspaceId.eq(workspace.as_str()))
+        .filter(C::Seq.gt(after))
+        .order_by_asc(C::Seq)
+        .limit(u64::from(limit))
+        .all(conn)
+        .await
+        .map_err(map)?;
+    rows.into_iter().map(checkpoint_from).collect()
+}
+
+pub(crate) async fn latest_checkpoint<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+) -> Result<Option<Checkpoint>> {
+    use checkpoint::Column as C;
+    let row = checkpoint::Entity::find()
+        .filter(C::WorkspaceId.eq(workspace.as_str()))
+        .order_by_desc(C::Seq)
+        .one(conn)
+        .await
+        .map_err(map)?;
+    row.map(checkpoint_from).transpose()
+}
+
+/// Seal entries from leaf index `from`, each left-joined to its record in
+/// the same workspace.
+pub(crate) async fn sealed_records<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<SealedRecord>> {
+    use seal::Column as S;
+    let Ok(from) = i64::try_from(from) else { return Ok(Vec::new()) };
+    let record: RelationDef = seal::Entity::belongs_to(history::Entity)
+        .from((S::WorkspaceId, S::RecordId))
+        .to((history::Column::WorkspaceId, history::Column::Id))
+        .into();
+    let rows = seal::Entity::find()
+        .join(JoinType::LeftJoin, record)
+        .filter(S::WorkspaceId.eq(workspace.as_str()))
+        .filter(S::LeafIndex.gte(from))
+        .order_by_asc(S::LeafIndex)
+        .limit(u64::from(limit))
+        .select_also(history::Entity)
+        .all(conn)
+        .await
+        .map_err(map)?;
+    rows.into_iter().map(|(entry, record)| Ok((seal_from(entry)?, record.map(history_from).transpose()?))).collect()
 }

@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 
 use governance_abstractions::{
-    AppendStorage, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
-    RequestStatus, Result, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
-    validate_creation, validate_transition,
+    AppendStorage, Checkpoint, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
+    RequestStatus, Result, SealEntry, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
+    validate_checkpoint, validate_creation, validate_transition,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
@@ -15,8 +15,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::convert::{history_from, history_row, request_from, request_row, request_update};
-use crate::entity::{history, request};
+use crate::convert::{checkpoint_row, history_from, history_row, request_from, request_row, request_update, seal_row};
+use crate::entity::{checkpoint, history, request, seal};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
 
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
@@ -260,4 +260,87 @@ async fn related_records<C: ConnectionTrait>(
         .map_err(map)?;
     let mut seen = HashSet::new();
     rows.into_iter().filter(|row| seen.insert(row.id)).map(history_from).collect()
+}
+
+/// Stores a checkpoint and its entries in one transaction, after validating
+/// them against the latest stored checkpoint read inside it. The checkpoint
+/// row goes first: of two sealers at one `seq`, the second waits on (or hits)
+/// its primary key and reports `AlreadyExists` before writing any entry.
+pub(crate) async fn append_checkpoint<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    checkpoint: &Checkpoint,
+    entries: &[SealEntry],
+) -> Result<()> {
+    let workspace = &checkpoint.workspace_id;
+    let row = checkpoint_row(checkpoint)?;
+    let seals = entries.iter().map(|entry| seal_row(workspace, entry)).collect::<Result<Vec<_>>>()?;
+    let txn = begin(conn).await?;
+    let checked = match crate::read::latest_checkpoint(&txn, workspace).await {
+        Ok(latest) => validate_checkpoint(checkpoint, entries, latest.as_ref()),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = checked {
+        let _ = txn.rollback().await;
+        return Err(error);
+    }
+    if let Err(error) =
+        checkpoint::Entity::insert(row.into_active_model().reset_all()).exec_without_returning(&txn).await
+    {
+        let error = abandon(txn, error).await;
+        if !is_unique_violation(&error) {
+            return Err(map(error));
+        }
+        return Err(GovernanceError::AlreadyExists {
+            kind: EntityKind::Checkpoint,
+            workspace: workspace.clone(),
+            id: checkpoint.seq.to_string(),
+        });
+    }
+    let rows = seals.into_iter().map(|seal| seal.into_active_model().reset_all());
+    match seal::Entity::insert_many(rows).exec_without_returning(&txn).await {
+        Ok(_) => txn.commit().await.map_err(map),
+        Err(error) => {
+            let error = abandon(txn, error).await;
+            if is_unique_violation(&error) {
+                Err(explain_sealed(conn, workspace, entries).await)
+            } else {
+                Err(map(error))
+            }
+        }
+    }
+}
+
+/// Why the entries hit a unique key: the first record sealed already (stored,
+/// or twice in the batch), or leaf indices taken by entries that no
+/// checkpoint covers (only possible when checkpoints were removed behind the
+/// store).
+async fn explain_sealed<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    entries: &[SealEntry],
+) -> GovernanceError {
+    let ids: Vec<Uuid> = entries.iter().map(|entry| entry.record_id.as_uuid()).collect();
+    let stored = seal::Entity::find()
+        .select_only()
+        .column(seal::Column::RecordId)
+        .filter(seal::Column::WorkspaceId.eq(workspace.as_str()))
+        .filter(seal::Column::RecordId.is_in(ids))
+        .into_tuple::<Uuid>()
+        .all(conn)
+        .await;
+    let stored: HashSet<Uuid> = match stored {
+        Ok(stored) => stored.into_iter().collect(),
+        Err(error) => return map(error),
+    };
+    let mut batch = HashSet::with_capacity(entries.len());
+    match entries.iter().find(|entry| stored.contains(&entry.record_id.as_uuid()) || !batch.insert(entry.record_id)) {
+        Some(entry) => GovernanceError::AlreadyExists {
+            kind: EntityKind::HistoryRecord,
+            workspace: workspace.clone(),
+            id: entry.record_id.to_string(),
+        },
+        None => {
+            GovernanceError::backend(false, "leaf indices are taken by seal entries that no stored checkpoint covers")
+        }
+    }
 }

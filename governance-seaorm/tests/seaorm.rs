@@ -7,11 +7,13 @@ use std::sync::Arc;
 use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
 use conformance_tests::runner::databases_required;
 use governance_abstractions::{
-    Action, Actor, Decision, Evidence, GovernanceError, GovernanceService, HistoryReader, HistoryRecord, HistoryWriter,
-    NewRequest, RequestId, RequestReader, RequestWriter, TargetRef, Timestamp, WorkspaceId, lifecycle,
+    Action, Actor, Checkpoint, Decision, EntityKind, Evidence, GovernanceError, GovernanceService, HistoryReader,
+    HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, Position, RequestId, RequestReader, RequestWriter,
+    SealEntry, TargetRef, Timestamp, WorkspaceId, lifecycle,
 };
-use governance_seaorm::SeaOrmStore;
-use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, Statement, Value};
+use governance_seaorm::{Migrator, SeaOrmStore};
+use sea_orm_migration::MigratorTrait;
 
 /// Stores to test on: a SQLite file, and each configured server.
 async fn stores() -> Vec<(String, SeaOrmStore, tempfile::TempDir)> {
@@ -199,5 +201,284 @@ async fn sqlite_file_takes_concurrent_writers() {
     }
     while let Some(joined) = tasks.join_next().await {
         joined.expect("task").expect("no writer failed");
+    }
+}
+
+/// Appends `n` decision records to `ws` and returns them in log order.
+async fn decisions(store: &SeaOrmStore, ws: &WorkspaceId, n: usize) -> Vec<HistoryRecord> {
+    let mut records = Vec::new();
+    for _ in 0..n {
+        let evidence = Evidence::decision(ws.clone(), Actor::user("u"), "o", "op", Decision::Approved);
+        records.push(HistoryRecord::new(evidence, Timestamp::now()).expect("valid"));
+    }
+    store.append_history(&records).await.expect("append");
+    records.sort_by_key(Position::of_record);
+    records
+}
+
+fn sealed(entries: &[SealEntry], records: &[HistoryRecord]) -> Vec<(SealEntry, Option<HistoryRecord>)> {
+    entries.iter().cloned().zip(records.iter().cloned().map(Some)).collect()
+}
+
+fn is_taken(result: &Result<(), GovernanceError>, expected: EntityKind) -> bool {
+    matches!(result, Err(GovernanceError::AlreadyExists { kind, .. }) if *kind == expected)
+}
+
+/// Raw SQL with `?` placeholders (numbered on PostgreSQL).
+async fn raw(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<ExecResult, DbErr> {
+    let backend = db.get_database_backend();
+    let mut n = 0;
+    let sql: String = sql
+        .chars()
+        .map(|c| match (c, backend) {
+            ('?', DbBackend::Postgres) => {
+                n += 1;
+                format!("${n}")
+            }
+            _ => c.to_string(),
+        })
+        .collect();
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await
+}
+
+/// Seals records, chains a second checkpoint, reads everything back, and
+/// refuses a taken `seq` or an already sealed record without writing anything.
+#[tokio::test]
+async fn checkpoints_seal_chain_and_read_back() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let first = decisions(&store, &ws, 3).await;
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), None, "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), first, "{name}");
+
+        let (one, one_entries) = Checkpoint::seal(None, &ws, &first, Timestamp::now()).expect("seal");
+        store.append_checkpoint(&one, &one_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), std::slice::from_ref(&one), "{name}");
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest").as_ref(), Some(&one), "{name}");
+        assert_eq!(store.sealed_records(&ws, 0, 10).await.expect("sealed"), sealed(&one_entries, &first), "{name}");
+        assert!(store.unsealed_history(&ws, None, 100).await.expect("unsealed").is_empty(), "{name}");
+
+        // The keyset and the limit of the unsealed scan.
+        let second = decisions(&store, &ws, 2).await;
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), second, "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), second[..1], "{name}");
+        let after = Some(Position::of_record(&second[0]));
+        assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), second[1..], "{name}");
+
+        let (two, two_entries) = Checkpoint::seal(Some(&one), &ws, &second, Timestamp::now()).expect("seal");
+        assert_eq!((two.seq, two.first_index, two.previous.as_deref()), (2, 3, Some(one.digest.as_str())));
+        store.append_checkpoint(&two, &two_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let all = [one.clone(), two.clone()];
+        assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), all, "{name}");
+        assert_eq!(store.checkpoints(&ws, 0, 1).await.expect("checkpoints"), all[..1], "{name}");
+        assert_eq!(store.checkpoints(&ws, 1, 10).await.expect("checkpoints"), all[1..], "{name}");
+        assert!(store.checkpoints(&ws, u64::MAX, 10).await.expect("checkpoints").is_empty(), "{name}");
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest").as_ref(), Some(&two), "{name}");
+        assert_eq!(store.sealed_records(&ws, 3, 10).await.expect("sealed"), sealed(&two_entries, &second), "{name}");
+        assert_eq!(store.sealed_records(&ws, 0, 2).await.expect("sealed"), sealed(&one_entries[..2], &first), "{name}");
+        assert!(store.sealed_records(&ws, u64::MAX, 10).await.expect("sealed").is_empty(), "{name}");
+
+        // Another workspace sees none of it.
+        let other = workspace();
+        assert!(store.checkpoints(&other, 0, 10).await.expect("checkpoints").is_empty(), "{name}");
+        assert_eq!(store.latest_checkpoint(&other).await.expect("latest"), None, "{name}");
+        assert!(store.sealed_records(&other, 0, 10).await.expect("sealed").is_empty(), "{name}");
+        assert!(store.unsealed_history(&other, None, 10).await.expect("unsealed").is_empty(), "{name}");
+
+        // A taken seq, resent or as a rival seal of other records: nothing written.
+        let third = decisions(&store, &ws, 1).await;
+        let again = store.append_checkpoint(&two, &two_entries).await;
+        assert!(is_taken(&again, EntityKind::Checkpoint), "{name}: {again:?}");
+        let (rival, rival_entries) = Checkpoint::seal(Some(&one), &ws, &third, Timestamp::now()).expect("seal");
+        let rival = store.append_checkpoint(&rival, &rival_entries).await;
+        assert!(
+            matches!(&rival, Err(GovernanceError::AlreadyExists { kind: EntityKind::Checkpoint, id, .. }) if id == "2"),
+            "{name}: {rival:?}"
+        );
+        // A record sealed already: refused as a whole.
+        let resealed = [third[0].clone(), first[1].clone()];
+        let (three, three_entries) = Checkpoint::seal(Some(&two), &ws, &resealed, Timestamp::now()).expect("seal");
+        let refused = store.append_checkpoint(&three, &three_entries).await;
+        assert!(
+            matches!(&refused, Err(GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, id, .. })
+                if *id == first[1].id.to_string()),
+            "{name}: {refused:?}"
+        );
+        // The same record twice in one checkpoint.
+        let twice = [third[0].clone(), third[0].clone()];
+        let (three, three_entries) = Checkpoint::seal(Some(&two), &ws, &twice, Timestamp::now()).expect("seal");
+        let refused = store.append_checkpoint(&three, &three_entries).await;
+        assert!(is_taken(&refused, EntityKind::HistoryRecord), "{name}: {refused:?}");
+        assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), all, "{name}: nothing written");
+        assert_eq!(store.sealed_records(&ws, 0, 100).await.expect("sealed").len(), 5, "{name}: nothing written");
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), third, "{name}");
+
+        let (three, three_entries) = Checkpoint::seal(Some(&two), &ws, &third, Timestamp::now()).expect("seal");
+        store.append_checkpoint(&three, &three_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(three), "{name}");
+    }
+}
+
+/// Two sealers at the same `seq`: one wins, the other is told the seq is
+/// taken, and only the winner's entries are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sealers_one_wins() {
+    for (name, store, _dir) in stores().await {
+        for _ in 0..5 {
+            let ws = workspace();
+            let records = decisions(&store, &ws, 2).await;
+            let (a, a_entries) = Checkpoint::seal(None, &ws, &records[..1], Timestamp::now()).expect("seal");
+            let (b, b_entries) = Checkpoint::seal(None, &ws, &records[1..], Timestamp::now()).expect("seal");
+            let (sa, sb) = (store.clone(), store.clone());
+            let (ra, rb) = tokio::join!(
+                tokio::spawn(async move { sa.append_checkpoint(&a, &a_entries).await }),
+                tokio::spawn(async move { sb.append_checkpoint(&b, &b_entries).await }),
+            );
+            let (ra, rb) = (ra.expect("task"), rb.expect("task"));
+            let (winner, loser) = match (&ra, &rb) {
+                (Ok(()), _) => (0, 1),
+                (_, Ok(())) => (1, 0),
+                _ => panic!("{name}: neither sealer won: {ra:?} {rb:?}"),
+            };
+            let lost = if winner == 0 { &rb } else { &ra };
+            assert!(is_taken(lost, EntityKind::Checkpoint), "{name}: {lost:?}");
+            let stored = store.sealed_records(&ws, 0, 10).await.expect("sealed");
+            assert_eq!(stored.len(), 1, "{name}");
+            assert_eq!(stored[0].1.as_ref(), Some(&records[winner]), "{name}");
+            let unsealed = store.unsealed_history(&ws, None, 10).await.expect("unsealed");
+            assert_eq!(unsealed, records[loser..=loser], "{name}");
+        }
+    }
+}
+
+/// A sealer whose checkpoint row collides with another's uncommitted one
+/// waits for it: taken when it commits, free when it rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealer_waits_for_an_uncommitted_rival() {
+    for (name, store, _dir) in stores().await {
+        for commit in [true, false] {
+            let ws = workspace();
+            let records = decisions(&store, &ws, 1).await;
+            let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, Timestamp::now()).expect("seal");
+            let rival = store.begin().await.expect("begin");
+            let insert = "INSERT INTO governance_checkpoints \
+                (workspace_id, seq, first_index, record_count, root, previous, created_at, digest) \
+                VALUES (?, 1, 0, 1, ?, NULL, '2026-01-01 00:00:00', ?)";
+            let values = vec![ws.as_str().into(), checkpoint.root.clone().into(), checkpoint.digest.clone().into()];
+            raw(&rival, insert, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let sealer = store.clone();
+            let (c, e) = (checkpoint.clone(), entries.clone());
+            let task = tokio::spawn(async move { sealer.append_checkpoint(&c, &e).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!task.is_finished(), "{name}: the sealer must wait for the rival");
+            if commit {
+                rival.commit().await.expect("commit");
+            } else {
+                rival.rollback().await.expect("rollback");
+            }
+            let outcome = task.await.expect("task");
+            let sealed_now = store.sealed_records(&ws, 0, 10).await.expect("sealed");
+            if commit {
+                assert!(is_taken(&outcome, EntityKind::Checkpoint), "{name}: {outcome:?}");
+                assert!(sealed_now.is_empty(), "{name}: nothing written");
+            } else {
+                outcome.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                assert_eq!(sealed_now, sealed(&entries, &records), "{name}");
+            }
+        }
+    }
+}
+
+/// The database itself refuses to rewrite or remove checkpoints and seals.
+#[tokio::test]
+async fn integrity_tables_refuse_rewrites() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let records = decisions(&store, &ws, 2).await;
+        let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, Timestamp::now()).expect("seal");
+        store.append_checkpoint(&checkpoint, &entries).await.expect("append");
+        let backend = store.connection().get_database_backend();
+        let mut statements = vec![
+            "UPDATE governance_checkpoints SET root = 'forged' WHERE workspace_id = ?",
+            "DELETE FROM governance_checkpoints WHERE workspace_id = ?",
+            "UPDATE governance_seals SET content_hash = 'forged' WHERE workspace_id = ?",
+            "DELETE FROM governance_seals WHERE workspace_id = ?",
+        ];
+        if backend == DbBackend::Sqlite {
+            statements.extend([
+                "INSERT OR REPLACE INTO governance_checkpoints SELECT * FROM governance_checkpoints WHERE workspace_id = ?",
+                "INSERT OR REPLACE INTO governance_seals SELECT * FROM governance_seals WHERE workspace_id = ?",
+            ]);
+        }
+        for sql in statements {
+            let outcome = raw(store.connection(), sql, vec![ws.as_str().into()]).await;
+            assert!(
+                outcome.as_ref().is_err_and(|e| e.to_string().contains("append-only")),
+                "{name}: {sql}: {outcome:?}"
+            );
+        }
+        if backend != DbBackend::Sqlite {
+            for table in ["governance_checkpoints", "governance_seals"] {
+                let outcome = raw(store.connection(), &format!("TRUNCATE TABLE {table}"), Vec::new()).await;
+                assert!(outcome.is_err(), "{name}: TRUNCATE {table} must be refused");
+            }
+        }
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(checkpoint), "{name}");
+        assert_eq!(store.sealed_records(&ws, 0, 10).await.expect("sealed"), sealed(&entries, &records), "{name}");
+    }
+}
+
+/// Negative numbers written behind the store come back as typed errors.
+#[tokio::test]
+async fn negative_stored_numbers_are_errors() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let digest = "0".repeat(64);
+        let checkpoint = "INSERT INTO governance_checkpoints \
+            (workspace_id, seq, first_index, record_count, root, previous, created_at, digest) \
+            VALUES (?, 1, -1, 1, ?, NULL, '2026-01-01 00:00:00', ?)";
+        raw(store.connection(), checkpoint, vec![ws.as_str().into(), digest.clone().into(), digest.clone().into()])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let seal = "INSERT INTO governance_seals (workspace_id, leaf_index, record_id, content_hash, checkpoint_seq) \
+            VALUES (?, 0, ?, ?, -1)";
+        raw(store.connection(), seal, vec![ws.as_str().into(), uuid::Uuid::now_v7().into(), digest.into()])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let corrupt = |e: &GovernanceError| matches!(e, GovernanceError::Backend { retryable: false, .. });
+        let latest = store.latest_checkpoint(&ws).await;
+        assert!(latest.as_ref().is_err_and(corrupt), "{name}: {latest:?}");
+        let listed = store.checkpoints(&ws, 0, 10).await;
+        assert!(listed.as_ref().is_err_and(corrupt), "{name}: {listed:?}");
+        let entries = store.sealed_records(&ws, 0, 10).await;
+        assert!(entries.as_ref().is_err_and(corrupt), "{name}: {entries:?}");
+    }
+}
+
+/// A database migrated by the first release gets the integrity tables from
+/// `migrate()`, and keeps its history.
+#[tokio::test]
+async fn migrate_adds_integrity_tables_to_a_first_release_database() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = format!("sqlite://{}?mode=rwc", dir.path().join("upgrade.db").display());
+    let mut urls = vec![file];
+    for (variable, backend) in [(POSTGRES_URL_ENV, DbBackend::Postgres), (MYSQL_URL_ENV, DbBackend::MySql)] {
+        match server_url(variable).await {
+            Ok(server) => urls.push(fresh_database(&server, backend).await.expect("fresh database")),
+            Err(error) if databases_required() => panic!("{variable}: {error}"),
+            Err(_) => {}
+        }
+    }
+    for url in urls {
+        let store = SeaOrmStore::connect(&url).await.expect("connects");
+        Migrator::up(store.connection(), Some(1)).await.expect("first migration");
+        let ws = workspace();
+        let records = decisions(&store, &ws, 2).await;
+        store.migrate().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{url}: re-run: {e}"));
+        assert_eq!(store.unsealed_history(&ws, None, 10).await.expect("unsealed"), records, "{url}");
+        let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, Timestamp::now()).expect("seal");
+        store.append_checkpoint(&checkpoint, &entries).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(checkpoint), "{url}");
     }
 }
