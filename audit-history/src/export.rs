@@ -1,0 +1,173 @@
+//! JSONL export in the object-storage layout:
+//! `<dir>/workspace=<id>/year=YYYY/month=MM/day=DD/part-<first leaf index>.jsonl`.
+//!
+//! The export walks the sealed log in leaf-index order, the one order that
+//! never changes once written, so a saved cursor (the next leaf index) resumes
+//! with no gap and no duplicate. Each page is written as new files named
+//! after its first index, synced, and only then is the cursor saved: a run
+//! that dies in between rewrites the same files on the next run.
+//!
+//! Only sealed records are exported: seal before exporting.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Datelike;
+use governance_abstractions::{HistoryRecord, IntegrityStore, WorkspaceId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuditError;
+use crate::spool::write_atomically;
+
+const CURSOR: &str = "_cursor.json";
+
+/// Where an export of one workspace resumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportCursor {
+    /// The tenant.
+    pub workspace_id: WorkspaceId,
+    /// The first leaf index not exported yet.
+    pub next_index: u64,
+}
+
+/// One exported line.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportLine {
+    /// The record's leaf index in the workspace's log.
+    pub index: u64,
+    /// The checkpoint that sealed it.
+    pub checkpoint: u64,
+    /// The record, with its content hash.
+    pub record: HistoryRecord,
+}
+
+/// What one [`Exporter::export`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Records written.
+    pub records: u64,
+    /// Files written (each new, or rewritten after an interrupted run).
+    pub files: Vec<PathBuf>,
+}
+
+/// Exports sealed history to a directory (or a mounted bucket).
+#[derive(Clone)]
+pub struct Exporter {
+    store: Arc<dyn IntegrityStore>,
+    dir: PathBuf,
+    page: u32,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").field("dir", &self.dir).field("page", &self.page).finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// Exports into `dir`, 1000 records per page (and per file at most).
+    pub fn new(store: Arc<dyn IntegrityStore>, dir: impl Into<PathBuf>) -> Self {
+        Self { store, dir: dir.into(), page: 1000 }
+    }
+
+    /// At most `records` per page (1 ..= 10 000).
+    pub fn page_size(mut self, records: u32) -> Self {
+        self.page = records.clamp(1, 10_000);
+        self
+    }
+
+    /// The directory of one workspace's export.
+    pub fn workspace_dir(&self, workspace: &WorkspaceId) -> PathBuf {
+        self.dir.join(format!("workspace={}", path_safe(workspace.as_str())))
+    }
+
+    /// The saved cursor (index 0 before the first export).
+    pub fn cursor(&self, workspace: &WorkspaceId) -> Result<ExportCursor, AuditError> {
+        let path = self.workspace_dir(workspace).join(CURSOR);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| AuditError::export(&path)(std::io::Error::other(e)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(ExportCursor { workspace_id: workspace.clone(), next_index: 0 })
+            }
+            Err(e) => Err(AuditError::export(path)(e)),
+        }
+    }
+
+    /// Exports every sealed record after the saved cursor, saving the cursor
+    /// after each page.
+    pub async fn export(&self, workspace: &WorkspaceId) -> Result<ExportReport, AuditError> {
+        let root = self.workspace_dir(workspace);
+        let mut cursor = self.cursor(workspace)?;
+        let mut report = ExportReport::default();
+        loop {
+            let page =
+                self.store.sealed_records(workspace, cursor.next_index, self.page).await.map_err(AuditError::Store)?;
+            let Some((last, _)) = page.last() else { return Ok(report) };
+            let next_index = last.index + 1;
+            let first_index = cursor.next_index;
+            let mut days: BTreeMap<(i32, u32, u32), Vec<u8>> = BTreeMap::new();
+            for ((entry, record), expected) in page.into_iter().zip(first_index..) {
+                if entry.index != expected {
+                    return Err(AuditError::LogGap { workspace: workspace.clone(), index: expected });
+                }
+                let record = match record {
+                    Some(record) if record.content_hash == entry.content_hash => record,
+                    _ => return Err(AuditError::Tampered { record: entry.record_id }),
+                };
+                let at = record.created_at.as_datetime();
+                let line = ExportLine { index: entry.index, checkpoint: entry.checkpoint, record };
+                let bytes = days.entry((at.year(), at.month(), at.day())).or_default();
+                serde_json::to_writer(&mut *bytes, &line)
+                    .map_err(|e| AuditError::export(&root)(std::io::Error::other(e)))?;
+                bytes.push(b'\n');
+                report.records += 1;
+            }
+            let name = format!("part-{first_index:020}.jsonl");
+            for ((year, month, day), bytes) in days {
+                let dir = root
+                    .join(format!("year={year:04}"))
+                    .join(format!("month={month:02}"))
+                    .join(format!("day={day:02}"));
+                write_file(&dir, &name, &bytes)?;
+                report.files.push(dir.join(&name));
+            }
+            cursor.next_index = next_index;
+            let bytes = serde_json::to_vec(&cursor).map_err(|e| AuditError::export(&root)(std::io::Error::other(e)))?;
+            write_file(&root, CURSOR, &bytes)?;
+        }
+    }
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
+    std::fs::create_dir_all(dir).map_err(AuditError::export(dir))?;
+    write_atomically(dir, name, bytes).map_err(AuditError::export(dir.join(name)))
+}
+
+/// Keeps `[A-Za-z0-9_.-]` (no leading dot) and percent-encodes the rest, so
+/// any workspace id is one safe path segment.
+fn path_safe(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for (i, byte) in id.bytes().enumerate() {
+        let keep = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        if keep {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_safe_encodes_separators_and_leading_dots() {
+        assert_eq!(super::path_safe("acme-1.eu"), "acme-1.eu");
+        assert_eq!(super::path_safe("../a/b=c"), "%2E.%2Fa%2Fb%3Dc");
+        assert_eq!(super::path_safe("é"), "%C3%A9");
+    }
+}

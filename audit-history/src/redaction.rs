@@ -1,0 +1,252 @@
+//! Redaction runs before anything is hashed, stored, spooled, exported or
+//! logged; the record names the policy (and version) that produced it.
+
+use std::fmt;
+
+use governance_abstractions::{Evidence, RedactionRef};
+use serde_json::Value;
+
+/// Removes sensitive values from evidence in place.
+///
+/// Implementations must be deterministic: the same evidence redacts to the
+/// same result, or idempotent retries would see different content.
+pub trait RedactionPolicy: fmt::Debug + Send + Sync {
+    /// Stored with every record this policy redacted.
+    fn name(&self) -> &str;
+
+    /// Bump it whenever the rules change, so old records stay explainable.
+    fn version(&self) -> &str;
+
+    /// Redacts `evidence`'s payloads and free text.
+    fn redact(&self, evidence: &mut Evidence);
+}
+
+/// Applies `policy` and records it in the evidence.
+pub(crate) fn apply(policy: &dyn RedactionPolicy, evidence: &mut Evidence) {
+    policy.redact(evidence);
+    evidence.redaction = Some(RedactionRef { policy: policy.name().to_owned(), version: policy.version().to_owned() });
+}
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[redacted]";
+
+/// The built-in policy: redacts values by key name (anywhere in the request
+/// and response JSON), by JSON pointer (RFC 6901, in either payload), and
+/// e-mail addresses in any string, including the free-text reason.
+///
+/// ```
+/// use audit_history::{KeyRedaction, RedactionPolicy};
+/// use governance_abstractions::{Actor, ActorKind, Decision, Evidence, WorkspaceId};
+/// use serde_json::json;
+///
+/// let policy = KeyRedaction::standard().pointer("/card/number");
+/// let mut evidence = Evidence::decision(
+///     WorkspaceId::new("acme").unwrap(),
+///     Actor::new(ActorKind::User, "alice"),
+///     "invoice",
+///     "update",
+///     Decision::Approved,
+/// );
+/// evidence.request_json = Some(json!({
+///     "apiToken": "tok_123",
+///     "card": { "number": "4111 1111 1111 1111" },
+///     "contact": "write to alice@example.com",
+/// }));
+/// policy.redact(&mut evidence);
+/// assert_eq!(
+///     evidence.request_json,
+///     Some(json!({
+///         "apiToken": "[redacted]",
+///         "card": { "number": "[redacted]" },
+///         "contact": "write to [redacted]",
+///     }))
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeyRedaction {
+    name: String,
+    version: String,
+    /// Normalised (lowercase, no `_`/`-`) fragments: a key containing one is redacted.
+    keys: Vec<String>,
+    pointers: Vec<String>,
+    emails: bool,
+}
+
+/// Key fragments the standard policy redacts.
+const STANDARD_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "cookie",
+    "credential",
+    "privatekey",
+    "sessionid",
+    "ssn",
+    "cardnumber",
+    "cvv",
+    "email",
+];
+
+impl KeyRedaction {
+    /// A policy with no rules (add them with [`key`](Self::key) and [`pointer`](Self::pointer)).
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self { name: name.into(), version: version.into(), keys: Vec::new(), pointers: Vec::new(), emails: false }
+    }
+
+    /// Tokens, secrets, credentials, cookies, card numbers and e-mail
+    /// addresses: policy `standard`, version `1`.
+    pub fn standard() -> Self {
+        STANDARD_KEYS.iter().fold(Self::new("standard", "1").emails(true), |policy, key| policy.key(key))
+    }
+
+    /// Redacts every value whose key contains `fragment`, ignoring case, `_` and `-`.
+    pub fn key(mut self, fragment: &str) -> Self {
+        self.keys.push(normalise(fragment));
+        self
+    }
+
+    /// Redacts the value at `pointer` (e.g. `/card/number`) in either payload.
+    pub fn pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.pointers.push(pointer.into());
+        self
+    }
+
+    /// Whether e-mail addresses in string values are redacted.
+    pub fn emails(mut self, on: bool) -> Self {
+        self.emails = on;
+        self
+    }
+
+    fn sensitive_key(&self, key: &str) -> bool {
+        let key = normalise(key);
+        self.keys.iter().any(|fragment| key.contains(fragment.as_str()))
+    }
+
+    fn walk(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if self.sensitive_key(key) {
+                        *value = Value::String(REDACTED.to_owned());
+                    } else {
+                        self.walk(value);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.walk(item)),
+            Value::String(text) if self.emails => {
+                if let Some(clean) = scrub_emails(text) {
+                    *text = clean;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn payload(&self, payload: &mut Option<Value>) {
+        let Some(value) = payload else { return };
+        for pointer in &self.pointers {
+            if let Some(target) = value.pointer_mut(pointer) {
+                *target = Value::String(REDACTED.to_owned());
+            }
+        }
+        self.walk(value);
+    }
+}
+
+impl RedactionPolicy for KeyRedaction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn redact(&self, evidence: &mut Evidence) {
+        self.payload(&mut evidence.request_json);
+        self.payload(&mut evidence.response_json);
+        if self.emails
+            && let Some(clean) = evidence.reason.as_deref().and_then(scrub_emails)
+        {
+            evidence.reason = Some(clean);
+        }
+    }
+}
+
+fn normalise(key: &str) -> String {
+    key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
+}
+
+/// `text` with every e-mail-shaped word replaced, or `None` when it has none.
+fn scrub_emails(text: &str) -> Option<String> {
+    let is_email = |word: &str| {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        word.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+    };
+    if !text.split_whitespace().any(is_email) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let start = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        if is_email(word) {
+            // Keep surrounding punctuation: "(bob@x.io)," stays "([redacted]),".
+            let core_start = word.find(char::is_alphanumeric).unwrap_or(0);
+            let core_end = word.rfind(char::is_alphanumeric).map_or(word.len(), |i| i + 1);
+            out.push_str(&word[..core_start]);
+            out.push_str(REDACTED);
+            out.push_str(&word[core_end..]);
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[end..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_match_any_case_and_separator_and_nest() {
+        let policy = KeyRedaction::standard();
+        let mut value = json!({
+            "Access-Token": "a", "user": {"PASSWORD": "b", "name": "c"}, "items": [{"client_secret": "d"}],
+        });
+        policy.walk(&mut value);
+        assert_eq!(
+            value,
+            json!({
+                "Access-Token": REDACTED, "user": {"PASSWORD": REDACTED, "name": "c"}, "items": [{"client_secret": REDACTED}],
+            })
+        );
+    }
+
+    #[test]
+    fn emails_are_scrubbed_inside_text_and_other_words_survive() {
+        assert_eq!(scrub_emails("mail (bob@x.io), now"), Some("mail ([redacted]), now".to_owned()));
+        assert_eq!(scrub_emails("a @ b and x@y"), None);
+        assert_eq!(scrub_emails("no address here"), None);
+    }
+
+    #[test]
+    fn pointers_reach_values_the_key_rules_miss() {
+        let policy = KeyRedaction::new("custom", "2").pointer("/a/0/b");
+        let mut payload = Some(json!({"a": [{"b": "x", "c": "y"}]}));
+        policy.payload(&mut payload);
+        assert_eq!(payload, Some(json!({"a": [{"b": REDACTED, "c": "y"}]})));
+    }
+}
