@@ -17,12 +17,17 @@ pub enum Capability {
     /// The database itself refuses UPDATE and DELETE of history rows
     /// (needs [`TestStore::raw_history`]).
     DatabaseEnforcedAppendOnly,
+    /// A privileged path that rewrites stored history and checkpoints past
+    /// every guard, as an attacker with database access could (needs
+    /// [`TestStore::tamper`]): the tamper-evidence cases use it.
+    Tamper,
 }
 
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Capability::DatabaseEnforcedAppendOnly => "database-enforced-append-only",
+            Capability::Tamper => "tamper",
         })
     }
 }
@@ -63,6 +68,23 @@ pub trait RawHistoryAccess: Send + Sync {
     async fn try_truncate(&self) -> Result<(), String>;
 }
 
+/// A privileged path past the append-only guards (triggers lifted inside
+/// one transaction, or direct mutation in memory), for the tamper-evidence
+/// cases. Each call commits its change.
+#[async_trait]
+pub trait TamperAccess: Send + Sync {
+    /// Changes a stored record's reason, leaving its content hash.
+    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Deletes a stored record.
+    async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Copies a stored record, unchanged but for its workspace, into `to`.
+    async fn copy_record(&self, from: &WorkspaceId, id: RecordId, to: &WorkspaceId) -> Result<(), String>;
+    /// Changes a stored checkpoint's root, leaving its digest.
+    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+    /// Deletes a checkpoint and its seal entries.
+    async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+}
+
 /// Something a store needs alive while a case runs (a temporary directory,
 /// a container): dropped when the case ends.
 pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
@@ -74,6 +96,8 @@ pub struct TestStore {
     pub store: Arc<dyn GovernanceStore>,
     /// Raw access for [`Capability::DatabaseEnforcedAppendOnly`].
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+    /// Privileged access for [`Capability::Tamper`].
+    pub tamper: Option<Arc<dyn TamperAccess>>,
     /// Resources the store lives on, released after the case.
     pub keep_alive: Option<KeepAlive>,
 }
@@ -81,7 +105,13 @@ pub struct TestStore {
 impl TestStore {
     /// A store without raw access.
     pub fn new(store: Arc<dyn GovernanceStore>) -> Self {
-        Self { store, raw_history: None, keep_alive: None }
+        Self { store, raw_history: None, tamper: None, keep_alive: None }
+    }
+
+    /// Adds privileged tamper access.
+    pub fn with_tamper(mut self, tamper: Arc<dyn TamperAccess>) -> Self {
+        self.tamper = Some(tamper);
+        self
     }
 
     /// Adds raw history access.
@@ -143,6 +173,8 @@ pub struct CaseContext {
     pub workspace: WorkspaceId,
     /// Raw history access, when the backend offers it.
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
+    /// Tamper access, when the backend offers it.
+    pub tamper: Option<Arc<dyn TamperAccess>>,
     /// Keeps the store's resources alive for the case.
     pub keep_alive: Option<KeepAlive>,
 }
@@ -155,6 +187,7 @@ impl CaseContext {
             store: opened.store,
             workspace: random_workspace(),
             raw_history: opened.raw_history,
+            tamper: opened.tamper,
             keep_alive: opened.keep_alive,
         }
     }
@@ -237,6 +270,12 @@ pub enum Group {
     Timestamps,
     /// Append-only history.
     AppendOnly,
+    /// The evidence recorder: failure policies, spool and relay, redaction.
+    Audit,
+    /// Sealing, verification and tamper detection.
+    Integrity,
+    /// JSONL export.
+    Export,
 }
 
 impl Group {
@@ -261,6 +300,9 @@ impl Group {
             Group::Unicode => "unicode",
             Group::Timestamps => "timestamps",
             Group::AppendOnly => "append-only",
+            Group::Audit => "audit",
+            Group::Integrity => "integrity",
+            Group::Export => "export",
         }
     }
 }

@@ -45,6 +45,7 @@
 
 pub mod cases;
 pub mod databases;
+pub mod faults;
 mod fixtures;
 mod harness;
 pub mod providers;
@@ -52,7 +53,7 @@ pub mod runner;
 
 pub use harness::{
     Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, Group, KeepAlive,
-    RawHistoryAccess, SetupError, StoreFactory, TestStore, random_workspace,
+    RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore, random_workspace,
 };
 
 crate::__with_cases!(registry);

@@ -11,7 +11,7 @@ use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend,
 use tokio::sync::OnceCell;
 
 use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
-use crate::harness::{Capabilities, Capability, RawHistoryAccess, SetupError, StoreFactory, TestStore};
+use crate::harness::{Capabilities, Capability, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore};
 
 /// The in-memory provider: a new store per case.
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,7 +31,8 @@ impl StoreFactory for MemoryFactory {
     }
 
     async fn open(&self) -> Result<TestStore, SetupError> {
-        Ok(TestStore::new(Arc::new(MemoryStore::new())))
+        let store = MemoryStore::new();
+        Ok(TestStore::new(Arc::new(store.clone())).with_tamper(Arc::new(MemoryTamper(store))))
     }
 }
 
@@ -51,7 +52,8 @@ impl StoreFactory for SeaOrmSqliteFactory {
             .await
             .map_err(|e| SetupError::Unavailable(format!("SQLite: {e}")))?;
         let raw = Arc::new(SqlRawHistory(store.connection().clone()));
-        Ok(TestStore::new(Arc::new(store)).with_raw_history(raw).keeping(Arc::new(dir)))
+        let tamper = Arc::new(SqlTamper(store.connection().clone()));
+        Ok(TestStore::new(Arc::new(store)).with_raw_history(raw).with_tamper(tamper).keeping(Arc::new(dir)))
     }
 }
 
@@ -114,11 +116,27 @@ impl StoreFactory for SeaOrmServerFactory {
         self.name
     }
 
+    fn capabilities(&self) -> Capabilities {
+        if self.backend == DbBackend::MySql {
+            Capabilities::all().without(
+                Capability::Tamper,
+                "lifting MySQL triggers is non-transactional DDL that would unguard the cases running beside it",
+            )
+        } else {
+            Capabilities::all()
+        }
+    }
+
     async fn open(&self) -> Result<TestStore, SetupError> {
         let url = self.database_url().await?;
         let store = connect(&url, self.backend).await?;
         let raw = Arc::new(SqlRawHistory(store.connection().clone()));
-        Ok(TestStore::new(Arc::new(store)).with_raw_history(raw))
+        let opened = TestStore::new(Arc::new(store.clone())).with_raw_history(raw);
+        Ok(if self.backend == DbBackend::MySql {
+            opened
+        } else {
+            opened.with_tamper(Arc::new(SqlTamper(store.connection().clone())))
+        })
     }
 }
 
@@ -159,8 +177,10 @@ impl StoreFactory for PostgresFactory {
             .await
             .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
         // Raw access goes through its own connection, bypassing the store.
-        let raw = Arc::new(SqlRawHistory(connect_with(&url, DbBackend::Postgres, 1).await?.connection().clone()));
-        Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool))).with_raw_history(raw))
+        let side = connect_with(&url, DbBackend::Postgres, 1).await?.connection().clone();
+        Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool)))
+            .with_raw_history(Arc::new(SqlRawHistory(side.clone())))
+            .with_tamper(Arc::new(SqlTamper(side))))
     }
 }
 
@@ -211,6 +231,198 @@ impl RawHistoryAccess for SqlRawHistory {
             _ => "TRUNCATE TABLE governance_history",
         };
         self.run(Statement::from_string(backend, sql)).await
+    }
+}
+
+/// The memory provider's raw storage, changed directly.
+struct MemoryTamper(MemoryStore);
+
+#[async_trait]
+impl TamperAccess for MemoryTamper {
+    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| t.edit_record(id, |r| r.evidence.reason = Some("tampered".into())));
+        found.then_some(()).ok_or_else(|| format!("no record {id}"))
+    }
+
+    async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
+        self.0.tamper(workspace, |t| t.delete_record(id)).then_some(()).ok_or_else(|| format!("no record {id}"))
+    }
+
+    async fn copy_record(&self, from: &WorkspaceId, id: RecordId, to: &WorkspaceId) -> Result<(), String> {
+        use governance_abstractions::HistoryReader;
+        let mut record = self.0.get_history_record(from, id).await.map_err(|e| e.to_string())?;
+        record.evidence.workspace_id = to.clone();
+        self.0.tamper(to, |t| t.insert_record(record));
+        Ok(())
+    }
+
+    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| t.edit_checkpoint(seq, |c| c.root = "0".repeat(64)));
+        found.then_some(()).ok_or_else(|| format!("no checkpoint {seq}"))
+    }
+
+    async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
+        self.0
+            .tamper(workspace, |t| {
+                t.delete_seals_of(seq);
+                t.delete_checkpoint(seq)
+            })
+            .then_some(())
+            .ok_or_else(|| format!("no checkpoint {seq}"))
+    }
+}
+
+/// What an attacker with the database owner's rights does: lift the
+/// append-only triggers inside one transaction (PostgreSQL: disable them;
+/// SQLite: drop them), change rows, put the triggers back, commit. Other
+/// sessions never see the tables unguarded.
+struct SqlTamper(DatabaseConnection);
+
+/// Lifted in this order whatever the change, so two tamperings never deadlock.
+const GUARDED_TABLES: [&str; 3] = ["governance_history", "governance_checkpoints", "governance_seals"];
+
+impl SqlTamper {
+    fn backend(&self) -> DbBackend {
+        self.0.get_database_backend()
+    }
+
+    /// `?` placeholders in the backend's style.
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let backend = self.backend();
+        let sql = if backend == DbBackend::Postgres {
+            let mut n = 0;
+            sql.chars()
+                .map(|c| {
+                    if c == '?' {
+                        n += 1;
+                        format!("${n}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        } else {
+            sql.to_owned()
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    /// Runs `changes` with the guards of `tables` lifted, and commits.
+    async fn unguarded(&self, tables: &[&str], changes: Vec<Statement>) -> Result<(), String> {
+        use governance_seaorm::sea_orm::{DatabaseTransaction, DbErr};
+        async fn run(
+            txn: &DatabaseTransaction,
+            backend: DbBackend,
+            tables: &[&str],
+            changes: Vec<Statement>,
+        ) -> Result<(), DbErr> {
+            let mut restore = Vec::new();
+            for table in GUARDED_TABLES.iter().filter(|t| tables.contains(t)) {
+                if backend == DbBackend::Postgres {
+                    let sql = format!(
+                        "SELECT tgname AS name, tgenabled::text AS mode FROM pg_trigger \
+                         WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal"
+                    );
+                    for row in txn.query_all_raw(Statement::from_string(backend, sql)).await? {
+                        let (name, mode): (String, String) = (row.try_get("", "name")?, row.try_get("", "mode")?);
+                        txn.execute_unprepared(&format!("ALTER TABLE {table} DISABLE TRIGGER {name}")).await?;
+                        let enable = match mode.as_str() {
+                            "A" => "ENABLE ALWAYS",
+                            "R" => "ENABLE REPLICA",
+                            "D" => continue,
+                            _ => "ENABLE",
+                        };
+                        restore.push(format!("ALTER TABLE {table} {enable} TRIGGER {name}"));
+                    }
+                } else {
+                    let sql =
+                        format!("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = '{table}'");
+                    for row in txn.query_all_raw(Statement::from_string(backend, sql)).await? {
+                        let (name, create): (String, String) = (row.try_get("", "name")?, row.try_get("", "sql")?);
+                        txn.execute_unprepared(&format!("DROP TRIGGER {name}")).await?;
+                        restore.push(create);
+                    }
+                }
+            }
+            for change in changes {
+                txn.execute_raw(change).await?;
+            }
+            for sql in restore {
+                txn.execute_unprepared(&sql).await?;
+            }
+            Ok(())
+        }
+        let txn = self.0.begin().await.map_err(|e| e.to_string())?;
+        match run(&txn, self.backend(), tables, changes).await {
+            Ok(()) => txn.commit().await.map_err(|e| e.to_string()),
+            Err(error) => {
+                let _ = txn.rollback().await;
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// The history table's columns, in order.
+    async fn history_columns(&self) -> Result<Vec<String>, String> {
+        let sql = if self.backend() == DbBackend::Postgres {
+            "SELECT column_name::text AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'governance_history' ORDER BY ordinal_position"
+        } else {
+            "SELECT name FROM pragma_table_info('governance_history') ORDER BY cid"
+        };
+        let rows =
+            self.0.query_all_raw(Statement::from_string(self.backend(), sql)).await.map_err(|e| e.to_string())?;
+        rows.iter().map(|row| row.try_get::<String>("", "name").map_err(|e| e.to_string())).collect()
+    }
+}
+
+fn key(workspace: &WorkspaceId, id: RecordId) -> Vec<Value> {
+    vec![Value::from(workspace.as_str()), Value::from(id.as_uuid())]
+}
+
+fn seq_key(workspace: &WorkspaceId, seq: u64) -> Vec<Value> {
+    vec![Value::from(workspace.as_str()), Value::from(seq as i64)]
+}
+
+#[async_trait]
+impl TamperAccess for SqlTamper {
+    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
+        let sql = "UPDATE governance_history SET reason = 'tampered' WHERE workspace_id = ? AND id = ?";
+        self.unguarded(&["governance_history"], vec![self.statement(sql, key(workspace, id))]).await
+    }
+
+    async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
+        let sql = "DELETE FROM governance_history WHERE workspace_id = ? AND id = ?";
+        self.unguarded(&["governance_history"], vec![self.statement(sql, key(workspace, id))]).await
+    }
+
+    async fn copy_record(&self, from: &WorkspaceId, id: RecordId, to: &WorkspaceId) -> Result<(), String> {
+        let columns = self.history_columns().await?;
+        let selected: Vec<&str> = columns.iter().map(|c| if c == "workspace_id" { "?" } else { c.as_str() }).collect();
+        let sql = format!(
+            "INSERT INTO governance_history ({}) SELECT {} FROM governance_history WHERE workspace_id = ? AND id = ?",
+            columns.join(", "),
+            selected.join(", ")
+        );
+        let mut values = vec![Value::from(to.as_str())];
+        values.extend(key(from, id));
+        // Inserting needs no lifted guard: the store's own checks are bypassed by writing SQL.
+        self.unguarded(&[], vec![self.statement(&sql, values)]).await
+    }
+
+    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
+        let sql = "UPDATE governance_checkpoints SET root = ? WHERE workspace_id = ? AND seq = ?";
+        let mut values = vec![Value::from("0".repeat(64))];
+        values.extend(seq_key(workspace, seq));
+        self.unguarded(&["governance_checkpoints"], vec![self.statement(sql, values)]).await
+    }
+
+    async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
+        let seals = "DELETE FROM governance_seals WHERE workspace_id = ? AND checkpoint_seq = ?";
+        let checkpoint = "DELETE FROM governance_checkpoints WHERE workspace_id = ? AND seq = ?";
+        let changes =
+            vec![self.statement(seals, seq_key(workspace, seq)), self.statement(checkpoint, seq_key(workspace, seq))];
+        self.unguarded(&["governance_checkpoints", "governance_seals"], changes).await
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Action, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService, GovernanceStore,
-    HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, Page, PageRequest, PendingReason, RecordId,
-    RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, Result, Stored, Timestamp, Transition,
-    TransitionRule, WorkspaceId, codes, lifecycle,
+    Action, Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService,
+    GovernanceStore, HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest,
+    PendingReason, Position, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, Result,
+    SealEntry, SealedRecord, Stored, Timestamp, Transition, TransitionRule, WorkspaceId, codes, lifecycle,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -131,6 +131,34 @@ impl HistoryReader for Interfering {
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
         self.inner.count_history(workspace, query).await
+    }
+}
+
+#[async_trait]
+impl IntegrityStore for Interfering {
+    async fn unsealed_history(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<Vec<HistoryRecord>> {
+        self.inner.unsealed_history(workspace, after, limit).await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
+        self.inner.append_checkpoint(checkpoint, entries).await
+    }
+
+    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
+        self.inner.checkpoints(workspace, after, limit).await
+    }
+
+    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
+        self.inner.latest_checkpoint(workspace).await
+    }
+
+    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
+        self.inner.sealed_records(workspace, from, limit).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Every case of the suite. Each is an `async fn(CaseContext) -> CaseResult`
 //! that works only inside its context's workspace.
 
+mod audit;
 mod cas;
 mod history;
 mod input;
@@ -8,6 +9,7 @@ mod lifecycle;
 mod query;
 mod round_trip;
 
+pub use audit::*;
 pub use cas::*;
 pub use history::*;
 pub use input::*;
@@ -111,6 +113,19 @@ macro_rules! __with_cases {
             append_only_no_rewrite: AppendOnly [],
             append_only_lifecycle_records_need_a_transition: AppendOnly [],
             append_only_enforced_by_database: AppendOnly [DatabaseEnforcedAppendOnly],
+            audit_approved_stores_and_mutates: Audit [],
+            audit_denied_stores_and_skips: Audit [],
+            audit_fail_closed_refuses_when_unreachable: Audit [],
+            audit_fail_open_spools_then_relays: Audit [],
+            audit_relay_killed_mid_drain: Audit [],
+            audit_redaction_keeps_secrets_out: Audit [],
+            integrity_seal_and_verify_clean: Integrity [],
+            integrity_detects_altered_record: Integrity [Tamper],
+            integrity_detects_deleted_record: Integrity [Tamper],
+            integrity_detects_deleted_tail: Integrity [Tamper],
+            integrity_detects_altered_checkpoint: Integrity [Tamper],
+            integrity_detects_copied_record: Integrity [Tamper],
+            export_resumes_without_gaps: Export [],
         }
     };
 }
