@@ -19,6 +19,7 @@ use governance_abstractions::{HistoryRecord, IntegrityStore, WorkspaceId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AuditError;
+use crate::integrity::intact;
 use crate::spool::write_atomically;
 
 const CURSOR: &str = "_cursor.json";
@@ -30,6 +31,11 @@ pub struct ExportCursor {
     pub workspace_id: WorkspaceId,
     /// The first leaf index not exported yet.
     pub next_index: u64,
+    /// The page size of the run that saved it: a resumed run's first page
+    /// is at least this long, so it rewrites (never splits) the files an
+    /// interrupted run may have left.
+    #[serde(default)]
+    pub page_size: u32,
 }
 
 /// One exported line.
@@ -88,10 +94,16 @@ impl Exporter {
         let path = self.workspace_dir(workspace).join(CURSOR);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| AuditError::export(&path)(std::io::Error::other(e)))
+                let cursor: ExportCursor =
+                    serde_json::from_slice(&bytes).map_err(|e| AuditError::export(&path)(std::io::Error::other(e)))?;
+                if &cursor.workspace_id != workspace {
+                    let clash = format!("the cursor belongs to workspace {}", cursor.workspace_id);
+                    return Err(AuditError::export(path)(std::io::Error::other(clash)));
+                }
+                Ok(cursor)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(ExportCursor { workspace_id: workspace.clone(), next_index: 0 })
+                Ok(ExportCursor { workspace_id: workspace.clone(), next_index: 0, page_size: 0 })
             }
             Err(e) => Err(AuditError::export(path)(e)),
         }
@@ -103,9 +115,10 @@ impl Exporter {
         let root = self.workspace_dir(workspace);
         let mut cursor = self.cursor(workspace)?;
         let mut report = ExportReport::default();
+        let mut page_size = self.page.max(cursor.page_size);
         loop {
             let page =
-                self.store.sealed_records(workspace, cursor.next_index, self.page).await.map_err(AuditError::Store)?;
+                self.store.sealed_records(workspace, cursor.next_index, page_size).await.map_err(AuditError::Store)?;
             let Some((last, _)) = page.last() else { return Ok(report) };
             let next_index = last.index + 1;
             let first_index = cursor.next_index;
@@ -115,7 +128,7 @@ impl Exporter {
                     return Err(AuditError::LogGap { workspace: workspace.clone(), index: expected });
                 }
                 let record = match record {
-                    Some(record) if record.content_hash == entry.content_hash => record,
+                    Some(record) if record.content_hash == entry.content_hash && intact(&record, workspace) => record,
                     _ => return Err(AuditError::Tampered { record: entry.record_id }),
                 };
                 let at = record.created_at.as_datetime();
@@ -136,6 +149,8 @@ impl Exporter {
                 report.files.push(dir.join(&name));
             }
             cursor.next_index = next_index;
+            cursor.page_size = page_size;
+            page_size = self.page;
             let bytes = serde_json::to_vec(&cursor).map_err(|e| AuditError::export(&root)(std::io::Error::other(e)))?;
             write_file(&root, CURSOR, &bytes)?;
         }
@@ -143,21 +158,52 @@ impl Exporter {
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
-    std::fs::create_dir_all(dir).map_err(AuditError::export(dir))?;
+    create_dirs(dir)?;
     write_atomically(dir, name, bytes).map_err(AuditError::export(dir.join(name)))
 }
 
-/// Keeps `[A-Za-z0-9_.-]` (no leading dot) and percent-encodes the rest, so
-/// any workspace id is one safe path segment.
+/// Creates `dir` and its missing parents, syncing each parent that gained an
+/// entry, so files written below survive a power loss.
+fn create_dirs(dir: &Path) -> Result<(), AuditError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(AuditError::export(dir)(e)),
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(AuditError::export(parent))
+}
+
+/// Keeps `[a-z0-9_.-]` (no leading dot) and percent-encodes the rest,
+/// upper-case letters included (so ids differing only in case never share a
+/// directory on a case-insensitive file system). Long results are cut and
+/// suffixed with a hash of the whole id: one safe path segment either way.
 fn path_safe(id: &str) -> String {
+    const MAX: usize = 160;
     let mut out = String::with_capacity(id.len());
     for (i, byte) in id.bytes().enumerate() {
-        let keep = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        let keep = byte.is_ascii_lowercase()
+            || byte.is_ascii_digit()
+            || byte == b'_'
+            || byte == b'-'
+            || (byte == b'.' && i > 0);
         if keep {
             out.push(byte as char);
         } else {
             let _ = write!(out, "%{byte:02X}");
         }
+    }
+    if out.len() > MAX {
+        let digest = governance_abstractions::canonical_sha256("workspace", &id).unwrap_or_default();
+        out.truncate(MAX);
+        out.push('~');
+        out.push_str(&digest[..16]);
     }
     out
 }
@@ -166,8 +212,13 @@ fn path_safe(id: &str) -> String {
 mod tests {
     #[test]
     fn path_safe_encodes_separators_and_leading_dots() {
-        assert_eq!(super::path_safe("acme-1.eu"), "acme-1.eu");
-        assert_eq!(super::path_safe("../a/b=c"), "%2E.%2Fa%2Fb%3Dc");
-        assert_eq!(super::path_safe("é"), "%C3%A9");
+        use super::path_safe;
+        assert_eq!(path_safe("acme-1.eu"), "acme-1.eu");
+        assert_eq!(path_safe("../a/b=c"), "%2E.%2Fa%2Fb%3Dc");
+        assert_eq!(path_safe("é"), "%C3%A9");
+        assert_ne!(path_safe("Acme"), path_safe("acme"));
+        let long = "é".repeat(120); // 240 bytes, 720 encoded
+        let (a, b) = (path_safe(&long), path_safe(&format!("{long}x")));
+        assert!(a.len() <= 180 && a != b, "long ids stay short and distinct: {a}");
     }
 }

@@ -19,6 +19,10 @@ pub struct SealReport {
     pub checkpoints: Vec<Checkpoint>,
     /// Records sealed.
     pub records: u64,
+    /// Unsealed records that no longer match their hash (or belong to
+    /// another workspace): left unsealed, logged and counted; `verify` names
+    /// them.
+    pub tampered: Vec<RecordId>,
 }
 
 impl SealReport {
@@ -62,23 +66,17 @@ impl Sealer {
     }
 
     /// Seals every unsealed record of `workspace`. A record that no longer
-    /// matches its hash is never sealed: [`AuditError::Tampered`].
+    /// matches its hash is never sealed: it is set aside in
+    /// [`SealReport::tampered`] (logged, counted) and the rest is sealed, so
+    /// one forged row cannot hold the others' sealing back.
     pub async fn seal(&self, workspace: &WorkspaceId) -> Result<SealReport, AuditError> {
         let mut report = SealReport::default();
         let mut lost_races = 0;
         loop {
             let latest = self.store.latest_checkpoint(workspace).await.map_err(AuditError::Store)?;
-            let records = self
-                .store
-                .unsealed_history(workspace, None, self.checkpoint_size as u32)
-                .await
-                .map_err(AuditError::Store)?;
+            let records = self.unsealed_intact(workspace, &mut report).await?;
             if records.is_empty() {
                 return Ok(report);
-            }
-            if let Some(bad) = records.iter().find(|r| !intact(r, workspace)) {
-                tracing::error!(workspace = %workspace, record = %bad.id, "refusing to seal a record that does not match its hash");
-                return Err(AuditError::Tampered { record: bad.id });
             }
             let (checkpoint, entries) =
                 Checkpoint::seal(latest.as_ref(), workspace, &records, Timestamp::now()).map_err(AuditError::Store)?;
@@ -90,6 +88,38 @@ impl Sealer {
                 }
                 Err(GovernanceError::AlreadyExists { .. }) if lost_races < SEAL_ATTEMPTS => lost_races += 1,
                 Err(error) => return Err(AuditError::Store(error)),
+            }
+        }
+    }
+
+    /// Up to one checkpoint's worth of intact unsealed records, in order;
+    /// tampered ones are reported once and skipped.
+    async fn unsealed_intact(
+        &self,
+        workspace: &WorkspaceId,
+        report: &mut SealReport,
+    ) -> Result<Vec<HistoryRecord>, AuditError> {
+        let size = self.checkpoint_size;
+        let mut intact_records = Vec::with_capacity(size);
+        let mut after = None;
+        loop {
+            let page = self.store.unsealed_history(workspace, after, size as u32).await.map_err(AuditError::Store)?;
+            let full = page.len() == size;
+            after = page.last().map(Position::of_record);
+            for record in page {
+                if intact(&record, workspace) {
+                    intact_records.push(record);
+                } else if !report.tampered.contains(&record.id) {
+                    tracing::error!(workspace = %workspace, record = %record.id, "not sealing a record that does not match its hash");
+                    crate::metrics::count(crate::metrics::UNSEALABLE, "sealer", 1);
+                    report.tampered.push(record.id);
+                }
+                if intact_records.len() == size {
+                    return Ok(intact_records);
+                }
+            }
+            if !full {
+                return Ok(intact_records);
             }
         }
     }
@@ -110,7 +140,7 @@ impl Sealer {
 }
 
 /// The record's hash matches its content, and it belongs to `workspace`.
-fn intact(record: &HistoryRecord, workspace: &WorkspaceId) -> bool {
+pub(crate) fn intact(record: &HistoryRecord, workspace: &WorkspaceId) -> bool {
     record.workspace_id() == workspace && record.compute_hash().is_ok_and(|hash| hash == record.content_hash)
 }
 

@@ -22,6 +22,10 @@ pub const RELAY_FAILURES: &str = "governance_evidence_relay_failures_total";
 /// Spooled evidence the store refused for good, kept in `rejected.jsonl`.
 pub const REJECTED: &str = "governance_evidence_rejected_total";
 
+/// Unsealed records the sealer found altered and left unsealed (label
+/// `recorder` = `sealer`).
+pub const UNSEALABLE: &str = "governance_integrity_unsealable_total";
+
 pub(crate) fn count(name: &'static str, recorder: &str, n: u64) {
     if n > 0 {
         metrics::counter!(name, "recorder" => recorder.to_owned()).increment(n);
@@ -38,6 +42,7 @@ pub fn describe() {
         (REPLAYED, "Spooled evidence records the relay stored."),
         (RELAY_FAILURES, "Relay drains stopped by an unavailable store."),
         (REJECTED, "Spooled evidence records the store refused for good."),
+        (UNSEALABLE, "Unsealed records found altered and left unsealed."),
     ];
     for (name, help) in all {
         metrics::describe_counter!(name, help);

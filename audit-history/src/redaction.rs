@@ -68,6 +68,8 @@ pub struct KeyRedaction {
     version: String,
     /// Normalised (lowercase, no `_`/`-`) fragments: a key containing one is redacted.
     keys: Vec<String>,
+    /// Normalised keys redacted only on an exact match.
+    exact: Vec<String>,
     pointers: Vec<String>,
     emails: bool,
 }
@@ -76,6 +78,7 @@ pub struct KeyRedaction {
 const STANDARD_KEYS: &[&str] = &[
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "token",
     "apikey",
@@ -90,16 +93,34 @@ const STANDARD_KEYS: &[&str] = &[
     "email",
 ];
 
+/// Short keys redacted only when they are the whole key (as fragments they
+/// would hit `author`, `spinner`, `bypass`, …).
+const STANDARD_EXACT_KEYS: &[&str] = &["pass", "pwd", "pin", "otp", "auth", "cvc"];
+
 impl KeyRedaction {
     /// A policy with no rules (add them with [`key`](Self::key) and [`pointer`](Self::pointer)).
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { name: name.into(), version: version.into(), keys: Vec::new(), pointers: Vec::new(), emails: false }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            keys: Vec::new(),
+            exact: Vec::new(),
+            pointers: Vec::new(),
+            emails: false,
+        }
     }
 
     /// Tokens, secrets, credentials, cookies, card numbers and e-mail
     /// addresses: policy `standard`, version `1`.
     pub fn standard() -> Self {
-        STANDARD_KEYS.iter().fold(Self::new("standard", "1").emails(true), |policy, key| policy.key(key))
+        let policy = STANDARD_KEYS.iter().fold(Self::new("standard", "1").emails(true), |policy, key| policy.key(key));
+        STANDARD_EXACT_KEYS.iter().fold(policy, |policy, key| policy.exact_key(key))
+    }
+
+    /// Redacts every value whose whole key is `key`, ignoring case, `_` and `-`.
+    pub fn exact_key(mut self, key: &str) -> Self {
+        self.exact.push(normalise(key));
+        self
     }
 
     /// Redacts every value whose key contains `fragment`, ignoring case, `_` and `-`.
@@ -122,12 +143,24 @@ impl KeyRedaction {
 
     fn sensitive_key(&self, key: &str) -> bool {
         let key = normalise(key);
-        self.keys.iter().any(|fragment| key.contains(fragment.as_str()))
+        self.keys.iter().any(|fragment| key.contains(fragment.as_str())) || self.exact.contains(&key)
     }
 
     fn walk(&self, value: &mut Value) {
         match value {
             Value::Object(map) => {
+                // An e-mail address can be a key too: rename it.
+                let addressed: Vec<String> = if self.emails {
+                    map.keys().filter(|k| scrub_emails(k).is_some()).cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                for (n, key) in addressed.into_iter().enumerate() {
+                    if let Some(value) = map.remove(&key) {
+                        let clean = scrub_emails(&key).unwrap_or_default();
+                        map.insert(if n == 0 { clean } else { format!("{clean}#{n}") }, value);
+                    }
+                }
                 for (key, value) in map.iter_mut() {
                     if self.sensitive_key(key) {
                         *value = Value::String(REDACTED.to_owned());
@@ -233,6 +266,20 @@ mod tests {
                 "Access-Token": REDACTED, "user": {"PASSWORD": REDACTED, "name": "c"}, "items": [{"client_secret": REDACTED}],
             })
         );
+    }
+
+    #[test]
+    fn short_keys_match_whole_and_addresses_as_keys_are_renamed() {
+        let policy = KeyRedaction::standard();
+        let mut value =
+            json!({"auth": {"pass": "x", "author": "y"}, "cc": {"carol@example.com": "1", "bob@x.io": "2"}});
+        policy.walk(&mut value);
+        assert_eq!(value["auth"], json!(REDACTED));
+        let cc = value["cc"].as_object().unwrap();
+        assert!(cc.keys().all(|k| k.starts_with(REDACTED)) && cc.len() == 2, "{cc:?}");
+        let mut value = json!({"author": "y", "spinner": 1});
+        policy.walk(&mut value);
+        assert_eq!(value, json!({"author": "y", "spinner": 1}));
     }
 
     #[test]

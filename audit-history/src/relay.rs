@@ -60,21 +60,28 @@ impl Relay {
     /// Stores everything spooled, until the spool is empty. Stops at the
     /// first store failure (the records stay spooled) with
     /// [`AuditError::Store`].
+    ///
+    /// One drain at a time per spool: a second one waits for the first.
     pub async fn drain(&self) -> Result<DrainReport, AuditError> {
+        let _one_at_a_time = self.spool.relay.lock().await;
         let mut report = DrainReport::default();
         loop {
             let spool = Arc::clone(&self.spool);
             let batch = self.batch;
-            let Pending { records, end } = blocking(move || spool.next_batch(batch)).await?;
-            if records.is_empty() {
+            let pending: Pending = blocking(move || spool.next_batch(batch)).await?;
+            if pending.records.is_empty() {
                 return Ok(report);
             }
             // One workspace per store call: split the batch where the workspace changes.
-            for group in records.chunk_by(|a, b| a.workspace_id() == b.workspace_id()) {
+            for group in pending.records.chunk_by(|a, b| a.workspace_id() == b.workspace_id()) {
                 self.store_group(group, &mut report).await?;
             }
             let spool = Arc::clone(&self.spool);
-            blocking(move || spool.commit(end)).await?;
+            if !blocking(move || spool.commit(&pending)).await? {
+                // Someone else saved progress since this batch was read (a
+                // drain cancelled mid-commit): read again from theirs.
+                continue;
+            }
         }
     }
 

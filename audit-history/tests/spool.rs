@@ -106,3 +106,75 @@ async fn the_relay_sets_aside_what_the_store_refuses_for_good_and_stores_the_res
     let ids: Vec<_> = stored.items.iter().map(|r| r.id).collect();
     assert_eq!(ids, [taken.id, before.id, after.id]);
 }
+
+#[tokio::test]
+async fn two_relays_on_one_spool_store_each_record_once() {
+    let store = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), SpoolOptions::default()).unwrap());
+    let records: Vec<HistoryRecord> = (0..40).map(|n| record("ws", None, &format!("op{n}"))).collect();
+    for r in &records {
+        spool.append(r).unwrap();
+    }
+    let (a, b) = (Relay::new(spool.clone(), store.clone()).batch_size(3), Relay::new(spool.clone(), store.clone()));
+    let appender = {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || {
+            (0..20).map(|n| record("ws", None, &format!("late{n}"))).inspect(|r| spool.append(r).unwrap()).count()
+        })
+    };
+    let (ra, rb) = tokio::join!(a.drain(), b.drain());
+    assert_eq!(appender.await.unwrap(), 20);
+    let rest = a.drain().await.unwrap();
+    let stored = ra.unwrap().stored + rb.unwrap().stored + rest.stored;
+    assert_eq!(stored, 60, "every record stored once");
+    let workspace = WorkspaceId::new("ws").unwrap();
+    let all = store.query_history(&workspace, &HistoryFilter::default(), &PageRequest::all()).await.unwrap();
+    assert_eq!(all.items.len(), 60);
+    assert_eq!(spool.pending().unwrap(), 0);
+}
+
+/// Lets the first `n` appends through, then refuses as unavailable.
+struct FailsAfter(MemoryStore, std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl HistoryWriter for FailsAfter {
+    async fn append_history(
+        &self,
+        records: &[HistoryRecord],
+    ) -> governance_abstractions::Result<Vec<governance_abstractions::Stored<HistoryRecord>>> {
+        if self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            let down = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "down");
+            return Err(governance_abstractions::GovernanceError::Unavailable { source: Box::new(down) });
+        }
+        self.0.append_history(records).await
+    }
+}
+
+#[tokio::test]
+async fn a_spool_mostly_relayed_is_compacted_so_its_bound_counts_what_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = serde_json::to_vec(&record("ws", None, "op0")).unwrap().len() as u64 + 1;
+    let spool = Arc::new(Spool::open(dir.path(), SpoolOptions { max_bytes: line * 7 + 64 }).unwrap());
+    let records: Vec<HistoryRecord> = (0..6).map(|n| record("ws", None, &format!("op{n}"))).collect();
+    for r in &records {
+        spool.append(r).unwrap();
+    }
+    let store = Arc::new(FailsAfter(MemoryStore::new(), 1.into()));
+    let relay = Relay::new(spool.clone(), store.clone()).batch_size(4);
+    assert!(matches!(relay.drain().await, Err(AuditError::Store(_))), "the second batch meets an outage");
+    assert_eq!(spool.pending().unwrap(), 2);
+    assert_eq!(spool.len_bytes(), 2 * line, "the relayed four are gone from the file");
+    for n in 0..5 {
+        spool.append(&record("ws", None, &format!("more{n}"))).unwrap();
+    }
+    drop(relay);
+    drop(spool);
+    let spool = Arc::new(Spool::open(dir.path(), SpoolOptions { max_bytes: line * 7 + 64 }).unwrap());
+    assert_eq!(spool.pending().unwrap(), 7, "compaction and offset survive reopening");
+    store.1.store(100, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(Relay::new(spool.clone(), store.clone()).drain().await.unwrap().stored, 7);
+    let workspace = WorkspaceId::new("ws").unwrap();
+    let all = store.0.query_history(&workspace, &HistoryFilter::default(), &PageRequest::all()).await.unwrap();
+    assert_eq!(all.items.len(), 11);
+}

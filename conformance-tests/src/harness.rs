@@ -73,16 +73,34 @@ pub trait RawHistoryAccess: Send + Sync {
 /// cases. Each call commits its change.
 #[async_trait]
 pub trait TamperAccess: Send + Sync {
-    /// Changes a stored record's reason, leaving its content hash.
-    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Changes a stored record's reason to `tampered`, and its content hash
+    /// to `content_hash` when given (an attacker who recomputes it).
+    async fn alter_record(
+        &self,
+        workspace: &WorkspaceId,
+        id: RecordId,
+        content_hash: Option<String>,
+    ) -> Result<(), String>;
     /// Deletes a stored record.
     async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
     /// Copies a stored record, unchanged but for its workspace, into `to`.
     async fn copy_record(&self, from: &WorkspaceId, id: RecordId, to: &WorkspaceId) -> Result<(), String>;
-    /// Changes a stored checkpoint's root, leaving its digest.
-    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+    /// Overwrites the given fields of a stored checkpoint.
+    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64, change: CheckpointChange)
+    -> Result<(), String>;
     /// Deletes a checkpoint and its seal entries.
     async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+}
+
+/// Fields a tampering overwrites in a checkpoint (`None`: left as stored).
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointChange {
+    /// A new Merkle root.
+    pub root: Option<String>,
+    /// A new link to the previous checkpoint.
+    pub previous: Option<String>,
+    /// A new digest.
+    pub digest: Option<String>,
 }
 
 /// Something a store needs alive while a case runs (a temporary directory,

@@ -52,8 +52,8 @@ pub mod providers;
 pub mod runner;
 
 pub use harness::{
-    Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, Group, KeepAlive,
-    RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore, random_workspace,
+    Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, CheckpointChange, Group,
+    KeepAlive, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore, random_workspace,
 };
 
 crate::__with_cases!(registry);

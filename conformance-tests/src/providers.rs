@@ -11,7 +11,9 @@ use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend,
 use tokio::sync::OnceCell;
 
 use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
-use crate::harness::{Capabilities, Capability, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore};
+use crate::harness::{
+    Capabilities, Capability, CheckpointChange, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore,
+};
 
 /// The in-memory provider: a new store per case.
 #[derive(Clone, Copy, Debug, Default)]
@@ -239,8 +241,20 @@ struct MemoryTamper(MemoryStore);
 
 #[async_trait]
 impl TamperAccess for MemoryTamper {
-    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
-        let found = self.0.tamper(workspace, |t| t.edit_record(id, |r| r.evidence.reason = Some("tampered".into())));
+    async fn alter_record(
+        &self,
+        workspace: &WorkspaceId,
+        id: RecordId,
+        content_hash: Option<String>,
+    ) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| {
+            t.edit_record(id, |r| {
+                r.evidence.reason = Some("tampered".into());
+                if let Some(hash) = content_hash {
+                    r.content_hash = hash;
+                }
+            })
+        });
         found.then_some(()).ok_or_else(|| format!("no record {id}"))
     }
 
@@ -256,8 +270,19 @@ impl TamperAccess for MemoryTamper {
         Ok(())
     }
 
-    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
-        let found = self.0.tamper(workspace, |t| t.edit_checkpoint(seq, |c| c.root = "0".repeat(64)));
+    async fn alter_checkpoint(
+        &self,
+        workspace: &WorkspaceId,
+        seq: u64,
+        change: CheckpointChange,
+    ) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| {
+            t.edit_checkpoint(seq, |c| {
+                c.root = change.root.unwrap_or_else(|| c.root.clone());
+                c.previous = change.previous.or_else(|| c.previous.clone());
+                c.digest = change.digest.unwrap_or_else(|| c.digest.clone());
+            })
+        });
         found.then_some(()).ok_or_else(|| format!("no checkpoint {seq}"))
     }
 
@@ -386,9 +411,17 @@ fn seq_key(workspace: &WorkspaceId, seq: u64) -> Vec<Value> {
 
 #[async_trait]
 impl TamperAccess for SqlTamper {
-    async fn alter_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
-        let sql = "UPDATE governance_history SET reason = 'tampered' WHERE workspace_id = ? AND id = ?";
-        self.unguarded(&["governance_history"], vec![self.statement(sql, key(workspace, id))]).await
+    async fn alter_record(
+        &self,
+        workspace: &WorkspaceId,
+        id: RecordId,
+        content_hash: Option<String>,
+    ) -> Result<(), String> {
+        let sql = "UPDATE governance_history SET reason = 'tampered', content_hash = COALESCE(?, content_hash) \
+                   WHERE workspace_id = ? AND id = ?";
+        let mut values = vec![Value::from(content_hash)];
+        values.extend(key(workspace, id));
+        self.unguarded(&["governance_history"], vec![self.statement(sql, values)]).await
     }
 
     async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
@@ -410,9 +443,15 @@ impl TamperAccess for SqlTamper {
         self.unguarded(&[], vec![self.statement(&sql, values)]).await
     }
 
-    async fn alter_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
-        let sql = "UPDATE governance_checkpoints SET root = ? WHERE workspace_id = ? AND seq = ?";
-        let mut values = vec![Value::from("0".repeat(64))];
+    async fn alter_checkpoint(
+        &self,
+        workspace: &WorkspaceId,
+        seq: u64,
+        change: CheckpointChange,
+    ) -> Result<(), String> {
+        let sql = "UPDATE governance_checkpoints SET root = COALESCE(?, root), previous = COALESCE(?, previous), \
+                   digest = COALESCE(?, digest) WHERE workspace_id = ? AND seq = ?";
+        let mut values = vec![Value::from(change.root), Value::from(change.previous), Value::from(change.digest)];
         values.extend(seq_key(workspace, seq));
         self.unguarded(&["governance_checkpoints"], vec![self.statement(sql, values)]).await
     }

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::faults::Unplugged;
 use crate::fixtures::*;
-use crate::harness::{CaseContext, CaseFailure, CaseResult, TamperAccess};
+use crate::harness::{CaseContext, CaseFailure, CaseResult, CheckpointChange, TamperAccess};
 
 fn writer(ctx: &CaseContext) -> Arc<dyn HistoryWriter> {
     ctx.store.clone()
@@ -374,17 +374,26 @@ pub async fn integrity_seal_and_verify_clean(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// A workspace of six sealed records in three checkpoints (two each), plus
-/// its entries in leaf order.
-async fn sealed_workspace(ctx: &CaseContext) -> Outcome<(Arc<dyn TamperAccess>, Vec<RecordId>, Checkpoint)> {
-    let tamper =
-        ctx.tamper.clone().ok_or_else(|| CaseFailure("the factory declared tamper access but gave none".into()))?;
-    append_many(ctx, &ctx.workspace, 6).await?;
-    let report = Sealer::new(integrity(ctx)).checkpoint_size(2).seal(&ctx.workspace).await?;
+/// Six sealed records in `workspace`, in three checkpoints of two; returns
+/// the record ids in leaf order and the latest checkpoint.
+async fn sealed_in(ctx: &CaseContext, workspace: &WorkspaceId) -> Outcome<(Vec<RecordId>, Checkpoint)> {
+    append_many(ctx, workspace, 6).await?;
+    let report = Sealer::new(integrity(ctx)).checkpoint_size(2).seal(workspace).await?;
     ensure_eq!(report.checkpoints.len(), 3, "three checkpoints");
-    let sealed = integrity(ctx).sealed_records(&ctx.workspace, 0, 100).await?;
+    let sealed = integrity(ctx).sealed_records(workspace, 0, 100).await?;
     let ids = sealed.iter().map(|(entry, _)| entry.record_id).collect();
     let latest = report.checkpoints.last().cloned().ok_or_else(|| CaseFailure("no checkpoint".into()))?;
+    Ok((ids, latest))
+}
+
+fn tamper_access(ctx: &CaseContext) -> Outcome<Arc<dyn TamperAccess>> {
+    ctx.tamper.clone().ok_or_else(|| CaseFailure("the factory declared tamper access but gave none".into()))
+}
+
+/// The case's workspace, sealed (see [`sealed_in`]), and the tamper path.
+async fn sealed_workspace(ctx: &CaseContext) -> Outcome<(Arc<dyn TamperAccess>, Vec<RecordId>, Checkpoint)> {
+    let tamper = tamper_access(ctx)?;
+    let (ids, latest) = sealed_in(ctx, &ctx.workspace).await?;
     Ok((tamper, ids, latest))
 }
 
@@ -397,24 +406,41 @@ fn tampering(result: Result<(), String>) -> Outcome<()> {
     result.map_err(|e| CaseFailure(format!("tampering failed: {e}")))
 }
 
-/// A changed field of a sealed record is named, with its leaf index; an
-/// altered unsealed record is named too, and the sealer refuses to seal it.
+/// A changed field of a sealed record is named, with its leaf index, and
+/// the exporter refuses it; an altered unsealed record is named too, and the
+/// sealer leaves it unsealed while sealing the rest.
 pub async fn integrity_detects_altered_record(ctx: CaseContext) -> CaseResult {
     let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
-    tampering(tamper.alter_record(&ctx.workspace, ids[2]).await)?;
+    tampering(tamper.alter_record(&ctx.workspace, ids[2], None).await)?;
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
     ensure_eq!(found, Some(Problem::RecordAltered { record: ids[2], index: Some(2) }), "altered sealed record");
+    let dir = spool_dir()?;
+    let exported = Exporter::new(integrity(&ctx), dir.path()).export(&ctx.workspace).await;
+    ensure!(
+        matches!(exported, Err(AuditError::Tampered { record }) if record == ids[2]),
+        "the exporter must refuse the altered record: {exported:?}"
+    );
 
     let other = ctx.other_workspace();
-    let unsealed = append_many(&ctx, &other, 1).await?;
-    tampering(tamper.alter_record(&other, unsealed[0].id).await)?;
+    let unsealed = append_many(&ctx, &other, 2).await?;
+    tampering(tamper.alter_record(&other, unsealed[0].id, None).await)?;
     let found = problem(&ctx, &other, None).await?;
     ensure_eq!(found, Some(Problem::RecordAltered { record: unsealed[0].id, index: None }), "altered unsealed record");
-    let sealing = Sealer::new(integrity(&ctx)).seal(&other).await;
-    ensure!(
-        matches!(sealing, Err(AuditError::Tampered { record }) if record == unsealed[0].id),
-        "the sealer must refuse an altered record: {sealing:?}"
-    );
+    let report = Sealer::new(integrity(&ctx)).seal(&other).await?;
+    ensure_eq!(report.tampered, vec![unsealed[0].id], "the altered record is set aside");
+    ensure_eq!(report.records, 1, "the intact one is sealed anyway");
+    Ok(())
+}
+
+/// A sealed record changed together with its content hash still differs
+/// from the hash its seal entry kept.
+pub async fn integrity_detects_rehashed_record(ctx: CaseContext) -> CaseResult {
+    let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
+    let mut forged = ctx.store.get_history_record(&ctx.workspace, ids[4]).await?;
+    forged.evidence.reason = Some("tampered".into());
+    tampering(tamper.alter_record(&ctx.workspace, ids[4], Some(forged.compute_hash()?)).await)?;
+    let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
+    ensure_eq!(found, Some(Problem::RecordAltered { record: ids[4], index: Some(4) }), "rehashed sealed record");
     Ok(())
 }
 
@@ -428,7 +454,8 @@ pub async fn integrity_detects_deleted_record(ctx: CaseContext) -> CaseResult {
 }
 
 /// Deleting the tail (the last checkpoint, its entries and its records)
-/// leaves a consistent store, which only the exported anchor exposes.
+/// leaves a consistent store, which only the exported anchor exposes — also
+/// once new records were sealed in its place.
 pub async fn integrity_detects_deleted_tail(ctx: CaseContext) -> CaseResult {
     let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
     for id in &ids[4..] {
@@ -438,19 +465,51 @@ pub async fn integrity_detects_deleted_tail(ctx: CaseContext) -> CaseResult {
     ensure_eq!(problem(&ctx, &ctx.workspace, None).await?, None, "without an anchor a clean cut is invisible");
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
     ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq }), "the anchor exposes the cut");
+    append_many(&ctx, &ctx.workspace, 2).await?;
+    let resealed = Sealer::new(integrity(&ctx)).checkpoint_size(2).seal(&ctx.workspace).await?;
+    ensure_eq!(resealed.checkpoints.first().map(|c| c.seq), Some(latest.seq), "a new checkpoint takes its place");
+    let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
+    ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq }), "the anchor exposes the rewrite");
     Ok(())
 }
 
-/// A changed checkpoint is named.
+/// A changed checkpoint is named: a field changed, the root changed with
+/// the digest recomputed, the link to its predecessor changed with the
+/// digest recomputed, or the checkpoint deleted from the middle.
 pub async fn integrity_detects_altered_checkpoint(ctx: CaseContext) -> CaseResult {
     let (tamper, _, latest) = sealed_workspace(&ctx).await?;
-    tampering(tamper.alter_checkpoint(&ctx.workspace, 2).await)?;
+    let zeros = "0".repeat(64);
+    let change = CheckpointChange { root: Some(zeros.clone()), ..CheckpointChange::default() };
+    tampering(tamper.alter_checkpoint(&ctx.workspace, 2, change).await)?;
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
     ensure_eq!(found, Some(Problem::CheckpointAltered { seq: 2 }), "altered checkpoint");
+
+    type Forge = fn(&mut Checkpoint, &str);
+    let forgeries: [(Forge, Problem); 2] = [
+        (|c, zeros| c.root = zeros.to_owned(), Problem::SealBroken { seq: 2 }),
+        (|c, zeros| c.previous = Some(zeros.to_owned()), Problem::ChainBroken { seq: 2 }),
+    ];
+    for (forge, want) in forgeries {
+        let workspace = ctx.other_workspace();
+        let (_, latest) = sealed_in(&ctx, &workspace).await?;
+        let mut forged = integrity(&ctx).checkpoints(&workspace, 1, 1).await?.remove(0);
+        forge(&mut forged, &zeros);
+        forged.digest = forged.compute_digest()?;
+        let change =
+            CheckpointChange { root: Some(forged.root), previous: forged.previous, digest: Some(forged.digest) };
+        tampering(tamper.alter_checkpoint(&workspace, 2, change).await)?;
+        ensure_eq!(problem(&ctx, &workspace, Some(&latest)).await?, Some(want.clone()), "forged checkpoint: {want}");
+    }
+
+    let workspace = ctx.other_workspace();
+    let (_, latest) = sealed_in(&ctx, &workspace).await?;
+    tampering(tamper.delete_checkpoint(&workspace, 2).await)?;
+    let found = problem(&ctx, &workspace, Some(&latest)).await?;
+    ensure_eq!(found, Some(Problem::CheckpointMissing { seq: 2 }), "checkpoint deleted from the middle");
     Ok(())
 }
 
-/// A record copied into another workspace is named there, and never sealed;
+/// A record copied into another workspace is named there and never sealed;
 /// its own workspace stays clean.
 pub async fn integrity_detects_copied_record(ctx: CaseContext) -> CaseResult {
     let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
@@ -460,8 +519,8 @@ pub async fn integrity_detects_copied_record(ctx: CaseContext) -> CaseResult {
     tampering(tamper.copy_record(&ctx.workspace, ids[1], &other).await)?;
     let found = problem(&ctx, &other, None).await?;
     ensure_eq!(found, Some(Problem::RecordAltered { record: ids[1], index: None }), "copied record");
-    let sealing = Sealer::new(integrity(&ctx)).seal(&other).await;
-    ensure!(matches!(sealing, Err(AuditError::Tampered { .. })), "the sealer must refuse the copy: {sealing:?}");
+    let report = Sealer::new(integrity(&ctx)).seal(&other).await?;
+    ensure_eq!((report.records, report.tampered), (0, vec![ids[1]]), "the sealer sets the copy aside");
     ensure_eq!(problem(&ctx, &ctx.workspace, Some(&latest)).await?, None, "the source workspace is untouched");
     Ok(())
 }
@@ -476,8 +535,8 @@ fn exported(dir: &Path) -> Outcome<Vec<ExportLine>> {
 }
 
 /// Export, add records, export again from the saved cursor — also after a
-/// run that died before saving its last cursor — and every record is in
-/// the date partition of its day exactly once.
+/// run that died before saving its last cursor, resumed with another page
+/// size — and every record is in the date partition of its day exactly once.
 pub async fn export_resumes_without_gaps(ctx: CaseContext) -> CaseResult {
     let dir = spool_dir()?;
     let store = integrity(&ctx);
@@ -490,7 +549,7 @@ pub async fn export_resumes_without_gaps(ctx: CaseContext) -> CaseResult {
     ensure_eq!(exporter.export(&ctx.workspace).await?.records, 0, "nothing new, nothing written");
 
     // The last page's cursor was never saved (the run died after writing its files).
-    let cursor = ExportCursor { workspace_id: ctx.workspace.clone(), next_index: 6 };
+    let cursor = ExportCursor { workspace_id: ctx.workspace.clone(), next_index: 6, page_size: 3 };
     let cursor_path = exporter.workspace_dir(&ctx.workspace).join("_cursor.json");
     std::fs::write(&cursor_path, serde_json::to_vec(&cursor).map_err(|e| CaseFailure(e.to_string()))?)
         .map_err(|e| CaseFailure(e.to_string()))?;
@@ -499,7 +558,8 @@ pub async fn export_resumes_without_gaps(ctx: CaseContext) -> CaseResult {
     act(&ctx, request.id, &requester(), Action::Approve).await?;
     append_many(&ctx, &ctx.workspace, 5).await?;
     sealer.seal(&ctx.workspace).await?;
-    exporter.export(&ctx.workspace).await?;
+    // Resumed with a smaller page: the first page still covers what the dead run wrote.
+    Exporter::new(store.clone(), dir.path()).page_size(2).export(&ctx.workspace).await?;
 
     let lines = exported(dir.path())?;
     let history = all_history(&ctx, &ctx.workspace).await?;

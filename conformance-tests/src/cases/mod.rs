@@ -121,6 +121,7 @@ macro_rules! __with_cases {
             audit_redaction_keeps_secrets_out: Audit [],
             integrity_seal_and_verify_clean: Integrity [],
             integrity_detects_altered_record: Integrity [Tamper],
+            integrity_detects_rehashed_record: Integrity [Tamper],
             integrity_detects_deleted_record: Integrity [Tamper],
             integrity_detects_deleted_tail: Integrity [Tamper],
             integrity_detects_altered_checkpoint: Integrity [Tamper],
