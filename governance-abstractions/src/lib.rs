@@ -118,7 +118,7 @@ mod store;
 mod validate;
 
 pub use actor::{Actor, ActorKind, Principal};
-pub use digest::canonical_sha256;
+pub use digest::{canonical_json, canonical_sha256};
 pub use error::{BoxError, EntityKind, GovernanceError, Result, ValidationProblem};
 pub use history::{Decision, Evidence, HistoryCategory, HistoryRecord, Outcome, RedactionRef, RequestRef, codes};
 pub use ids::{RecordId, RequestId, Timestamp, WorkspaceId};
