@@ -180,6 +180,23 @@ impl PostgresStore {
         explain_lines(rows)
     }
 
+    /// The plan of [`query_history`](HistoryReader::query_history).
+    pub async fn explain_query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<String>> {
+        let mut sql = read::history_sql("EXPLAIN ", workspace, filter, page)?;
+        explain_lines(sql.build().fetch_all(&self.pool).await)
+    }
+
+    /// The plan of [`count_history`](HistoryReader::count_history).
+    pub async fn explain_count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<String>> {
+        let mut sql = read::count_sql("EXPLAIN ", workspace, query)?;
+        explain_lines(sql.build().fetch_all(&self.pool).await)
+    }
+
     /// The plan of [`unsealed_history`](IntegrityStore::unsealed_history):
     /// an anti-join whose cost grows with the sealed records it walks past.
     pub async fn explain_unsealed_history(

@@ -201,18 +201,45 @@ pub(crate) async fn query_history(
     filter: &HistoryFilter,
     page: &PageRequest,
 ) -> Result<Page<HistoryRecord>> {
-    filter.validate()?;
-    let mut sql =
-        QueryBuilder::new(concat!("SELECT ", history_columns!(), " FROM governance_history WHERE workspace_id = "));
-    sql.push_bind(workspace.as_str());
-    history_conditions(&mut sql, filter);
-    keyset(&mut sql, page)?;
+    let mut sql = history_sql("", workspace, filter, page)?;
     let rows = sql.build().fetch_all(pool).await.map_err(map)?;
     let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
 
+/// The statement of [`query_history`], after `prefix` (e.g. `EXPLAIN `).
+pub(crate) fn history_sql(
+    prefix: &str,
+    workspace: &WorkspaceId,
+    filter: &HistoryFilter,
+    page: &PageRequest,
+) -> Result<QueryBuilder<Postgres>> {
+    filter.validate()?;
+    let mut sql = QueryBuilder::new(format!(
+        concat!("{}SELECT ", history_columns!(), " FROM governance_history WHERE workspace_id = "),
+        prefix
+    ));
+    sql.push_bind(workspace.as_str().to_owned());
+    history_conditions(&mut sql, filter);
+    keyset(&mut sql, page)?;
+    Ok(sql)
+}
+
 pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+    let mut sql = count_sql("", workspace, query)?;
+    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for row in rows {
+        let key: String = row.try_get("key").map_err(map)?;
+        let n: i64 = row.try_get("n").map_err(map)?;
+        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    }
+    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
+    Ok(rank_counts(counts, query.limit))
+}
+
+/// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
+pub(crate) fn count_sql(prefix: &str, workspace: &WorkspaceId, query: &CountQuery) -> Result<QueryBuilder<Postgres>> {
     let key = match query.by {
         CountBy::ReasonCode => "reason.code",
         CountBy::Principal => "actor_kind || ':' || actor_id",
@@ -225,23 +252,16 @@ pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query:
     } else {
         "governance_history"
     };
-    let mut sql = QueryBuilder::new(format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
-    sql.push_bind(workspace.as_str());
+    let mut sql =
+        QueryBuilder::new(format!("{prefix}SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
+    sql.push_bind(workspace.as_str().to_owned());
     sql.push(" AND decision IS NOT NULL");
     if let Some(decision) = query.decision {
         sql.push(" AND decision = ").push_bind(decision.as_str());
     }
     window(&mut sql, &query.window);
     sql.push(" GROUP BY 1");
-    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for row in rows {
-        let key: String = row.try_get("key").map_err(map)?;
-        let n: i64 = row.try_get("n").map_err(map)?;
-        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
-    }
-    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
-    Ok(rank_counts(counts, query.limit))
+    Ok(sql)
 }
 
 /// Where a reader of the commit-safe feed stands: after `(tx_id, id)`.

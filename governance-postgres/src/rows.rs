@@ -1,12 +1,12 @@
-//! Rows ↔ domain values, and the JSON form in which records are passed to
-//! `jsonb_to_recordset` (one parameter for any number of records).
+//! Rows ↔ domain values, and history records as 26 column arrays for
+//! `UNNEST` (one statement, binary-encoded, for any number of records).
 
 use chrono::{DateTime, Utc};
 use governance_abstractions::{
     Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId,
     RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, WorkspaceId,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -20,30 +20,6 @@ macro_rules! history_columns {
     };
 }
 pub(crate) use history_columns;
-
-/// The record shape `jsonb_to_recordset` reads (same order as `history_columns!`).
-macro_rules! history_recordset_shape {
-    () => {
-        "r(workspace_id text, id uuid, request_id uuid, request_revision bigint, \
-    category text, code text, actor_kind text, actor_id text, actor jsonb, object_type text, operation text, \
-    decision text, outcome text, reason text, reason_codes text[], correlation_id text, trace_hash text, \
-    idempotency_key text, policy_version text, latency_us bigint, request_json text, response_json text, \
-    redaction_policy text, redaction_version text, created_at timestamptz, content_hash text)"
-    };
-}
-pub(crate) use history_recordset_shape;
-
-/// What the insert selects from the recordset. Payloads travel as JSON text
-/// so that a JSON `null` payload stays distinct from no payload.
-macro_rules! history_select {
-    () => {
-        "r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, \
-    r.actor_kind, r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, r.reason, r.reason_codes, \
-    r.correlation_id, r.trace_hash, r.idempotency_key, r.policy_version, r.latency_us, r.request_json::jsonb, \
-    r.response_json::jsonb, r.redaction_policy, r.redaction_version, r.created_at, r.content_hash"
-    };
-}
-pub(crate) use history_select;
 
 /// The request columns, in the order of the insert's parameters `$1..$24`.
 macro_rules! request_columns {
@@ -108,44 +84,86 @@ pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
     time.as_datetime()
 }
 
-/// Records as the JSON array `jsonb_to_recordset` turns into rows.
-pub(crate) fn history_recordset<'a>(records: impl IntoIterator<Item = &'a HistoryRecord>) -> Value {
-    Value::Array(
-        records
-            .into_iter()
-            .map(|record| {
-                let e = &record.evidence;
-                json!({
-                    "workspace_id": e.workspace_id,
-                    "id": record.id,
-                    "request_id": e.request.map(|r| r.id),
-                    "request_revision": e.request.map(|r| r.revision),
-                    "category": e.category,
-                    "code": e.code,
-                    "actor_kind": e.actor.actor.kind,
-                    "actor_id": e.actor.actor.id,
-                    "actor": e.actor,
-                    "object_type": e.object_type,
-                    "operation": e.operation,
-                    "decision": e.decision,
-                    "outcome": e.outcome,
-                    "reason": e.reason,
-                    "reason_codes": e.reason_codes,
-                    "correlation_id": e.correlation_id,
-                    "trace_hash": e.trace_hash,
-                    "idempotency_key": e.idempotency_key,
-                    "policy_version": e.policy_version,
-                    "latency_us": e.latency_us,
-                    "request_json": e.request_json.as_ref().map(Value::to_string),
-                    "response_json": e.response_json.as_ref().map(Value::to_string),
-                    "redaction_policy": e.redaction.as_ref().map(|r| &r.policy),
-                    "redaction_version": e.redaction.as_ref().map(|r| &r.version),
-                    "created_at": record.created_at,
-                    "content_hash": record.content_hash,
-                })
-            })
-            .collect(),
+/// `SELECT … FROM UNNEST(…)` of history rows whose 26 column arrays are
+/// bound from parameter `$first` on (see [`bind_history`]): one statement,
+/// binary-encoded, for any number of records.
+pub(crate) fn history_unnest(first: usize) -> String {
+    const TYPES: [&str; 26] = [
+        "text",
+        "uuid",
+        "uuid",
+        "int8",
+        "text",
+        "text",
+        "text",
+        "text",
+        "jsonb",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "jsonb",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int8",
+        "jsonb",
+        "jsonb",
+        "text",
+        "text",
+        "timestamptz",
+        "text",
+    ];
+    let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
+    format!(
+        "SELECT r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, r.actor_kind, \
+         r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, r.reason, \
+         ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) WITH ORDINALITY AS c(code, n) \
+         ORDER BY c.n), r.correlation_id, r.trace_hash, r.idempotency_key, r.policy_version, r.latency_us, \
+         r.request_json, r.response_json, r.redaction_policy, r.redaction_version, r.created_at, r.content_hash \
+         FROM UNNEST({}) AS r({})",
+        arrays.join(", "),
+        history_columns!()
     )
+}
+
+/// Binds `records` as the 26 column arrays of [`history_unnest`].
+pub(crate) fn bind_history<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    records: &[&'q HistoryRecord],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    use sqlx::types::Json;
+    let e = |r: &&'q HistoryRecord| &r.evidence;
+    let column = |f: fn(&'q HistoryRecord) -> Option<&'q str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
+    query
+        .bind(records.iter().map(|r| e(r).workspace_id.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.id.as_uuid()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).request.map(|q| q.id.as_uuid())).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).request.map(|q| signed(q.revision))).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).category.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).code.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).actor.actor.kind.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).actor.actor.id.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| Json(&e(r).actor)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).object_type.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).operation.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).decision.map(|d| d.as_str())).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).outcome.map(|o| o.as_str())).collect::<Vec<_>>())
+        .bind(column(|r| r.evidence.reason.as_deref()))
+        .bind(records.iter().map(|r| Json(&e(r).reason_codes)).collect::<Vec<_>>())
+        .bind(column(|r| r.evidence.correlation_id.as_deref()))
+        .bind(column(|r| r.evidence.trace_hash.as_deref()))
+        .bind(column(|r| r.evidence.idempotency_key.as_deref()))
+        .bind(column(|r| r.evidence.policy_version.as_deref()))
+        .bind(records.iter().map(|r| e(r).latency_us.map(signed)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).request_json.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| e(r).response_json.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind(column(|r| r.evidence.redaction.as_ref().map(|x| x.policy.as_str())))
+        .bind(column(|r| r.evidence.redaction.as_ref().map(|x| x.version.as_str())))
+        .bind(records.iter().map(|r| r.created_at.as_datetime()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
 }
 
 /// Binds a request's columns in `request_columns!` order.

@@ -4,6 +4,7 @@
 //! caller's transaction usable.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use governance_abstractions::{
     AppendStorage, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
@@ -16,9 +17,43 @@ use sqlx::{Acquire, PgConnection, Postgres, Row};
 
 use crate::error::{invisible_collision, is_unique_violation, map};
 use crate::rows::{
-    bind_request, history_columns, history_from, history_recordset, history_recordset_shape, history_select,
-    request_columns, request_from, signed,
+    bind_history, bind_request, history_columns, history_from, history_unnest, request_columns, request_from, signed,
 };
+
+/// The statements that insert history rows, built once (their UNNEST part
+/// depends on the number of parameters before it).
+static CREATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        concat!(
+            "WITH created AS (INSERT INTO governance_requests (",
+            request_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
+            history_columns!(),
+            ") {} WHERE EXISTS (SELECT 1 FROM created) RETURNING 1"
+        ),
+        history_unnest(25)
+    )
+});
+
+static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        concat!(
+            "WITH moved AS (UPDATE governance_requests \
+             SET status = $5, pending_reason = $6, approvals = $7, expected_state_version = $8, superseded_by = $9, \
+             metadata = $10, revision = $11, updated_at = $12 \
+             WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 RETURNING 1), \
+             recorded AS (INSERT INTO governance_history (",
+            history_columns!(),
+            ") {} WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
+        ),
+        history_unnest(13)
+    )
+});
+
+static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(concat!("INSERT INTO governance_history (", history_columns!(), ") {}"), history_unnest(1))
+});
 
 /// Runs one statement, in a savepoint when `isolate` (inside a caller's
 /// transaction a failed statement would otherwise abort it).
@@ -51,20 +86,8 @@ pub(crate) async fn create_request(
 ) -> Result<Stored<GovernanceRequest>> {
     validate_creation(creation)?;
     let request = creation.request();
-    const SQL: &str = concat!(
-        "WITH created AS (INSERT INTO governance_requests (",
-        request_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-         $22, $23, $24) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
-        history_columns!(),
-        ") SELECT ",
-        history_select!(),
-        " FROM jsonb_to_recordset($25) AS ",
-        history_recordset_shape!(),
-        " WHERE EXISTS (SELECT 1 FROM created) RETURNING 1"
-    );
-    let records = history_recordset([creation.record()]);
-    let query = bind_request(sqlx::query(SQL), request).bind(records);
+    let query = bind_request(sqlx::query(sqlx::AssertSqlSafe(CREATE_SQL.as_str())), request);
+    let query = bind_history(query, &[creation.record()]);
     match run(conn, isolate, query).await {
         Ok(rows) if !rows.is_empty() => Ok(Stored::New(request.clone())),
         Ok(_) => resolve_create_clash(conn, creation).await,
@@ -119,20 +142,8 @@ pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, tr
     let next = transition.request();
     let spec = &next.spec;
     // Only what the lifecycle changes is written; the rest is immutable.
-    const SQL: &str = concat!(
-        "WITH moved AS (UPDATE governance_requests \
-         SET status = $5, pending_reason = $6, approvals = $7, expected_state_version = $8, superseded_by = $9, \
-         metadata = $10, revision = $11, updated_at = $12 \
-         WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 RETURNING 1), \
-         recorded AS (INSERT INTO governance_history (",
-        history_columns!(),
-        ") SELECT ",
-        history_select!(),
-        " FROM jsonb_to_recordset($13) AS ",
-        history_recordset_shape!(),
-        " WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
-    );
-    let query = sqlx::query(SQL)
+    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
+    let query = sqlx::query(sqlx::AssertSqlSafe(TRANSITION_SQL.as_str()))
         .bind(spec.workspace_id.as_str())
         .bind(next.id.as_uuid())
         .bind(signed(transition.expected_revision()))
@@ -144,8 +155,8 @@ pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, tr
         .bind(next.superseded_by.map(|id| id.as_uuid()))
         .bind(sqlx::types::Json(&spec.metadata))
         .bind(signed(next.revision))
-        .bind(next.updated_at.as_datetime())
-        .bind(history_recordset(transition.records()));
+        .bind(next.updated_at.as_datetime());
+    let query = bind_history(query, &records);
     match run(conn, isolate, query).await {
         Ok(rows) => {
             let moved: i64 = rows.first().map_or(Ok(0), |row| row.try_get("moved")).map_err(map)?;
@@ -204,15 +215,7 @@ struct Append<'c> {
 #[async_trait::async_trait]
 impl AppendStorage for Append<'_> {
     async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
-        const SQL: &str = concat!(
-            "INSERT INTO governance_history (",
-            history_columns!(),
-            ") SELECT ",
-            history_select!(),
-            " FROM jsonb_to_recordset($1) AS ",
-            history_recordset_shape!()
-        );
-        let query = sqlx::query(SQL).bind(history_recordset(records.iter().copied()));
+        let query = bind_history(sqlx::query(sqlx::AssertSqlSafe(APPEND_SQL.as_str())), records);
         match run(self.conn, self.isolate, query).await {
             Ok(_) => Ok(InsertAttempt::Inserted),
             Err(error) if is_unique_violation(&error) => Ok(InsertAttempt::UniqueViolation),
