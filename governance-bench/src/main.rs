@@ -1,0 +1,234 @@
+//! `governance-bench`: every provider against the hand-written SQL it
+//! replaces, on the same server, in the same run, interleaved.
+//!
+//! ```text
+//! cargo run --release -p governance-bench -- [--scale N|tiny] [--format markdown|json] [--provider NAME]…
+//! ```
+//!
+//! PostgreSQL and MySQL providers run when `GOVERNANCE_POSTGRES_URL` /
+//! `GOVERNANCE_MYSQL_URL` are set (each gets a fresh database); memory and
+//! SQLite always run. `--scale N` seeds N history records (N/10 requests)
+//! for the query workload (default 20 000, at most 1 000 000); `--scale tiny`
+//! is a smoke run of every workload in seconds. `--explain` prints the plans
+//! PostgreSQL chooses for the PostgreSQL provider's queries. See
+//! `docs/performance.md`.
+
+mod baseline;
+mod measure;
+mod sql;
+mod workloads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
+use governance_memory::MemoryStore;
+use governance_postgres::PostgresStore;
+use governance_seaorm::SeaOrmStore;
+use governance_seaorm::sea_orm::{ConnectOptions, Database, DbBackend};
+
+use crate::baseline::MemoryBaseline;
+use crate::measure::Plan;
+use crate::sql::{PgBaseline, SeaBaseline};
+use crate::workloads::{Row, Sizes, Target};
+
+const PROVIDERS: [&str; 5] = ["postgres", "seaorm-postgres", "seaorm-sqlite", "seaorm-mysql", "memory"];
+
+/// Connections per server pool: enough for 32 writers.
+const POOL: u32 = 40;
+
+#[derive(Debug)]
+struct Options {
+    sizes: Sizes,
+    json: bool,
+    explain: bool,
+    providers: Vec<String>,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("governance-bench: {problem}");
+    eprintln!("usage: governance-bench [--scale N|tiny] [--format markdown|json] [--provider NAME]... [--explain]");
+    eprintln!("providers: {}", PROVIDERS.join(", "));
+    std::process::exit(2)
+}
+
+fn options() -> Options {
+    let mut sizes = Sizes {
+        plan: Plan { slice: Duration::from_millis(250), rounds: 4 },
+        query_records: 20_000,
+        query_samples: 200,
+    };
+    let mut tiny = false;
+    let (mut json, mut explain, mut providers) = (false, false, Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        match arg.as_str() {
+            "--scale" => match value().as_str() {
+                "tiny" => tiny = true,
+                n => match n.parse::<u64>() {
+                    Ok(n) if (1_000..=1_000_000).contains(&n) => sizes.query_records = n,
+                    _ => usage("--scale takes 1000 ..= 1000000 or tiny"),
+                },
+            },
+            "--format" => match value().as_str() {
+                "json" => json = true,
+                "markdown" | "text" => json = false,
+                other => usage(&format!("unknown format {other}")),
+            },
+            "--provider" => {
+                let name = value();
+                if !PROVIDERS.contains(&name.as_str()) {
+                    usage(&format!("unknown provider {name}"));
+                }
+                providers.push(name);
+            }
+            "--explain" => explain = true,
+            "-h" | "--help" => usage("help"),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    if tiny {
+        sizes = Sizes {
+            plan: Plan { slice: Duration::from_millis(20), rounds: 2 },
+            query_records: 1_000,
+            query_samples: 10,
+        };
+    }
+    Options { sizes, json, explain, providers }
+}
+
+/// A fresh database on the server named by `variable`, or why not.
+async fn database(variable: &str, backend: DbBackend) -> Result<String, String> {
+    let server = server_url(variable).await.map_err(|e| e.to_string())?;
+    fresh_database(&server, backend).await.map_err(|e| e.to_string())
+}
+
+async fn seaorm_server(url: &str) -> Result<SeaOrmStore, String> {
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(POOL).min_connections(1).sqlx_logging(false);
+    let store = SeaOrmStore::new(Database::connect(options).await.map_err(|e| e.to_string())?);
+    store.migrate().await.map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// Opens `name` with its baseline on the same pool, or says why it is skipped.
+async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result<Target, String> {
+    let sql = |store: Arc<dyn governance_abstractions::GovernanceStore>, baseline: Arc<dyn baseline::Baseline>| {
+        Target { name, store, baseline, writers: vec![1, 8, 32], queries: true, explain: None }
+    };
+    match name {
+        "memory" => Ok(Target {
+            name,
+            store: Arc::new(MemoryStore::new()),
+            baseline: Arc::new(MemoryBaseline::default()),
+            writers: vec![1, 2],
+            queries: false,
+            explain: None,
+        }),
+        "postgres" => {
+            let url = database(POSTGRES_URL_ENV, DbBackend::Postgres).await?;
+            let pool = governance_postgres::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(POOL)
+                .connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let store = PostgresStore::new(pool.clone());
+            store.migrate().await.map_err(|e| e.to_string())?;
+            let explain = Some(store.clone());
+            Ok(Target { explain, ..sql(Arc::new(store), Arc::new(PgBaseline(pool))) })
+        }
+        "seaorm-postgres" | "seaorm-mysql" => {
+            let (variable, backend) = if name == "seaorm-postgres" {
+                (POSTGRES_URL_ENV, DbBackend::Postgres)
+            } else {
+                (MYSQL_URL_ENV, DbBackend::MySql)
+            };
+            let store = seaorm_server(&database(variable, backend).await?).await?;
+            let connection = store.connection().clone();
+            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
+        }
+        "seaorm-sqlite" => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = SeaOrmStore::open_sqlite(dir.path().join("bench.db")).await.map_err(|e| e.to_string())?;
+            keep.push(dir);
+            let connection = store.connection().clone();
+            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
+        }
+        other => Err(format!("unknown provider {other}")),
+    }
+}
+
+fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| provider | workload | writers | ops/s | p50 µs | p99 µs | baseline ops/s | ratio | notes |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for r in rows {
+        let mut notes = Vec::new();
+        if let Some(p50) = r.baseline_p50_us {
+            notes.push(format!("baseline p50 {p50:.0} µs, p50 ratio {:.2}", r.p50_us / p50.max(1.0)));
+        }
+        if let (Some(ours), Some(theirs)) = (r.conflicts_per_s, r.baseline_conflicts_per_s) {
+            notes.push(format!("conflicts/s {ours:.0} (baseline {theirs:.0})"));
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} |\n",
+            r.provider,
+            r.workload,
+            r.concurrency,
+            r.ops_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.baseline_ops_per_s,
+            r.ratio,
+            notes.join("; ")
+        ));
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let wanted: Vec<&'static str> = PROVIDERS
+        .into_iter()
+        .filter(|p| options.providers.is_empty() || options.providers.iter().any(|w| w == p))
+        .collect();
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keep = Vec::new();
+    let mut failed = false;
+    for name in wanted {
+        let target = match target(name, &mut keep).await {
+            Ok(target) if options.explain => target,
+            Ok(target) => Target { explain: None, ..target },
+            Err(why) => {
+                eprintln!("governance-bench: {name} skipped: {why}");
+                skipped.push(serde_json::json!({ "provider": name, "reason": why }));
+                continue;
+            }
+        };
+        eprintln!("governance-bench: {name} …");
+        match workloads::run(&target, options.sizes).await {
+            Ok(done) => rows.extend(done),
+            Err(error) => {
+                eprintln!("governance-bench: {name} failed: {error}");
+                failed = true;
+            }
+        }
+    }
+    if options.json {
+        let report = serde_json::json!({
+            "results": rows,
+            "skipped": skipped,
+            "query_records": options.sizes.query_records,
+        });
+        println!("{report}");
+    } else {
+        print!("{}", markdown(&rows));
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

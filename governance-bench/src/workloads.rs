@@ -1,0 +1,524 @@
+//! The workloads of issue #6, each as a provider operation and its
+//! hand-written counterpart, measured in the same run on the same store.
+
+use std::sync::Arc;
+
+use audit_history::Recorder;
+use governance_abstractions::{
+    Action, Actor, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceRequest, GovernanceStore,
+    HistoryFilter, HistoryRecord, NewRequest, PageRequest, PendingReason, Principal, RequestId, RequestRef,
+    RequestStatus, TargetRef, TimeRange, Timestamp, WorkspaceId, lifecycle,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::baseline::{Baseline, Fresh, Move};
+use crate::measure::{Done, Op, Plan, Tally, alternating, interleaved, op};
+
+/// One provider under test and its baseline on the same store.
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) store: Arc<dyn GovernanceStore>,
+    pub(crate) baseline: Arc<dyn Baseline>,
+    /// Writer counts to measure at.
+    pub(crate) writers: Vec<usize>,
+    /// Whether the query workload applies (SQL providers).
+    pub(crate) queries: bool,
+    /// The sqlx PostgreSQL provider, whose query plans `--explain` prints.
+    pub(crate) explain: Option<governance_postgres::PostgresStore>,
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Row {
+    pub(crate) provider: String,
+    pub(crate) workload: String,
+    pub(crate) concurrency: usize,
+    pub(crate) ops_per_s: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) baseline_ops_per_s: f64,
+    pub(crate) ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) conflicts_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline_conflicts_per_s: Option<f64>,
+}
+
+fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, baseline: &Tally) -> Row {
+    Row {
+        provider: target.to_owned(),
+        workload: workload.to_owned(),
+        concurrency,
+        ops_per_s: provider.ops_per_s(),
+        p50_us: provider.quantile_us(0.5),
+        p99_us: provider.quantile_us(0.99),
+        baseline_ops_per_s: baseline.ops_per_s(),
+        ratio: provider.ops_per_s() / baseline.ops_per_s().max(1e-9),
+        baseline_p50_us: None,
+        conflicts_per_s: None,
+        baseline_conflicts_per_s: None,
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+fn workspace(label: &str) -> WorkspaceId {
+    WorkspaceId::new(format!("bench-{label}-{}", Uuid::now_v7().simple())).expect("generated ids are valid")
+}
+
+const OPERATIONS: [&str; 8] = ["create", "update", "delete", "export", "approve", "share", "archive", "restore"];
+const REASONS: [&str; 12] = [
+    "mfa_missing",
+    "outside_hours",
+    "quota_exceeded",
+    "role_missing",
+    "ip_blocked",
+    "stale_session",
+    "scope_missing",
+    "pii_export",
+    "rate_limited",
+    "policy_locked",
+    "owner_only",
+    "region_blocked",
+];
+
+/// Decision evidence as a policy engine hands it over: indexable fields,
+/// reason codes, a payload with a token the redaction removes, an
+/// idempotency key.
+fn evidence(workspace: &WorkspaceId, n: u64) -> Evidence {
+    let decision = if n.is_multiple_of(3) { Decision::Denied } else { Decision::Approved };
+    let mut evidence = Evidence::decision(
+        workspace.clone(),
+        Actor::user(format!("user-{}", n % 50)),
+        "invoice",
+        OPERATIONS[(n % 8) as usize],
+        decision,
+    );
+    if decision == Decision::Denied {
+        evidence.reason_codes = vec![REASONS[(n % 12) as usize].to_owned(), REASONS[(n % 5) as usize].to_owned()];
+    }
+    evidence.correlation_id = Some(format!("ctx-{n}"));
+    evidence.trace_hash = Some(format!("{n:016x}"));
+    evidence.idempotency_key = Some(format!("key-{n}"));
+    evidence.policy_version = Some("policy-7".into());
+    evidence.latency_us = Some(180 + n % 40);
+    evidence.request_json = Some(json!({"invoice": {"id": n, "amount": 1250, "currency": "EUR"}, "api_token": "t0k"}));
+    evidence
+}
+
+/// The evidence append workloads (one record per call, then batches of 100).
+async fn evidence_append(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result<(), String> {
+    for &writers in &target.writers {
+        let (ours, theirs) = (workspace("one"), workspace("one-base"));
+        let recorder = Recorder::new(target.store.clone());
+        let provider = op(move |n| {
+            let (recorder, ws) = (recorder.clone(), ours.clone());
+            async move { recorder.record(evidence(&ws, n)).await.map(|_| Done::Ok).map_err(failed) }
+        });
+        let base = Arc::clone(&target.baseline);
+        let baseline = op(move |n| {
+            let (base, ws) = (Arc::clone(&base), theirs.clone());
+            async move {
+                let e = evidence(&ws, n);
+                base.insert_evidence(&[Fresh { id: Uuid::now_v7(), at: Timestamp::now(), evidence: &e }]).await?;
+                Ok(Done::Ok)
+            }
+        });
+        let (a, b) = interleaved(plan, writers, &provider, &baseline).await?;
+        rows.push(row(target.name, "evidence-append", writers, &a, &b));
+
+        let (ours, theirs) = (workspace("batch"), workspace("batch-base"));
+        let (store, recorder) = (target.store.clone(), Recorder::new(target.store.clone()));
+        let provider = op(move |n| {
+            let (store, recorder, ws) = (store.clone(), recorder.clone(), ours.clone());
+            async move {
+                let batch = (0..100)
+                    .map(|i| recorder.prepare(evidence(&ws, n * 100 + i)))
+                    .collect::<Result<Vec<HistoryRecord>, _>>()
+                    .map_err(failed)?;
+                store.append_history(&batch).await.map(|_| Done::Ok).map_err(failed)
+            }
+        });
+        let base = Arc::clone(&target.baseline);
+        let baseline = op(move |n| {
+            let (base, ws) = (Arc::clone(&base), theirs.clone());
+            async move {
+                let batch: Vec<Evidence> = (0..100).map(|i| evidence(&ws, n * 100 + i)).collect();
+                let at = Timestamp::now();
+                let rows: Vec<Fresh<'_>> =
+                    batch.iter().map(|e| Fresh { id: Uuid::now_v7(), at, evidence: e }).collect();
+                base.insert_evidence(&rows).await?;
+                Ok(Done::Ok)
+            }
+        });
+        let (a, b) = interleaved(plan, writers, &provider, &baseline).await?;
+        rows.push(row(target.name, "evidence-append-batch-100", writers, &a, &b));
+    }
+    Ok(())
+}
+
+fn spec(workspace: &WorkspaceId, n: u64) -> NewRequest {
+    NewRequest::new(
+        workspace.clone(),
+        TargetRef::new("feature-flag", format!("flag-{n}")),
+        "enable",
+        Principal::from(Actor::user("dev")),
+    )
+    .intent("roll out")
+    .approval(Actor::user("lead"), 1)
+}
+
+/// A request created and moved once (submitted for approval): provider
+/// through the lifecycle and the store; baseline as two hand-written
+/// transactions with the same rows.
+async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result<(), String> {
+    let submit = Action::Submit { reason: PendingReason::Approval };
+    let template = lifecycle::create(spec(&workspace("t"), 0), RequestId::new(), Timestamp::now()).map_err(failed)?;
+    let moved =
+        lifecycle::apply(template.request(), &Actor::user("dev").into(), &submit, Timestamp::now()).map_err(failed)?;
+    let created_evidence = template.record().evidence.clone();
+    let moved_evidence = moved.records()[0].evidence.clone();
+    for &writers in &target.writers {
+        let (ours, theirs) = (workspace("flow"), workspace("flow-base"));
+        let (store, submit) = (target.store.clone(), submit.clone());
+        let provider = op(move |n| {
+            let (store, ws, submit) = (store.clone(), ours.clone(), submit.clone());
+            async move {
+                let creation = lifecycle::create(spec(&ws, n), RequestId::new(), Timestamp::now()).map_err(failed)?;
+                let request = store.create_request(&creation).await.map_err(failed)?.into_inner();
+                let by = Actor::user("dev").into();
+                let next = lifecycle::apply(&request, &by, &submit, Timestamp::now()).map_err(failed)?;
+                store.commit_transition(&next).await.map(|()| Done::Ok).map_err(failed)
+            }
+        });
+        let base = Arc::clone(&target.baseline);
+        let (template, created_evidence, moved_evidence) =
+            (template.request().clone(), created_evidence.clone(), moved_evidence.clone());
+        let baseline = op(move |n| {
+            let (base, ws) = (Arc::clone(&base), theirs.clone());
+            let (mut request, mut created, mut moved) =
+                (template.clone(), created_evidence.clone(), moved_evidence.clone());
+            async move {
+                let now = Timestamp::now();
+                request.id = RequestId::new();
+                request.spec.workspace_id = ws.clone();
+                request.spec.target.state_id = format!("flag-{n}");
+                (request.created_at, request.updated_at) = (now, now);
+                created.workspace_id = ws.clone();
+                created.request = Some(RequestRef { id: request.id, revision: 1 });
+                moved.workspace_id = ws.clone();
+                moved.request = Some(RequestRef { id: request.id, revision: 2 });
+                base.create(&request, Fresh { id: Uuid::now_v7(), at: now, evidence: &created }).await?;
+                let change = Move { workspace: &ws, id: request.id, from_revision: 1, status: "pending", at: now };
+                let moved_now =
+                    base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &moved }).await?;
+                if moved_now { Ok(Done::Ok) } else { Err("baseline transition missed".into()) }
+            }
+        });
+        let (a, b) = interleaved(plan, writers, &provider, &baseline).await?;
+        rows.push(row(target.name, "create+transition", writers, &a, &b));
+    }
+    Ok(())
+}
+
+/// Eight writers racing compare-and-set transitions on one request.
+async fn hot_request(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result<(), String> {
+    let writers = 8.min(target.writers.iter().copied().max().unwrap_or(1).max(2));
+    let (ours, theirs) = (workspace("hot"), workspace("hot-base"));
+    let creation = lifecycle::create(spec(&ours, 0), RequestId::new(), Timestamp::now()).map_err(failed)?;
+    target.store.create_request(&creation).await.map_err(failed)?;
+    let mut base_request = creation.request().clone();
+    base_request.id = RequestId::new();
+    base_request.spec.workspace_id = theirs.clone();
+    let mut created = creation.record().evidence.clone();
+    created.workspace_id = theirs.clone();
+    created.request = Some(RequestRef { id: base_request.id, revision: 1 });
+    target
+        .baseline
+        .create(&base_request, Fresh { id: Uuid::now_v7(), at: Timestamp::now(), evidence: &created })
+        .await?;
+
+    let (store, id) = (target.store.clone(), creation.request().id);
+    let provider = op(move |n| {
+        let (store, ws) = (store.clone(), ours.clone());
+        async move {
+            let current = store.get_request(&ws, id).await.map_err(failed)?;
+            let by = Actor::user("writer").into();
+            let next =
+                lifecycle::apply(&current, &by, &Action::Annotate { metadata: json!({ "n": n }) }, Timestamp::now())
+                    .map_err(failed)?;
+            match store.commit_transition(&next).await {
+                Ok(()) => Ok(Done::Ok),
+                Err(GovernanceError::Conflict { .. }) => Ok(Done::Conflict),
+                Err(error) => Err(failed(error)),
+            }
+        }
+    });
+    let (base, base_id) = (Arc::clone(&target.baseline), base_request.id);
+    let annotate = creation.request().clone();
+    let baseline = op(move |n| {
+        let (base, ws, mut record) = (Arc::clone(&base), theirs.clone(), created.clone());
+        let _ = &annotate;
+        async move {
+            let revision = base.revision(&ws, base_id).await?;
+            record.code = governance_abstractions::codes::REQUEST_ANNOTATED.into();
+            record.request = Some(RequestRef { id: base_id, revision: revision + 1 });
+            record.response_json = Some(json!({ "n": n }));
+            let now = Timestamp::now();
+            let change = Move { workspace: &ws, id: base_id, from_revision: revision, status: "created", at: now };
+            let done = base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &record }).await?;
+            Ok(if done { Done::Ok } else { Done::Conflict })
+        }
+    });
+    let (a, b) = interleaved(plan, writers, &provider, &baseline).await?;
+    let mut line = row(target.name, "hot-request-cas", writers, &a, &b);
+    line.conflicts_per_s = Some(a.conflicts_per_s());
+    line.baseline_conflicts_per_s = Some(b.conflicts_per_s());
+    rows.push(line);
+    Ok(())
+}
+
+/// Writers spread over 64 workspaces against all in one (memory provider):
+/// `ratio` is many ÷ one.
+async fn workspace_scaling(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result<(), String> {
+    let writers = target.writers.iter().copied().max().unwrap_or(1);
+    let spread: Arc<Vec<WorkspaceId>> = Arc::new((0..64).map(|_| workspace("spread")).collect());
+    let one = workspace("single");
+    let recorder = Recorder::new(target.store.clone());
+    let many = {
+        let recorder = recorder.clone();
+        op(move |n| {
+            let (recorder, ws) = (recorder.clone(), spread[(n % 64) as usize].clone());
+            async move { recorder.record(evidence(&ws, n)).await.map(|_| Done::Ok).map_err(failed) }
+        })
+    };
+    let single = op(move |n| {
+        let (recorder, ws) = (recorder.clone(), one.clone());
+        async move { recorder.record(evidence(&ws, n)).await.map(|_| Done::Ok).map_err(failed) }
+    });
+    let (a, b) = interleaved(plan, writers, &many, &single).await?;
+    rows.push(row(target.name, "evidence-append-64-workspaces-vs-1", writers, &a, &b));
+    Ok(())
+}
+
+/// Seeds `records` decision records (a third denied, over 30 days) and a
+/// tenth as many requests (a tenth of them pending) into one workspace, plus
+/// one request with a long history. Returns the workspace and that request.
+async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId), String> {
+    let ws = workspace("queries");
+    let now = Timestamp::now();
+    let day = 86_400_000_000i64;
+    let chunk = 400u64;
+    for start in (0..records).step_by(chunk as usize) {
+        let batch: Vec<Evidence> = (start..(start + chunk).min(records)).map(|n| evidence(&ws, n)).collect();
+        let rows: Vec<Fresh<'_>> = batch
+            .iter()
+            .zip(start..)
+            .map(|(e, n)| {
+                let at = now.add_micros(-((n as i64 * 7_919) % (30 * day))).unwrap_or(now);
+                Fresh { id: Uuid::now_v7(), at, evidence: e }
+            })
+            .collect();
+        target.baseline.insert_evidence(&rows).await?;
+    }
+    let requests: Vec<GovernanceRequest> = (0..(records / 10).max(600))
+        .map(|n| {
+            let mut request = lifecycle::create(spec(&ws, n), RequestId::new(), now).map_err(failed)?.request().clone();
+            if n.is_multiple_of(10) {
+                request.status = RequestStatus::Pending;
+                request.pending_reason = Some(PendingReason::Approval);
+                request.revision = 2;
+            }
+            Ok(request)
+        })
+        .collect::<Result<_, String>>()?;
+    target.baseline.seed_requests(&requests).await?;
+    // One request with 30 records.
+    let creation = lifecycle::create(spec(&ws, u64::MAX), RequestId::new(), now).map_err(failed)?;
+    target.store.create_request(&creation).await.map_err(failed)?;
+    let id = creation.request().id;
+    let mut about: Vec<Evidence> = (0..29).map(|n| evidence(&ws, records + n)).collect();
+    for (n, e) in about.iter_mut().enumerate() {
+        e.request = Some(RequestRef { id, revision: 1 + n as u64 / 3 });
+        e.idempotency_key = None;
+    }
+    let rows: Vec<Fresh<'_>> = about.iter().map(|e| Fresh { id: Uuid::now_v7(), at: now, evidence: e }).collect();
+    target.baseline.insert_evidence(&rows).await?;
+    Ok((ws, id))
+}
+
+/// The four queries over seeded data: p50/p99 of single calls, alternating
+/// provider and baseline call by call.
+async fn queries(target: &Target, records: u64, samples: usize, rows: &mut Vec<Row>) -> Result<(), String> {
+    let (ws, request) = seed(target, records).await?;
+    let week = Timestamp::now().add_micros(-7 * 86_400_000_000).ok_or("time out of range")?;
+    let store = target.store.clone();
+    let base = Arc::clone(&target.baseline);
+    type Pair = (&'static str, Op, Op);
+    let pairs: Vec<Pair> = vec![
+        (
+            "query-pending-first-50",
+            {
+                let (store, ws) = (store.clone(), ws.clone());
+                op(move |_| {
+                    let (store, ws) = (store.clone(), ws.clone());
+                    async move {
+                        let page = store.pending_requests(&ws, None, &PageRequest::first(50)).await.map_err(failed)?;
+                        if page.items.len() == 50 {
+                            Ok(Done::Ok)
+                        } else {
+                            Err(format!("pending: {}", page.items.len()))
+                        }
+                    }
+                })
+            },
+            {
+                let (base, ws) = (Arc::clone(&base), ws.clone());
+                op(move |_| {
+                    let (base, ws) = (Arc::clone(&base), ws.clone());
+                    async move { base.pending_page(&ws, 51).await.map(|_| Done::Ok) }
+                })
+            },
+        ),
+        (
+            "query-request-history",
+            {
+                let (store, ws) = (store.clone(), ws.clone());
+                op(move |_| {
+                    let (store, ws) = (store.clone(), ws.clone());
+                    async move {
+                        let history = store.history_for_request(&ws, request).await.map_err(failed)?;
+                        if history.len() == 30 { Ok(Done::Ok) } else { Err(format!("history: {}", history.len())) }
+                    }
+                })
+            },
+            {
+                let (base, ws) = (Arc::clone(&base), ws.clone());
+                op(move |_| {
+                    let (base, ws) = (Arc::clone(&base), ws.clone());
+                    async move { base.request_history(&ws, request).await.map(|_| Done::Ok) }
+                })
+            },
+        ),
+        (
+            "query-denied-page-50",
+            {
+                let (store, ws) = (store.clone(), ws.clone());
+                op(move |n| {
+                    let (store, ws) = (store.clone(), ws.clone());
+                    async move {
+                        let filter = HistoryFilter {
+                            decision: Some(Decision::Denied),
+                            operation: Some(OPERATIONS[(n % 8) as usize].into()),
+                            ..HistoryFilter::default()
+                        };
+                        store
+                            .query_history(&ws, &filter, &PageRequest::first(50))
+                            .await
+                            .map(|_| Done::Ok)
+                            .map_err(failed)
+                    }
+                })
+            },
+            {
+                let (base, ws) = (Arc::clone(&base), ws.clone());
+                op(move |n| {
+                    let (base, ws) = (Arc::clone(&base), ws.clone());
+                    async move { base.denied_page(&ws, OPERATIONS[(n % 8) as usize], 51).await.map(|_| Done::Ok) }
+                })
+            },
+        ),
+        (
+            "query-top-deny-reasons-7d",
+            {
+                let (store, ws) = (store.clone(), ws.clone());
+                op(move |_| {
+                    let (store, ws) = (store.clone(), ws.clone());
+                    async move {
+                        let query = CountQuery::new(CountBy::ReasonCode, TimeRange { from: Some(week), until: None })
+                            .decision(Decision::Denied)
+                            .limit(10);
+                        let counts = store.count_history(&ws, &query).await.map_err(failed)?;
+                        if counts.is_empty() { Err("no deny reasons".into()) } else { Ok(Done::Ok) }
+                    }
+                })
+            },
+            {
+                let (base, ws) = (Arc::clone(&base), ws.clone());
+                op(move |_| {
+                    let (base, ws) = (Arc::clone(&base), ws.clone());
+                    async move { base.top_deny_reasons(&ws, week, 10).await.map(|_| Done::Ok) }
+                })
+            },
+        ),
+    ];
+    if let Some(store) = &target.explain {
+        explain(store, &ws, request, week).await?;
+    }
+    for (name, provider, baseline) in pairs {
+        let (a, b) = alternating(samples, &provider, &baseline).await?;
+        let mut line = row(target.name, name, 1, &a, &b);
+        line.baseline_p50_us = Some(b.quantile_us(0.5));
+        rows.push(line);
+    }
+    Ok(())
+}
+
+/// Prints the plans PostgreSQL chooses for the provider's four queries.
+async fn explain(
+    store: &governance_postgres::PostgresStore,
+    ws: &WorkspaceId,
+    request: RequestId,
+    week: Timestamp,
+) -> Result<(), String> {
+    use governance_abstractions::RequestFilter;
+    let pending = RequestFilter { statuses: vec![RequestStatus::Pending], ..RequestFilter::default() };
+    let denied = HistoryFilter {
+        decision: Some(Decision::Denied),
+        operation: Some(OPERATIONS[1].into()),
+        ..HistoryFilter::default()
+    };
+    let reasons = CountQuery::new(CountBy::ReasonCode, TimeRange { from: Some(week), until: None })
+        .decision(Decision::Denied)
+        .limit(10);
+    let plans = [
+        ("query-pending-first-50", store.explain_query_requests(ws, &pending, &PageRequest::first(50)).await),
+        ("query-request-history", store.explain_history_for_request(ws, request).await),
+        ("query-denied-page-50", store.explain_query_history(ws, &denied, &PageRequest::first(50)).await),
+        ("query-top-deny-reasons-7d", store.explain_count_history(ws, &reasons).await),
+    ];
+    for (name, plan) in plans {
+        eprintln!("plan of {name} (postgres):");
+        for line in plan.map_err(failed)? {
+            eprintln!("    {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Sizes of one run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    pub(crate) plan: Plan,
+    pub(crate) query_records: u64,
+    pub(crate) query_samples: usize,
+}
+
+/// Every workload that applies to `target`.
+pub(crate) async fn run(target: &Target, sizes: Sizes) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    evidence_append(target, sizes.plan, &mut rows).await?;
+    create_and_transition(target, sizes.plan, &mut rows).await?;
+    hot_request(target, sizes.plan, &mut rows).await?;
+    if target.queries {
+        queries(target, sizes.query_records, sizes.query_samples, &mut rows).await?;
+    } else {
+        workspace_scaling(target, sizes.plan, &mut rows).await?;
+    }
+    Ok(rows)
+}
