@@ -133,6 +133,22 @@ pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<Stri
     Ok(with_database(server_url, &name))
 }
 
+/// `sql` with its `?` placeholders numbered `$1, $2, …` for PostgreSQL
+/// (hand-written test statements are written once, `?`-style).
+pub fn numbered_placeholders(sql: &str) -> String {
+    let mut n = 0;
+    let mut out = String::with_capacity(sql.len() + 16);
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -10,7 +10,7 @@ use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use tokio::sync::OnceCell;
 
-use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
+use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, numbered_placeholders, server_url};
 use crate::harness::{
     Capabilities, Capability, CheckpointChange, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore,
 };
@@ -192,11 +192,7 @@ struct SqlRawHistory(DatabaseConnection);
 impl SqlRawHistory {
     fn statement(&self, sql: &str, workspace: &WorkspaceId, id: RecordId) -> Statement {
         let backend = self.0.get_database_backend();
-        let sql = if backend == DbBackend::Postgres {
-            sql.replacen('?', "$1", 1).replacen('?', "$2", 1)
-        } else {
-            sql.to_owned()
-        };
+        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
         Statement::from_sql_and_values(backend, sql, [Value::from(workspace.as_str()), Value::from(id.as_uuid())])
     }
 
@@ -314,21 +310,7 @@ impl SqlTamper {
     /// `?` placeholders in the backend's style.
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
         let backend = self.backend();
-        let sql = if backend == DbBackend::Postgres {
-            let mut n = 0;
-            sql.chars()
-                .map(|c| {
-                    if c == '?' {
-                        n += 1;
-                        format!("${n}")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect::<String>()
-        } else {
-            sql.to_owned()
-        };
+        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
         Statement::from_sql_and_values(backend, sql, values)
     }
 

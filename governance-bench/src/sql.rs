@@ -8,6 +8,8 @@ use governance_postgres::sqlx::{self, PgPool, QueryBuilder, types::Json};
 use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use serde_json::json;
 
+use conformance_tests::databases::numbered_placeholders;
+
 use crate::baseline::{Baseline, Fresh, Move, Outcome};
 
 const HISTORY_COLUMNS: &str = "workspace_id, id, request_id, request_revision, category, code, actor_kind, \
@@ -316,21 +318,7 @@ impl SeaBaseline {
     /// `sql` with `?` placeholders, in the backend's style.
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
         let backend = self.backend();
-        let sql = if backend == DbBackend::Postgres {
-            let mut n = 0;
-            let mut out = String::with_capacity(sql.len() + 16);
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    out.push_str(&format!("${n}"));
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        } else {
-            sql.to_owned()
-        };
+        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
         Statement::from_sql_and_values(backend, sql, values)
     }
 

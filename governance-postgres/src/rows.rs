@@ -88,32 +88,10 @@ pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
 /// bound from parameter `$first` on (see [`bind_history`]): one statement,
 /// binary-encoded, for any number of records.
 pub(crate) fn history_unnest(first: usize) -> String {
+    #[rustfmt::skip]
     const TYPES: [&str; 26] = [
-        "text",
-        "uuid",
-        "uuid",
-        "int8",
-        "text",
-        "text",
-        "text",
-        "text",
-        "jsonb",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "jsonb",
-        "text",
-        "text",
-        "text",
-        "text",
-        "int8",
-        "jsonb",
-        "jsonb",
-        "text",
-        "text",
-        "timestamptz",
+        "text", "uuid", "uuid", "int8", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
+        "text", "jsonb", "text", "text", "text", "text", "int8", "jsonb", "jsonb", "text", "text", "timestamptz",
         "text",
     ];
     let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
