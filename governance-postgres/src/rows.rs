@@ -144,6 +144,43 @@ pub(crate) fn bind_history<'q>(
         .bind(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
 }
 
+/// Binds one record's columns as `$1 … $26` of a plain `VALUES` insert:
+/// the common single-record append, cheaper for the server than `UNNEST`.
+pub(crate) fn bind_history_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    record: &'q HistoryRecord,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    use sqlx::types::Json;
+    let e = &record.evidence;
+    query
+        .bind(e.workspace_id.as_str())
+        .bind(record.id.as_uuid())
+        .bind(e.request.map(|q| q.id.as_uuid()))
+        .bind(e.request.map(|q| signed(q.revision)))
+        .bind(e.category.as_str())
+        .bind(e.code.as_str())
+        .bind(e.actor.actor.kind.as_str())
+        .bind(e.actor.actor.id.as_str())
+        .bind(Json(&e.actor))
+        .bind(e.object_type.as_str())
+        .bind(e.operation.as_str())
+        .bind(e.decision.map(|d| d.as_str()))
+        .bind(e.outcome.map(|o| o.as_str()))
+        .bind(e.reason.as_deref())
+        .bind(&e.reason_codes)
+        .bind(e.correlation_id.as_deref())
+        .bind(e.trace_hash.as_deref())
+        .bind(e.idempotency_key.as_deref())
+        .bind(e.policy_version.as_deref())
+        .bind(e.latency_us.map(signed))
+        .bind(e.request_json.as_ref().map(Json))
+        .bind(e.response_json.as_ref().map(Json))
+        .bind(e.redaction.as_ref().map(|x| x.policy.as_str()))
+        .bind(e.redaction.as_ref().map(|x| x.version.as_str()))
+        .bind(record.created_at.as_datetime())
+        .bind(record.content_hash.as_str())
+}
+
 /// Binds a request's columns in `request_columns!` order.
 pub(crate) fn bind_request<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,

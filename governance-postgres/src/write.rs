@@ -17,7 +17,8 @@ use sqlx::{Acquire, PgConnection, Postgres, Row};
 
 use crate::error::{invisible_collision, is_unique_violation, map};
 use crate::rows::{
-    bind_history, bind_request, history_columns, history_from, history_unnest, request_columns, request_from, signed,
+    bind_history, bind_history_row, bind_request, history_columns, history_from, history_unnest, request_columns,
+    request_from, signed,
 };
 
 /// The statements that insert history rows, built once (their UNNEST part
@@ -50,6 +51,13 @@ static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| {
         history_unnest(13)
     )
 });
+
+const APPEND_ONE_SQL: &str = concat!(
+    "INSERT INTO governance_history (",
+    history_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+     $23, $24, $25, $26)"
+);
 
 static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(concat!("INSERT INTO governance_history (", history_columns!(), ") {}"), history_unnest(1))
@@ -215,7 +223,10 @@ struct Append<'c> {
 #[async_trait::async_trait]
 impl AppendStorage for Append<'_> {
     async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
-        let query = bind_history(sqlx::query(sqlx::AssertSqlSafe(APPEND_SQL.as_str())), records);
+        let query = match records {
+            [one] => bind_history_row(sqlx::query(APPEND_ONE_SQL), one),
+            _ => bind_history(sqlx::query(sqlx::AssertSqlSafe(APPEND_SQL.as_str())), records),
+        };
         match run(self.conn, self.isolate, query).await {
             Ok(_) => Ok(InsertAttempt::Inserted),
             Err(error) if is_unique_violation(&error) => Ok(InsertAttempt::UniqueViolation),
