@@ -53,6 +53,11 @@ pub(crate) trait Baseline: Send + Sync {
     async fn top_deny_reasons(&self, workspace: &WorkspaceId, since: Timestamp, limit: u32) -> Outcome<usize>;
     /// Bulk insert of requests as they are (seeding, not timed).
     async fn seed_requests(&self, requests: &[GovernanceRequest]) -> Outcome<()>;
+    /// Refreshes the planner's statistics after seeding, as autovacuum
+    /// would soon after a bulk load.
+    async fn analyze(&self) -> Outcome<()> {
+        Ok(())
+    }
 }
 
 /// The in-process baseline: a mutex over maps, as one would write by hand.

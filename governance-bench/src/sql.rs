@@ -212,6 +212,16 @@ impl Baseline for PgBaseline {
         }
         Ok(())
     }
+
+    async fn analyze(&self) -> Outcome<()> {
+        // VACUUM too: autovacuum would soon after a bulk insert, and index-only
+        // scans need the visibility map it sets.
+        sqlx::query("VACUUM ANALYZE governance_history, governance_requests")
+            .execute(&self.0)
+            .await
+            .map(drop)
+            .map_err(text)
+    }
 }
 
 /// Reads every column of a request row into owned values, as a hand-written
@@ -480,6 +490,15 @@ impl Baseline for SeaBaseline {
         );
         let values = vec![Value::from(workspace.as_str()), naive(since), Value::from(i64::from(limit))];
         self.fetch(&sql, values, "code").await
+    }
+
+    async fn analyze(&self) -> Outcome<()> {
+        let sql = match self.backend() {
+            DbBackend::Postgres => "VACUUM ANALYZE governance_history, governance_requests",
+            DbBackend::MySql => "ANALYZE TABLE governance_history, governance_requests",
+            _ => "ANALYZE",
+        };
+        self.0.execute_unprepared(sql).await.map(drop).map_err(text)
     }
 
     async fn seed_requests(&self, requests: &[GovernanceRequest]) -> Outcome<()> {

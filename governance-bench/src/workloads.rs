@@ -349,6 +349,7 @@ async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId),
     }
     let rows: Vec<Fresh<'_>> = about.iter().map(|e| Fresh { id: Uuid::now_v7(), at: now, evidence: e }).collect();
     target.baseline.insert_evidence(&rows).await?;
+    target.baseline.analyze().await?;
     Ok((ws, id))
 }
 
