@@ -19,14 +19,17 @@ pub(crate) struct Fresh<'a> {
     pub(crate) evidence: &'a Evidence,
 }
 
-/// A request's next state, as a hand-written conditional update writes it.
+/// A request's next state, as a hand-written conditional update writes it:
+/// the same columns and the same predicate (revision and status) as the
+/// providers' updates.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Move<'a> {
     pub(crate) workspace: &'a WorkspaceId,
     pub(crate) id: RequestId,
     pub(crate) from_revision: u64,
-    pub(crate) status: &'a str,
-    pub(crate) at: Timestamp,
+    pub(crate) from_status: &'a str,
+    /// The request's state after the move.
+    pub(crate) next: &'a GovernanceRequest,
 }
 
 pub(crate) type Outcome<T> = Result<T, String>;
@@ -103,9 +106,9 @@ impl Baseline for MemoryBaseline {
 
     async fn transition(&self, change: Move<'_>, record: Fresh<'_>) -> Outcome<bool> {
         self.with(change.workspace, |t| match t.requests.get_mut(&change.id) {
-            Some((revision, status)) if *revision == change.from_revision => {
+            Some((revision, status)) if *revision == change.from_revision && status == change.from_status => {
                 *revision += 1;
-                *status = change.status.to_owned();
+                *status = change.next.status.as_str().to_owned();
                 t.records.push((record.id, record.at, record.evidence.clone()));
                 Ok(true)
             }

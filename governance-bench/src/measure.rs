@@ -72,7 +72,10 @@ pub(crate) struct Plan {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `op` on `concurrency` workers until `slice` has passed.
+/// Runs `op` on `concurrency` workers for `length`: only operations that
+/// finish within it count, and the rate is over exactly `length` (an
+/// operation still running at the deadline neither counts nor stretches the
+/// time, whichever side is slower).
 async fn slice(op: &Op, concurrency: usize, length: Duration, tally: &mut Tally) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + length;
@@ -83,7 +86,11 @@ async fn slice(op: &Op, concurrency: usize, length: Duration, tally: &mut Tally)
             let mut done = (0u64, 0u64, Vec::new());
             while Instant::now() < deadline {
                 let began = Instant::now();
-                match op(SEQUENCE.fetch_add(1, Ordering::Relaxed)).await? {
+                let outcome = op(SEQUENCE.fetch_add(1, Ordering::Relaxed)).await?;
+                if Instant::now() > deadline {
+                    break;
+                }
+                match outcome {
                     Done::Ok => {
                         done.0 += 1;
                         done.2.push(began.elapsed().as_micros() as u64);
@@ -100,7 +107,7 @@ async fn slice(op: &Op, concurrency: usize, length: Duration, tally: &mut Tally)
         tally.conflicts += conflicts;
         tally.latencies_us.extend(latencies);
     }
-    tally.busy += started.elapsed();
+    tally.busy += length;
     Ok(())
 }
 
@@ -112,6 +119,11 @@ pub(crate) async fn interleaved(
     baseline: &Op,
 ) -> Result<(Tally, Tally), String> {
     let (mut a, mut b) = (Tally::default(), Tally::default());
+    // Warm-up, not counted: both sides open their connections and prepare
+    // their statements before either is timed.
+    let warm = plan.slice / 2;
+    slice(provider, concurrency, warm, &mut Tally::default()).await?;
+    slice(baseline, concurrency, warm, &mut Tally::default()).await?;
     for round in 0..plan.rounds {
         if round % 2 == 0 {
             slice(provider, concurrency, plan.slice, &mut a).await?;
@@ -125,15 +137,19 @@ pub(crate) async fn interleaved(
 }
 
 /// Latencies of single calls (queries): `samples` calls of each side,
-/// alternating one by one.
+/// alternating one by one, both calls of a pair with the same argument.
 pub(crate) async fn alternating(samples: usize, provider: &Op, baseline: &Op) -> Result<(Tally, Tally), String> {
     let (mut a, mut b) = (Tally::default(), Tally::default());
+    for op in [provider, baseline] {
+        op(0).await?; // warm-up
+    }
     for i in 0..samples {
+        let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let (first, second) = if i % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
         let (first_op, second_op) = if i % 2 == 0 { (provider, baseline) } else { (baseline, provider) };
         for (side, op) in [(first, first_op), (second, second_op)] {
             let began = Instant::now();
-            op(SEQUENCE.fetch_add(1, Ordering::Relaxed)).await?;
+            op(n).await?;
             let took = began.elapsed();
             side.ok += 1;
             side.busy += took;

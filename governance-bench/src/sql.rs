@@ -118,15 +118,24 @@ impl Baseline for PgBaseline {
 
     async fn transition(&self, change: Move<'_>, record: Fresh<'_>) -> Outcome<bool> {
         let mut tx = self.0.begin().await.map_err(text)?;
+        let next = change.next;
         let updated = sqlx::query(
-            "UPDATE governance_requests SET status = $1, revision = revision + 1, updated_at = $2 \
-             WHERE workspace_id = $3 AND id = $4 AND revision = $5",
+            "UPDATE governance_requests SET status = $1, pending_reason = $2, approvals = $3, \
+             expected_state_version = $4, superseded_by = $5, metadata = $6, revision = $7, updated_at = $8 \
+             WHERE workspace_id = $9 AND id = $10 AND revision = $11 AND status = $12",
         )
-        .bind(change.status)
-        .bind(change.at.as_datetime())
+        .bind(next.status.as_str())
+        .bind(next.pending_reason.map(|p| p.as_str()))
+        .bind(Json(&next.spec.approvals))
+        .bind(next.spec.expected_state_version)
+        .bind(next.superseded_by.map(|id| id.as_uuid()))
+        .bind(Json(&next.spec.metadata))
+        .bind(as_i64(next.revision))
+        .bind(next.updated_at.as_datetime())
         .bind(change.workspace.as_str())
         .bind(change.id.as_uuid())
         .bind(as_i64(change.from_revision))
+        .bind(change.from_status)
         .execute(&mut *tx)
         .await
         .map_err(text)?;
@@ -421,15 +430,24 @@ impl Baseline for SeaBaseline {
 
     async fn transition(&self, change: Move<'_>, record: Fresh<'_>) -> Outcome<bool> {
         let txn = self.0.begin().await.map_err(text)?;
+        let next = change.next;
         let update = self.statement(
-            "UPDATE governance_requests SET status = ?, revision = revision + 1, updated_at = ? \
-             WHERE workspace_id = ? AND id = ? AND revision = ?",
+            "UPDATE governance_requests SET status = ?, pending_reason = ?, approvals = ?, \
+             expected_state_version = ?, superseded_by = ?, metadata = ?, revision = ?, updated_at = ? \
+             WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?",
             vec![
-                Value::from(change.status),
-                naive(change.at),
+                Value::from(next.status.as_str()),
+                Value::from(next.pending_reason.map(|p| p.as_str().to_owned())),
+                Value::from(json!(next.spec.approvals)),
+                Value::from(next.spec.expected_state_version),
+                Value::from(next.superseded_by.map(|id| id.as_uuid())),
+                Value::from(next.spec.metadata.clone()),
+                Value::from(as_i64(next.revision)),
+                naive(next.updated_at),
                 Value::from(change.workspace.as_str()),
                 Value::from(change.id.as_uuid()),
                 Value::from(as_i64(change.from_revision)),
+                Value::from(change.from_status),
             ],
         );
         let updated = txn.execute_raw(update).await.map_err(text)?;

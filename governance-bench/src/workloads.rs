@@ -183,6 +183,7 @@ async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>)
         lifecycle::apply(template.request(), &Actor::user("dev").into(), &submit, Timestamp::now()).map_err(failed)?;
     let created_evidence = template.record().evidence.clone();
     let moved_evidence = moved.records()[0].evidence.clone();
+    let moved_state = moved.request().clone();
     for &writers in &target.writers {
         let (ours, theirs) = (workspace("flow"), workspace("flow-base"));
         let (store, submit) = (target.store.clone(), submit.clone());
@@ -197,12 +198,12 @@ async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>)
             }
         });
         let base = Arc::clone(&target.baseline);
-        let (template, created_evidence, moved_evidence) =
-            (template.request().clone(), created_evidence.clone(), moved_evidence.clone());
+        let (template, created_evidence, moved_evidence, moved_state) =
+            (template.request().clone(), created_evidence.clone(), moved_evidence.clone(), moved_state.clone());
         let baseline = op(move |n| {
             let (base, ws) = (Arc::clone(&base), theirs.clone());
-            let (mut request, mut created, mut moved) =
-                (template.clone(), created_evidence.clone(), moved_evidence.clone());
+            let (mut request, mut created, mut moved, mut next) =
+                (template.clone(), created_evidence.clone(), moved_evidence.clone(), moved_state.clone());
             async move {
                 let now = Timestamp::now();
                 request.id = RequestId::new();
@@ -214,7 +215,9 @@ async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>)
                 moved.workspace_id = ws.clone();
                 moved.request = Some(RequestRef { id: request.id, revision: 2 });
                 base.create(&request, Fresh { id: Uuid::now_v7(), at: now, evidence: &created }).await?;
-                let change = Move { workspace: &ws, id: request.id, from_revision: 1, status: "pending", at: now };
+                (next.id, next.spec.workspace_id, next.updated_at) = (request.id, ws.clone(), now);
+                let change =
+                    Move { workspace: &ws, id: request.id, from_revision: 1, from_status: "created", next: &next };
                 let moved_now =
                     base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &moved }).await?;
                 if moved_now { Ok(Done::Ok) } else { Err("baseline transition missed".into()) }
@@ -260,17 +263,18 @@ async fn hot_request(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result
         }
     });
     let (base, base_id) = (Arc::clone(&target.baseline), base_request.id);
-    let annotate = creation.request().clone();
     let baseline = op(move |n| {
-        let (base, ws, mut record) = (Arc::clone(&base), theirs.clone(), created.clone());
-        let _ = &annotate;
+        let (base, ws, mut record, mut next) =
+            (Arc::clone(&base), theirs.clone(), created.clone(), base_request.clone());
         async move {
             let revision = base.revision(&ws, base_id).await?;
             record.code = governance_abstractions::codes::REQUEST_ANNOTATED.into();
             record.request = Some(RequestRef { id: base_id, revision: revision + 1 });
             record.response_json = Some(json!({ "n": n }));
             let now = Timestamp::now();
-            let change = Move { workspace: &ws, id: base_id, from_revision: revision, status: "created", at: now };
+            (next.spec.metadata, next.revision, next.updated_at) = (json!({ "n": n }), revision + 1, now);
+            let change =
+                Move { workspace: &ws, id: base_id, from_revision: revision, from_status: "created", next: &next };
             let done = base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &record }).await?;
             Ok(if done { Done::Ok } else { Done::Conflict })
         }
@@ -320,7 +324,8 @@ async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId),
             .iter()
             .zip(start..)
             .map(|(e, n)| {
-                let at = now.add_micros(-((n as i64 * 7_919) % (30 * day))).unwrap_or(now);
+                // Spread over 30 days whatever the count (7 919 013 µs is prime).
+                let at = now.add_micros(-((n as i64 * 7_919_013) % (30 * day))).unwrap_or(now);
                 Fresh { id: Uuid::now_v7(), at, evidence: e }
             })
             .collect();
