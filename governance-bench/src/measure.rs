@@ -36,17 +36,25 @@ where
 pub(crate) struct Tally {
     ok: u64,
     conflicts: u64,
-    busy: Duration,
+    /// Summed over workers: each worker's time from the slice's start to its
+    /// last completed operation.
+    worker_time: Duration,
+    /// Workers per slice.
+    concurrency: usize,
     latencies_us: Vec<u64>,
 }
 
 impl Tally {
+    /// Operations per second of all workers together: each worker's rate is
+    /// what it completed over the time it took, so an operation still
+    /// running at the end of a slice biases neither the slower nor the
+    /// faster side.
     pub(crate) fn ops_per_s(&self) -> f64 {
-        self.ok as f64 / self.busy.as_secs_f64().max(1e-9)
+        self.concurrency.max(1) as f64 * self.ok as f64 / self.worker_time.as_secs_f64().max(1e-9)
     }
 
     pub(crate) fn conflicts_per_s(&self) -> f64 {
-        self.conflicts as f64 / self.busy.as_secs_f64().max(1e-9)
+        self.concurrency.max(1) as f64 * self.conflicts as f64 / self.worker_time.as_secs_f64().max(1e-9)
     }
 
     /// The `q`-quantile of successful operations' latencies, in µs.
@@ -72,10 +80,8 @@ pub(crate) struct Plan {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `op` on `concurrency` workers for `length`: only operations that
-/// finish within it count, and the rate is over exactly `length` (an
-/// operation still running at the deadline neither counts nor stretches the
-/// time, whichever side is slower).
+/// Runs `op` on `concurrency` workers, each starting operations until
+/// `length` has passed and timing itself to its last completion.
 async fn slice(op: &Op, concurrency: usize, length: Duration, tally: &mut Tally) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + length;
@@ -83,31 +89,29 @@ async fn slice(op: &Op, concurrency: usize, length: Duration, tally: &mut Tally)
     for _ in 0..concurrency {
         let op = Arc::clone(op);
         workers.spawn(async move {
-            let mut done = (0u64, 0u64, Vec::new());
+            let (mut ok, mut conflicts, mut latencies, mut last) = (0u64, 0u64, Vec::new(), Duration::ZERO);
             while Instant::now() < deadline {
                 let began = Instant::now();
-                let outcome = op(SEQUENCE.fetch_add(1, Ordering::Relaxed)).await?;
-                if Instant::now() > deadline {
-                    break;
-                }
-                match outcome {
+                match op(SEQUENCE.fetch_add(1, Ordering::Relaxed)).await? {
                     Done::Ok => {
-                        done.0 += 1;
-                        done.2.push(began.elapsed().as_micros() as u64);
+                        ok += 1;
+                        latencies.push(began.elapsed().as_micros() as u64);
                     }
-                    Done::Conflict => done.1 += 1,
+                    Done::Conflict => conflicts += 1,
                 }
+                last = started.elapsed();
             }
-            Ok::<_, String>(done)
+            Ok::<_, String>((ok, conflicts, latencies, last))
         });
     }
     while let Some(joined) = workers.join_next().await {
-        let (ok, conflicts, latencies) = joined.map_err(|e| e.to_string())??;
+        let (ok, conflicts, latencies, last) = joined.map_err(|e| e.to_string())??;
         tally.ok += ok;
         tally.conflicts += conflicts;
         tally.latencies_us.extend(latencies);
+        tally.worker_time += last;
     }
-    tally.busy += length;
+    tally.concurrency = concurrency;
     Ok(())
 }
 
@@ -152,7 +156,8 @@ pub(crate) async fn alternating(samples: usize, provider: &Op, baseline: &Op) ->
             op(n).await?;
             let took = began.elapsed();
             side.ok += 1;
-            side.busy += took;
+            side.worker_time += took;
+            side.concurrency = 1;
             side.latencies_us.push(took.as_micros() as u64);
         }
     }
