@@ -70,7 +70,7 @@ fn options() -> Options {
                     Ok(n) if (1_000..=1_000_000).contains(&n) => {
                         sizes.query_records = n;
                         // Queries over large sets take up to a second each: fewer samples.
-                        sizes.query_samples = if n > 100_000 { 40 } else { 200 };
+                        sizes.query_samples = if n > 100_000 { 100 } else { 200 };
                     }
                     _ => usage("--scale takes 1000 ..= 1000000 or tiny"),
                 },
