@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governance_seaorm::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use governance_seaorm::sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
 
 use crate::harness::SetupError;
 
@@ -133,20 +133,25 @@ pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<Stri
     Ok(with_database(server_url, &name))
 }
 
-/// `sql` with its `?` placeholders numbered `$1, $2, …` for PostgreSQL
-/// (hand-written test statements are written once, `?`-style).
-pub fn numbered_placeholders(sql: &str) -> String {
-    let mut n = 0;
-    let mut out = String::with_capacity(sql.len() + 16);
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
+/// A statement from `sql` written with `?` placeholders, numbered `$1, $2, …`
+/// on PostgreSQL (hand-written test statements are written once, `?`-style).
+pub fn statement(backend: DbBackend, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        let mut n = 0;
+        let mut out = String::with_capacity(sql.len() + 16);
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
         }
-    }
-    out
+        out
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 #[cfg(test)]

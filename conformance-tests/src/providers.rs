@@ -10,7 +10,7 @@ use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use tokio::sync::OnceCell;
 
-use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, numbered_placeholders, server_url};
+use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url, statement};
 use crate::harness::{
     Capabilities, Capability, CheckpointChange, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore,
 };
@@ -191,9 +191,7 @@ struct SqlRawHistory(DatabaseConnection);
 
 impl SqlRawHistory {
     fn statement(&self, sql: &str, workspace: &WorkspaceId, id: RecordId) -> Statement {
-        let backend = self.0.get_database_backend();
-        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
-        Statement::from_sql_and_values(backend, sql, [Value::from(workspace.as_str()), Value::from(id.as_uuid())])
+        statement(self.0.get_database_backend(), sql, key(workspace, id))
     }
 
     /// Runs `statement`; on PostgreSQL under `session_replication_role =
@@ -307,11 +305,8 @@ impl SqlTamper {
         self.0.get_database_backend()
     }
 
-    /// `?` placeholders in the backend's style.
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.backend();
-        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
-        Statement::from_sql_and_values(backend, sql, values)
+        statement(self.backend(), sql, values)
     }
 
     /// Runs `changes` with the guards of `tables` lifted, and commits.

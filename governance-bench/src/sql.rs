@@ -8,8 +8,6 @@ use governance_postgres::sqlx::{self, PgPool, QueryBuilder, types::Json};
 use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use serde_json::json;
 
-use conformance_tests::databases::numbered_placeholders;
-
 use crate::baseline::{Baseline, Fresh, Move, Outcome};
 
 const HISTORY_COLUMNS: &str = "workspace_id, id, request_id, request_revision, category, code, actor_kind, \
@@ -334,11 +332,8 @@ impl SeaBaseline {
         self.0.get_database_backend()
     }
 
-    /// `sql` with `?` placeholders, in the backend's style.
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.backend();
-        let sql = if backend == DbBackend::Postgres { numbered_placeholders(sql) } else { sql.to_owned() };
-        Statement::from_sql_and_values(backend, sql, values)
+        conformance_tests::databases::statement(self.backend(), sql, values)
     }
 
     fn insert_history(&self, rows: &[Fresh<'_>]) -> Statement {
