@@ -374,6 +374,45 @@ pub async fn integrity_seal_and_verify_clean(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// The store takes a checkpoint only as the successor of its latest one:
+/// a taken sequence number, a record sealed before or listed twice, and a
+/// root that does not match the entries are refused with typed errors, and
+/// nothing of a refused checkpoint is written.
+pub async fn integrity_checkpoint_refusals(ctx: CaseContext) -> CaseResult {
+    use governance_abstractions::{EntityKind, GovernanceError, Timestamp};
+    let store = integrity(&ctx);
+    let ws = &ctx.workspace;
+    let records = append_many(&ctx, ws, 4).await?;
+    let now = Timestamp::now();
+    let (first, entries) = Checkpoint::seal(None, ws, &records[..2], now)?;
+    store.append_checkpoint(&first, &entries).await?;
+
+    let taken = |e: &GovernanceError, want: EntityKind| matches!(e, GovernanceError::AlreadyExists { kind, .. } if *kind == want);
+    let again = expect_err(store.append_checkpoint(&first, &entries).await, "the same checkpoint again")?;
+    ensure!(taken(&again, EntityKind::Checkpoint), "a taken seq: {again:?}");
+    let (rival, rival_entries) = Checkpoint::seal(None, ws, &records[2..], now)?;
+    let lost = expect_err(store.append_checkpoint(&rival, &rival_entries).await, "a rival first checkpoint")?;
+    ensure!(taken(&lost, EntityKind::Checkpoint), "a rival seq 1: {lost:?}");
+    let resealed = [records[0].clone(), records[2].clone()];
+    let (second, second_entries) = Checkpoint::seal(Some(&first), ws, &resealed, now)?;
+    let twice = expect_err(store.append_checkpoint(&second, &second_entries).await, "a record sealed before")?;
+    ensure!(taken(&twice, EntityKind::HistoryRecord), "a sealed record: {twice:?}");
+    let doubled = [records[2].clone(), records[2].clone()];
+    let (second, second_entries) = Checkpoint::seal(Some(&first), ws, &doubled, now)?;
+    let listed = expect_err(store.append_checkpoint(&second, &second_entries).await, "a record listed twice")?;
+    ensure!(taken(&listed, EntityKind::HistoryRecord), "a record listed twice: {listed:?}");
+    let (mut forged, forged_entries) = Checkpoint::seal(Some(&first), ws, &records[2..], now)?;
+    forged.root = "0".repeat(64);
+    forged.digest = forged.compute_digest()?;
+    let bad = expect_err(store.append_checkpoint(&forged, &forged_entries).await, "a root that does not match")?;
+    ensure!(matches!(bad, GovernanceError::Validation { .. }), "a forged root: {bad:?}");
+
+    ensure_eq!(store.latest_checkpoint(ws).await?, Some(first), "only the first checkpoint stored");
+    ensure_eq!(store.sealed_records(ws, 0, 100).await?.len(), 2, "only its entries stored");
+    ensure_eq!(store.unsealed_history(ws, None, 100).await?.len(), 2, "the rest still unsealed");
+    Ok(())
+}
+
 /// Six sealed records in `workspace`, in three checkpoints of two; returns
 /// the record ids in leaf order and the latest checkpoint.
 async fn sealed_in(ctx: &CaseContext, workspace: &WorkspaceId) -> Outcome<(Vec<RecordId>, Checkpoint)> {

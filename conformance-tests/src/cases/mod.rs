@@ -120,6 +120,7 @@ macro_rules! __with_cases {
             audit_relay_killed_mid_drain: Audit [],
             audit_redaction_keeps_secrets_out: Audit [],
             integrity_seal_and_verify_clean: Integrity [],
+            integrity_checkpoint_refusals: Integrity [],
             integrity_detects_altered_record: Integrity [Tamper],
             integrity_detects_rehashed_record: Integrity [Tamper],
             integrity_detects_deleted_record: Integrity [Tamper],
