@@ -9,8 +9,13 @@ use crate::{GovernanceError, ValidationProblem};
 
 /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `value`.
 pub fn canonical_sha256<T: Serialize>(field: &str, value: &T) -> Result<String, GovernanceError> {
+    canonical_sha256_len(field, value).map(|(hash, _)| hash)
+}
+
+/// [`canonical_sha256`] and the length of the canonical encoding it hashed.
+pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Result<(String, usize), GovernanceError> {
     let bytes = canonical_json(value).map_err(|_| GovernanceError::validation(field, ValidationProblem::Malformed))?;
-    Ok(hex(&Sha256::digest(&bytes)))
+    Ok((hex(&Sha256::digest(&bytes)), bytes.len()))
 }
 
 /// The RFC 8785 encoding of `value`.

@@ -68,7 +68,27 @@ pub struct RedactionRef {
 ///
 /// Two appends with the same idempotency key are the same record exactly when
 /// their evidence is equal.
+///
+/// Built with [`Evidence::decision`] and the chained setters below; the
+/// fields stay readable and assignable, and new ones may be added without a
+/// breaking change.
+///
+/// ```
+/// use governance_abstractions::{Actor, Decision, Evidence, Outcome, WorkspaceId};
+/// use serde_json::json;
+///
+/// let evidence = Evidence::decision(WorkspaceId::new("acme")?, Actor::service("billing"), "invoice", "refund", Decision::Denied)
+///     .reason("over the refund limit")
+///     .reason_codes(["limit.exceeded"])
+///     .correlation_id("ctx-81")
+///     .idempotency_key("refund-4711")
+///     .outcome(Outcome::Denied)
+///     .request_json(json!({ "amount": 1200 }));
+/// assert_eq!(evidence.reason_codes, ["limit.exceeded"]);
+/// # Ok::<(), governance_abstractions::GovernanceError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Evidence {
     /// The tenant.
     pub workspace_id: WorkspaceId,
@@ -146,10 +166,111 @@ impl Evidence {
         }
     }
 
+    /// Sets the request (and revision) this evidence is about.
+    pub fn request(mut self, request: RequestRef) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// Sets the category.
+    pub fn category(mut self, category: HistoryCategory) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// Sets the code (see [`codes`](crate::codes)).
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    /// Sets the application outcome.
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    /// Sets the human-readable reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Sets the machine-readable reasons.
+    pub fn reason_codes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, codes: I) -> Self {
+        self.reason_codes = codes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the correlation id (`ctx_id`).
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the trace hash.
+    pub fn trace_hash(mut self, hash: impl Into<String>) -> Self {
+        self.trace_hash = Some(hash.into());
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the policy version.
+    pub fn policy_version(mut self, version: impl Into<String>) -> Self {
+        self.policy_version = Some(version.into());
+        self
+    }
+
+    /// Sets the evaluation latency in microseconds.
+    pub fn latency_us(mut self, latency: u64) -> Self {
+        self.latency_us = Some(latency);
+        self
+    }
+
+    /// Sets the request payload (redacted by the recorder before storage).
+    pub fn request_json(mut self, payload: Value) -> Self {
+        self.request_json = Some(payload);
+        self
+    }
+
+    /// Sets the response payload (redacted by the recorder before storage).
+    pub fn response_json(mut self, payload: Value) -> Self {
+        self.response_json = Some(payload);
+        self
+    }
+
+    /// Names the redaction policy applied to the payloads.
+    pub fn redaction(mut self, redaction: RedactionRef) -> Self {
+        self.redaction = Some(redaction);
+        self
+    }
+
+    /// Checks only the nesting depth of the payloads, without recursion: the
+    /// first thing to do before anything walks them.
+    pub fn check_depth(&self) -> Result<(), GovernanceError> {
+        if let Some(json) = &self.request_json {
+            validate::json_depth("request_json", json)?;
+        }
+        if let Some(json) = &self.response_json {
+            validate::json_depth("response_json", json)?;
+        }
+        Ok(())
+    }
+
     /// True when both carry the same content in canonical form (RFC 8785), so
     /// a payload that a database re-encoded (key order, `1.0` vs `1`) still
-    /// matches. This decides idempotent replay versus conflict on every provider.
+    /// matches. This decides idempotent replay versus conflict on every
+    /// provider. Evidence nested deeper than any store accepts is the same as
+    /// nothing.
     pub fn same_content(&self, other: &Evidence) -> bool {
+        if self.check_depth().is_err() || other.check_depth().is_err() {
+            return false;
+        }
         self == other
             || matches!(
                 (canonical_sha256("evidence", self), canonical_sha256("evidence", other)),
@@ -157,8 +278,10 @@ impl Evidence {
             )
     }
 
-    /// Checks every field against the shared rules and limits.
+    /// Checks every field against the shared rules and limits (the payloads'
+    /// depth first).
     pub fn validate(&self) -> Result<(), GovernanceError> {
+        self.check_depth()?;
         validate::identifier("workspace_id", self.workspace_id.as_str())?;
         if let Some(request) = self.request
             && (request.revision == 0 || request.revision > limits::MAX_SAFE_INTEGER as u64)
@@ -196,18 +319,41 @@ impl Evidence {
     }
 }
 
-/// One stored history record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl Drop for Evidence {
+    fn drop(&mut self) {
+        // A payload nested too deep to validate must still drop safely.
+        self.request_json.iter_mut().chain(self.response_json.iter_mut()).for_each(validate::defuse);
+    }
+}
+
+/// One history record: evidence sealed with an id, a time and a content hash.
+///
+/// The fields are private, so a record's hash cannot drift from its content.
+/// A record built here ([`HistoryRecord::new`], [`HistoryRecord::with_id`],
+/// or by the lifecycle) was validated and hashed once, and a store trusts
+/// that hash. A record read back from storage or deserialized carries the
+/// hash as stored: [`check`](Self::check) compares it with its content, and
+/// everything that relies on it (appending it again, sealing, `verify`,
+/// export) does so.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryRecord {
-    /// Stable id (UUIDv7).
-    pub id: RecordId,
-    /// When it was recorded.
-    pub created_at: Timestamp,
-    /// The content.
-    pub evidence: Evidence,
-    /// [`HistoryRecord::compute_hash`] at creation: SHA-256 over the RFC 8785
-    /// encoding of id, time and evidence.
-    pub content_hash: String,
+    id: RecordId,
+    created_at: Timestamp,
+    evidence: Evidence,
+    content_hash: String,
+    /// The canonical encoding's length when this process computed the hash;
+    /// `None` when the hash came from outside and is not yet checked.
+    #[serde(skip)]
+    encoded_len: std::sync::OnceLock<usize>,
+}
+
+impl PartialEq for HistoryRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.created_at == other.created_at
+            && self.content_hash == other.content_hash
+            && self.evidence == other.evidence
+    }
 }
 
 #[derive(Serialize)]
@@ -218,16 +364,54 @@ struct HashInput<'a> {
 }
 
 impl HistoryRecord {
-    /// Seals evidence into a record with a fresh id.
+    /// Validates evidence and seals it into a record with a fresh id.
     pub fn new(evidence: Evidence, created_at: Timestamp) -> Result<Self, GovernanceError> {
         Self::with_id(RecordId::new(), evidence, created_at)
     }
 
-    /// Seals evidence into a record with the given id (e.g. one replayed from a spool).
+    /// Validates evidence and seals it into a record with the given id (e.g.
+    /// one replayed from a spool).
     pub fn with_id(id: RecordId, evidence: Evidence, created_at: Timestamp) -> Result<Self, GovernanceError> {
-        let mut record = Self { id, created_at, evidence, content_hash: String::new() };
-        record.content_hash = record.compute_hash()?;
+        evidence.validate()?;
+        validate_timestamp("created_at", created_at)?;
+        let mut record =
+            Self { id, created_at, evidence, content_hash: String::new(), encoded_len: std::sync::OnceLock::new() };
+        let (hash, len) = record.hash_and_len()?;
+        record.content_hash = hash;
+        record.encoded_len = std::sync::OnceLock::from(len);
         Ok(record)
+    }
+
+    /// A record as a store read it: trusted for nothing until checked.
+    pub(crate) fn decoded(id: RecordId, created_at: Timestamp, evidence: Evidence, content_hash: String) -> Self {
+        Self { id, created_at, evidence, content_hash, encoded_len: std::sync::OnceLock::new() }
+    }
+
+    /// Stable id (UUIDv7).
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    /// When it was recorded.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The content.
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    /// The content, by value.
+    pub fn into_evidence(self) -> Evidence {
+        self.evidence
+    }
+
+    /// SHA-256 over the RFC 8785 encoding of id, time and evidence: computed
+    /// here for a record built here, as stored for one read back (see
+    /// [`check`](Self::check)).
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
     }
 
     /// The tenant.
@@ -235,25 +419,51 @@ impl HistoryRecord {
         &self.evidence.workspace_id
     }
 
+    /// True when this process computed or checked the hash against the content.
+    pub fn is_checked(&self) -> bool {
+        self.encoded_len.get().is_some()
+    }
+
     /// Recomputes the content hash from the fields.
     pub fn compute_hash(&self) -> Result<String, GovernanceError> {
-        canonical_sha256(
+        self.hash_and_len().map(|(hash, _)| hash)
+    }
+
+    fn hash_and_len(&self) -> Result<(String, usize), GovernanceError> {
+        self.evidence.check_depth()?;
+        crate::digest::canonical_sha256_len(
             "history record",
             &HashInput { id: self.id, created_at: self.created_at, evidence: &self.evidence },
         )
     }
 
     /// Checks every field, and that the content hash matches the content.
+    /// Free for a record built (or already checked) in this process.
+    pub fn check(&self) -> Result<(), GovernanceError> {
+        self.checked_len().map(drop)
+    }
+
+    /// Same as [`check`](Self::check).
     pub fn validate(&self) -> Result<(), GovernanceError> {
+        self.check()
+    }
+
+    /// The length of the record's canonical encoding, after [`check`](Self::check):
+    /// what the batch byte limit counts.
+    pub fn checked_len(&self) -> Result<usize, GovernanceError> {
+        if let Some(len) = self.encoded_len.get() {
+            return Ok(*len);
+        }
         self.evidence.validate()?;
         validate_timestamp("created_at", self.created_at)?;
-        if self.compute_hash()? != self.content_hash {
+        let (hash, len) = self.hash_and_len()?;
+        if hash != self.content_hash {
             return Err(GovernanceError::validation(
                 "content_hash",
                 ValidationProblem::Inconsistent("does not match the record's content"),
             ));
         }
-        Ok(())
+        Ok(*self.encoded_len.get_or_init(|| len))
     }
 }
 

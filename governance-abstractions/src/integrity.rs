@@ -68,23 +68,40 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> String {
 }
 
 /// A seal over a run of the workspace's log, chained to the one before.
+///
+/// The fields are private: a checkpoint is made by [`Checkpoint::seal`] or
+/// decoded by a provider ([`provider::decode_checkpoint`](crate::provider::decode_checkpoint)),
+/// whose digest `verify` recomputes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    workspace_id: WorkspaceId,
+    seq: u64,
+    first_index: u64,
+    record_count: u64,
+    root: String,
+    previous: Option<String>,
+    created_at: Timestamp,
+    digest: String,
+}
+
+/// A checkpoint's fields as a provider stored them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointParts {
     /// The tenant.
     pub workspace_id: WorkspaceId,
     /// 1, 2, 3, … without gaps.
     pub seq: u64,
     /// The leaf index of its first record.
     pub first_index: u64,
-    /// How many records it seals (at least one).
+    /// How many records it seals.
     pub record_count: u64,
-    /// [`merkle_root`] of the sealed entries' leaf hashes, in index order.
+    /// The Merkle root of its entries.
     pub root: String,
-    /// The digest of checkpoint `seq - 1` (none for the first).
+    /// The digest of the checkpoint before it.
     pub previous: Option<String>,
     /// When it was sealed.
     pub created_at: Timestamp,
-    /// SHA-256 over the RFC 8785 encoding of every field above.
+    /// Its digest as stored.
     pub digest: String,
 }
 
@@ -100,6 +117,51 @@ struct CheckpointBody<'a> {
 }
 
 impl Checkpoint {
+    pub(crate) fn decoded(parts: CheckpointParts) -> Self {
+        let CheckpointParts { workspace_id, seq, first_index, record_count, root, previous, created_at, digest } = parts;
+        Self { workspace_id, seq, first_index, record_count, root, previous, created_at, digest }
+    }
+
+    /// The tenant.
+    pub fn workspace_id(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+
+    /// 1, 2, 3, … without gaps.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The leaf index of its first record.
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// How many records it seals (at least one).
+    pub fn record_count(&self) -> u64 {
+        self.record_count
+    }
+
+    /// [`merkle_root`] of the sealed entries' leaf hashes, in index order.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The digest of checkpoint `seq - 1` (none for the first).
+    pub fn previous(&self) -> Option<&str> {
+        self.previous.as_deref()
+    }
+
+    /// When it was sealed.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// SHA-256 over the RFC 8785 encoding of every field above.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
     /// Seals `records` (in log order) as the successor of `previous` (none
     /// for the first checkpoint). Returns the checkpoint and its entries.
     pub fn seal(
@@ -112,6 +174,15 @@ impl Checkpoint {
             return Err(GovernanceError::validation("records", ValidationProblem::Empty));
         }
         crate::validate::list_len("records", records.len(), MAX_CHECKPOINT_RECORDS)?;
+        for record in records {
+            record.check()?;
+            if record.workspace_id() != workspace {
+                return Err(GovernanceError::validation(
+                    "records.workspace_id",
+                    ValidationProblem::Inconsistent("a checkpoint seals one workspace"),
+                ));
+            }
+        }
         let seq = previous.map_or(1, |p| p.seq + 1);
         let first_index = previous.map_or(0, Checkpoint::next_index);
         let entries: Vec<SealEntry> = records
@@ -119,8 +190,8 @@ impl Checkpoint {
             .zip(first_index..)
             .map(|(record, index)| SealEntry {
                 index,
-                record_id: record.id,
-                content_hash: record.content_hash.clone(),
+                record_id: record.id(),
+                content_hash: record.content_hash().to_owned(),
                 checkpoint: seq,
             })
             .collect();
@@ -224,22 +295,48 @@ pub fn validate_checkpoint(checkpoint: &Checkpoint, entries: &[SealEntry], lates
     Ok(())
 }
 
-/// A sealed entry with the record it names, when that record is still stored.
-pub type SealedRecord = (SealEntry, Option<HistoryRecord>);
+/// A stored history row that does not decode into a record (a column holds
+/// a value this library never writes): integrity reads report it instead of
+/// failing, so `verify` can name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The row's id.
+    pub id: RecordId,
+    /// The row's creation time (its paging position).
+    pub created_at: Timestamp,
+    /// What does not decode.
+    pub problem: String,
+}
+
+/// A history row as an integrity read returns it: decoded (its hash as
+/// stored, not yet checked) or unreadable.
+pub type ReadRecord = std::result::Result<HistoryRecord, Unreadable>;
+
+/// The paging position of a row an integrity read returned.
+pub fn position_of(row: &ReadRecord) -> Position {
+    match row {
+        Ok(record) => Position::of_record(record),
+        Err(unreadable) => Position { created_at: unreadable.created_at, id: unreadable.id.as_uuid() },
+    }
+}
+
+/// A sealed entry with the row it names (`None` when no such row is stored).
+pub type SealedRecord = (SealEntry, Option<ReadRecord>);
 
 /// The insert-only storage of checkpoints and seal entries, which every
 /// provider offers next to its history. There is no update and no delete;
 /// SQL providers also refuse them in the database.
 #[async_trait]
 pub trait IntegrityStore: Send + Sync {
-    /// Up to `limit` records of the workspace that no checkpoint seals yet,
-    /// in `(created_at, id)` order after `after`.
+    /// Up to `limit` rows of the workspace that no checkpoint seals yet, in
+    /// `(created_at, id)` order after `after`; a row that does not decode is
+    /// returned as [`Unreadable`], not as an error.
     async fn unsealed_history(
         &self,
         workspace: &WorkspaceId,
         after: Option<Position>,
         limit: u32,
-    ) -> Result<Vec<HistoryRecord>>;
+    ) -> Result<Vec<ReadRecord>>;
 
     /// Stores a checkpoint and the entries it seals, atomically, after
     /// [`validate_checkpoint`] against the latest stored checkpoint. A taken
@@ -254,7 +351,8 @@ pub trait IntegrityStore: Send + Sync {
     async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>>;
 
     /// Up to `limit` seal entries with `index >= from`, in index order, each
-    /// with its record (`None` when the record is no longer stored).
+    /// with its row (`None` when it is no longer stored, [`Unreadable`] when
+    /// it does not decode).
     async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>>;
 }
 

@@ -111,6 +111,7 @@ mod history;
 mod ids;
 pub mod integrity;
 pub mod lifecycle;
+pub mod provider;
 mod query;
 mod request;
 mod service;
@@ -122,23 +123,19 @@ pub use digest::{canonical_json, canonical_sha256};
 pub use error::{BoxError, EntityKind, GovernanceError, Result, ValidationProblem};
 pub use history::{Decision, Evidence, HistoryCategory, HistoryRecord, Outcome, RedactionRef, RequestRef, codes};
 pub use ids::{RecordId, RequestId, Timestamp, WorkspaceId};
-pub use integrity::{Anchor, Checkpoint, IntegrityStore, SealEntry, SealedRecord, validate_checkpoint};
-pub use lifecycle::{Action, ActionKind, Creation, Transition, TransitionRule};
+pub use integrity::{Anchor, Checkpoint, IntegrityStore, ReadRecord, SealEntry, SealedRecord, Unreadable};
+pub use lifecycle::{Action, ActionKind, Command, Creation, Successor, Transition, TransitionRule};
 pub use query::{
     Count, CountBy, CountQuery, Cursor, Direction, HistoryFilter, Page, PageRequest, Position, RequestFilter,
-    TimeRange, rank_counts,
+    TimeRange,
 };
 pub use request::{
     ApprovalDecision, ApprovalRequirement, GovernanceRequest, NewRequest, PendingReason, RequestStatus, StaleStrategy,
     TargetRef, Verdict,
 };
 pub use service::GovernanceService;
-pub use store::{
-    AppendStorage, GovernanceStore, HistoryReader, HistoryWriter, InsertAttempt, RequestReader, RequestWriter, Stored,
-    append_history_with, check_commit_target, plan_history_append, validate_creation, validate_history_batch,
-    validate_transition,
-};
-pub use validate::{limits, restore_stored_json};
+pub use store::{GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored};
+pub use validate::limits;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

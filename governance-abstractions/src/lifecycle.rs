@@ -151,6 +151,14 @@ pub enum Action {
     },
 }
 
+impl Drop for Action {
+    fn drop(&mut self) {
+        if let Action::Annotate { metadata } = self {
+            crate::validate::defuse(metadata);
+        }
+    }
+}
+
 impl Action {
     /// The kind of this action.
     pub fn kind(&self) -> ActionKind {
@@ -164,6 +172,66 @@ impl Action {
             Action::Execute { .. } => ActionKind::Execute,
             Action::Annotate { .. } => ActionKind::Annotate,
         }
+    }
+}
+
+/// An [`Action`] with the optional reason and metadata that say why it is
+/// taken. Both go into every history record the action produces (the reason
+/// where the action has none of its own, the metadata as the record's
+/// `request_json`); neither changes the request.
+///
+/// ```
+/// use governance_abstractions::{Action, Command};
+/// use serde_json::json;
+///
+/// let command = Command::from(Action::Approve).reason("external check passed").metadata(json!({ "check": "ci-7" }));
+/// assert_eq!(command.reason.as_deref(), Some("external check passed"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Command {
+    /// What to do.
+    pub action: Action,
+    /// Why (free text, at most [`MAX_TEXT_BYTES`](crate::limits::MAX_TEXT_BYTES)).
+    pub reason: Option<String>,
+    /// Free JSON recorded with the change.
+    pub metadata: Option<Value>,
+}
+
+impl Command {
+    /// Records `reason` with the change.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Records `metadata` with the change.
+    pub fn metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    fn validate(&self) -> Result<(), GovernanceError> {
+        use crate::validate;
+        if let Some(metadata) = &self.metadata {
+            validate::json("command.metadata", metadata)?;
+        }
+        if let Some(reason) = &self.reason {
+            validate::text("command.reason", reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Action> for Command {
+    fn from(action: Action) -> Self {
+        Self { action, reason: None, metadata: None }
+    }
+}
+
+impl Drop for Command {
+    fn drop(&mut self) {
+        self.metadata.iter_mut().for_each(crate::validate::defuse);
     }
 }
 
@@ -200,11 +268,44 @@ impl Creation {
 pub struct Transition {
     expected_revision: u64,
     expected_status: RequestStatus,
+    expected_digest: String,
+    successor: Option<Successor>,
     request: GovernanceRequest,
     records: Vec<HistoryRecord>,
 }
 
+/// The state of the newer request a supersession was computed against: a
+/// store commits the supersession only while the successor is still stored
+/// at this revision with this digest, checked in the same transaction (or
+/// under the same lock) as the older request's update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Successor {
+    /// The newer request.
+    pub id: RequestId,
+    /// Its revision when the supersession was computed.
+    pub revision: u64,
+    /// Its state digest at that revision.
+    pub state_digest: String,
+}
+
 impl Transition {
+    /// The [`state_digest`](GovernanceRequest::state_digest) of the state the
+    /// change was computed from: a store writes only over the stored row at
+    /// [`expected_revision`](Self::expected_revision) with this digest.
+    pub fn expected_digest(&self) -> &str {
+        &self.expected_digest
+    }
+
+    /// For a supersession, the successor state it depends on.
+    pub fn successor(&self) -> Option<&Successor> {
+        self.successor.as_ref()
+    }
+
+    /// The columns this transition writes, the same on every provider.
+    pub fn write(&self) -> crate::provider::TransitionWrite<'_> {
+        crate::provider::TransitionWrite::of(&self.request)
+    }
+
     /// The revision the change was computed from.
     pub fn expected_revision(&self) -> u64 {
         self.expected_revision
@@ -242,28 +343,9 @@ pub fn create(spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creatio
         ));
     }
     let creation_digest = spec.creation_digest()?;
-    let request = GovernanceRequest {
-        id,
-        spec,
-        status: Created,
-        pending_reason: None,
-        superseded_by: None,
-        revision: 1,
-        created_at: now,
-        updated_at: now,
-        creation_digest,
-    };
-    request.validate()?;
-    let record = record_for(
-        &request,
-        &request.spec.requested_by,
-        HistoryCategory::Lifecycle,
-        codes::REQUEST_CREATED,
-        None,
-        None,
-        json!({ "to": Created }),
-        now,
-    )?;
+    let request = GovernanceRequest::created(spec, id, now, creation_digest)?;
+    let step = Step { detail: json!({ "to": Created }), ..Step::lifecycle(codes::REQUEST_CREATED, None) };
+    let record = record_for(&request, &request.spec.requested_by, step, Note::default(), now)?;
     Ok(Creation { request, record })
 }
 
@@ -273,18 +355,51 @@ pub fn create(spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creatio
 /// [`InvalidTransition`](GovernanceError::InvalidTransition) naming the rule
 /// that refused it. Never touches storage. `now` is raised to the request's
 /// `updated_at` if it lies before it, so time never runs backwards in a
-/// request's history.
+/// request's history. A `request` that does not match its own
+/// [`state_digest`](GovernanceRequest::state_digest) is a validation error.
 pub fn apply(
     request: &GovernanceRequest,
     by: &Principal,
     action: &Action,
     now: Timestamp,
 ) -> Result<Transition, GovernanceError> {
-    let kind = action.kind();
-    change(request, by, kind, now, |next, steps, now| {
-        validate_action(action)?;
-        act(request, by, action, now, next, steps)
-    })
+    applied(request, by, action, Note::default(), now)
+}
+
+/// [`apply`] with the reason and metadata of a [`Command`] recorded in the
+/// change's history records.
+pub fn apply_command(
+    request: &GovernanceRequest,
+    by: &Principal,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Transition, GovernanceError> {
+    command.validate()?;
+    applied(request, by, &command.action, Note::of(command), now)
+}
+
+fn applied(
+    request: &GovernanceRequest,
+    by: &Principal,
+    action: &Action,
+    note: Note<'_>,
+    now: Timestamp,
+) -> Result<Transition, GovernanceError> {
+    validate_action(action)?;
+    change(request, by, action.kind(), note, now, |next, steps, now| act(request, by, action, now, next, steps))
+}
+
+/// The reason and metadata a [`Command`] records with its change.
+#[derive(Clone, Copy, Default)]
+struct Note<'a> {
+    reason: Option<&'a str>,
+    metadata: Option<&'a Value>,
+}
+
+impl<'a> Note<'a> {
+    fn of(command: &'a Command) -> Self {
+        Self { reason: command.reason.as_deref(), metadata: command.metadata.as_ref() }
+    }
 }
 
 /// Marks `older` as superseded by `newer`: a distinct, unfinished request for
@@ -295,7 +410,31 @@ pub fn supersede(
     by: &Principal,
     now: Timestamp,
 ) -> Result<Transition, GovernanceError> {
-    change(older, by, ActionKind::Supersede, now, |next, steps, _| {
+    superseded(older, newer, by, Note::default(), now)
+}
+
+/// [`supersede`] with the reason and metadata of `command` recorded (its
+/// action is ignored).
+pub fn supersede_command(
+    older: &GovernanceRequest,
+    newer: &GovernanceRequest,
+    by: &Principal,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Transition, GovernanceError> {
+    command.validate()?;
+    superseded(older, newer, by, Note::of(command), now)
+}
+
+fn superseded(
+    older: &GovernanceRequest,
+    newer: &GovernanceRequest,
+    by: &Principal,
+    note: Note<'_>,
+    now: Timestamp,
+) -> Result<Transition, GovernanceError> {
+    newer.check()?;
+    let mut transition = change(older, by, ActionKind::Supersede, note, now, |next, steps, _| {
         let successor = newer.id != older.id
             && newer.workspace_id() == older.workspace_id()
             && newer.spec.target == older.spec.target
@@ -310,7 +449,10 @@ pub fn supersede(
             ..Step::lifecycle(codes::REQUEST_SUPERSEDED, None)
         });
         Ok(())
-    })
+    })?;
+    transition.successor =
+        Some(Successor { id: newer.id, revision: newer.revision, state_digest: newer.state_digest.clone() });
+    Ok(transition)
 }
 
 /// Why one action could not apply: a lifecycle rule or bad input.
@@ -331,15 +473,18 @@ impl From<GovernanceError> for Refusal {
     }
 }
 
-/// The frame every change shares: terminal check, the action's own rules,
-/// the move table, revision and time, and sealing the records.
+/// The frame every change shares: the base state's own check, the terminal
+/// check, the action's own rules, the move table, revision and time, and
+/// sealing the new state and its records.
 fn change(
     request: &GovernanceRequest,
     by: &Principal,
     kind: ActionKind,
+    note: Note<'_>,
     now: Timestamp,
     rules: impl FnOnce(&mut GovernanceRequest, &mut Vec<Step>, Timestamp) -> Result<(), Refusal>,
 ) -> Result<Transition, GovernanceError> {
+    request.check()?;
     let from = request.status;
     let refuse = |rule| GovernanceError::InvalidTransition { id: request.id, from, action: kind, rule };
     if from.is_terminal() {
@@ -362,19 +507,32 @@ fn change(
     }
     next.revision = request.revision + 1;
     next.updated_at = now;
+    next.seal()?;
 
     let records = steps
         .into_iter()
-        .map(|step| {
-            let mut detail = step.detail;
-            if let Value::Object(map) = &mut detail {
+        .map(|mut step| {
+            if let Value::Object(map) = &mut step.detail {
                 map.insert("from".into(), json!(from));
                 map.insert("to".into(), json!(next.status));
+                if let Some(reason) = next.pending_reason {
+                    map.insert("pending_reason".into(), json!(reason));
+                }
+                if let Some(reason) = request.pending_reason {
+                    map.insert("from_pending_reason".into(), json!(reason));
+                }
             }
-            record_for(&next, by, step.category, step.code, step.decision, step.reason, detail, now)
+            record_for(&next, by, step, note, now)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Transition { expected_revision: request.revision, expected_status: from, request: next, records })
+    Ok(Transition {
+        expected_revision: request.revision,
+        expected_status: from,
+        expected_digest: request.state_digest.clone(),
+        successor: None,
+        request: next,
+        records,
+    })
 }
 
 /// The rules of each action: edits `next` and lists the records to write.
@@ -560,29 +718,27 @@ impl Step {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn record_for(
     request: &GovernanceRequest,
     by: &Principal,
-    category: HistoryCategory,
-    code: &str,
-    decision: Option<Decision>,
-    reason: Option<String>,
-    detail: Value,
+    step: Step,
+    note: Note<'_>,
     now: Timestamp,
 ) -> Result<HistoryRecord, GovernanceError> {
+    let spec = &request.spec;
     let mut evidence = Evidence::decision(
-        request.spec.workspace_id.clone(),
+        spec.workspace_id.clone(),
         by.clone(),
-        request.spec.target.state_type.clone(),
-        request.spec.operation.clone(),
+        spec.target.state_type.clone(),
+        spec.operation.clone(),
         Decision::Approved,
-    );
-    evidence.request = Some(RequestRef { id: request.id, revision: request.revision });
-    evidence.category = category;
-    evidence.code = code.to_owned();
-    evidence.decision = decision;
-    evidence.reason = reason;
-    evidence.response_json = Some(detail);
+    )
+    .request(RequestRef { id: request.id, revision: request.revision })
+    .category(step.category)
+    .code(step.code)
+    .response_json(step.detail);
+    evidence.decision = step.decision;
+    evidence.reason = step.reason.or_else(|| note.reason.map(str::to_owned));
+    evidence.request_json = note.metadata.cloned();
     HistoryRecord::new(evidence, now)
 }

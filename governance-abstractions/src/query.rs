@@ -23,6 +23,19 @@ impl TimeRange {
         Self { from: Some(from), until: Some(until) }
     }
 
+    /// Checks that both ends lie in the range every backend stores
+    /// ([`Timestamp::MIN_MICROS`] to [`Timestamp::MAX_MICROS`]): a bound
+    /// outside it (year 10000, say) is the same validation error on every
+    /// provider rather than a different answer on each.
+    pub fn validate(&self, field: &str) -> Result<(), GovernanceError> {
+        for (end, at) in [("from", self.from), ("until", self.until)] {
+            if let Some(at) = at {
+                crate::request::validate_timestamp(&format!("{field}.{end}"), at)?;
+            }
+        }
+        Ok(())
+    }
+
     /// True when `at` lies in the window.
     pub fn contains(&self, at: Timestamp) -> bool {
         self.from.is_none_or(|from| at >= from) && self.until.is_none_or(|until| at < until)
@@ -60,12 +73,12 @@ pub struct Position {
 impl Position {
     /// The position of a request.
     pub fn of_request(request: &GovernanceRequest) -> Self {
-        Self { created_at: request.created_at, id: request.id.as_uuid() }
+        Self { created_at: request.created_at(), id: request.id().as_uuid() }
     }
 
     /// The position of a history record.
     pub fn of_record(record: &HistoryRecord) -> Self {
-        Self { created_at: record.created_at, id: record.id.as_uuid() }
+        Self { created_at: record.created_at(), id: record.id().as_uuid() }
     }
 }
 
@@ -250,20 +263,24 @@ impl RequestFilter {
             validate::identifier("filter.target.state_type", &target.state_type)?;
             validate::identifier("filter.target.state_id", &target.state_id)?;
         }
+        self.created.validate("filter.created")?;
+        if let Some(by) = self.expires_by {
+            crate::request::validate_timestamp("filter.expires_by", by)?;
+        }
         Ok(())
     }
 
     /// True when `request` passes every set field.
     pub fn matches(&self, request: &GovernanceRequest) -> bool {
-        let spec = &request.spec;
-        (self.statuses.is_empty() || self.statuses.contains(&request.status))
-            && self.pending_reason.is_none_or(|r| request.pending_reason == Some(r))
+        let spec = request.spec();
+        (self.statuses.is_empty() || self.statuses.contains(&request.status()))
+            && self.pending_reason.is_none_or(|r| request.pending_reason() == Some(r))
             && self.actor.as_ref().is_none_or(|a| spec.requested_by.actor == *a)
             && self.operation.as_ref().is_none_or(|o| spec.operation == *o)
             && self.category.as_ref().is_none_or(|c| spec.category.as_ref() == Some(c))
             && self.tags.iter().all(|t| spec.tags.contains(t))
             && self.target.as_ref().is_none_or(|t| spec.target == *t)
-            && self.created.contains(request.created_at)
+            && self.created.contains(request.created_at())
             && self.expires_by.is_none_or(|by| spec.expires_at.is_some_and(|at| at <= by))
     }
 }
@@ -302,12 +319,13 @@ impl HistoryFilter {
         validate::optional_identifier("filter.code", self.code.as_deref())?;
         validate::optional_identifier("filter.object_type", self.object_type.as_deref())?;
         validate::optional_identifier("filter.operation", self.operation.as_deref())?;
-        validate::optional_identifier("filter.correlation_id", self.correlation_id.as_deref())
+        validate::optional_identifier("filter.correlation_id", self.correlation_id.as_deref())?;
+        self.created.validate("filter.created")
     }
 
     /// True when `record` passes every set field.
     pub fn matches(&self, record: &HistoryRecord) -> bool {
-        let e = &record.evidence;
+        let e = record.evidence();
         self.request_id.is_none_or(|id| e.request.is_some_and(|r| r.id == id))
             && self.category.is_none_or(|c| e.category == c)
             && self.code.as_ref().is_none_or(|c| e.code == *c)
@@ -317,7 +335,7 @@ impl HistoryFilter {
             && self.decision.is_none_or(|d| e.decision == Some(d))
             && self.outcome.is_none_or(|o| e.outcome == Some(o))
             && self.correlation_id.as_ref().is_none_or(|c| e.correlation_id.as_ref() == Some(c))
-            && self.created.contains(record.created_at)
+            && self.created.contains(record.created_at())
     }
 }
 
@@ -368,15 +386,20 @@ impl CountQuery {
         self
     }
 
+    /// Checks the window like a filter's (see [`TimeRange::validate`]).
+    pub fn validate(&self) -> Result<(), GovernanceError> {
+        self.window.validate("query.window")
+    }
+
     /// True when `record` is counted.
     pub fn counts(&self, record: &HistoryRecord) -> bool {
-        record.evidence.decision.is_some_and(|d| self.decision.is_none_or(|want| want == d))
-            && self.window.contains(record.created_at)
+        record.evidence().decision.is_some_and(|d| self.decision.is_none_or(|want| want == d))
+            && self.window.contains(record.created_at())
     }
 
     /// The group keys `record` contributes to.
     pub fn keys(&self, record: &HistoryRecord) -> Vec<String> {
-        let e = &record.evidence;
+        let e = record.evidence();
         match self.by {
             CountBy::ReasonCode => e.reason_codes.clone(),
             CountBy::Principal => vec![e.actor.actor.key()],

@@ -165,6 +165,12 @@ pub struct NewRequest {
     pub metadata: Value,
 }
 
+impl Drop for NewRequest {
+    fn drop(&mut self) {
+        validate::defuse(&mut self.metadata);
+    }
+}
+
 impl NewRequest {
     /// A request with no approvals, version, expiry, key, category, tags or metadata.
     pub fn new(
@@ -292,35 +298,306 @@ impl NewRequest {
 }
 
 /// A governance request as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Its fields are private: the only ways to obtain one are the lifecycle
+/// ([`lifecycle::create`](crate::lifecycle::create) and the transitions), a
+/// provider decoding what it stored ([`provider::decode_request`](crate::provider::decode_request)),
+/// and deserialization. Each revision carries a [`state_digest`](Self::state_digest)
+/// over the whole request, computed by the lifecycle when it produced that
+/// revision; a value that did not come from the lifecycle in this process is
+/// checked against it before the lifecycle computes a transition from it, and
+/// a store commits a transition only over the stored revision with that
+/// digest. A copy edited in any way is refused.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GovernanceRequest {
-    /// Stable id (UUIDv7).
-    pub id: RequestId,
-    /// Everything the creator supplied, as it stands now (approval decisions
-    /// and the expected version change over the lifecycle).
+    pub(crate) id: RequestId,
     #[serde(flatten)]
+    pub(crate) spec: NewRequest,
+    pub(crate) status: RequestStatus,
+    pub(crate) pending_reason: Option<PendingReason>,
+    pub(crate) superseded_by: Option<RequestId>,
+    pub(crate) revision: u64,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) creation_digest: String,
+    pub(crate) state_digest: String,
+    /// True when this process computed `state_digest` from these fields.
+    #[serde(skip)]
+    pub(crate) checked: std::sync::OnceLock<()>,
+}
+
+impl PartialEq for GovernanceRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.state_digest == other.state_digest
+            && self.id == other.id
+            && self.revision == other.revision
+            && self.status == other.status
+            && self.pending_reason == other.pending_reason
+            && self.superseded_by == other.superseded_by
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
+            && self.creation_digest == other.creation_digest
+            && self.spec == other.spec
+    }
+}
+
+/// What the state digest covers: every field but the digest itself.
+#[derive(Serialize)]
+struct StateInput<'a> {
+    id: RequestId,
+    #[serde(flatten)]
+    spec: &'a NewRequest,
+    status: RequestStatus,
+    pending_reason: Option<PendingReason>,
+    superseded_by: Option<RequestId>,
+    revision: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    creation_digest: &'a str,
+}
+
+/// A request's fields as a provider stored them, for
+/// [`provider::decode_request`](crate::provider::decode_request).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRequest {
+    /// The id.
+    pub id: RequestId,
+    /// Everything the creator supplied, as it stands at this revision.
     pub spec: NewRequest,
     /// Lifecycle status.
     pub status: RequestStatus,
-    /// Set exactly when `status` is [`RequestStatus::Pending`].
+    /// Set exactly when pending.
     pub pending_reason: Option<PendingReason>,
     /// The newer request that replaced this one.
     pub superseded_by: Option<RequestId>,
-    /// 1 on creation, +1 on every successful write.
+    /// The revision.
     pub revision: u64,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last written.
     pub updated_at: Timestamp,
-    /// [`NewRequest::creation_digest`] of the creation input, kept for
-    /// idempotent retries.
+    /// The stored creation digest.
     pub creation_digest: String,
+    /// The stored state digest; `None` for a row written before the library
+    /// stored one (it is then computed from the row).
+    pub state_digest: Option<String>,
 }
 
 impl GovernanceRequest {
+    /// A request at revision 1, its digest computed here.
+    pub(crate) fn created(spec: NewRequest, id: RequestId, now: Timestamp, creation_digest: String) -> Result<Self, GovernanceError> {
+        let mut request = Self {
+            id,
+            spec,
+            status: RequestStatus::Created,
+            pending_reason: None,
+            superseded_by: None,
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+            creation_digest,
+            state_digest: String::new(),
+            checked: std::sync::OnceLock::new(),
+        };
+        request.seal()?;
+        Ok(request)
+    }
+
+    /// Rebuilds a request a store decoded.
+    pub(crate) fn decoded(stored: StoredRequest) -> Result<Self, GovernanceError> {
+        let StoredRequest {
+            id,
+            spec,
+            status,
+            pending_reason,
+            superseded_by,
+            revision,
+            created_at,
+            updated_at,
+            creation_digest,
+            state_digest,
+        } = stored;
+        let mut request = Self {
+            id,
+            spec,
+            status,
+            pending_reason,
+            superseded_by,
+            revision,
+            created_at,
+            updated_at,
+            creation_digest,
+            state_digest: String::new(),
+            checked: std::sync::OnceLock::new(),
+        };
+        match state_digest {
+            Some(digest) => request.state_digest = digest,
+            None => request.seal()?,
+        }
+        Ok(request)
+    }
+
+    /// Validates the fields and computes the state digest: the last step of
+    /// every change the lifecycle makes.
+    pub(crate) fn seal(&mut self) -> Result<(), GovernanceError> {
+        self.validate()?;
+        self.state_digest = self.compute_state_digest()?;
+        self.checked = std::sync::OnceLock::from(());
+        Ok(())
+    }
+
+    /// Stable id (UUIDv7).
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
     /// The tenant.
     pub fn workspace_id(&self) -> &WorkspaceId {
         &self.spec.workspace_id
+    }
+
+    /// Everything the creator supplied, as it stands at this revision
+    /// (approval decisions and the expected version change over the lifecycle).
+    pub fn spec(&self) -> &NewRequest {
+        &self.spec
+    }
+
+    /// The governed state.
+    pub fn target(&self) -> &TargetRef {
+        &self.spec.target
+    }
+
+    /// The mutation wanted.
+    pub fn operation(&self) -> &str {
+        &self.spec.operation
+    }
+
+    /// Who asked.
+    pub fn requested_by(&self) -> &Principal {
+        &self.spec.requested_by
+    }
+
+    /// Why.
+    pub fn intent(&self) -> &str {
+        &self.spec.intent
+    }
+
+    /// The approval requirements and their decisions so far.
+    pub fn approvals(&self) -> &[ApprovalRequirement] {
+        &self.spec.approvals
+    }
+
+    /// The state version the request expects at execution.
+    pub fn expected_state_version(&self) -> Option<i64> {
+        self.spec.expected_state_version
+    }
+
+    /// What happens when that version is stale.
+    pub fn stale_strategy(&self) -> StaleStrategy {
+        self.spec.stale_strategy
+    }
+
+    /// When a sweep expires it.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.spec.expires_at
+    }
+
+    /// The idempotency key it was created with.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.spec.idempotency_key.as_deref()
+    }
+
+    /// The category.
+    pub fn category(&self) -> Option<&str> {
+        self.spec.category.as_deref()
+    }
+
+    /// The tags.
+    pub fn tags(&self) -> &[String] {
+        &self.spec.tags
+    }
+
+    /// The metadata (replaced by [`Action::Annotate`](crate::Action::Annotate)).
+    pub fn metadata(&self) -> &Value {
+        &self.spec.metadata
+    }
+
+    /// Lifecycle status.
+    pub fn status(&self) -> RequestStatus {
+        self.status
+    }
+
+    /// What it waits for: set exactly when the status is [`RequestStatus::Pending`].
+    pub fn pending_reason(&self) -> Option<PendingReason> {
+        self.pending_reason
+    }
+
+    /// The newer request that replaced this one.
+    pub fn superseded_by(&self) -> Option<RequestId> {
+        self.superseded_by
+    }
+
+    /// 1 on creation, +1 on every successful write.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// When it was last written.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// [`NewRequest::creation_digest`] of the creation input, kept for
+    /// idempotent retries.
+    pub fn creation_digest(&self) -> &str {
+        &self.creation_digest
+    }
+
+    /// SHA-256 over the RFC 8785 encoding of every other field, as the
+    /// lifecycle computed it for this revision.
+    pub fn state_digest(&self) -> &str {
+        &self.state_digest
+    }
+
+    /// Recomputes the state digest from the fields.
+    pub fn compute_state_digest(&self) -> Result<String, GovernanceError> {
+        canonical_sha256(
+            "request",
+            &StateInput {
+                id: self.id,
+                spec: &self.spec,
+                status: self.status,
+                pending_reason: self.pending_reason,
+                superseded_by: self.superseded_by,
+                revision: self.revision,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                creation_digest: &self.creation_digest,
+            },
+        )
+    }
+
+    /// Checks that the fields are valid and match [`state_digest`](Self::state_digest):
+    /// free for a value the lifecycle produced in this process, one hash for
+    /// one read from storage or deserialized.
+    pub fn check(&self) -> Result<(), GovernanceError> {
+        if self.checked.get().is_some() {
+            return Ok(());
+        }
+        self.validate()?;
+        if self.compute_state_digest()? != self.state_digest {
+            return Err(GovernanceError::validation(
+                "state_digest",
+                ValidationProblem::Inconsistent("does not match the request's content"),
+            ));
+        }
+        let _ = self.checked.set(());
+        Ok(())
     }
 
     /// Checks every field against the shared rules and limits.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::lifecycle::{self, Action, Transition};
+use crate::lifecycle::{self, Action, Command, Transition};
 use crate::{
     Actor, GovernanceError, GovernanceRequest, GovernanceStore, NewRequest, Principal, RequestId, Result, Stored,
     Timestamp, TransitionRule, WorkspaceId,
@@ -59,14 +59,19 @@ impl GovernanceService {
 
     /// Applies `action` by `by` to request `id`, retrying on conflict.
     /// Returns the committed transition (new state and its records).
+    ///
+    /// `action` is an [`Action`], or a [`Command`] that also records a reason
+    /// and metadata with the change.
     pub async fn apply(
         &self,
         workspace: &WorkspaceId,
         id: RequestId,
         by: &Principal,
-        action: Action,
+        action: impl Into<Command>,
     ) -> Result<Transition> {
-        self.retrying(workspace, id, |current| lifecycle::apply(current, by, &action, Timestamp::now())).await
+        let command = action.into();
+        self.retrying(workspace, id, async |current| lifecycle::apply_command(current, by, &command, Timestamp::now()))
+            .await
     }
 
     /// Marks `older` as superseded by `newer`: both in `workspace`, `newer`
@@ -78,8 +83,13 @@ impl GovernanceService {
         newer: RequestId,
         by: &Principal,
     ) -> Result<Transition> {
-        let newer = self.store.get_request(workspace, newer).await?;
-        self.retrying(workspace, older, |current| lifecycle::supersede(current, &newer, by, Timestamp::now())).await
+        // The successor is read again on every attempt: the store commits only
+        // while it is still at the state read here.
+        let supersede = async |current: &GovernanceRequest| {
+            let newer = self.store.get_request(workspace, newer).await?;
+            lifecycle::supersede(current, &newer, by, Timestamp::now())
+        };
+        self.retrying(workspace, older, supersede).await
     }
 
     /// Expires every non-terminal request of `workspace` whose `expires_at` ≤
@@ -96,10 +106,11 @@ impl GovernanceService {
             let due = self.store.due_for_expiry(workspace, now, EXPIRY_BATCH).await?;
             let mut progressed = false;
             for request in &due {
-                let expire = |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
-                match self.retrying(workspace, request.id, expire).await {
+                let expire =
+                    async |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
+                match self.retrying(workspace, request.id(), expire).await {
                     Ok(_) => {
-                        expired.push(request.id);
+                        expired.push(request.id());
                         progressed = true;
                     }
                     // Another sweeper (or a writer) finished it first.
@@ -119,12 +130,12 @@ impl GovernanceService {
         &self,
         workspace: &WorkspaceId,
         id: RequestId,
-        change: impl Fn(&GovernanceRequest) -> Result<Transition>,
+        change: impl AsyncFn(&GovernanceRequest) -> Result<Transition>,
     ) -> Result<Transition> {
         let mut attempt = 1;
         loop {
             let current = self.store.get_request(workspace, id).await?;
-            let transition = change(&current)?;
+            let transition = change(&current).await?;
             match self.store.commit_transition(&transition).await {
                 Ok(()) => return Ok(transition),
                 Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,

@@ -169,13 +169,7 @@ pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId>
     let first = records.first().ok_or_else(|| GovernanceError::validation("records", ValidationProblem::Empty))?;
     validate::list_len("records", records.len(), crate::limits::MAX_BATCH_RECORDS)?;
     let workspace = first.workspace_id();
-    let bytes: usize = records.iter().map(validate::serialized_len).sum();
-    if bytes > crate::limits::MAX_BATCH_BYTES {
-        return Err(GovernanceError::validation(
-            "records",
-            ValidationProblem::TooLong { max: crate::limits::MAX_BATCH_BYTES, actual: bytes },
-        ));
-    }
+    let mut bytes = 0usize;
     for record in records {
         if record.workspace_id() != workspace {
             return Err(GovernanceError::validation(
@@ -183,13 +177,19 @@ pub fn validate_history_batch(records: &[HistoryRecord]) -> Result<&WorkspaceId>
                 ValidationProblem::Inconsistent("one append writes one workspace"),
             ));
         }
-        if record.evidence.category != HistoryCategory::Decision {
+        if record.evidence().category != HistoryCategory::Decision {
             return Err(GovernanceError::validation(
                 "records.category",
                 ValidationProblem::Inconsistent("only decision evidence is appended; transitions write the rest"),
             ));
         }
-        record.validate()?;
+        bytes += record.checked_len()?;
+    }
+    if bytes > crate::limits::MAX_BATCH_BYTES {
+        return Err(GovernanceError::validation(
+            "records",
+            ValidationProblem::TooLong { max: crate::limits::MAX_BATCH_BYTES, actual: bytes },
+        ));
     }
     Ok(workspace)
 }
@@ -205,32 +205,32 @@ pub fn plan_history_append(records: &[HistoryRecord], stored: &[HistoryRecord]) 
     let mut planned: Vec<Stored<HistoryRecord>> = Vec::with_capacity(records.len());
     for record in records {
         let new_in_batch = || planned.iter().filter_map(|p| if let Stored::New(r) = p { Some(r) } else { None });
-        if let Some(key) = &record.evidence.idempotency_key {
-            let same_key = |r: &&HistoryRecord| r.evidence.idempotency_key.as_ref() == Some(key);
+        if let Some(key) = &record.evidence().idempotency_key {
+            let same_key = |r: &&HistoryRecord| r.evidence().idempotency_key.as_ref() == Some(key);
             let original = stored.iter().find(same_key).or_else(|| new_in_batch().find(same_key));
             if let Some(original) = original {
-                if !original.evidence.same_content(&record.evidence) {
+                if !original.evidence().same_content(record.evidence()) {
                     return Err(GovernanceError::IdempotencyConflict {
                         kind: EntityKind::HistoryRecord,
                         workspace: record.workspace_id().clone(),
                         key: key.clone(),
-                        existing: original.id.to_string(),
+                        existing: original.id().to_string(),
                     });
                 }
                 planned.push(Stored::Replayed(original.clone()));
                 continue;
             }
         }
-        if let Some(same_id) = stored.iter().chain(new_in_batch()).find(|r| r.id == record.id) {
+        if let Some(same_id) = stored.iter().chain(new_in_batch()).find(|r| r.id() == record.id()) {
             // Re-sending a stored record unchanged (a relay's retry) is a replay.
-            if same_id.content_hash == record.content_hash && same_id.evidence.same_content(&record.evidence) {
+            if same_id.content_hash() == record.content_hash() && same_id.evidence().same_content(record.evidence()) {
                 planned.push(Stored::Replayed(same_id.clone()));
                 continue;
             }
             return Err(GovernanceError::AlreadyExists {
                 kind: EntityKind::HistoryRecord,
                 workspace: record.workspace_id().clone(),
-                id: record.id.to_string(),
+                id: record.id().to_string(),
             });
         }
         planned.push(Stored::New(record.clone()));
@@ -299,37 +299,73 @@ pub async fn append_history_with<S: AppendStorage + ?Sized>(
 }
 
 /// Decides whether `transition` may be written over the stored row at
-/// `revision` with `status`: a different revision is a
+/// `revision` with `status` and `state_digest` (`None` for a row written
+/// before digests were stored): a different revision is a
 /// [`Conflict`](crate::GovernanceError::Conflict); the same revision with
-/// another status means the transition was computed from a state that was
-/// never stored (a validation error). SQL providers call this on the slow
-/// path, after their conditional update matched no row.
-pub fn check_commit_target(transition: &Transition, revision: u64, status: RequestStatus) -> Result<()> {
-    use crate::{GovernanceError, ValidationProblem};
+/// another status or digest means the transition was computed from a state
+/// that was never stored (a validation error). SQL providers call this on the
+/// slow path, after their conditional update matched no row.
+pub fn check_commit_target(
+    transition: &Transition,
+    revision: u64,
+    status: RequestStatus,
+    state_digest: Option<&str>,
+) -> Result<()> {
+    use crate::GovernanceError;
     if revision != transition.expected_revision() {
         return Err(GovernanceError::Conflict {
-            id: transition.request().id,
+            id: transition.request().id(),
             expected: transition.expected_revision(),
             actual: revision,
         });
     }
-    if status != transition.expected_status() {
-        return Err(GovernanceError::validation(
-            "transition",
-            ValidationProblem::Inconsistent("computed from a request state that is not the stored one"),
-        ));
+    if status != transition.expected_status() || state_digest.is_some_and(|d| d != transition.expected_digest()) {
+        return Err(forged());
     }
     Ok(())
 }
 
+/// Decides whether a supersession may be written while its successor is
+/// stored at `stored` (revision and state digest; `None` when missing):
+/// missing is [`NotFound`](crate::GovernanceError::NotFound), moved on is a
+/// [`Conflict`](crate::GovernanceError::Conflict) on the successor, the same
+/// revision with another digest a validation error.
+pub fn check_successor(transition: &Transition, stored: Option<(u64, Option<&str>)>) -> Result<()> {
+    use crate::{EntityKind, GovernanceError};
+    let Some(successor) = transition.successor() else { return Ok(()) };
+    let Some((revision, digest)) = stored else {
+        return Err(GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: transition.request().workspace_id().clone(),
+            id: successor.id.to_string(),
+        });
+    };
+    if revision != successor.revision {
+        return Err(GovernanceError::Conflict { id: successor.id, expected: successor.revision, actual: revision });
+    }
+    if digest.is_some_and(|d| d != successor.state_digest) {
+        return Err(forged());
+    }
+    Ok(())
+}
+
+fn forged() -> crate::GovernanceError {
+    crate::GovernanceError::validation(
+        "transition",
+        crate::ValidationProblem::Inconsistent("computed from a request state that is not the stored one"),
+    )
+}
+
 /// Checks a transition the same way on every provider before it is written.
+/// A transition only comes from the lifecycle, which validated and hashed
+/// it: this costs nothing per record.
 pub fn validate_transition(transition: &Transition) -> Result<()> {
-    transition.request().validate()?;
-    transition.records().iter().try_for_each(HistoryRecord::validate)
+    transition.request().check()?;
+    transition.records().iter().try_for_each(HistoryRecord::check)
 }
 
 /// Checks a creation the same way on every provider before it is written.
 pub fn validate_creation(creation: &Creation) -> Result<()> {
-    creation.request().validate()?;
-    creation.record().validate()
+    creation.request().check()?;
+    creation.record().check()
 }

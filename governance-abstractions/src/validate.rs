@@ -19,8 +19,10 @@ pub mod limits {
     pub const MAX_LIST_ITEMS: usize = 64;
     /// Principals in a delegation chain.
     pub const MAX_DELEGATION_DEPTH: usize = 16;
-    /// Nesting of arrays and objects in a JSON document (MariaDB's limit).
-    pub const MAX_JSON_DEPTH: usize = 32;
+    /// Nesting of arrays and objects in a JSON document: every array or
+    /// object is a level, empty ones too, so `[[]]` is 2 deep. MariaDB's
+    /// `JSON_VALID` refuses 32 levels; 31 store on every backend.
+    pub const MAX_JSON_DEPTH: usize = 31;
     /// Records in one history append.
     pub const MAX_BATCH_RECORDS: usize = 1_000;
     /// Serialized bytes of one history append, all records together: one
@@ -90,32 +92,29 @@ pub(crate) fn safe_integer(field: &str, value: i64) -> Result<(), GovernanceErro
 /// A JSON document within [`MAX_JSON_BYTES`] and [`MAX_JSON_DEPTH`], with no
 /// NUL in any key or string and no integer beyond [`MAX_SAFE_INTEGER`] (the
 /// canonical encoding used for hashing keeps only doubles).
+///
+/// The depth is checked first and without recursion, before anything that
+/// recurses (serialization, hashing, comparison) touches the document, so a
+/// hostile document cannot exhaust the stack.
 pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
-    // Iterative, so a hostile document cannot exhaust the stack.
-    let mut pending: Vec<(&Value, usize)> = vec![(value, 1)];
-    while let Some((value, depth)) = pending.pop() {
-        let nested = match value {
+    json_depth(field, value)?;
+    let mut pending: Vec<&Value> = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
             Value::String(s) if s.contains('\0') => return Err(problem(field, ValidationProblem::ContainsNul)),
             Value::Number(n)
                 if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) =>
             {
                 return Err(problem(field, ValidationProblem::OutOfRange));
             }
-            Value::Array(items) => {
-                pending.extend(items.iter().map(|item| (item, depth + 1)));
-                !items.is_empty()
-            }
+            Value::Array(items) => pending.extend(items.iter()),
             Value::Object(map) => {
                 if map.keys().any(|k| k.contains('\0')) {
                     return Err(problem(field, ValidationProblem::ContainsNul));
                 }
-                pending.extend(map.values().map(|item| (item, depth + 1)));
-                !map.is_empty()
+                pending.extend(map.values());
             }
-            _ => false,
-        };
-        if nested && depth > MAX_JSON_DEPTH {
-            return Err(problem(field, ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }));
+            _ => {}
         }
     }
     let mut counter = ByteCounter(0);
@@ -125,6 +124,53 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
         return Err(problem(field, ValidationProblem::TooLong { max: MAX_JSON_BYTES, actual: counter.0 }));
     }
     Ok(())
+}
+
+/// Refuses a document nested deeper than [`MAX_JSON_DEPTH`], iteratively and
+/// stopping at the first level past the limit.
+pub(crate) fn json_depth(field: &str, value: &Value) -> Result<(), GovernanceError> {
+    let mut pending: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: &mut dyn Iterator<Item = &Value> = match value {
+            Value::Array(items) => &mut items.iter(),
+            Value::Object(map) => &mut map.values(),
+            _ => continue,
+        };
+        let depth = depth + 1;
+        if depth > MAX_JSON_DEPTH {
+            return Err(problem(field, ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }));
+        }
+        pending.extend(children.map(|child| (child, depth)));
+    }
+    Ok(())
+}
+
+/// Makes `value` safe to drop on any stack: serde_json drops (and clones,
+/// compares, serializes) documents recursively, so one nested a hundred
+/// thousand deep would overflow a thread's stack. Subtrees below a safe depth
+/// are taken apart iteratively; shallow documents are only walked.
+pub(crate) fn defuse(value: &mut Value) {
+    fn walk(value: &mut Value, depth: usize) {
+        const SAFE_DEPTH: usize = 64;
+        let children: &mut dyn Iterator<Item = &mut Value> = match value {
+            Value::Array(items) => &mut items.iter_mut(),
+            Value::Object(map) => &mut map.values_mut(),
+            _ => return,
+        };
+        if depth < SAFE_DEPTH {
+            children.for_each(|child| walk(child, depth + 1));
+            return;
+        }
+        let mut pending: Vec<Value> = vec![std::mem::take(value)];
+        while let Some(mut node) = pending.pop() {
+            match &mut node {
+                Value::Array(items) => pending.append(items),
+                Value::Object(map) => pending.extend(std::mem::take(map).into_iter().map(|(_, child)| child)),
+                _ => {}
+            }
+        }
+    }
+    walk(value, 0);
 }
 
 /// Undoes a database's re-encoding of large floats: PostgreSQL's `jsonb`
@@ -148,14 +194,6 @@ pub fn restore_stored_json(value: &mut Value) {
             _ => {}
         }
     }
-}
-
-/// Serialized size of `value` in bytes, without allocating it.
-pub(crate) fn serialized_len<T: serde::Serialize>(value: &T) -> usize {
-    let mut counter = ByteCounter(0);
-    // Writing to a counter cannot fail; a value that does not serialize counts as empty.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
 
 /// Counts serialized bytes without allocating them.
