@@ -56,8 +56,9 @@ pub enum AuditError {
     #[error("store: {0}")]
     Store(#[source] GovernanceError),
 
-    /// A stored record no longer matches its hash: it is not sealed or exported.
-    #[error("record {record} does not match its content hash; run verify")]
+    /// A stored record no longer matches its hash (or its seal entry, or no
+    /// longer decodes, or is gone): it is not sealed or exported.
+    #[error("record {record} is missing, unreadable or does not match its content hash; run verify")]
     Tampered {
         /// The record.
         record: RecordId,

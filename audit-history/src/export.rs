@@ -127,11 +127,15 @@ impl Exporter {
                 if entry.index != expected {
                     return Err(AuditError::LogGap { workspace: workspace.clone(), index: expected });
                 }
+                // Missing, undecodable, altered or not the hash sealed: never
+                // exported as if intact (`verify` says which).
                 let record = match record {
-                    Some(record) if record.content_hash == entry.content_hash && intact(&record, workspace) => record,
+                    Some(Ok(record)) if record.content_hash() == entry.content_hash && intact(&record, workspace) => {
+                        record
+                    }
                     _ => return Err(AuditError::Tampered { record: entry.record_id }),
                 };
-                let at = record.created_at.as_datetime();
+                let at = record.created_at().as_datetime();
                 let line = ExportLine { index: entry.index, checkpoint: entry.checkpoint, record };
                 let bytes = days.entry((at.year(), at.month(), at.day())).or_default();
                 serde_json::to_writer(&mut *bytes, &line)

@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governance_abstractions::integrity::{MAX_CHECKPOINT_RECORDS, merkle_root};
+use governance_abstractions::integrity::{MAX_CHECKPOINT_RECORDS, merkle_root, position_of};
 use governance_abstractions::{
-    Anchor, Checkpoint, GovernanceError, HistoryRecord, IntegrityStore, Position, RecordId, SealEntry, Timestamp,
-    WorkspaceId,
+    Anchor, Checkpoint, GovernanceError, HistoryRecord, IntegrityStore, Position, ReadRecord, RecordId, SealEntry,
+    SealedRecord, Timestamp, WorkspaceId,
 };
 
 use crate::error::AuditError;
@@ -19,9 +19,9 @@ pub struct SealReport {
     pub checkpoints: Vec<Checkpoint>,
     /// Records sealed.
     pub records: u64,
-    /// Unsealed records that no longer match their hash (or belong to
-    /// another workspace): left unsealed, logged and counted; `verify` names
-    /// them.
+    /// Unsealed records that no longer match their hash, belong to another
+    /// workspace or no longer decode: left unsealed, logged and counted;
+    /// `verify` names them.
     pub tampered: Vec<RecordId>,
 }
 
@@ -66,7 +66,7 @@ impl Sealer {
     }
 
     /// Seals every unsealed record of `workspace`. A record that no longer
-    /// matches its hash is never sealed: it is set aside in
+    /// matches its hash (or no longer decodes) is never sealed: it is set aside in
     /// [`SealReport::tampered`] (logged, counted) and the rest is sealed, so
     /// one forged row cannot hold the others' sealing back.
     pub async fn seal(&self, workspace: &WorkspaceId) -> Result<SealReport, AuditError> {
@@ -105,14 +105,13 @@ impl Sealer {
         loop {
             let page = self.store.unsealed_history(workspace, after, size as u32).await.map_err(AuditError::Store)?;
             let full = page.len() == size;
-            after = page.last().map(Position::of_record);
-            for record in page {
-                if intact(&record, workspace) {
-                    intact_records.push(record);
-                } else if !report.tampered.contains(&record.id) {
-                    tracing::error!(workspace = %workspace, record = %record.id, "not sealing a record that does not match its hash");
-                    crate::metrics::count(crate::metrics::UNSEALABLE, "sealer", 1);
-                    report.tampered.push(record.id);
+            after = page.last().map(position_of);
+            for row in page {
+                match row {
+                    Ok(record) if intact(&record, workspace) => intact_records.push(record),
+                    Ok(record) => set_aside(report, workspace, record.id(), "does not match its hash or workspace"),
+                    // The decode problem is not logged: it may quote a stored value.
+                    Err(unreadable) => set_aside(report, workspace, unreadable.id, "does not decode"),
                 }
                 if intact_records.len() == size {
                     return Ok(intact_records);
@@ -139,9 +138,21 @@ impl Sealer {
     }
 }
 
-/// The record's hash matches its content, and it belongs to `workspace`.
+/// Reports an unsealable record once: logged, counted, kept for the report.
+fn set_aside(report: &mut SealReport, workspace: &WorkspaceId, record: RecordId, why: &'static str) {
+    if report.tampered.contains(&record) {
+        return;
+    }
+    tracing::error!(workspace = %workspace, record = %record, why, "not sealing a record");
+    crate::metrics::count(crate::metrics::UNSEALABLE, "sealer", 1);
+    report.tampered.push(record);
+}
+
+/// The record is valid, its hash matches its content, and it belongs to
+/// `workspace`. `check` remembers a success, so the sealer's own check of the
+/// records it seals does not hash them again.
 pub(crate) fn intact(record: &HistoryRecord, workspace: &WorkspaceId) -> bool {
-    record.workspace_id() == workspace && record.compute_hash().is_ok_and(|hash| hash == record.content_hash)
+    record.workspace_id() == workspace && record.check().is_ok()
 }
 
 /// The first thing [`verify`] found wrong.
@@ -155,6 +166,16 @@ pub enum Problem {
         record: RecordId,
         /// Its leaf index, when sealed.
         index: Option<u64>,
+    },
+    /// A record's row no longer decodes (a column holds a value this library
+    /// never writes), so its content cannot be checked.
+    RecordUnreadable {
+        /// The record.
+        record: RecordId,
+        /// Its leaf index, when sealed.
+        index: Option<u64>,
+        /// What does not decode.
+        problem: String,
     },
     /// A sealed record is gone.
     RecordMissing {
@@ -180,7 +201,20 @@ pub enum Problem {
         /// The checkpoint.
         seq: u64,
     },
-    /// A checkpoint's seal entries no longer add up to its root.
+    /// A seal entry no longer matches its checkpoint: its record is intact,
+    /// and with the record's hash in its place the entries add up to the
+    /// checkpoint's root again.
+    SealEntryAltered {
+        /// The entry's leaf index.
+        index: u64,
+        /// The record it names.
+        record: RecordId,
+        /// The checkpoint it belongs to.
+        checkpoint: u64,
+    },
+    /// A checkpoint's seal entries no longer add up to its root (and no
+    /// single story explains it: entries removed, reordered, or changed
+    /// together with their records).
     SealBroken {
         /// The checkpoint.
         seq: u64,
@@ -200,12 +234,21 @@ impl fmt::Display for Problem {
                 write!(f, "record {record} (leaf {index}) does not match its sealed hash")
             }
             Problem::RecordAltered { record, index: None } => write!(f, "record {record} does not match its hash"),
+            Problem::RecordUnreadable { record, index: Some(index), problem } => {
+                write!(f, "record {record} (leaf {index}) cannot be read: {problem}")
+            }
+            Problem::RecordUnreadable { record, index: None, problem } => {
+                write!(f, "record {record} cannot be read: {problem}")
+            }
             Problem::RecordMissing { record, index, checkpoint } => {
                 write!(f, "record {record} (leaf {index}, checkpoint {checkpoint}) is missing")
             }
             Problem::CheckpointAltered { seq } => write!(f, "checkpoint {seq} does not match its digest"),
             Problem::CheckpointMissing { seq } => write!(f, "checkpoint {seq} is missing"),
             Problem::ChainBroken { seq } => write!(f, "checkpoint {seq} does not extend the checkpoint before it"),
+            Problem::SealEntryAltered { index, record, checkpoint } => {
+                write!(f, "seal entry {index} of checkpoint {checkpoint} (record {record}) was altered")
+            }
             Problem::SealBroken { seq } => write!(f, "the records sealed by checkpoint {seq} do not match its root"),
             Problem::AnchorMismatch { seq } => write!(f, "the anchored checkpoint {seq} is missing or different"),
         }
@@ -246,7 +289,7 @@ pub async fn verify(
     let mut previous: Option<Checkpoint> = None;
     let mut anchored = false;
     loop {
-        let after = previous.as_ref().map_or(0, |p| p.seq);
+        let after = previous.as_ref().map_or(0, Checkpoint::seq);
         let page = store.checkpoints(workspace, after, 100).await.map_err(AuditError::Store)?;
         if page.is_empty() {
             break;
@@ -261,19 +304,19 @@ pub async fn verify(
                 return Ok(report);
             }
             if let Some(anchor) = anchor
-                && anchor.seq == checkpoint.seq
+                && anchor.seq == checkpoint.seq()
             {
-                anchored = anchor.digest == checkpoint.digest && &anchor.workspace_id == workspace;
+                anchored = anchor.digest == checkpoint.digest() && &anchor.workspace_id == workspace;
             }
             report.checkpoints += 1;
-            report.sealed += checkpoint.record_count;
+            report.sealed += checkpoint.record_count();
             report.latest = Some(checkpoint.anchor());
             previous = Some(checkpoint);
         }
     }
     let next_index = previous.as_ref().map_or(0, Checkpoint::next_index);
     if !store.sealed_records(workspace, next_index, 1).await.map_err(AuditError::Store)?.is_empty() {
-        report.problem = Some(Problem::CheckpointMissing { seq: previous.as_ref().map_or(1, |p| p.seq + 1) });
+        report.problem = Some(Problem::CheckpointMissing { seq: previous.as_ref().map_or(1, |p| p.seq() + 1) });
         return Ok(report);
     }
     if let Some(anchor) = anchor
@@ -285,30 +328,42 @@ pub async fn verify(
     let mut after: Option<Position> = None;
     loop {
         let page = store.unsealed_history(workspace, after, 500).await.map_err(AuditError::Store)?;
-        for record in &page {
-            if !intact(record, workspace) {
-                report.problem = Some(Problem::RecordAltered { record: record.id, index: None });
-                return Ok(report);
-            }
+        if let Some(problem) = page.iter().find_map(|row| unsealed_problem(row, workspace)) {
+            report.problem = Some(problem);
+            return Ok(report);
         }
         report.unsealed += page.len() as u64;
         match page.last() {
-            Some(last) if page.len() == 500 => after = Some(Position::of_record(last)),
+            Some(last) if page.len() == 500 => after = Some(position_of(last)),
             _ => return Ok(report),
+        }
+    }
+}
+
+/// What is wrong with an unsealed row, if anything: only its own hash and
+/// workspace can be checked.
+fn unsealed_problem(row: &ReadRecord, workspace: &WorkspaceId) -> Option<Problem> {
+    match row {
+        Ok(record) if intact(record, workspace) => None,
+        Ok(record) => Some(Problem::RecordAltered { record: record.id(), index: None }),
+        Err(unreadable) => {
+            Some(Problem::RecordUnreadable { record: unreadable.id, index: None, problem: unreadable.problem.clone() })
         }
     }
 }
 
 /// The checkpoint is intact and extends `previous`.
 fn check_link(checkpoint: &Checkpoint, previous: Option<&Checkpoint>, workspace: &WorkspaceId) -> Option<Problem> {
-    let seq = checkpoint.seq;
-    let expected = previous.map_or(1, |p| p.seq + 1);
-    if &checkpoint.workspace_id != workspace || checkpoint.compute_digest().ok().as_ref() != Some(&checkpoint.digest) {
+    let seq = checkpoint.seq();
+    let expected = previous.map_or(1, |p| p.seq() + 1);
+    if checkpoint.workspace_id() != workspace
+        || checkpoint.compute_digest().ok().as_deref() != Some(checkpoint.digest())
+    {
         Some(Problem::CheckpointAltered { seq })
     } else if seq != expected {
         Some(Problem::CheckpointMissing { seq: expected })
-    } else if checkpoint.previous.as_deref() != previous.map(|p| p.digest.as_str())
-        || checkpoint.first_index != previous.map_or(0, Checkpoint::next_index)
+    } else if checkpoint.previous() != previous.map(Checkpoint::digest)
+        || checkpoint.first_index() != previous.map_or(0, Checkpoint::next_index)
     {
         Some(Problem::ChainBroken { seq })
     } else {
@@ -318,30 +373,61 @@ fn check_link(checkpoint: &Checkpoint, previous: Option<&Checkpoint>, workspace:
 
 /// Every entry of the checkpoint is stored, names an intact record with the
 /// sealed hash, and together they make the checkpoint's root.
+///
+/// The root decides whom to blame. When the stored entries make it, they are
+/// as sealed, so a record that differs from its entry is the altered one.
+/// When they do not, an entry was changed: if putting each differing entry's
+/// (intact) record hash back makes the root, the first such entry is named;
+/// otherwise the seal as a whole is broken.
 async fn check_seals(store: &dyn IntegrityStore, checkpoint: &Checkpoint) -> Result<Option<Problem>, AuditError> {
-    let seq = checkpoint.seq;
-    if checkpoint.record_count == 0 || checkpoint.record_count > MAX_CHECKPOINT_RECORDS as u64 {
+    let seq = checkpoint.seq();
+    let count = checkpoint.record_count();
+    if count == 0 || count > MAX_CHECKPOINT_RECORDS as u64 {
         return Ok(Some(Problem::SealBroken { seq }));
     }
-    let sealed = store
-        .sealed_records(&checkpoint.workspace_id, checkpoint.first_index, checkpoint.record_count as u32)
-        .await
-        .map_err(AuditError::Store)?;
-    let mut leaves = Vec::with_capacity(sealed.len());
-    for ((entry, record), index) in sealed.iter().zip(checkpoint.first_index..) {
-        if entry.index != index || entry.checkpoint != seq {
-            return Ok(Some(Problem::SealBroken { seq }));
-        }
-        let Some(record) = record else {
-            return Ok(Some(Problem::RecordMissing { record: entry.record_id, index, checkpoint: seq }));
-        };
-        if !intact(record, &checkpoint.workspace_id) || record.content_hash != entry.content_hash {
-            return Ok(Some(Problem::RecordAltered { record: record.id, index: Some(index) }));
-        }
-        leaves.push(SealEntry::leaf_hash(entry));
-    }
-    if sealed.len() as u64 != checkpoint.record_count || merkle_root(&leaves) != checkpoint.root {
+    let workspace = checkpoint.workspace_id();
+    let sealed =
+        store.sealed_records(workspace, checkpoint.first_index(), count as u32).await.map_err(AuditError::Store)?;
+    let in_place = sealed.iter().zip(checkpoint.first_index()..).all(|((e, _), i)| e.index == i && e.checkpoint == seq);
+    if !in_place || sealed.len() as u64 != count {
         return Ok(Some(Problem::SealBroken { seq }));
     }
-    Ok(None)
+    let leaves: Vec<[u8; 32]> = sealed.iter().map(|(entry, _)| entry.leaf_hash()).collect();
+    if merkle_root(&leaves) == checkpoint.root() {
+        return Ok(sealed.iter().find_map(|sealed| sealed_problem(sealed, workspace)));
+    }
+    let mut first_changed = None;
+    let repaired: Vec<[u8; 32]> = sealed
+        .iter()
+        .map(|(entry, row)| match row {
+            Some(Ok(record)) if record.content_hash() != entry.content_hash && intact(record, workspace) => {
+                first_changed.get_or_insert(entry);
+                SealEntry { content_hash: record.content_hash().to_owned(), ..entry.clone() }.leaf_hash()
+            }
+            _ => entry.leaf_hash(),
+        })
+        .collect();
+    Ok(Some(match first_changed {
+        Some(entry) if merkle_root(&repaired) == checkpoint.root() => {
+            Problem::SealEntryAltered { index: entry.index, record: entry.record_id, checkpoint: seq }
+        }
+        _ => Problem::SealBroken { seq },
+    }))
+}
+
+/// What is wrong with a sealed row whose entry is as sealed, if anything.
+fn sealed_problem((entry, row): &SealedRecord, workspace: &WorkspaceId) -> Option<Problem> {
+    let index = entry.index;
+    match row {
+        None => Some(Problem::RecordMissing { record: entry.record_id, index, checkpoint: entry.checkpoint }),
+        Some(Err(unreadable)) => Some(Problem::RecordUnreadable {
+            record: unreadable.id,
+            index: Some(index),
+            problem: unreadable.problem.clone(),
+        }),
+        Some(Ok(record)) if !intact(record, workspace) || record.content_hash() != entry.content_hash => {
+            Some(Problem::RecordAltered { record: record.id(), index: Some(index) })
+        }
+        Some(Ok(_)) => None,
+    }
 }

@@ -4,10 +4,14 @@
 //! - [`Recorder`]: evaluate → persist evidence (approved, denied or error)
 //!   → mutate only if approved. Fail-closed by default; fail-open writes to a
 //!   durable local [`Spool`] that a [`Relay`] replays idempotently.
+//! - Evidence whose payloads are nested deeper than the stores accept is
+//!   refused as input before anything walks them.
 //! - [`RedactionPolicy`] (built in: [`KeyRedaction`]) runs before anything is
 //!   hashed, stored, spooled, exported or logged.
 //! - [`Sealer`] and [`verify`]: tamper evidence without a lock on the write
-//!   path — checkpoints chain Merkle roots over the workspace's log.
+//!   path — checkpoints chain Merkle roots over the workspace's log. Rows that
+//!   no longer match their hash, or no longer decode, are never sealed or
+//!   exported, and `verify` names them.
 //! - [`Exporter`]: JSONL by date, resumable with no gap and no duplicate.
 //! - [`metrics`]: the counters every failure path increments; logs go
 //!   through `tracing` and never carry payloads.

@@ -138,7 +138,15 @@ impl Recorder {
 
     /// Completes `evidence` into the record that will be stored: outcome set
     /// from the decision when missing, redacted, hashed, validated. No I/O.
+    ///
+    /// Payloads nested deeper than
+    /// [`limits::MAX_JSON_DEPTH`](governance_abstractions::limits::MAX_JSON_DEPTH)
+    /// are refused ([`AuditError::Refused`]) before anything else looks at
+    /// them, so hostile input cannot exhaust the stack.
     pub fn prepare(&self, mut evidence: Evidence) -> Result<HistoryRecord, AuditError> {
+        // First, without recursion: redaction (a policy may be any code) and
+        // hashing walk the payloads, and neither may meet unbounded nesting.
+        evidence.check_depth().map_err(|error| self.refuse_input(error))?;
         evidence.outcome = evidence.outcome.or(Some(match evidence.decision {
             Some(Decision::Approved) => Outcome::Approved,
             Some(Decision::Denied) => Outcome::Denied,
@@ -147,11 +155,9 @@ impl Recorder {
         if let Some(policy) = &self.redaction {
             redaction::apply(policy.as_ref(), &mut evidence);
         }
-        let record = HistoryRecord::new(evidence, Timestamp::now()).and_then(|record| {
-            record.evidence.validate()?;
-            Ok(record)
-        });
-        record.map_err(|error| self.refuse_input(error))
+        // Validates the redacted evidence (depth first again: a policy may
+        // have added nesting) and hashes it once.
+        HistoryRecord::new(evidence, Timestamp::now()).map_err(|error| self.refuse_input(error))
     }
 
     /// Prepares and persists `evidence` under the failure policy.
@@ -209,7 +215,7 @@ impl Recorder {
         }
         count(WRITE_FAILURES, &self.name, 1);
         tracing::warn!(
-            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id, error = %error,
+            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %error,
             "evidence store failed; spooling (fail-open)"
         );
         let spool = Arc::clone(spool);
@@ -222,7 +228,7 @@ impl Recorder {
             Err(spool_error) => {
                 count(REFUSED, &self.name, 1);
                 tracing::error!(
-                    recorder = %self.name, workspace = %record.workspace_id(), record = %record.id,
+                    recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(),
                     error = %spool_error, "evidence neither stored nor spooled; the mutation does not run"
                 );
                 Err(spool_error)
@@ -246,7 +252,7 @@ impl Recorder {
         count(WRITE_FAILURES, &self.name, 1);
         count(REFUSED, &self.name, 1);
         tracing::error!(
-            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id, error = %error,
+            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %error,
             "evidence not stored; the mutation does not run (fail-closed)"
         );
         AuditError::NotStored(error)
@@ -260,5 +266,6 @@ impl Recorder {
 }
 
 fn approves(record: &HistoryRecord) -> bool {
-    record.evidence.decision == Some(Decision::Approved) && record.evidence.outcome == Some(Outcome::Approved)
+    let evidence = record.evidence();
+    evidence.decision == Some(Decision::Approved) && evidence.outcome == Some(Outcome::Approved)
 }

@@ -1,5 +1,7 @@
 //! Redaction runs before anything is hashed, stored, spooled, exported or
-//! logged; the record names the policy (and version) that produced it.
+//! logged; the record names the policy (and version) that produced it. The
+//! recorder checks the payloads' depth before it, so a policy never sees a
+//! document nested deeper than the stores accept.
 
 use std::fmt;
 
@@ -146,36 +148,45 @@ impl KeyRedaction {
         self.keys.iter().any(|fragment| key.contains(fragment.as_str())) || self.exact.contains(&key)
     }
 
+    /// Redacts `value` everywhere below it. Iterative, like everything that
+    /// walks untrusted JSON here: a payload nested too deep to store must
+    /// still be safe to redact (the recorder checks the depth first anyway).
     fn walk(&self, value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                // An e-mail address can be a key too: rename it.
-                let addressed: Vec<String> = if self.emails {
-                    map.keys().filter(|k| scrub_emails(k).is_some()).cloned().collect()
-                } else {
-                    Vec::new()
-                };
-                for (n, key) in addressed.into_iter().enumerate() {
-                    if let Some(value) = map.remove(&key) {
-                        let clean = scrub_emails(&key).unwrap_or_default();
-                        map.insert(if n == 0 { clean } else { format!("{clean}#{n}") }, value);
-                    }
-                }
-                for (key, value) in map.iter_mut() {
-                    if self.sensitive_key(key) {
-                        *value = Value::String(REDACTED.to_owned());
+        let mut pending: Vec<&mut Value> = vec![value];
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::Object(map) => {
+                    // An e-mail address can be a key too: rename it.
+                    let addressed: Vec<String> = if self.emails {
+                        map.keys().filter(|k| scrub_emails(k).is_some()).cloned().collect()
                     } else {
-                        self.walk(value);
+                        Vec::new()
+                    };
+                    for (n, key) in addressed.into_iter().enumerate() {
+                        if let Some(value) = map.remove(&key) {
+                            let clean = scrub_emails(&key).unwrap_or_default();
+                            let name = if n == 0 { clean } else { format!("{clean}#{n}") };
+                            if let Some(replaced) = map.insert(name, value) {
+                                discard(replaced);
+                            }
+                        }
+                    }
+                    for (key, value) in map.iter_mut() {
+                        if self.sensitive_key(key) {
+                            discard(std::mem::replace(value, Value::String(REDACTED.to_owned())));
+                        } else {
+                            pending.push(value);
+                        }
                     }
                 }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|item| self.walk(item)),
-            Value::String(text) if self.emails => {
-                if let Some(clean) = scrub_emails(text) {
-                    *text = clean;
+                Value::Array(items) => pending.extend(items.iter_mut()),
+                Value::String(text) if self.emails => {
+                    if let Some(clean) = scrub_emails(text) {
+                        *text = clean;
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
     }
 
@@ -183,7 +194,7 @@ impl KeyRedaction {
         let Some(value) = payload else { return };
         for pointer in &self.pointers {
             if let Some(target) = value.pointer_mut(pointer) {
-                *target = Value::String(REDACTED.to_owned());
+                discard(std::mem::replace(target, Value::String(REDACTED.to_owned())));
             }
         }
         self.walk(value);
@@ -206,6 +217,18 @@ impl RedactionPolicy for KeyRedaction {
             && let Some(clean) = evidence.reason.as_deref().and_then(scrub_emails)
         {
             evidence.reason = Some(clean);
+        }
+    }
+}
+
+/// Drops a redacted value without recursion (serde_json drops recursively).
+fn discard(value: Value) {
+    let mut pending = vec![value];
+    while let Some(mut value) = pending.pop() {
+        match &mut value {
+            Value::Array(items) => pending.append(items),
+            Value::Object(map) => pending.extend(std::mem::take(map).into_iter().map(|(_, child)| child)),
+            _ => {}
         }
     }
 }
@@ -287,6 +310,28 @@ mod tests {
         assert_eq!(scrub_emails("mail (bob@x.io), now"), Some("mail ([redacted]), now".to_owned()));
         assert_eq!(scrub_emails("a @ b and x@y"), None);
         assert_eq!(scrub_emails("no address here"), None);
+    }
+
+    #[test]
+    fn deep_payloads_redact_and_drop_without_recursion() {
+        let policy = KeyRedaction::standard();
+        let nest = |mut value: Value| {
+            for _ in 0..100_000 {
+                value = Value::Array(vec![value]);
+            }
+            value
+        };
+        // Built by hand: `json!` serializes interpolated values, recursively.
+        let mut leaf = json!({ "contact": "bob@x.io" });
+        leaf["token"] = nest(json!(1));
+        let mut value = nest(leaf);
+        policy.walk(&mut value);
+        let mut inner = &value;
+        while let Value::Array(items) = inner {
+            inner = &items[0];
+        }
+        assert_eq!(inner, &json!({ "token": REDACTED, "contact": REDACTED }));
+        discard(value);
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Relay {
             Err(error) if is_rejection(&error) => {
                 let record = &group[0];
                 tracing::error!(
-                    recorder = %self.name, workspace = %record.workspace_id(), record = %record.id, error = %error,
+                    recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %error,
                     "the store refused spooled evidence for good; kept in rejected.jsonl"
                 );
                 let spool = Arc::clone(&self.spool);

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use audit_history::{Sealer, verify};
 use governance_abstractions::{
-    Actor, Checkpoint, Decision, Evidence, HistoryRecord, HistoryWriter, IntegrityStore, Position, Result, SealEntry,
-    SealedRecord, Timestamp, WorkspaceId,
+    Actor, Checkpoint, Decision, Evidence, HistoryRecord, HistoryWriter, IntegrityStore, Position, ReadRecord, Result,
+    SealEntry, SealedRecord, Timestamp, WorkspaceId,
 };
 use governance_memory::MemoryStore;
 
@@ -19,19 +19,15 @@ struct Rival {
 
 #[async_trait]
 impl IntegrityStore for Rival {
-    async fn unsealed_history(
-        &self,
-        ws: &WorkspaceId,
-        after: Option<Position>,
-        limit: u32,
-    ) -> Result<Vec<HistoryRecord>> {
+    async fn unsealed_history(&self, ws: &WorkspaceId, after: Option<Position>, limit: u32) -> Result<Vec<ReadRecord>> {
         self.inner.unsealed_history(ws, after, limit).await
     }
 
     async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
         if !self.struck.swap(true, Ordering::SeqCst) {
-            let ws = &checkpoint.workspace_id;
-            let first_two = self.inner.unsealed_history(ws, None, 2).await?;
+            let ws = checkpoint.workspace_id();
+            let first_two: Vec<HistoryRecord> =
+                self.inner.unsealed_history(ws, None, 2).await?.into_iter().map(|row| row.expect("readable")).collect();
             let (theirs, their_entries) = Checkpoint::seal(None, ws, &first_two, Timestamp::now())?;
             self.inner.append_checkpoint(&theirs, &their_entries).await?;
         }
@@ -62,7 +58,11 @@ async fn a_sealer_that_loses_the_race_rereads_and_seals_the_rest() {
     let store = Arc::new(Rival { inner: inner.clone(), struck: AtomicBool::new(false) });
     let report = Sealer::new(store.clone()).checkpoint_size(3).seal(&ws).await.unwrap();
     assert_eq!(report.records, 5, "the rival sealed two");
-    assert_eq!(report.checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3], "ours chain after the rival's");
+    assert_eq!(
+        report.checkpoints.iter().map(Checkpoint::seq).collect::<Vec<_>>(),
+        [2, 3],
+        "ours chain after the rival's"
+    );
     let checked = verify(&inner, &ws, report.anchor().as_ref()).await.unwrap();
     assert!(checked.is_clean() && checked.sealed == 7 && checked.unsealed == 0, "{checked:?}");
 }

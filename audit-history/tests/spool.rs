@@ -51,8 +51,8 @@ fn a_corrupt_acknowledged_line_is_an_error_not_a_skip() {
     let first = record("ws", None, "a");
     spool.append(&first).unwrap();
     drop(spool);
-    let mut forged = record("ws", None, "b");
-    forged.evidence.operation = "other".into(); // the hash no longer matches
+    let mut forged = serde_json::to_value(record("ws", None, "b")).unwrap();
+    forged["evidence"]["operation"] = "other".into(); // the hash no longer matches
     let mut line = serde_json::to_vec(&forged).unwrap();
     line.push(b'\n');
     append_raw(dir.path(), &line);
@@ -100,11 +100,11 @@ async fn the_relay_sets_aside_what_the_store_refuses_for_good_and_stores_the_res
     assert_eq!((report.stored, report.rejected), (2, 1));
     assert_eq!(spool.pending().unwrap(), 0);
     let rejected = std::fs::read_to_string(dir.path().join("rejected.jsonl")).unwrap();
-    assert!(rejected.contains(&conflicting.id.to_string()) && rejected.contains("idempotency key"));
+    assert!(rejected.contains(&conflicting.id().to_string()) && rejected.contains("idempotency key"));
     let workspace = WorkspaceId::new("ws").unwrap();
     let stored = store.query_history(&workspace, &HistoryFilter::default(), &PageRequest::all()).await.unwrap();
-    let ids: Vec<_> = stored.items.iter().map(|r| r.id).collect();
-    assert_eq!(ids, [taken.id, before.id, after.id]);
+    let ids: Vec<_> = stored.items.iter().map(HistoryRecord::id).collect();
+    assert_eq!(ids, [taken.id(), before.id(), after.id()]);
 }
 
 #[tokio::test]

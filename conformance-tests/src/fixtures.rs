@@ -80,12 +80,12 @@ pub(crate) async fn create(ctx: &CaseContext, spec: NewRequest) -> Outcome<Gover
     create_at(ctx, spec, Timestamp::now()).await
 }
 
-/// Applies `action` through the service.
+/// Applies `action` (or a [`Command`](governance_abstractions::Command)) through the service.
 pub(crate) async fn act(
     ctx: &CaseContext,
     id: RequestId,
     by: &Principal,
-    action: Action,
+    action: impl Into<governance_abstractions::Command>,
 ) -> Result<Transition, GovernanceError> {
     ctx.service.apply(&ctx.workspace, id, by, action).await
 }
@@ -121,18 +121,18 @@ pub(crate) async fn drive(ctx: &CaseContext, spec: NewRequest, status: RequestSt
         RequestStatus::Expired => vec![Action::Expire],
         RequestStatus::Superseded => {
             let mut newer = spec_in(&ctx.workspace);
-            newer.target = request.spec.target.clone();
+            newer.target = request.spec().target.clone();
             let newer = create(ctx, newer).await?;
-            ctx.service.supersede(&ctx.workspace, request.id, newer.id, &by).await?;
+            ctx.service.supersede(&ctx.workspace, request.id(), newer.id(), &by).await?;
             vec![]
         }
         RequestStatus::Executed => vec![Action::Approve, Action::Execute { current_version: None }],
     };
     for step in steps {
-        act(ctx, request.id, &by, step).await?;
+        act(ctx, request.id(), &by, step).await?;
     }
-    let stored = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!(stored.status, status, "setting up a request in {status}");
+    let stored = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!(stored.status(), status, "setting up a request in {status}");
     Ok(stored)
 }
 
@@ -154,11 +154,27 @@ pub(crate) async fn append_at(ctx: &CaseContext, evidence: Evidence, at: Timesta
     Ok(stored.into_iter().next().map(|s| s.into_inner()).unwrap_or(record))
 }
 
+/// A record as a client that serialized `record`, changed its JSON with
+/// `edit` and sent it back would hand it over: not built (nor trusted) by
+/// this process. With `rehash`, its content hash is recomputed over the
+/// edited content, so only the edit itself is wrong.
+pub(crate) fn untrusted(record: &HistoryRecord, rehash: bool, edit: impl FnOnce(&mut serde_json::Value)) -> Outcome<HistoryRecord> {
+    let failure = |e: serde_json::Error| crate::harness::CaseFailure(format!("re-encoding a record: {e}"));
+    let mut value = serde_json::to_value(record).map_err(failure)?;
+    edit(&mut value);
+    let copy: HistoryRecord = serde_json::from_value(value.clone()).map_err(failure)?;
+    if !rehash {
+        return Ok(copy);
+    }
+    value["content_hash"] = serde_json::Value::String(copy.compute_hash()?);
+    serde_json::from_value(value).map_err(failure)
+}
+
 /// The stored revision and history length of a request.
 pub(crate) async fn revision_and_history(ctx: &CaseContext, id: RequestId) -> Outcome<(u64, usize)> {
     let request = ctx.store.get_request(&ctx.workspace, id).await?;
     let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
-    Ok((request.revision, history.len()))
+    Ok((request.revision(), history.len()))
 }
 
 /// A fixed instant with microseconds, `offset` seconds after a base.

@@ -21,6 +21,9 @@ pub enum Capability {
     /// every guard, as an attacker with database access could (needs
     /// [`TestStore::tamper`]): the tamper-evidence cases use it.
     Tamper,
+    /// Stored rows can hold values the library never writes (a column set to
+    /// an impossible value through [`TamperAccess::corrupt_record`]).
+    CorruptRows,
 }
 
 impl fmt::Display for Capability {
@@ -28,6 +31,7 @@ impl fmt::Display for Capability {
         f.write_str(match self {
             Capability::DatabaseEnforcedAppendOnly => "database-enforced-append-only",
             Capability::Tamper => "tamper",
+            Capability::CorruptRows => "corrupt-rows",
         })
     }
 }
@@ -90,6 +94,11 @@ pub trait TamperAccess: Send + Sync {
     -> Result<(), String>;
     /// Deletes a checkpoint and its seal entries.
     async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+    /// Overwrites the content hash a seal entry kept.
+    async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String>;
+    /// Sets a column of a stored record to a value that does not decode
+    /// (for [`Capability::CorruptRows`]).
+    async fn corrupt_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
 }
 
 /// Fields a tampering overwrites in a checkpoint (`None`: left as stored).
@@ -252,6 +261,9 @@ pub type CaseFuture = Pin<Box<dyn Future<Output = CaseResult> + Send>>;
 /// The case groups of the suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
+    /// The contract enforced by construction: exact base states, frozen
+    /// fields, supersession races, hostile JSON, time bounds, notes.
+    Contract,
     /// Create/read round-trips of every field.
     RoundTrip,
     /// Duplicate ids.
@@ -300,6 +312,7 @@ impl Group {
     /// The group's name in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Group::Contract => "contract",
             Group::RoundTrip => "round-trip",
             Group::Duplicates => "duplicates",
             Group::Cas => "cas",

@@ -26,10 +26,9 @@ impl StoreFactory for MemoryFactory {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all().without(
-            Capability::DatabaseEnforcedAppendOnly,
-            "in-process store: history has no update or delete path at all",
-        )
+        Capabilities::all()
+            .without(Capability::DatabaseEnforcedAppendOnly, "in-process store: history has no update or delete path at all")
+            .without(Capability::CorruptRows, MEMORY_HOLDS_TYPED_VALUES)
     }
 
     async fn open(&self) -> Result<TestStore, SetupError> {
@@ -242,10 +241,10 @@ impl TamperAccess for MemoryTamper {
         content_hash: Option<String>,
     ) -> Result<(), String> {
         let found = self.0.tamper(workspace, |t| {
-            t.edit_record(id, |r| {
-                r.evidence.reason = Some("tampered".into());
-                if let Some(hash) = content_hash {
-                    r.content_hash = hash;
+            t.rewrite_record(id, |evidence, hash| {
+                evidence.reason = Some("tampered".into());
+                if let Some(content_hash) = content_hash {
+                    *hash = content_hash;
                 }
             })
         });
@@ -258,9 +257,16 @@ impl TamperAccess for MemoryTamper {
 
     async fn copy_record(&self, from: &WorkspaceId, id: RecordId, to: &WorkspaceId) -> Result<(), String> {
         use governance_abstractions::HistoryReader;
-        let mut record = self.0.get_history_record(from, id).await.map_err(|e| e.to_string())?;
-        record.evidence.workspace_id = to.clone();
-        self.0.tamper(to, |t| t.insert_record(record));
+        let record = self.0.get_history_record(from, id).await.map_err(|e| e.to_string())?;
+        let mut evidence = record.evidence().clone();
+        evidence.workspace_id = to.clone();
+        let copy = governance_abstractions::provider::decode_record(
+            record.id(),
+            record.created_at(),
+            evidence,
+            record.content_hash().to_owned(),
+        );
+        self.0.tamper(to, |t| t.insert_record(copy));
         Ok(())
     }
 
@@ -289,7 +295,18 @@ impl TamperAccess for MemoryTamper {
             .then_some(())
             .ok_or_else(|| format!("no checkpoint {seq}"))
     }
+
+    async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| t.edit_seal(index, |entry| entry.content_hash = content_hash));
+        found.then_some(()).ok_or_else(|| format!("no seal entry {index}"))
+    }
+
+    async fn corrupt_record(&self, _: &WorkspaceId, _: RecordId) -> Result<(), String> {
+        Err(MEMORY_HOLDS_TYPED_VALUES.into())
+    }
 }
+
+const MEMORY_HOLDS_TYPED_VALUES: &str = "in-process store: it holds typed values, so no row can fail to decode";
 
 /// What an attacker with the database owner's rights does: lift the
 /// append-only triggers inside one transaction (PostgreSQL: disable them;
@@ -431,6 +448,19 @@ impl TamperAccess for SqlTamper {
         let mut values = vec![Value::from(change.root), Value::from(change.previous), Value::from(change.digest)];
         values.extend(seq_key(workspace, seq));
         self.unguarded(&["governance_checkpoints"], vec![self.statement(sql, values)]).await
+    }
+
+    async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String> {
+        let sql = "UPDATE governance_seals SET content_hash = ? WHERE workspace_id = ? AND leaf_index = ?";
+        let mut values = vec![Value::from(content_hash)];
+        values.extend(seq_key(workspace, index));
+        self.unguarded(&["governance_seals"], vec![self.statement(sql, values)]).await
+    }
+
+    async fn corrupt_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
+        // No provider writes this category: the row no longer decodes.
+        let sql = "UPDATE governance_history SET category = 'no-such-category' WHERE workspace_id = ? AND id = ?";
+        self.unguarded(&["governance_history"], vec![self.statement(sql, key(workspace, id))]).await
     }
 
     async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {

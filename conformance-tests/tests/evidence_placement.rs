@@ -93,7 +93,7 @@ async fn postgres_evidence_and_mutation_share_the_callers_transaction() {
     assert!(!guarded_insert(&store, &recorder, &workspace, Decision::Denied, "c", true).await.unwrap());
     let stored = history(&store, &workspace).await;
     assert_eq!((stored.len(), invoices(&store, "c").await), (2, 0), "denied: evidence only");
-    assert_eq!(stored[1].evidence.decision, Some(Decision::Denied));
+    assert_eq!(stored[1].evidence().decision, Some(Decision::Denied));
 }
 
 #[tokio::test]
@@ -111,7 +111,7 @@ async fn seaorm_sqlite_evidence_and_mutation_share_the_callers_transaction() {
                 evidence(&workspace, decision),
                 async |txn, records| store.append_history_in(txn, records).await,
                 async |txn, evidence| {
-                    let sql = format!("INSERT INTO invoices (id) VALUES ('{}')", evidence.id);
+                    let sql = format!("INSERT INTO invoices (id) VALUES ('{}')", evidence.id());
                     txn.execute_unprepared(&sql).await.map(|r| r.rows_affected())
                 },
             )
@@ -121,7 +121,7 @@ async fn seaorm_sqlite_evidence_and_mutation_share_the_callers_transaction() {
         if commit { txn.commit().await.unwrap() } else { txn.rollback().await.unwrap() }
     }
     let stored = history(&store, &workspace).await;
-    let decisions: Vec<_> = stored.iter().map(|r| r.evidence.decision).collect();
+    let decisions: Vec<_> = stored.iter().map(|r| r.evidence().decision).collect();
     assert_eq!(decisions, [Some(Decision::Approved), Some(Decision::Denied)], "the rolled-back one left nothing");
     let rows = store.connection().query_all_raw(governance_seaorm::sea_orm::Statement::from_string(
         DbBackend::Sqlite,
@@ -129,7 +129,7 @@ async fn seaorm_sqlite_evidence_and_mutation_share_the_callers_transaction() {
     ));
     let rows = rows.await.unwrap();
     assert_eq!(rows.len(), 1, "only the committed approved mutation");
-    assert_eq!(rows[0].try_get::<String>("", "id").unwrap(), stored[0].id.to_string(), "linked to its evidence");
+    assert_eq!(rows[0].try_get::<String>("", "id").unwrap(), stored[0].id().to_string(), "linked to its evidence");
 }
 
 /// Fail-closed and fail-open against a server that does not answer (a

@@ -40,19 +40,19 @@
 //! let (lead, sec) = (Actor::user("lead").into(), Actor::user("sec").into());
 //! let requester: Principal = Actor::user("dev").into();
 //! let approve = || Action::Decide { verdict: Verdict::Approved, comment: None };
-//! service.apply(&ws, request.id, &requester, Action::Submit { reason: PendingReason::Approval }).await?;
-//! service.apply(&ws, request.id, &lead, approve()).await?;
-//! let done = service.apply(&ws, request.id, &sec, approve()).await?;
-//! assert_eq!(done.request().status, RequestStatus::Approved);
+//! service.apply(&ws, request.id(), &requester, Action::Submit { reason: PendingReason::Approval }).await?;
+//! service.apply(&ws, request.id(), &lead, approve()).await?;
+//! let done = service.apply(&ws, request.id(), &sec, approve()).await?;
+//! assert_eq!(done.request().status(), RequestStatus::Approved);
 //!
-//! let executed = service.apply(&ws, request.id, &requester, Action::Execute { current_version: None }).await?;
-//! assert_eq!(executed.request().status, RequestStatus::Executed);
-//! assert_eq!(executed.request().revision, 5);
+//! let executed = service.apply(&ws, request.id(), &requester, Action::Execute { current_version: None }).await?;
+//! assert_eq!(executed.request().status(), RequestStatus::Executed);
+//! assert_eq!(executed.request().revision(), 5);
 //!
 //! // Every revision left its history, in order.
-//! let history = service.store().history_for_request(&ws, request.id).await?;
-//! assert_eq!(history.first().map(|r| r.evidence.code.as_str()), Some(codes::REQUEST_CREATED));
-//! assert_eq!(history.last().map(|r| r.evidence.code.as_str()), Some(codes::REQUEST_EXECUTED));
+//! let history = service.store().history_for_request(&ws, request.id()).await?;
+//! assert_eq!(history.first().map(|r| r.evidence().code.as_str()), Some(codes::REQUEST_CREATED));
+//! assert_eq!(history.last().map(|r| r.evidence().code.as_str()), Some(codes::REQUEST_EXECUTED));
 //! # Ok(())
 //! # }
 //! ```

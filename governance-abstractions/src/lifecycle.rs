@@ -151,14 +151,6 @@ pub enum Action {
     },
 }
 
-impl Drop for Action {
-    fn drop(&mut self) {
-        if let Action::Annotate { metadata } = self {
-            crate::validate::defuse(metadata);
-        }
-    }
-}
-
 impl Action {
     /// The kind of this action.
     pub fn kind(&self) -> ActionKind {
@@ -229,9 +221,14 @@ impl From<Action> for Command {
     }
 }
 
+/// A command handed over by value (to [`GovernanceService::apply`](crate::GovernanceService::apply))
+/// may carry JSON too deep to validate: it must still drop safely.
 impl Drop for Command {
     fn drop(&mut self) {
         self.metadata.iter_mut().for_each(crate::validate::defuse);
+        if let Action::Annotate { metadata } = &mut self.action {
+            crate::validate::defuse(metadata);
+        }
     }
 }
 
@@ -334,7 +331,12 @@ impl Transition {
 }
 
 /// Builds a new request from `spec`: status Created, revision 1.
-pub fn create(spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creation, GovernanceError> {
+pub fn create(mut spec: NewRequest, id: RequestId, now: Timestamp) -> Result<Creation, GovernanceError> {
+    if let Err(error) = crate::validate::json_depth("metadata", &spec.metadata) {
+        // Handed over by value: dropping it must not recurse to its depth.
+        crate::validate::defuse(&mut spec.metadata);
+        return Err(error);
+    }
     spec.validate()?;
     if spec.approvals.iter().any(|a| a.decision.is_some()) {
         return Err(GovernanceError::validation(

@@ -165,12 +165,6 @@ pub struct NewRequest {
     pub metadata: Value,
 }
 
-impl Drop for NewRequest {
-    fn drop(&mut self) {
-        validate::defuse(&mut self.metadata);
-    }
-}
-
 impl NewRequest {
     /// A request with no approvals, version, expiry, key, category, tags or metadata.
     pub fn new(

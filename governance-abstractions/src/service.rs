@@ -70,8 +70,7 @@ impl GovernanceService {
         action: impl Into<Command>,
     ) -> Result<Transition> {
         let command = action.into();
-        self.retrying(workspace, id, async |current| lifecycle::apply_command(current, by, &command, Timestamp::now()))
-            .await
+        self.retrying(workspace, id, |current| lifecycle::apply_command(current, by, &command, Timestamp::now())).await
     }
 
     /// Marks `older` as superseded by `newer`: both in `workspace`, `newer`
@@ -83,13 +82,19 @@ impl GovernanceService {
         newer: RequestId,
         by: &Principal,
     ) -> Result<Transition> {
-        // The successor is read again on every attempt: the store commits only
-        // while it is still at the state read here.
-        let supersede = async |current: &GovernanceRequest| {
-            let newer = self.store.get_request(workspace, newer).await?;
-            lifecycle::supersede(current, &newer, by, Timestamp::now())
-        };
-        self.retrying(workspace, older, supersede).await
+        // Both are read again on every attempt: the store commits only while
+        // the successor is still at the state read here.
+        let mut attempt = 1;
+        loop {
+            let successor = self.store.get_request(workspace, newer).await?;
+            let current = self.store.get_request(workspace, older).await?;
+            let transition = lifecycle::supersede(&current, &successor, by, Timestamp::now())?;
+            match self.store.commit_transition(&transition).await {
+                Ok(()) => return Ok(transition),
+                Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Expires every non-terminal request of `workspace` whose `expires_at` ≤
@@ -106,8 +111,7 @@ impl GovernanceService {
             let due = self.store.due_for_expiry(workspace, now, EXPIRY_BATCH).await?;
             let mut progressed = false;
             for request in &due {
-                let expire =
-                    async |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
+                let expire = |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
                 match self.retrying(workspace, request.id(), expire).await {
                     Ok(_) => {
                         expired.push(request.id());
@@ -130,12 +134,12 @@ impl GovernanceService {
         &self,
         workspace: &WorkspaceId,
         id: RequestId,
-        change: impl AsyncFn(&GovernanceRequest) -> Result<Transition>,
+        change: impl Fn(&GovernanceRequest) -> Result<Transition>,
     ) -> Result<Transition> {
         let mut attempt = 1;
         loop {
             let current = self.store.get_request(workspace, id).await?;
-            let transition = change(&current).await?;
+            let transition = change(&current)?;
             match self.store.commit_transition(&transition).await {
                 Ok(()) => return Ok(transition),
                 Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,

@@ -21,12 +21,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use governance_abstractions::provider::{
+    check_commit_target, check_successor, plan_history_append, rank_counts, validate_checkpoint, validate_creation,
+    validate_history_batch, validate_transition,
+};
 use governance_abstractions::{
     Checkpoint, Count, CountQuery, Creation, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
-    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter,
-    RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
-    check_commit_target, plan_history_append, rank_counts, validate_checkpoint, validate_creation,
-    validate_history_batch, validate_transition,
+    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId,
+    RequestFilter, RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition,
+    WorkspaceId,
 };
 
 #[cfg(feature = "testing")]
@@ -98,22 +101,22 @@ impl Workspace {
 
     fn insert_record(&mut self, record: HistoryRecord) {
         let position = Position::of_record(&record);
-        if let Some(key) = &record.evidence.idempotency_key {
-            self.record_keys.insert(key.clone(), record.id);
+        if let Some(key) = &record.evidence().idempotency_key {
+            self.record_keys.insert(key.clone(), record.id());
         }
-        if let Some(request) = record.evidence.request {
+        if let Some(request) = record.evidence().request {
             self.records_by_request.entry(request.id).or_default().push(position);
         }
-        self.record_positions.insert(record.id, position);
+        self.record_positions.insert(record.id(), position);
         self.records.insert(position, record);
     }
 
     /// The stored records sharing an id or idempotency key with `records`.
     fn related(&self, records: &[HistoryRecord]) -> Vec<HistoryRecord> {
-        let by_id = records.iter().filter_map(|r| self.record(r.id));
+        let by_id = records.iter().filter_map(|r| self.record(r.id()));
         let by_key = records
             .iter()
-            .filter_map(|r| r.evidence.idempotency_key.as_ref())
+            .filter_map(|r| r.evidence().idempotency_key.as_ref())
             .filter_map(|key| self.record_keys.get(key).and_then(|id| self.record(*id)));
         by_id.chain(by_key).cloned().collect()
     }
@@ -154,30 +157,30 @@ impl RequestWriter for MemoryStore {
         validate_creation(creation)?;
         let request = creation.request();
         self.write(request.workspace_id(), |ws| {
-            if let Some(key) = &request.spec.idempotency_key
+            if let Some(key) = request.idempotency_key()
                 && let Some(original) = ws.request_keys.get(key).and_then(|id| ws.request(*id))
             {
-                if original.creation_digest != request.creation_digest {
+                if original.creation_digest() != request.creation_digest() {
                     return Err(GovernanceError::IdempotencyConflict {
                         kind: EntityKind::Request,
                         workspace: request.workspace_id().clone(),
-                        key: key.clone(),
-                        existing: original.id.to_string(),
+                        key: key.to_owned(),
+                        existing: original.id().to_string(),
                     });
                 }
                 return Ok(Stored::Replayed(original.clone()));
             }
-            if ws.request_positions.contains_key(&request.id) {
-                return Err(already_exists(EntityKind::Request, request.workspace_id(), request.id));
+            if ws.request_positions.contains_key(&request.id()) {
+                return Err(already_exists(EntityKind::Request, request.workspace_id(), request.id()));
             }
-            if ws.record_positions.contains_key(&creation.record().id) {
-                return Err(already_exists(EntityKind::HistoryRecord, request.workspace_id(), creation.record().id));
+            if ws.record_positions.contains_key(&creation.record().id()) {
+                return Err(already_exists(EntityKind::HistoryRecord, request.workspace_id(), creation.record().id()));
             }
             let position = Position::of_request(request);
-            if let Some(key) = &request.spec.idempotency_key {
-                ws.request_keys.insert(key.clone(), request.id);
+            if let Some(key) = request.idempotency_key() {
+                ws.request_keys.insert(key.to_owned(), request.id());
             }
-            ws.request_positions.insert(request.id, position);
+            ws.request_positions.insert(request.id(), position);
             ws.requests.insert(position, request.clone());
             ws.insert_record(creation.record().clone());
             Ok(Stored::New(request.clone()))
@@ -191,14 +194,20 @@ impl RequestWriter for MemoryStore {
         self.write(workspace, |ws| {
             let position = *ws
                 .request_positions
-                .get(&next.id)
-                .ok_or_else(|| not_found(EntityKind::Request, workspace, next.id))?;
+                .get(&next.id())
+                .ok_or_else(|| not_found(EntityKind::Request, workspace, next.id()))?;
             let stored = &ws.requests[&position];
-            check_commit_target(transition, stored.revision, stored.status)?;
-            if let Some(record) = transition.records().iter().find(|r| ws.record_positions.contains_key(&r.id)) {
-                return Err(already_exists(EntityKind::HistoryRecord, workspace, record.id));
+            check_commit_target(transition, stored.revision(), stored.status(), Some(stored.state_digest()))?;
+            if let Some(successor) = transition.successor() {
+                let current = ws.request(successor.id).map(|s| (s.revision(), Some(s.state_digest())));
+                check_successor(transition, current)?;
             }
-            ws.requests.insert(position, next.clone());
+            if let Some(record) = transition.records().iter().find(|r| ws.record_positions.contains_key(&r.id())) {
+                return Err(already_exists(EntityKind::HistoryRecord, workspace, record.id()));
+            }
+            if let Some(stored) = ws.requests.get_mut(&position) {
+                transition.write().apply_to(stored);
+            }
             transition.records().iter().cloned().for_each(|record| ws.insert_record(record));
             Ok(())
         })
@@ -253,7 +262,7 @@ impl HistoryReader for MemoryStore {
                 .get(&request)
                 .map(|positions| positions.iter().map(|p| ws.records[p].clone()).collect())
                 .unwrap_or_default();
-            records.sort_by_key(|r| (r.evidence.request.map(|q| q.revision), Position::of_record(r)));
+            records.sort_by_key(|r| (r.evidence().request.map(|q| q.revision), Position::of_record(r)));
             Ok(records)
         })
     }
@@ -269,6 +278,7 @@ impl HistoryReader for MemoryStore {
     }
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
+        query.validate()?;
         self.read(workspace, |ws| {
             let mut counts: HashMap<String, u64> = HashMap::new();
             for record in ws.records.values().filter(|r| query.counts(r)) {
@@ -289,7 +299,7 @@ impl IntegrityStore for MemoryStore {
         workspace: &WorkspaceId,
         after: Option<Position>,
         limit: u32,
-    ) -> Result<Vec<HistoryRecord>> {
+    ) -> Result<Vec<ReadRecord>> {
         use std::ops::Bound::{Excluded, Unbounded};
         let from = after.map_or(Unbounded, Excluded);
         self.read(workspace, |ws| {
@@ -297,15 +307,15 @@ impl IntegrityStore for MemoryStore {
                 .records
                 .range((from, Unbounded))
                 .map(|(_, record)| record)
-                .filter(|record| !ws.sealed.contains(&record.id))
+                .filter(|record| !ws.sealed.contains(&record.id()))
                 .take(limit as usize)
-                .cloned()
+                .map(|record| Ok(record.clone()))
                 .collect())
         })
     }
 
     async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        let workspace = &checkpoint.workspace_id;
+        let workspace = checkpoint.workspace_id();
         self.write(workspace, |ws| {
             validate_checkpoint(checkpoint, entries, ws.checkpoints.last())?;
             let mut batch = HashSet::with_capacity(entries.len());
@@ -322,7 +332,7 @@ impl IntegrityStore for MemoryStore {
 
     async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
         self.read(workspace, |ws| {
-            Ok(ws.checkpoints.iter().filter(|c| c.seq > after).take(limit as usize).cloned().collect())
+            Ok(ws.checkpoints.iter().filter(|c| c.seq() > after).take(limit as usize).cloned().collect())
         })
     }
 
@@ -337,7 +347,7 @@ impl IntegrityStore for MemoryStore {
             Ok(ws.seals[start..]
                 .iter()
                 .take(limit as usize)
-                .map(|entry| (entry.clone(), ws.record(entry.record_id).cloned()))
+                .map(|entry| (entry.clone(), ws.record(entry.record_id).cloned().map(Ok)))
                 .collect())
         })
     }

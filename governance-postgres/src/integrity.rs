@@ -3,14 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use governance_abstractions::provider::validate_checkpoint;
 use governance_abstractions::{
-    Checkpoint, EntityKind, GovernanceError, HistoryRecord, Position, RecordId, Result, SealEntry, SealedRecord,
-    ValidationProblem, WorkspaceId, validate_checkpoint,
+    Checkpoint, EntityKind, GovernanceError, Position, ReadRecord, RecordId, Result, SealEntry, SealedRecord,
+    ValidationProblem, WorkspaceId,
 };
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use crate::error::{map, unique_constraint};
-use crate::rows::{checkpoint_columns, checkpoint_from, history_columns, history_from, seal_columns, seal_from};
+use crate::rows::{checkpoint_columns, checkpoint_from, history_columns, read_record_from, seal_columns, seal_from};
 
 /// The unsealed records query after `prefix` (the select list, or `EXPLAIN`
 /// and it). An anti-join on `governance_seals_record`, walking
@@ -45,9 +46,9 @@ pub(crate) async fn unsealed_history(
     workspace: &WorkspaceId,
     after: Option<Position>,
     limit: u32,
-) -> Result<Vec<HistoryRecord>> {
+) -> Result<Vec<ReadRecord>> {
     let rows = unsealed_sql(SELECT_UNSEALED, workspace, after, limit).build().fetch_all(pool).await.map_err(map)?;
-    rows.iter().map(history_from).collect()
+    rows.iter().map(read_record_from).collect()
 }
 
 pub(crate) async fn latest_checkpoint<'e>(
@@ -124,8 +125,8 @@ pub(crate) async fn sealed_records(
     .fetch_all(pool)
     .await
     .map_err(map)?;
-    let mut records: HashMap<RecordId, HistoryRecord> =
-        rows.iter().map(|row| history_from(row).map(|r| (r.id, r))).collect::<Result<_>>()?;
+    let mut records: HashMap<RecordId, ReadRecord> =
+        rows.iter().map(|row| read_record_from(row).map(|r| (read_id(&r), r))).collect::<Result<_>>()?;
     Ok(entries
         .into_iter()
         .map(|entry| {
@@ -133,6 +134,14 @@ pub(crate) async fn sealed_records(
             (entry, record)
         })
         .collect())
+}
+
+/// The id of a row an integrity read returned, decoded or not.
+fn read_id(row: &ReadRecord) -> RecordId {
+    match row {
+        Ok(record) => record.id(),
+        Err(unreadable) => unreadable.id,
+    }
 }
 
 /// Why a checkpoint was not written.
@@ -157,8 +166,8 @@ fn bigint(field: &'static str, value: u64) -> Result<i64> {
 fn checkpoint_taken(checkpoint: &Checkpoint) -> GovernanceError {
     GovernanceError::AlreadyExists {
         kind: EntityKind::Checkpoint,
-        workspace: checkpoint.workspace_id.clone(),
-        id: checkpoint.seq.to_string(),
+        workspace: checkpoint.workspace_id().clone(),
+        id: checkpoint.seq().to_string(),
     }
 }
 
@@ -177,7 +186,7 @@ pub(crate) async fn append_checkpoint(pool: &PgPool, checkpoint: &Checkpoint, en
     let _ = txn.rollback().await;
     match refusal {
         Refusal::Error(error) => Err(error),
-        Refusal::RecordSealed => Err(already_sealed(pool, &checkpoint.workspace_id, entries).await),
+        Refusal::RecordSealed => Err(already_sealed(pool, checkpoint.workspace_id(), entries).await),
     }
 }
 
@@ -186,10 +195,10 @@ async fn write_checkpoint(
     checkpoint: &Checkpoint,
     entries: &[SealEntry],
 ) -> std::result::Result<(), Refusal> {
-    let workspace = &checkpoint.workspace_id;
+    let workspace = checkpoint.workspace_id();
     let latest = latest_checkpoint(&mut *conn, workspace).await?;
     validate_checkpoint(checkpoint, entries, latest.as_ref())?;
-    let seq = bigint("checkpoint.seq", checkpoint.seq)?;
+    let seq = bigint("checkpoint.seq", checkpoint.seq())?;
     let indices = entries.iter().map(|e| bigint("entries.index", e.index)).collect::<Result<Vec<_>>>()?;
     let ids: Vec<uuid::Uuid> = entries.iter().map(|e| e.record_id.as_uuid()).collect();
     let hashes: Vec<&str> = entries.iter().map(|e| e.content_hash.as_str()).collect();
@@ -201,12 +210,12 @@ async fn write_checkpoint(
     ))
     .bind(workspace.as_str())
     .bind(seq)
-    .bind(bigint("checkpoint.first_index", checkpoint.first_index)?)
-    .bind(bigint("checkpoint.record_count", checkpoint.record_count)?)
-    .bind(&checkpoint.root)
-    .bind(checkpoint.previous.as_deref())
-    .bind(checkpoint.created_at.as_datetime())
-    .bind(&checkpoint.digest)
+    .bind(bigint("checkpoint.first_index", checkpoint.first_index())?)
+    .bind(bigint("checkpoint.record_count", checkpoint.record_count())?)
+    .bind(checkpoint.root())
+    .bind(checkpoint.previous())
+    .bind(checkpoint.created_at().as_datetime())
+    .bind(checkpoint.digest())
     .execute(&mut *conn)
     .await
     .map_err(|error| match unique_constraint(&error) {

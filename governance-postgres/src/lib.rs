@@ -17,11 +17,16 @@
 //! # How it keeps the contract
 //!
 //! - **One statement per write.** A transition is a single statement: a
-//!   conditional `UPDATE … WHERE revision = $n AND status = $s` and the insert
-//!   of its history rows as data-modifying CTEs, so both commit together or
-//!   not at all without BEGIN/COMMIT round trips. Creation and appends are one
-//!   statement each too. Only the sealer's `append_checkpoint` is a short
-//!   transaction (read the latest checkpoint, validate, insert).
+//!   conditional `UPDATE … WHERE revision = $n AND status = $s AND
+//!   state_digest = $d` (of the state it was computed from) and the insert of
+//!   its history rows as data-modifying CTEs, so both commit together or not
+//!   at all without BEGIN/COMMIT round trips. It writes only the columns a
+//!   transition may change; what creation fixed is never written again. A
+//!   supersession's statement also locks the newer request (`FOR SHARE`) and
+//!   updates only while that one is still at the revision it was computed
+//!   against. Creation and appends are one statement each too. Only the
+//!   sealer's `append_checkpoint` is a short transaction (read the latest
+//!   checkpoint, validate, insert).
 //! - **Append-only in the server**: triggers (enabled `ALWAYS`, so also under
 //!   `session_replication_role = replica`) refuse UPDATE, DELETE and TRUNCATE
 //!   of history rows, and of the checkpoints and seal entries that make it
@@ -44,8 +49,8 @@ mod write;
 use async_trait::async_trait;
 use governance_abstractions::{
     Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
-    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
-    RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
+    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
+    RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -280,7 +285,7 @@ impl IntegrityStore for PostgresStore {
         workspace: &WorkspaceId,
         after: Option<Position>,
         limit: u32,
-    ) -> Result<Vec<HistoryRecord>> {
+    ) -> Result<Vec<ReadRecord>> {
         integrity::unsealed_history(&self.pool, workspace, after, limit).await
     }
 

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
+use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
-    rank_counts,
 };
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
@@ -240,6 +240,9 @@ pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query:
 
 /// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
 pub(crate) fn count_sql(prefix: &str, workspace: &WorkspaceId, query: &CountQuery) -> Result<QueryBuilder<Postgres>> {
+    // A window bound outside the storable years is the same validation
+    // error on every provider, not a different count on each.
+    query.validate()?;
     let key = match query.by {
         CountBy::ReasonCode => "reason.code",
         CountBy::Principal => "actor_kind || ':' || actor_id",

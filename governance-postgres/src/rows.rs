@@ -2,9 +2,13 @@
 //! `UNNEST` (one statement, binary-encoded, for any number of records).
 
 use chrono::{DateTime, Utc};
+use governance_abstractions::provider::{
+    CheckpointParts, StoredRequest, decode_checkpoint, decode_record, decode_request, restore_stored_json,
+};
 use governance_abstractions::{
-    Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId,
-    RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, WorkspaceId,
+    Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal,
+    ReadRecord, RecordId, RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, Unreadable,
+    WorkspaceId,
 };
 use serde_json::Value;
 use sqlx::Row;
@@ -21,12 +25,13 @@ macro_rules! history_columns {
 }
 pub(crate) use history_columns;
 
-/// The request columns, in the order of the insert's parameters `$1..$24`.
+/// The request columns, in the order of the insert's parameters `$1..$25`.
 macro_rules! request_columns {
     () => {
         "workspace_id, id, state_type, state_id, operation, actor_kind, actor_id, \
     requested_by, intent, status, pending_reason, approvals, expected_state_version, stale_strategy, expires_at, \
-    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest"
+    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest, \
+    state_digest"
     };
 }
 pub(crate) use request_columns;
@@ -47,32 +52,56 @@ macro_rules! seal_columns {
 }
 pub(crate) use seal_columns;
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
-    GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
+/// What does not decode in a stored row: a value this library never writes.
+/// Kept apart from [`GovernanceError`] so the integrity reads can report it
+/// per row ([`Unreadable`]) while the other reads fail with it.
+#[derive(Debug)]
+pub(crate) struct Corrupt(String);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl From<Corrupt> for GovernanceError {
+    fn from(corrupt: Corrupt) -> Self {
+        GovernanceError::backend(false, corrupt)
+    }
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> Corrupt {
+    Corrupt(format!("stored {what} does not decode: {detail}"))
 }
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     row: &'r PgRow,
     column: &str,
-) -> Result<T, GovernanceError> {
+) -> Result<T, Corrupt> {
     row.try_get(column).map_err(|e| corrupt(column, e))
 }
 
 fn stored_json(mut value: Value) -> Value {
-    governance_abstractions::restore_stored_json(&mut value);
+    restore_stored_json(&mut value);
     value
 }
 
-fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, GovernanceError> {
+fn parse<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, Corrupt> {
     text.parse().map_err(|_| corrupt(what, text))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, GovernanceError> {
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, Corrupt> {
     serde_json::from_value(value).map_err(|e| corrupt(what, e))
 }
 
-fn unsigned(what: &str, value: i64) -> Result<u64, GovernanceError> {
+fn unsigned(what: &str, value: i64) -> Result<u64, Corrupt> {
     u64::try_from(value).map_err(|_| corrupt(what, value))
+}
+
+fn workspace(row: &PgRow) -> Result<WorkspaceId, Corrupt> {
+    WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))
 }
 
 /// Validation keeps revisions and latencies within 2^53.
@@ -113,11 +142,11 @@ pub(crate) fn bind_history<'q>(
     records: &[&'q HistoryRecord],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     use sqlx::types::Json;
-    let e = |r: &&'q HistoryRecord| &r.evidence;
+    let e = |r: &&'q HistoryRecord| r.evidence();
     let column = |f: fn(&'q HistoryRecord) -> Option<&'q str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
     query
         .bind(records.iter().map(|r| e(r).workspace_id.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.id.as_uuid()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).request.map(|q| q.id.as_uuid())).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).request.map(|q| signed(q.revision))).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).category.as_str()).collect::<Vec<_>>())
@@ -129,19 +158,19 @@ pub(crate) fn bind_history<'q>(
         .bind(records.iter().map(|r| e(r).operation.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).decision.map(|d| d.as_str())).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).outcome.map(|o| o.as_str())).collect::<Vec<_>>())
-        .bind(column(|r| r.evidence.reason.as_deref()))
+        .bind(column(|r| r.evidence().reason.as_deref()))
         .bind(records.iter().map(|r| Json(&e(r).reason_codes)).collect::<Vec<_>>())
-        .bind(column(|r| r.evidence.correlation_id.as_deref()))
-        .bind(column(|r| r.evidence.trace_hash.as_deref()))
-        .bind(column(|r| r.evidence.idempotency_key.as_deref()))
-        .bind(column(|r| r.evidence.policy_version.as_deref()))
+        .bind(column(|r| r.evidence().correlation_id.as_deref()))
+        .bind(column(|r| r.evidence().trace_hash.as_deref()))
+        .bind(column(|r| r.evidence().idempotency_key.as_deref()))
+        .bind(column(|r| r.evidence().policy_version.as_deref()))
         .bind(records.iter().map(|r| e(r).latency_us.map(signed)).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).request_json.as_ref().map(Json)).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).response_json.as_ref().map(Json)).collect::<Vec<_>>())
-        .bind(column(|r| r.evidence.redaction.as_ref().map(|x| x.policy.as_str())))
-        .bind(column(|r| r.evidence.redaction.as_ref().map(|x| x.version.as_str())))
-        .bind(records.iter().map(|r| r.created_at.as_datetime()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
+        .bind(column(|r| r.evidence().redaction.as_ref().map(|x| x.policy.as_str())))
+        .bind(column(|r| r.evidence().redaction.as_ref().map(|x| x.version.as_str())))
+        .bind(records.iter().map(|r| r.created_at().as_datetime()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.content_hash()).collect::<Vec<_>>())
 }
 
 /// Binds one record's columns as `$1 … $26` of a plain `VALUES` insert:
@@ -151,10 +180,10 @@ pub(crate) fn bind_history_row<'q>(
     record: &'q HistoryRecord,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     use sqlx::types::Json;
-    let e = &record.evidence;
+    let e = record.evidence();
     query
         .bind(e.workspace_id.as_str())
-        .bind(record.id.as_uuid())
+        .bind(record.id().as_uuid())
         .bind(e.request.map(|q| q.id.as_uuid()))
         .bind(e.request.map(|q| signed(q.revision)))
         .bind(e.category.as_str())
@@ -177,8 +206,8 @@ pub(crate) fn bind_history_row<'q>(
         .bind(e.response_json.as_ref().map(Json))
         .bind(e.redaction.as_ref().map(|x| x.policy.as_str()))
         .bind(e.redaction.as_ref().map(|x| x.version.as_str()))
-        .bind(record.created_at.as_datetime())
-        .bind(record.content_hash.as_str())
+        .bind(record.created_at().as_datetime())
+        .bind(record.content_hash())
 }
 
 /// Binds a request's columns in `request_columns!` order.
@@ -186,10 +215,10 @@ pub(crate) fn bind_request<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     request: &'q GovernanceRequest,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let spec = &request.spec;
+    let spec = request.spec();
     query
         .bind(spec.workspace_id.as_str())
-        .bind(request.id.as_uuid())
+        .bind(request.id().as_uuid())
         .bind(&spec.target.state_type)
         .bind(&spec.target.state_id)
         .bind(&spec.operation)
@@ -197,43 +226,43 @@ pub(crate) fn bind_request<'q>(
         .bind(&spec.requested_by.actor.id)
         .bind(sqlx::types::Json(&spec.requested_by))
         .bind(&spec.intent)
-        .bind(request.status.as_str())
-        .bind(request.pending_reason.map(|r| r.as_str()))
+        .bind(request.status().as_str())
+        .bind(request.pending_reason().map(|r| r.as_str()))
         .bind(sqlx::types::Json(&spec.approvals))
         .bind(spec.expected_state_version)
         .bind(spec.stale_strategy.as_str())
         .bind(spec.expires_at.map(at))
-        .bind(request.superseded_by.map(|id| id.as_uuid()))
+        .bind(request.superseded_by().map(|id| id.as_uuid()))
         .bind(spec.idempotency_key.as_deref())
         .bind(spec.category.as_deref())
         .bind(&spec.tags)
         .bind(sqlx::types::Json(&spec.metadata))
-        .bind(signed(request.revision))
-        .bind(at(request.created_at))
-        .bind(at(request.updated_at))
-        .bind(&request.creation_digest)
+        .bind(signed(request.revision()))
+        .bind(at(request.created_at()))
+        .bind(at(request.updated_at()))
+        .bind(request.creation_digest())
+        .bind(request.state_digest())
 }
 
 pub(crate) fn request_from(row: &PgRow) -> Result<GovernanceRequest, GovernanceError> {
-    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
-    let requested_by: Principal = from_json("requested_by", get(row, "requested_by")?)?;
-    Ok(GovernanceRequest {
+    let spec = NewRequest {
+        workspace_id: workspace(row)?,
+        target: TargetRef { state_type: get(row, "state_type")?, state_id: get(row, "state_id")? },
+        operation: get(row, "operation")?,
+        requested_by: from_json::<Principal>("requested_by", get(row, "requested_by")?)?,
+        intent: get(row, "intent")?,
+        approvals: from_json("approvals", get(row, "approvals")?)?,
+        expected_state_version: get(row, "expected_state_version")?,
+        stale_strategy: parse("stale_strategy", &get::<String>(row, "stale_strategy")?)?,
+        expires_at: get::<Option<DateTime<Utc>>>(row, "expires_at")?.map(Timestamp::from_datetime),
+        idempotency_key: get(row, "idempotency_key")?,
+        category: get(row, "category")?,
+        tags: get(row, "tags")?,
+        metadata: stored_json(get(row, "metadata")?),
+    };
+    decode_request(StoredRequest {
         id: RequestId::from_uuid(get(row, "id")?),
-        spec: NewRequest {
-            workspace_id,
-            target: TargetRef { state_type: get(row, "state_type")?, state_id: get(row, "state_id")? },
-            operation: get(row, "operation")?,
-            requested_by,
-            intent: get(row, "intent")?,
-            approvals: from_json("approvals", get(row, "approvals")?)?,
-            expected_state_version: get(row, "expected_state_version")?,
-            stale_strategy: parse("stale_strategy", &get::<String>(row, "stale_strategy")?)?,
-            expires_at: get::<Option<DateTime<Utc>>>(row, "expires_at")?.map(Timestamp::from_datetime),
-            idempotency_key: get(row, "idempotency_key")?,
-            category: get(row, "category")?,
-            tags: get(row, "tags")?,
-            metadata: stored_json(get(row, "metadata")?),
-        },
+        spec,
         status: parse("status", &get::<String>(row, "status")?)?,
         pending_reason: get::<Option<String>>(row, "pending_reason")?
             .map(|r| parse("pending_reason", &r))
@@ -243,11 +272,29 @@ pub(crate) fn request_from(row: &PgRow) -> Result<GovernanceRequest, GovernanceE
         created_at: Timestamp::from_datetime(get(row, "created_at")?),
         updated_at: Timestamp::from_datetime(get(row, "updated_at")?),
         creation_digest: get(row, "creation_digest")?,
+        // NULL on rows written before the state digest column existed.
+        state_digest: get(row, "state_digest")?,
     })
 }
 
+/// A history row for the reads that fail on an undecodable row.
 pub(crate) fn history_from(row: &PgRow) -> Result<HistoryRecord, GovernanceError> {
-    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
+    Ok(decoded_history(row, record_key(row)?)?)
+}
+
+/// A history row for the integrity reads: undecodable beyond its id and
+/// creation time, it comes back as [`Unreadable`] so `verify` can name it.
+/// Only a row without a usable id or time fails the read.
+pub(crate) fn read_record_from(row: &PgRow) -> Result<ReadRecord, GovernanceError> {
+    let (id, created_at) = record_key(row)?;
+    Ok(decoded_history(row, (id, created_at)).map_err(|problem| Unreadable { id, created_at, problem: problem.0 }))
+}
+
+fn record_key(row: &PgRow) -> Result<(RecordId, Timestamp), Corrupt> {
+    Ok((RecordId::from_uuid(get(row, "id")?), Timestamp::from_datetime(get(row, "created_at")?)))
+}
+
+fn decoded_history(row: &PgRow, (id, created_at): (RecordId, Timestamp)) -> Result<HistoryRecord, Corrupt> {
     let request = match (get::<Option<uuid::Uuid>>(row, "request_id")?, get::<Option<i64>>(row, "request_revision")?) {
         (Some(id), Some(revision)) => {
             Some(RequestRef { id: RequestId::from_uuid(id), revision: unsigned("request_revision", revision)? })
@@ -262,38 +309,36 @@ pub(crate) fn history_from(row: &PgRow) -> Result<HistoryRecord, GovernanceError
         };
     let decision: Option<String> = get(row, "decision")?;
     let outcome: Option<String> = get(row, "outcome")?;
-    Ok(HistoryRecord {
-        id: RecordId::from_uuid(get(row, "id")?),
-        created_at: Timestamp::from_datetime(get(row, "created_at")?),
-        evidence: Evidence {
-            workspace_id,
-            request,
-            category: parse("category", &get::<String>(row, "category")?)?,
-            code: get(row, "code")?,
-            actor: from_json("actor", get(row, "actor")?)?,
-            object_type: get(row, "object_type")?,
-            operation: get(row, "operation")?,
-            decision: decision.map(|d| parse("decision", &d)).transpose()?,
-            outcome: outcome.map(|o| parse("outcome", &o)).transpose()?,
-            reason: get(row, "reason")?,
-            reason_codes: get(row, "reason_codes")?,
-            correlation_id: get(row, "correlation_id")?,
-            trace_hash: get(row, "trace_hash")?,
-            idempotency_key: get(row, "idempotency_key")?,
-            policy_version: get(row, "policy_version")?,
-            latency_us: get::<Option<i64>>(row, "latency_us")?.map(|l| unsigned("latency_us", l)).transpose()?,
-            request_json: get::<Option<Value>>(row, "request_json")?.map(stored_json),
-            response_json: get::<Option<Value>>(row, "response_json")?.map(stored_json),
-            redaction,
-        },
-        content_hash: get(row, "content_hash")?,
-    })
+    // `Evidence` has no struct literal outside its crate: start from a
+    // decision and overwrite every field with the stored one.
+    let mut evidence = Evidence::decision(
+        workspace(row)?,
+        from_json::<Principal>("actor", get(row, "actor")?)?,
+        get::<String>(row, "object_type")?,
+        get::<String>(row, "operation")?,
+        Decision::Approved,
+    );
+    evidence.request = request;
+    evidence.category = parse("category", &get::<String>(row, "category")?)?;
+    evidence.code = get(row, "code")?;
+    evidence.decision = decision.map(|d| parse("decision", &d)).transpose()?;
+    evidence.outcome = outcome.map(|o| parse("outcome", &o)).transpose()?;
+    evidence.reason = get(row, "reason")?;
+    evidence.reason_codes = get(row, "reason_codes")?;
+    evidence.correlation_id = get(row, "correlation_id")?;
+    evidence.trace_hash = get(row, "trace_hash")?;
+    evidence.idempotency_key = get(row, "idempotency_key")?;
+    evidence.policy_version = get(row, "policy_version")?;
+    evidence.latency_us = get::<Option<i64>>(row, "latency_us")?.map(|l| unsigned("latency_us", l)).transpose()?;
+    evidence.request_json = get::<Option<Value>>(row, "request_json")?.map(stored_json);
+    evidence.response_json = get::<Option<Value>>(row, "response_json")?.map(stored_json);
+    evidence.redaction = redaction;
+    Ok(decode_record(id, created_at, evidence, get(row, "content_hash")?))
 }
 
 pub(crate) fn checkpoint_from(row: &PgRow) -> Result<Checkpoint, GovernanceError> {
-    let workspace_id = WorkspaceId::new(get::<String>(row, "workspace_id")?).map_err(|e| corrupt("workspace_id", e))?;
-    Ok(Checkpoint {
-        workspace_id,
+    Ok(decode_checkpoint(CheckpointParts {
+        workspace_id: workspace(row)?,
         seq: unsigned("seq", get(row, "seq")?)?,
         first_index: unsigned("first_index", get(row, "first_index")?)?,
         record_count: unsigned("record_count", get(row, "record_count")?)?,
@@ -301,7 +346,7 @@ pub(crate) fn checkpoint_from(row: &PgRow) -> Result<Checkpoint, GovernanceError
         previous: get(row, "previous")?,
         created_at: Timestamp::from_datetime(get(row, "created_at")?),
         digest: get(row, "digest")?,
-    })
+    }))
 }
 
 pub(crate) fn seal_from(row: &PgRow) -> Result<SealEntry, GovernanceError> {

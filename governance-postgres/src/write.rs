@@ -6,10 +6,13 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use governance_abstractions::provider::{
+    AppendStorage, InsertAttempt, TRANSITION_COLUMNS, TransitionWrite, append_history_with, check_commit_target,
+    check_successor, validate_creation, validate_transition,
+};
 use governance_abstractions::{
-    AppendStorage, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
-    RequestStatus, Result, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
-    validate_creation, validate_transition,
+    Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
+    WorkspaceId,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -29,26 +32,77 @@ static CREATE_SQL: LazyLock<String> = LazyLock::new(|| {
             "WITH created AS (INSERT INTO governance_requests (",
             request_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
+             $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
             history_columns!(),
             ") {} WHERE EXISTS (SELECT 1 FROM created) RETURNING 1"
         ),
-        history_unnest(25)
+        history_unnest(26)
     )
 });
 
-static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The columns [`bind_transition`] binds, in its order: the shared
+/// [`TRANSITION_COLUMNS`] (a unit test holds the two equal, so the `SET`
+/// clause, built from the shared list, cannot pair a column with another's
+/// value).
+const BOUND_TRANSITION_COLUMNS: [&str; 9] = [
+    "status",
+    "pending_reason",
+    "approvals",
+    "expected_state_version",
+    "superseded_by",
+    "metadata",
+    "revision",
+    "updated_at",
+    "state_digest",
+];
+
+/// Parameters of the transition statements: `$1..$5` locate the row the
+/// transition was computed from (workspace, id, revision, status, digest),
+/// `$6..$14` are the written columns, then the successor guard's three (only
+/// in [`SUPERSEDE_SQL`]), then the history arrays.
+const FIRST_WRITTEN: usize = 6;
+const SUCCESSOR_PARAMS: usize = FIRST_WRITTEN + BOUND_TRANSITION_COLUMNS.len();
+
+/// One statement: the conditional update of the request and the insert of
+/// its history rows, written only if the update matched. `guard` names a
+/// CTE (already in `with`) that must yield a row for the update to match.
+fn transition_sql(with: &str, guard: &str, history_from: usize) -> String {
+    let set: Vec<String> =
+        TRANSITION_COLUMNS.iter().zip(FIRST_WRITTEN..).map(|(column, n)| format!("{column} = ${n}")).collect();
     format!(
         concat!(
-            "WITH moved AS (UPDATE governance_requests \
-             SET status = $5, pending_reason = $6, approvals = $7, expected_state_version = $8, superseded_by = $9, \
-             metadata = $10, revision = $11, updated_at = $12 \
-             WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 RETURNING 1), \
+            "WITH {}moved AS (UPDATE governance_requests SET {} \
+             WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 \
+             AND (state_digest = $5 OR state_digest IS NULL){} RETURNING 1), \
              recorded AS (INSERT INTO governance_history (",
             history_columns!(),
             ") {} WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
         ),
-        history_unnest(13)
+        with,
+        set.join(", "),
+        guard,
+        history_unnest(history_from)
+    )
+}
+
+/// A transition. A row without a digest (written before digests were
+/// stored) matches on revision and status alone, and gets one.
+static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| transition_sql("", "", SUCCESSOR_PARAMS));
+
+/// A supersession: the older request's transition, written only while the
+/// successor is still at the revision and digest it was computed against.
+/// `FOR SHARE` holds the successor row until commit, so it cannot move on
+/// between this check and the update (a concurrent writer of it waits, or
+/// this statement waits for it and re-checks the row as committed).
+static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let (id, revision, digest) = (SUCCESSOR_PARAMS, SUCCESSOR_PARAMS + 1, SUCCESSOR_PARAMS + 2);
+    transition_sql(
+        &format!(
+            "guard AS (SELECT 1 FROM governance_requests WHERE workspace_id = $1 AND id = ${id} \
+             AND revision = ${revision} AND (state_digest = ${digest} OR state_digest IS NULL) FOR SHARE), "
+        ),
+        " AND EXISTS (SELECT 1 FROM guard)",
+        SUCCESSOR_PARAMS + 3,
     )
 });
 
@@ -108,7 +162,7 @@ pub(crate) async fn create_request(
 async fn resolve_create_clash(conn: &mut PgConnection, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
     let request = creation.request();
     let workspace = request.workspace_id();
-    if let Some(key) = &request.spec.idempotency_key {
+    if let Some(key) = request.idempotency_key() {
         let original = sqlx::query(concat!(
             "SELECT ",
             request_columns!(),
@@ -121,20 +175,20 @@ async fn resolve_create_clash(conn: &mut PgConnection, creation: &Creation) -> R
         .map_err(map)?;
         if let Some(original) = original {
             let original = request_from(&original)?;
-            if original.creation_digest != request.creation_digest {
+            if original.creation_digest() != request.creation_digest() {
                 return Err(GovernanceError::IdempotencyConflict {
                     kind: EntityKind::Request,
                     workspace: workspace.clone(),
-                    key: key.clone(),
-                    existing: original.id.to_string(),
+                    key: key.to_owned(),
+                    existing: original.id().to_string(),
                 });
             }
             return Ok(Stored::Replayed(original));
         }
     }
     for (kind, table, id) in [
-        (EntityKind::Request, "governance_requests", request.id.as_uuid()),
-        (EntityKind::HistoryRecord, "governance_history", creation.record().id.as_uuid()),
+        (EntityKind::Request, "governance_requests", request.id().as_uuid()),
+        (EntityKind::HistoryRecord, "governance_history", creation.record().id().as_uuid()),
     ] {
         let sql = sqlx::AssertSqlSafe(format!("SELECT 1 FROM {table} WHERE workspace_id = $1 AND id = $2"));
         let taken = sqlx::query(sql).bind(workspace.as_str()).bind(id).fetch_optional(&mut *conn).await.map_err(map)?;
@@ -145,25 +199,42 @@ async fn resolve_create_clash(conn: &mut PgConnection, creation: &Creation) -> R
     Err(invisible_collision())
 }
 
+/// Binds the written columns `$6..$14` in [`BOUND_TRANSITION_COLUMNS`] order.
+fn bind_transition<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    write: TransitionWrite<'q>,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(write.status.as_str())
+        .bind(write.pending_reason.map(|r| r.as_str()))
+        .bind(sqlx::types::Json(write.approvals))
+        .bind(write.expected_state_version)
+        .bind(write.superseded_by.map(|id| id.as_uuid()))
+        .bind(sqlx::types::Json(write.metadata))
+        .bind(signed(write.revision))
+        .bind(write.updated_at.as_datetime())
+        .bind(write.state_digest)
+}
+
 pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, transition: &Transition) -> Result<()> {
     validate_transition(transition)?;
     let next = transition.request();
-    let spec = &next.spec;
-    // Only what the lifecycle changes is written; the rest is immutable.
-    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
-    let query = sqlx::query(sqlx::AssertSqlSafe(TRANSITION_SQL.as_str()))
-        .bind(spec.workspace_id.as_str())
-        .bind(next.id.as_uuid())
+    let sql = match transition.successor() {
+        None => TRANSITION_SQL.as_str(),
+        Some(_) => SUPERSEDE_SQL.as_str(),
+    };
+    // Only the transition's columns are written; the rest is fixed at creation.
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(next.workspace_id().as_str())
+        .bind(next.id().as_uuid())
         .bind(signed(transition.expected_revision()))
         .bind(transition.expected_status().as_str())
-        .bind(next.status.as_str())
-        .bind(next.pending_reason.map(|r| r.as_str()))
-        .bind(sqlx::types::Json(&spec.approvals))
-        .bind(spec.expected_state_version)
-        .bind(next.superseded_by.map(|id| id.as_uuid()))
-        .bind(sqlx::types::Json(&spec.metadata))
-        .bind(signed(next.revision))
-        .bind(next.updated_at.as_datetime());
+        .bind(transition.expected_digest());
+    let mut query = bind_transition(query, transition.write());
+    if let Some(successor) = transition.successor() {
+        query = query.bind(successor.id.as_uuid()).bind(signed(successor.revision)).bind(&successor.state_digest);
+    }
+    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
     let query = bind_history(query, &records);
     match run(conn, isolate, query).await {
         Ok(rows) => {
@@ -173,45 +244,58 @@ pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, tr
         Err(error) if is_unique_violation(&error) => Err(GovernanceError::AlreadyExists {
             kind: EntityKind::HistoryRecord,
             workspace: next.workspace_id().clone(),
-            id: transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", "),
+            id: transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", "),
         }),
         Err(error) => Err(map(error)),
     }
 }
 
-/// Why the conditional update matched no row: missing, moved on, or forged.
+/// Why the conditional update matched no row: the request missing, moved on
+/// or forged; for a supersession, the successor missing, moved on or forged.
 async fn explain_missed_update(conn: &mut PgConnection, transition: &Transition) -> GovernanceError {
     let next = transition.request();
-    let stored = sqlx::query("SELECT revision, status FROM governance_requests WHERE workspace_id = $1 AND id = $2")
-        .bind(next.workspace_id().as_str())
-        .bind(next.id.as_uuid())
-        .fetch_optional(conn)
-        .await;
-    let row = match stored {
-        Err(error) => return map(error),
-        Ok(None) => {
-            return GovernanceError::NotFound {
+    let explained = async {
+        let Some((revision, status, digest)) = stored_state(conn, next.workspace_id(), next.id()).await? else {
+            return Err(GovernanceError::NotFound {
                 kind: EntityKind::Request,
                 workspace: next.workspace_id().clone(),
-                id: next.id.to_string(),
-            };
+                id: next.id().to_string(),
+            });
+        };
+        check_commit_target(transition, revision, status, digest.as_deref())?;
+        if let Some(successor) = transition.successor() {
+            let stored = stored_state(conn, next.workspace_id(), successor.id).await?;
+            check_successor(transition, stored.as_ref().map(|(revision, _, digest)| (*revision, digest.as_deref())))?;
         }
-        Ok(Some(row)) => row,
+        Ok(())
     };
-    let (revision, status) = match (row.try_get::<i64, _>("revision"), row.try_get::<String, _>("status")) {
-        (Ok(revision), Ok(status)) => (u64::try_from(revision).unwrap_or(0), status),
-        (Err(error), _) | (_, Err(error)) => return map(error),
-    };
-    let status: RequestStatus = match status.parse() {
-        Ok(status) => status,
-        Err(error) => return error,
-    };
-    match check_commit_target(transition, revision, status) {
+    match explained.await {
         Err(error) => error,
-        // The update saw a newer row than this read: the caller's
+        // The update saw a newer row than these reads: the caller's
         // transaction reads an older snapshot.
         Ok(()) => invisible_collision(),
     }
+}
+
+/// The revision, status and state digest of a stored request, if any.
+async fn stored_state(
+    conn: &mut PgConnection,
+    workspace: &WorkspaceId,
+    id: governance_abstractions::RequestId,
+) -> Result<Option<(u64, RequestStatus, Option<String>)>> {
+    let row = sqlx::query(
+        "SELECT revision, status, state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace.as_str())
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await
+    .map_err(map)?;
+    let Some(row) = row else { return Ok(None) };
+    let revision: i64 = row.try_get("revision").map_err(map)?;
+    let status: String = row.try_get("status").map_err(map)?;
+    let digest: Option<String> = row.try_get("state_digest").map_err(map)?;
+    Ok(Some((u64::try_from(revision).unwrap_or(0), status.parse()?, digest)))
 }
 
 /// The connection as the shared append loop's storage.
@@ -253,8 +337,8 @@ async fn related_records(
     workspace: &str,
     records: &[HistoryRecord],
 ) -> Result<Vec<HistoryRecord>> {
-    let ids: Vec<uuid::Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
-    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence.idempotency_key.as_deref()).collect();
+    let ids: Vec<uuid::Uuid> = records.iter().map(|r| r.id().as_uuid()).collect();
+    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence().idempotency_key.as_deref()).collect();
     let rows = sqlx::query(concat!(
         "SELECT ",
         history_columns!(),
@@ -267,5 +351,30 @@ async fn related_records(
     .await
     .map_err(map)?;
     let mut seen = HashSet::new();
-    rows.iter().map(history_from).filter(|r| r.as_ref().map_or(true, |r| seen.insert(r.id))).collect()
+    rows.iter().map(history_from).filter(|r| r.as_ref().map_or(true, |r| seen.insert(r.id()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_binds_exactly_the_shared_columns_in_their_order() {
+        assert_eq!(BOUND_TRANSITION_COLUMNS.as_slice(), TRANSITION_COLUMNS);
+    }
+
+    #[test]
+    fn transition_statements_set_only_the_transition_columns() {
+        for sql in [TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str()] {
+            let set = sql.split(" SET ").nth(1).and_then(|rest| rest.split(" WHERE ").next()).expect("a SET clause");
+            let columns: Vec<&str> = set.split(", ").map(|a| a.split(" = ").next().expect("an assignment")).collect();
+            assert_eq!(columns, TRANSITION_COLUMNS, "{sql}");
+        }
+        assert!(SUPERSEDE_SQL.contains("FOR SHARE") && SUPERSEDE_SQL.contains("EXISTS (SELECT 1 FROM guard)"));
+        assert!(!TRANSITION_SQL.contains("guard"));
+    }
+}
+#[test]
+fn zz_print() {
+    println!("TRANSITION:\n{}\n\nSUPERSEDE:\n{}", TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str());
 }

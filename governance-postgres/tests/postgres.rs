@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use conformance_tests::databases::{POSTGRES_URL_ENV, fresh_database, server_url};
 use conformance_tests::runner::databases_required;
+use governance_abstractions::provider::{CheckpointParts, TRANSITION_COLUMNS, decode_checkpoint};
 use governance_abstractions::{
-    Action, Actor, Checkpoint, Decision, EntityKind, Evidence, GovernanceError, HistoryReader, HistoryRecord,
-    HistoryWriter, IntegrityStore, NewRequest, PageRequest, PendingReason, Position, RecordId, RequestFilter,
-    RequestId, RequestReader, RequestStatus, TargetRef, Timestamp, WorkspaceId, lifecycle,
+    Action, Actor, Checkpoint, CountBy, CountQuery, Decision, EntityKind, Evidence, GovernanceError, GovernanceRequest,
+    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, PageRequest, PendingReason, Position,
+    ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, StaleStrategy,
+    TargetRef, TimeRange, Timestamp, Unreadable, WorkspaceId, lifecycle,
 };
 use governance_postgres::sqlx::{self, Row};
 use governance_postgres::{FeedCursor, PostgresStore};
@@ -59,7 +61,7 @@ async fn feed_until(
     while seen.len() < want {
         assert!(std::time::Instant::now() < deadline, "the feed stalled at {seen:?}");
         let page = store.history_feed(ws, &cursor, 100).await.expect("feed");
-        seen.extend(page.records.iter().map(|r| r.id));
+        seen.extend(page.records.iter().map(|r| r.id()));
         cursor = page.next;
         if seen.len() < want {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -90,14 +92,14 @@ async fn server_refuses_update_delete_truncate_of_history() {
                 sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *txn).await.expect("role");
             }
             let query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            let query = if sql.contains("$1") { query.bind(ws.as_str()).bind(record.id.as_uuid()) } else { query };
+            let query = if sql.contains("$1") { query.bind(ws.as_str()).bind(record.id().as_uuid()) } else { query };
             let outcome = query.execute(&mut *txn).await;
             let _ = txn.rollback().await;
             let error = outcome.expect_err(&format!("{sql} (replica: {replica}) must be refused"));
             assert!(error.to_string().contains("append-only"), "{sql}: {error}");
         }
     }
-    assert_eq!(store.get_history_record(&ws, record.id).await.expect("still there"), record);
+    assert_eq!(store.get_history_record(&ws, record.id()).await.expect("still there"), record);
 }
 
 #[tokio::test]
@@ -121,9 +123,9 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
         store.append_history_in(&mut txn, std::slice::from_ref(&record)).await.expect("evidence");
         // A refused statement (same id, other content) must not abort the
         // caller's transaction: the savepoint takes the failure.
-        let mut clash = record.evidence.clone();
+        let mut clash = record.evidence().clone();
         clash.reason = Some("different".into());
-        let clash = HistoryRecord::with_id(record.id, clash, Timestamp::now()).expect("valid");
+        let clash = HistoryRecord::with_id(record.id(), clash, Timestamp::now()).expect("valid");
         let refused = store.append_history_in(&mut txn, &[clash]).await;
         assert!(matches!(refused, Err(GovernanceError::AlreadyExists { .. })), "{refused:?}");
         store.create_request_in(&mut txn, &creation).await.expect("create");
@@ -147,10 +149,10 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
             .await
             .expect("count")
             .get(0);
-        let request = store.get_request(&ws, creation.request().id).await;
-        let stored = store.get_history_record(&ws, record.id).await;
+        let request = store.get_request(&ws, creation.request().id()).await;
+        let stored = store.get_history_record(&ws, record.id()).await;
         if commit {
-            assert_eq!(request.expect("request").revision, 2);
+            assert_eq!(request.expect("request").revision(), 2);
             assert_eq!(stored.expect("evidence"), record);
             assert_eq!(invoices, 1);
         } else {
@@ -171,14 +173,14 @@ async fn feed_never_misses_a_late_commit() {
     let mut slow = store.pool().begin().await.expect("begin");
     store.append_history_in(&mut slow, std::slice::from_ref(&early)).await.expect("slow append");
     let late = evidence(&ws);
-    assert!(late.created_at >= early.created_at);
+    assert!(late.created_at() >= early.created_at());
     store.append_history(std::slice::from_ref(&late)).await.expect("fast append commits");
 
     let first = store.history_feed(&ws, &FeedCursor::start(), 100).await.expect("feed");
     assert!(first.records.is_empty(), "nothing shows while an older transaction may still commit: {:?}", first.records);
     slow.commit().await.expect("slow commit");
     let (ids, next) = feed_until(&store, &ws, &first.next, 2).await;
-    assert_eq!(ids, vec![early.id, late.id], "both, in transaction order");
+    assert_eq!(ids, vec![early.id(), late.id()], "both, in transaction order");
     let after = store.history_feed(&ws, &next, 100).await.expect("feed");
     assert!(after.records.is_empty(), "no duplicates after the end");
     let bad = store.history_feed(&ws, &FeedCursor::from("nope".to_owned()), 10).await;
@@ -199,17 +201,17 @@ async fn feed_orders_by_transaction_not_by_time() {
     let earlier = evidence(&ws);
     store.append_history_in(&mut second, std::slice::from_ref(&earlier)).await.expect("append");
     let later = evidence(&ws);
-    assert!(later.created_at >= earlier.created_at);
+    assert!(later.created_at() >= earlier.created_at());
     store.append_history_in(&mut first, std::slice::from_ref(&later)).await.expect("append");
     first.commit().await.expect("commit");
 
     let (first_page, cursor) = feed_until(&store, &ws, &FeedCursor::start(), 1).await;
-    assert_eq!(first_page, vec![later.id], "the finished transaction's record");
+    assert_eq!(first_page, vec![later.id()], "the finished transaction's record");
     second.commit().await.expect("commit");
     let (resumed, _) = feed_until(&store, &ws, &cursor, 1).await;
     assert_eq!(
         resumed,
-        vec![earlier.id],
+        vec![earlier.id()],
         "the earlier-stamped record that committed later is not lost behind the cursor"
     );
 }
@@ -234,7 +236,7 @@ async fn feed_tail_under_concurrent_slow_writers() {
                 store.append_history_in(&mut txn, std::slice::from_ref(&record)).await.expect("append");
                 tokio::time::sleep(pause).await;
                 txn.commit().await.expect("commit");
-                written.push(record.id);
+                written.push(record.id());
             }
             written
         });
@@ -251,7 +253,7 @@ async fn feed_tail_under_concurrent_slow_writers() {
             written.len()
         );
         let page = store.history_feed(&ws, &cursor, 7).await.expect("feed");
-        seen.extend(page.records.iter().map(|r| r.id));
+        seen.extend(page.records.iter().map(|r| r.id()));
         cursor = page.next;
         if page.records.is_empty() {
             if writers.is_empty() && written.len() == seen.len() {
@@ -364,8 +366,13 @@ async fn hot_queries_use_indexes_on_a_large_table() {
 async fn appended(store: &PostgresStore, ws: &WorkspaceId, n: usize) -> Vec<HistoryRecord> {
     let mut records: Vec<HistoryRecord> = (0..n).map(|_| evidence(ws)).collect();
     store.append_history(&records).await.expect("append");
-    records.sort_by_key(|r| (r.created_at, r.id.as_uuid()));
+    records.sort_by_key(|r| (r.created_at(), r.id().as_uuid()));
     records
+}
+
+/// Records as an integrity read returns them: every one decoded.
+fn readable(records: &[HistoryRecord]) -> Vec<ReadRecord> {
+    records.iter().cloned().map(Ok).collect()
 }
 
 /// Rows of `table` in the workspace: to show that a refused write left none.
@@ -387,7 +394,7 @@ async fn checkpoints_chain_and_read_back() {
     let Some(store) = store().await else { return };
     let ws = workspace();
     let first = appended(&store, &ws, 3).await;
-    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), first);
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&first));
     assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), None);
     assert!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints").is_empty());
 
@@ -396,7 +403,7 @@ async fn checkpoints_chain_and_read_back() {
     assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(one.clone()));
     assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), vec![one.clone()]);
     let sealed = store.sealed_records(&ws, 0, 10).await.expect("sealed");
-    let expected: Vec<_> = one_entries.iter().cloned().zip(first.iter().cloned().map(Some)).collect();
+    let expected: Vec<_> = one_entries.iter().cloned().zip(readable(&first).into_iter().map(Some)).collect();
     assert_eq!(sealed, expected, "entries in index order, each with its record");
     assert!(store.unsealed_history(&ws, None, 100).await.expect("unsealed").is_empty());
 
@@ -406,13 +413,13 @@ async fn checkpoints_chain_and_read_back() {
 
     // Only new records are unsealed, paged by (created_at, id).
     let second = appended(&store, &ws, 2).await;
-    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), second);
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&second));
     let after = Some(Position::of_record(&second[0]));
-    assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), second[1..]);
-    assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), second[..1]);
+    assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), readable(&second[1..]));
+    assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), readable(&second[..1]));
 
     let (two, two_entries) = Checkpoint::seal(Some(&one), &ws, &second, Timestamp::now()).expect("seal");
-    assert_eq!((two.seq, two.first_index, two.previous.as_deref()), (2, 3, Some(one.digest.as_str())));
+    assert_eq!((two.seq(), two.first_index(), two.previous()), (2, 3, Some(one.digest())));
     store.append_checkpoint(&two, &two_entries).await.expect("second checkpoint chains");
     assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(two.clone()));
     assert_eq!(store.checkpoints(&ws, 0, 1).await.expect("checkpoints"), vec![one.clone()]);
@@ -421,7 +428,7 @@ async fn checkpoints_chain_and_read_back() {
     let middle = store.sealed_records(&ws, 2, 2).await.expect("sealed");
     let indices: Vec<(u64, u64)> = middle.iter().map(|(e, _)| (e.index, e.checkpoint)).collect();
     assert_eq!(indices, vec![(2, 1), (3, 2)]);
-    assert_eq!(middle[1].1.as_ref(), Some(&second[0]));
+    assert_eq!(middle[1].1, Some(Ok(second[0].clone())));
     assert!(store.sealed_records(&ws, u64::MAX, 10).await.expect("beyond i64").is_empty());
     assert!(store.checkpoints(&ws, u64::MAX, 10).await.expect("beyond i64").is_empty());
 
@@ -436,22 +443,31 @@ async fn checkpoints_chain_and_read_back() {
     let resealed = [third[0].clone(), first[1].clone()];
     let (bad, entries) = Checkpoint::seal(Some(&two), &ws, &resealed, Timestamp::now()).expect("seal");
     let outcome = store.append_checkpoint(&bad, &entries).await;
-    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &first[1].id.to_string()), "{outcome:?}");
+    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &first[1].id().to_string()), "{outcome:?}");
     let twice = [third[0].clone(), third[0].clone()];
     let (bad, entries) = Checkpoint::seal(Some(&two), &ws, &twice, Timestamp::now()).expect("seal");
     let outcome = store.append_checkpoint(&bad, &entries).await;
-    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &third[0].id.to_string()), "{outcome:?}");
+    assert!(is_taken(&outcome, EntityKind::HistoryRecord, &third[0].id().to_string()), "{outcome:?}");
 
     // A checkpoint that does not match its entries is a validation error.
-    let (mut forged, entries) = Checkpoint::seal(Some(&two), &ws, &third, Timestamp::now()).expect("seal");
-    forged.root = one.root.clone();
+    let (sealed, entries) = Checkpoint::seal(Some(&two), &ws, &third, Timestamp::now()).expect("seal");
+    let forged = decode_checkpoint(CheckpointParts {
+        workspace_id: sealed.workspace_id().clone(),
+        seq: sealed.seq(),
+        first_index: sealed.first_index(),
+        record_count: sealed.record_count(),
+        root: one.root().to_owned(),
+        previous: sealed.previous().map(str::to_owned),
+        created_at: sealed.created_at(),
+        digest: sealed.digest().to_owned(),
+    });
     let outcome = store.append_checkpoint(&forged, &entries).await;
     assert!(matches!(outcome, Err(GovernanceError::Validation { .. })), "{outcome:?}");
 
     assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(two.clone()));
     assert_eq!(rows_in(&store, "governance_checkpoints", &ws).await, 2);
     assert_eq!(rows_in(&store, "governance_seals", &ws).await, 5);
-    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), third);
+    assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&third));
 
     // Another workspace sees none of it.
     let other = workspace();
@@ -595,4 +611,348 @@ async fn unsealed_history_is_an_indexed_anti_join() {
     assert!(!plan.iter().any(|l| l.contains("Seq Scan on governance_history")), "scans the history: {plan:#?}");
     let unsealed = store.unsealed_history(&ws, None, 2000).await.expect("unsealed");
     assert_eq!(unsealed.len(), 1000);
+}
+
+/// Stores a new request for `target` and returns it.
+async fn created(store: &PostgresStore, spec: NewRequest) -> GovernanceRequest {
+    let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+    store.create_request(&creation).await.expect("create").into_inner()
+}
+
+fn user(id: &str) -> governance_abstractions::Principal {
+    Actor::user(id).into()
+}
+
+/// Every column of the stored row except [`TRANSITION_COLUMNS`], as JSON.
+async fn frozen_columns(store: &PostgresStore, ws: &WorkspaceId, id: RequestId) -> serde_json::Value {
+    sqlx::query("SELECT to_jsonb(r) - $3::text[] FROM governance_requests r WHERE workspace_id = $1 AND id = $2")
+        .bind(ws.as_str())
+        .bind(id.as_uuid())
+        .bind(TRANSITION_COLUMNS)
+        .fetch_one(store.pool())
+        .await
+        .expect("row")
+        .get(0)
+}
+
+async fn stored_digest(store: &PostgresStore, ws: &WorkspaceId, id: RequestId) -> Option<String> {
+    sqlx::query("SELECT state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2")
+        .bind(ws.as_str())
+        .bind(id.as_uuid())
+        .fetch_one(store.pool())
+        .await
+        .expect("row")
+        .get(0)
+}
+
+async fn raw(store: &PostgresStore, sql: &'static str, ws: &WorkspaceId, id: RequestId) {
+    sqlx::query(sql).bind(ws.as_str()).bind(id.as_uuid()).execute(store.pool()).await.expect("raw update");
+}
+
+/// A transition writes the shared transition columns and nothing else: every
+/// other column (target, requester, intent, idempotency key, created_at,
+/// creation digest, …) keeps what creation wrote, and the stored state digest
+/// is the new revision's.
+#[tokio::test]
+async fn transition_writes_only_the_transition_columns() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("invoice", "i-1"), "update", Actor::user("u"))
+        .intent("raise the limit")
+        .approval(Actor::user("boss"), 1)
+        .expected_version(7, StaleStrategy::default())
+        .expires_at(Timestamp::now().add_micros(3_600_000_000).expect("in range"))
+        .idempotency_key("create-1")
+        .category("finance")
+        .tag("urgent")
+        .metadata(serde_json::json!({ "ticket": 42 }));
+    let mut request = created(&store, spec).await;
+    assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(request.state_digest()));
+    let frozen = frozen_columns(&store, &ws, request.id()).await;
+    assert_eq!(frozen["intent"], "raise the limit");
+
+    let steps = [
+        (user("u"), Action::Submit { reason: PendingReason::Approval }),
+        (user("boss"), Action::Decide { verdict: governance_abstractions::Verdict::Approved, comment: None }),
+        (user("u"), Action::Annotate { metadata: serde_json::json!({ "ticket": 43 }) }),
+    ];
+    for (by, action) in &steps {
+        let transition = lifecycle::apply(&request, by, action, Timestamp::now()).expect("allowed");
+        store.commit_transition(&transition).await.expect("commit");
+        request = transition.request().clone();
+        assert_eq!(frozen_columns(&store, &ws, request.id()).await, frozen, "after {action:?}");
+        assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(request.state_digest()));
+        assert_eq!(store.get_request(&ws, request.id()).await.expect("read back"), request);
+    }
+    assert_eq!((request.status(), request.revision()), (RequestStatus::Approved, 4));
+
+    // Proof that the statement does not name them: a frozen column changed
+    // behind the store keeps the changed value through a transition (writing
+    // it would have put the transition's copy back).
+    raw(
+        &store,
+        "UPDATE governance_requests SET intent = 'changed' WHERE workspace_id = $1 AND id = $2",
+        &ws,
+        request.id(),
+    )
+    .await;
+    let cancel = Action::Cancel { reason: "not needed".into() };
+    let transition = lifecycle::apply(&request, &user("u"), &cancel, Timestamp::now()).expect("allowed");
+    store.commit_transition(&transition).await.expect("commit");
+    assert_eq!(frozen_columns(&store, &ws, request.id()).await["intent"], "changed");
+    assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(transition.request().state_digest()));
+}
+
+/// Rows written before the state digest column existed have none: they read
+/// back with a digest computed from their fields and take a transition,
+/// which stores its digest. A digest that is not the one a transition was
+/// computed from refuses it.
+#[tokio::test]
+async fn rows_without_a_state_digest_and_forged_digests() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let request =
+        created(&store, NewRequest::new(ws.clone(), TargetRef::new("t", "1"), "update", Actor::user("u"))).await;
+    raw(
+        &store,
+        "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = $1 AND id = $2",
+        &ws,
+        request.id(),
+    )
+    .await;
+    let read = store.get_request(&ws, request.id()).await.expect("a row without a digest decodes");
+    assert_eq!(read, request, "its digest is computed from its fields");
+    let approve = lifecycle::apply(&read, &user("u"), &Action::Approve, Timestamp::now()).expect("allowed");
+    store.commit_transition(&approve).await.expect("commits over a row without a digest");
+    assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(approve.request().state_digest()));
+
+    // Same revision and status, another digest: computed from a state never stored.
+    let cancel = Action::Cancel { reason: "no".into() };
+    let transition = lifecycle::apply(approve.request(), &user("u"), &cancel, Timestamp::now()).expect("allowed");
+    raw(
+        &store,
+        "UPDATE governance_requests SET state_digest = 'other' WHERE workspace_id = $1 AND id = $2",
+        &ws,
+        request.id(),
+    )
+    .await;
+    let refused = store.commit_transition(&transition).await;
+    assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
+    assert_eq!(store.history_for_request(&ws, request.id()).await.expect("history").len(), 2, "nothing recorded");
+}
+
+/// A supersession commits only while its successor is stored at the
+/// revision and digest it was computed against, checked in its own
+/// statement; otherwise nothing is written.
+#[tokio::test]
+async fn supersession_checks_its_successor() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let spec = || NewRequest::new(ws.clone(), TargetRef::new("flag", "f-1"), "update", Actor::user("u"));
+    let older = created(&store, spec()).await;
+    let newer = created(&store, spec()).await;
+    let unchanged = |store: &PostgresStore| {
+        let (store, ws, older) = (store.clone(), ws.clone(), older.clone());
+        async move {
+            assert_eq!(store.get_request(&ws, older.id()).await.expect("older"), older, "older request untouched");
+            assert_eq!(store.history_for_request(&ws, older.id()).await.expect("history").len(), 1);
+        }
+    };
+
+    // The successor moved on after the supersession was computed.
+    let supersede = lifecycle::supersede(&older, &newer, &user("u"), Timestamp::now()).expect("allowed");
+    let annotate = Action::Annotate { metadata: serde_json::json!({ "n": 1 }) };
+    let moved = lifecycle::apply(&newer, &user("u"), &annotate, Timestamp::now()).expect("allowed");
+    store.commit_transition(&moved).await.expect("successor moves on");
+    let outcome = store.commit_transition(&supersede).await;
+    assert!(
+        matches!(outcome, Err(GovernanceError::Conflict { id, expected: 1, actual: 2 }) if id == newer.id()),
+        "{outcome:?}"
+    );
+    unchanged(&store).await;
+
+    // The successor at its revision with another digest: forged.
+    let newer = moved.request().clone();
+    let supersede = lifecycle::supersede(&older, &newer, &user("u"), Timestamp::now()).expect("allowed");
+    raw(
+        &store,
+        "UPDATE governance_requests SET state_digest = 'other' WHERE workspace_id = $1 AND id = $2",
+        &ws,
+        newer.id(),
+    )
+    .await;
+    let outcome = store.commit_transition(&supersede).await;
+    assert!(matches!(outcome, Err(GovernanceError::Validation { .. })), "{outcome:?}");
+    unchanged(&store).await;
+    // A successor row without a digest (written before digests) is accepted.
+    raw(
+        &store,
+        "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = $1 AND id = $2",
+        &ws,
+        newer.id(),
+    )
+    .await;
+
+    // A successor that was never stored.
+    let ghost = lifecycle::create(spec(), RequestId::new(), Timestamp::now()).expect("valid");
+    let to_ghost = lifecycle::supersede(&older, ghost.request(), &user("u"), Timestamp::now()).expect("allowed");
+    let outcome = store.commit_transition(&to_ghost).await;
+    assert!(
+        matches!(&outcome, Err(GovernanceError::NotFound { id, .. }) if *id == ghost.request().id().to_string()),
+        "{outcome:?}"
+    );
+    unchanged(&store).await;
+
+    // A stale older request is reported before its successor.
+    let stale = lifecycle::supersede(&older, &newer, &user("u"), Timestamp::now()).expect("allowed");
+    store.commit_transition(&supersede).await.expect("supersedes");
+    let stored = store.get_request(&ws, older.id()).await.expect("older");
+    assert_eq!((stored.status(), stored.superseded_by()), (RequestStatus::Superseded, Some(newer.id())));
+    assert_eq!(stored_digest(&store, &ws, older.id()).await.as_deref(), Some(supersede.request().state_digest()));
+    let outcome = store.commit_transition(&stale).await;
+    assert!(matches!(outcome, Err(GovernanceError::Conflict { id, .. }) if id == older.id()), "{outcome:?}");
+}
+
+/// The supersession's guard locks the successor: it waits for a
+/// transaction that is changing the successor, then refuses; and while a
+/// caller's transaction holds a supersession, the successor cannot change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supersession_locks_its_successor_until_commit() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let spec = || NewRequest::new(ws.clone(), TargetRef::new("flag", "f-2"), "update", Actor::user("u"));
+    let older = created(&store, spec()).await;
+    let newer = created(&store, spec()).await;
+    let annotate = Action::Annotate { metadata: serde_json::json!({ "n": 1 }) };
+    let wait = Duration::from_millis(300);
+
+    // A transaction changes the successor; the supersession waits for it,
+    // then sees the committed revision and refuses.
+    let supersede = lifecycle::supersede(&older, &newer, &user("u"), Timestamp::now()).expect("allowed");
+    let moved = lifecycle::apply(&newer, &user("u"), &annotate, Timestamp::now()).expect("allowed");
+    let mut txn = store.pool().begin().await.expect("begin");
+    store.commit_transition_in(&mut txn, &moved).await.expect("successor moves, uncommitted");
+    let racing = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit_transition(&supersede).await }
+    });
+    tokio::time::sleep(wait).await;
+    assert!(!racing.is_finished(), "the guard waits for the successor's writer");
+    txn.commit().await.expect("commit");
+    let outcome = racing.await.expect("task");
+    assert!(matches!(outcome, Err(GovernanceError::Conflict { id, .. }) if id == newer.id()), "{outcome:?}");
+    assert_eq!(store.get_request(&ws, older.id()).await.expect("older"), older);
+
+    // A caller's transaction that superseded holds the successor: a change
+    // to it waits for that commit.
+    let newer = moved.request().clone();
+    let supersede = lifecycle::supersede(&older, &newer, &user("u"), Timestamp::now()).expect("allowed");
+    let mut txn = store.pool().begin().await.expect("begin");
+    store.commit_transition_in(&mut txn, &supersede).await.expect("supersedes, uncommitted");
+    let again = Action::Annotate { metadata: serde_json::json!({ "n": 2 }) };
+    let change = lifecycle::apply(&newer, &user("u"), &again, Timestamp::now()).expect("allowed");
+    let racing = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit_transition(&change).await }
+    });
+    tokio::time::sleep(wait).await;
+    assert!(!racing.is_finished(), "the successor is locked until the supersession commits");
+    txn.commit().await.expect("commit");
+    racing.await.expect("task").expect("the successor changes after the commit");
+    let stored = store.get_request(&ws, older.id()).await.expect("older");
+    assert_eq!(stored.superseded_by(), Some(newer.id()));
+}
+
+/// A history row that decodes only as far as its id and time (a value this
+/// library never writes) is `Unreadable` in the integrity reads, named for
+/// `verify`; the other reads fail with a backend error.
+#[tokio::test]
+async fn undecodable_history_rows_are_unreadable_to_integrity_reads() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let good = appended(&store, &ws, 1).await.remove(0);
+    let base = good.created_at();
+    let mut odd = Vec::new();
+    for (n, (category, actor)) in
+        [("bogus", r#"{"actor":{"kind":"user","id":"u"},"delegation":[]}"#), ("decision", r#"{"nope":1}"#)]
+            .into_iter()
+            .enumerate()
+    {
+        let (id, at) = (RecordId::new(), base.add_micros(n as i64 + 1).expect("in range"));
+        sqlx::query(
+            "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor,
+                 object_type, operation, reason_codes, created_at, content_hash)
+             VALUES ($1, $2, $3, 'decision.denied', 'user', 'u', $4::jsonb, 'flag', 'update', '{}', $5, 'hash')",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_uuid())
+        .bind(category)
+        .bind(actor)
+        .bind(at.as_datetime())
+        .execute(store.pool())
+        .await
+        .expect("raw row");
+        odd.push((id, at));
+    }
+
+    let unsealed = store.unsealed_history(&ws, None, 10).await.expect("unsealed reads past odd rows");
+    assert_eq!(unsealed.len(), 3);
+    assert_eq!(unsealed[0], Ok(good.clone()));
+    for ((row, (id, at)), column) in unsealed[1..].iter().zip(&odd).zip(["category", "actor"]) {
+        match row {
+            Err(Unreadable { id: i, created_at, problem }) => {
+                assert_eq!((i, created_at), (id, at));
+                assert!(problem.contains(column), "{problem}");
+            }
+            Ok(record) => panic!("decoded an odd row: {record:?}"),
+        }
+    }
+    let after = Some(Position { created_at: odd[0].1, id: odd[0].0.as_uuid() });
+    assert_eq!(store.unsealed_history(&ws, after, 10).await.expect("unsealed").len(), 1, "pages past them");
+
+    // Sealed: the entry comes back with its unreadable row.
+    sqlx::query("INSERT INTO governance_seals VALUES ($1, 0, $2, 'hash', 1)")
+        .bind(ws.as_str())
+        .bind(odd[0].0.as_uuid())
+        .execute(store.pool())
+        .await
+        .expect("raw seal");
+    let sealed = store.sealed_records(&ws, 0, 10).await.expect("sealed");
+    assert!(matches!(&sealed[0].1, Some(Err(Unreadable { id, .. })) if *id == odd[0].0), "{sealed:?}");
+
+    let one = store.get_history_record(&ws, odd[0].0).await;
+    assert!(matches!(one, Err(GovernanceError::Backend { .. })), "{one:?}");
+    let page = store.query_history(&ws, &Default::default(), &PageRequest::first(10)).await;
+    assert!(matches!(page, Err(GovernanceError::Backend { .. })), "{page:?}");
+}
+
+#[tokio::test]
+async fn count_history_refuses_a_window_beyond_the_storable_range() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    appended(&store, &ws, 1).await;
+    let year_10000 = Timestamp::from_unix_micros(Timestamp::MAX_MICROS + 1).expect("chrono has it");
+    let window = TimeRange { from: None, until: Some(year_10000) };
+    let refused = store.count_history(&ws, &CountQuery::new(CountBy::Decision, window)).await;
+    assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
+    let all = store.count_history(&ws, &CountQuery::new(CountBy::Decision, TimeRange::default())).await;
+    assert_eq!(all.expect("counts").iter().map(|c| c.count).sum::<u64>(), 1);
+}
+
+/// Every embedded migration is recorded once, and the state digest column
+/// is nullable text.
+#[tokio::test]
+async fn migrations_are_all_applied_once() {
+    let Some(store) = store().await else { return };
+    let table = sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {}", governance_postgres::MIGRATIONS_TABLE));
+    let applied: i64 = sqlx::query(table).fetch_one(store.pool()).await.expect("count").get(0);
+    assert_eq!(applied, governance_postgres::migrator().iter().count() as i64);
+    let column = sqlx::query(
+        "SELECT data_type::text, is_nullable::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'governance_requests' AND column_name = 'state_digest'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("the column exists");
+    assert_eq!((column.get::<String, _>(0), column.get::<String, _>(1)), ("text".to_owned(), "YES".to_owned()));
 }

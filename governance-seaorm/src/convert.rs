@@ -1,13 +1,21 @@
 //! Rows ↔ domain values. A row that does not decode is a backend error: the
-//! database holds something this library never wrote.
+//! database holds something this library never wrote. Integrity reads are
+//! the exception: they report such a history row as [`Unreadable`] so that
+//! `verify` can name it.
 
-use governance_abstractions::{
-    Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal, RecordId,
-    RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, ValidationProblem, WorkspaceId,
+use governance_abstractions::provider::{
+    CheckpointParts, StoredRequest, TransitionWrite, decode_checkpoint, decode_record, decode_request,
+    restore_stored_json,
 };
-use sea_orm::ActiveValue::NotSet;
-use sea_orm::{ActiveModelTrait, IntoActiveModel};
+use governance_abstractions::{
+    Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal,
+    ReadRecord, RecordId, RedactionRef, RequestId, RequestRef, SealEntry, TargetRef, Timestamp, Unreadable,
+    ValidationProblem, WorkspaceId,
+};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{FromQueryResult, QueryResult};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::entity::{checkpoint, history, request, seal};
 
@@ -16,7 +24,7 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
 }
 
 fn stored_json(mut value: Value) -> Value {
-    governance_abstractions::restore_stored_json(&mut value);
+    restore_stored_json(&mut value);
     value
 }
 
@@ -53,10 +61,10 @@ fn signed(value: u64) -> i64 {
 
 /// A request as a row.
 pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
-    let spec = &request.spec;
+    let spec = request.spec();
     request::Model {
         workspace_id: spec.workspace_id.as_str().to_owned(),
-        id: request.id.as_uuid(),
+        id: request.id().as_uuid(),
         state_type: spec.target.state_type.clone(),
         state_id: spec.target.state_id.clone(),
         operation: spec.operation.clone(),
@@ -64,57 +72,67 @@ pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
         actor_id: spec.requested_by.actor.id.clone(),
         requested_by: to_json(&spec.requested_by),
         intent: spec.intent.clone(),
-        status: request.status.as_str().to_owned(),
-        pending_reason: request.pending_reason.map(|r| r.as_str().to_owned()),
+        status: request.status().as_str().to_owned(),
+        pending_reason: request.pending_reason().map(|r| r.as_str().to_owned()),
         approvals: to_json(&spec.approvals),
         expected_state_version: spec.expected_state_version,
         stale_strategy: spec.stale_strategy.as_str().to_owned(),
         expires_at: spec.expires_at.map(naive),
-        superseded_by: request.superseded_by.map(|id| id.as_uuid()),
+        superseded_by: request.superseded_by().map(|id| id.as_uuid()),
         idempotency_key: spec.idempotency_key.clone(),
         category: spec.category.clone(),
         tags: to_json(&spec.tags),
         metadata: spec.metadata.clone(),
-        revision: signed(request.revision),
-        created_at: naive(request.created_at),
-        updated_at: naive(request.updated_at),
-        creation_digest: request.creation_digest.clone(),
+        revision: signed(request.revision()),
+        created_at: naive(request.created_at()),
+        updated_at: naive(request.updated_at()),
+        creation_digest: request.creation_digest().to_owned(),
+        state_digest: Some(request.state_digest().to_owned()),
     }
 }
 
-/// The columns a transition rewrites: everything but the key and what never
-/// changes after creation.
-pub(crate) fn request_update(request: &GovernanceRequest) -> request::ActiveModel {
-    let mut update = request_row(request).into_active_model().reset_all();
-    update.workspace_id = NotSet;
-    update.id = NotSet;
-    update.created_at = NotSet;
-    update.creation_digest = NotSet;
-    update.idempotency_key = NotSet;
-    update
+/// The columns a transition writes, exactly [`TRANSITION_COLUMNS`](governance_abstractions::provider::TRANSITION_COLUMNS):
+/// every other column is left unset, so the key and everything fixed at
+/// creation (target, requester, intent, idempotency key, …) are never
+/// rewritten.
+pub(crate) fn transition_update(write: &TransitionWrite<'_>) -> request::ActiveModel {
+    request::ActiveModel {
+        status: Set(write.status.as_str().to_owned()),
+        pending_reason: Set(write.pending_reason.map(|r| r.as_str().to_owned())),
+        approvals: Set(to_json(&write.approvals)),
+        expected_state_version: Set(write.expected_state_version),
+        superseded_by: Set(write.superseded_by.map(|id| id.as_uuid())),
+        metadata: Set(write.metadata.clone()),
+        revision: Set(signed(write.revision)),
+        updated_at: Set(naive(write.updated_at)),
+        state_digest: Set(Some(write.state_digest.to_owned())),
+        ..Default::default()
+    }
 }
 
-/// A row as a request.
+/// A row as a request; its stored state digest is kept as read (the
+/// lifecycle checks it before computing a transition from the request).
 pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, GovernanceError> {
     let workspace_id = WorkspaceId::new(row.workspace_id).map_err(|e| corrupt("workspace id", e))?;
     let requested_by: Principal = json("requested_by", row.requested_by)?;
-    Ok(GovernanceRequest {
+    let mut spec = NewRequest::new(
+        workspace_id,
+        TargetRef { state_type: row.state_type, state_id: row.state_id },
+        row.operation,
+        requested_by,
+    );
+    spec.intent = row.intent;
+    spec.approvals = json("approvals", row.approvals)?;
+    spec.expected_state_version = row.expected_state_version;
+    spec.stale_strategy = parse("stale_strategy", &row.stale_strategy)?;
+    spec.expires_at = row.expires_at.map(utc);
+    spec.idempotency_key = row.idempotency_key;
+    spec.category = row.category;
+    spec.tags = json("tags", row.tags)?;
+    spec.metadata = stored_json(row.metadata);
+    decode_request(StoredRequest {
         id: RequestId::from_uuid(row.id),
-        spec: NewRequest {
-            workspace_id,
-            target: TargetRef { state_type: row.state_type, state_id: row.state_id },
-            operation: row.operation,
-            requested_by,
-            intent: row.intent,
-            approvals: json("approvals", row.approvals)?,
-            expected_state_version: row.expected_state_version,
-            stale_strategy: parse("stale_strategy", &row.stale_strategy)?,
-            expires_at: row.expires_at.map(utc),
-            idempotency_key: row.idempotency_key,
-            category: row.category,
-            tags: json("tags", row.tags)?,
-            metadata: stored_json(row.metadata),
-        },
+        spec,
         status: parse("status", &row.status)?,
         pending_reason: row.pending_reason.as_deref().map(|r| parse("pending_reason", r)).transpose()?,
         superseded_by: row.superseded_by.map(RequestId::from_uuid),
@@ -122,15 +140,17 @@ pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, Gov
         created_at: utc(row.created_at),
         updated_at: utc(row.updated_at),
         creation_digest: row.creation_digest,
+        state_digest: row.state_digest,
     })
+    .map_err(|e| corrupt("request", e))
 }
 
 /// A record as a row.
 pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
-    let e = &record.evidence;
+    let e = record.evidence();
     history::Model {
         workspace_id: e.workspace_id.as_str().to_owned(),
-        id: record.id.as_uuid(),
+        id: record.id().as_uuid(),
         request_id: e.request.map(|r| r.id.as_uuid()),
         request_revision: e.request.map(|r| signed(r.revision)),
         category: e.category.as_str().to_owned(),
@@ -153,12 +173,12 @@ pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
         response_json: e.response_json.clone(),
         redaction_policy: e.redaction.as_ref().map(|r| r.policy.clone()),
         redaction_version: e.redaction.as_ref().map(|r| r.version.clone()),
-        created_at: naive(record.created_at),
-        content_hash: record.content_hash.clone(),
+        created_at: naive(record.created_at()),
+        content_hash: record.content_hash().to_owned(),
     }
 }
 
-/// A row as a record.
+/// A row as a record, its content hash as stored (checked by whoever relies on it).
 pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, GovernanceError> {
     let workspace_id = WorkspaceId::new(row.workspace_id).map_err(|e| corrupt("workspace id", e))?;
     let request = match (row.request_id, row.request_revision) {
@@ -173,32 +193,44 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
         _ => None,
     };
     let actor: Principal = json("actor", row.actor)?;
-    Ok(HistoryRecord {
-        id: RecordId::from_uuid(row.id),
-        created_at: utc(row.created_at),
-        evidence: Evidence {
-            workspace_id,
-            request,
-            category: parse("category", &row.category)?,
-            code: row.code,
-            actor,
-            object_type: row.object_type,
-            operation: row.operation,
-            decision: row.decision.as_deref().map(|d| parse("decision", d)).transpose()?,
-            outcome: row.outcome.as_deref().map(|o| parse("outcome", o)).transpose()?,
-            reason: row.reason,
-            reason_codes: json("reason_codes", row.reason_codes)?,
-            correlation_id: row.correlation_id,
-            trace_hash: row.trace_hash,
-            idempotency_key: row.idempotency_key,
-            policy_version: row.policy_version,
-            latency_us: row.latency_us.map(|l| revision("latency_us", l)).transpose()?,
-            request_json: row.request_json.map(stored_json),
-            response_json: row.response_json.map(stored_json),
-            redaction,
+    // `Evidence` is non-exhaustive: start from a decision and set every
+    // stored field, the placeholder decision included.
+    let mut evidence = Evidence::decision(workspace_id, actor, row.object_type, row.operation, Decision::Approved);
+    evidence.request = request;
+    evidence.category = parse("category", &row.category)?;
+    evidence.code = row.code;
+    evidence.decision = row.decision.as_deref().map(|d| parse("decision", d)).transpose()?;
+    evidence.outcome = row.outcome.as_deref().map(|o| parse("outcome", o)).transpose()?;
+    evidence.reason = row.reason;
+    evidence.reason_codes = json("reason_codes", row.reason_codes)?;
+    evidence.correlation_id = row.correlation_id;
+    evidence.trace_hash = row.trace_hash;
+    evidence.idempotency_key = row.idempotency_key;
+    evidence.policy_version = row.policy_version;
+    evidence.latency_us = row.latency_us.map(|l| revision("latency_us", l)).transpose()?;
+    evidence.request_json = row.request_json.map(stored_json);
+    evidence.response_json = row.response_json.map(stored_json);
+    evidence.redaction = redaction;
+    Ok(decode_record(RecordId::from_uuid(row.id), utc(row.created_at), evidence, row.content_hash))
+}
+
+/// A history row of a raw query (columns named `{prefix}{column}`) as an
+/// integrity read returns it: the record, or [`Unreadable`] when only its id
+/// and time decode, so `verify` can name the row instead of failing. A row
+/// whose id or time does not decode either cannot be placed in the log: a
+/// backend error.
+pub(crate) fn read_record(row: &QueryResult, prefix: &str) -> Result<ReadRecord, GovernanceError> {
+    let problem = match history::Model::from_query_result(row, prefix) {
+        Ok(model) => match history_from(model) {
+            Ok(record) => return Ok(Ok(record)),
+            Err(error) => error.to_string(),
         },
-        content_hash: row.content_hash,
-    })
+        Err(error) => corrupt("history row", error).to_string(),
+    };
+    let id: Uuid = row.try_get(prefix, "id").map_err(|_| corrupt("history row", &problem))?;
+    let created_at: chrono::NaiveDateTime =
+        row.try_get(prefix, "created_at").map_err(|_| corrupt("history row", &problem))?;
+    Ok(Err(Unreadable { id: RecordId::from_uuid(id), created_at: utc(created_at), problem }))
 }
 
 /// A sequence number or leaf index as a `BIGINT`: larger ones cannot be stored.
@@ -209,20 +241,20 @@ pub(crate) fn bigint(field: &'static str, value: u64) -> Result<i64, GovernanceE
 /// A checkpoint as a row.
 pub(crate) fn checkpoint_row(checkpoint: &Checkpoint) -> Result<checkpoint::Model, GovernanceError> {
     Ok(checkpoint::Model {
-        workspace_id: checkpoint.workspace_id.as_str().to_owned(),
-        seq: bigint("checkpoint.seq", checkpoint.seq)?,
-        first_index: bigint("checkpoint.first_index", checkpoint.first_index)?,
-        record_count: bigint("checkpoint.record_count", checkpoint.record_count)?,
-        root: checkpoint.root.clone(),
-        previous: checkpoint.previous.clone(),
-        created_at: naive(checkpoint.created_at),
-        digest: checkpoint.digest.clone(),
+        workspace_id: checkpoint.workspace_id().as_str().to_owned(),
+        seq: bigint("checkpoint.seq", checkpoint.seq())?,
+        first_index: bigint("checkpoint.first_index", checkpoint.first_index())?,
+        record_count: bigint("checkpoint.record_count", checkpoint.record_count())?,
+        root: checkpoint.root().to_owned(),
+        previous: checkpoint.previous().map(str::to_owned),
+        created_at: naive(checkpoint.created_at()),
+        digest: checkpoint.digest().to_owned(),
     })
 }
 
-/// A row as a checkpoint.
+/// A row as a checkpoint, its digest as stored (`verify` recomputes it).
 pub(crate) fn checkpoint_from(row: checkpoint::Model) -> Result<Checkpoint, GovernanceError> {
-    Ok(Checkpoint {
+    Ok(decode_checkpoint(CheckpointParts {
         workspace_id: WorkspaceId::new(row.workspace_id).map_err(|e| corrupt("workspace id", e))?,
         seq: revision("checkpoint seq", row.seq)?,
         first_index: revision("checkpoint first_index", row.first_index)?,
@@ -231,7 +263,7 @@ pub(crate) fn checkpoint_from(row: checkpoint::Model) -> Result<Checkpoint, Gove
         previous: row.previous,
         created_at: utc(row.created_at),
         digest: row.digest,
-    })
+    }))
 }
 
 /// A seal entry as a row of `workspace`.
@@ -253,4 +285,36 @@ pub(crate) fn seal_from(row: seal::Model) -> Result<SealEntry, GovernanceError> 
         content_hash: row.content_hash,
         checkpoint: revision("seal checkpoint_seq", row.checkpoint_seq)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use governance_abstractions::provider::TRANSITION_COLUMNS;
+    use governance_abstractions::{Action, Actor, NewRequest, RequestId, TargetRef, Timestamp, WorkspaceId, lifecycle};
+    use sea_orm::{ActiveModelTrait, IdenStatic, IntoActiveModel, Iterable};
+
+    use super::*;
+
+    /// The update sets exactly the columns every provider writes on a
+    /// transition, and nothing fixed at creation.
+    #[test]
+    fn a_transition_sets_exactly_the_transition_columns() {
+        let ws = WorkspaceId::new("acme").expect("valid");
+        let spec = NewRequest::new(ws, TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+        let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+        let by = Actor::user("dev").into();
+        let transition = lifecycle::apply(creation.request(), &by, &Action::Approve, Timestamp::now()).expect("allowed");
+        let update = transition_update(&transition.write());
+        let mut set: Vec<&str> =
+            request::Column::iter().filter(|column| update.get(*column).is_set()).map(|c| c.as_str()).collect();
+        let mut expected = TRANSITION_COLUMNS.to_vec();
+        set.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(set, expected);
+        // Each with the new state's value, as a full row of it holds.
+        let row = request_row(transition.request()).into_active_model();
+        for column in request::Column::iter().filter(|column| update.get(*column).is_set()) {
+            assert_eq!(update.get(column).into_value(), row.get(column).into_value(), "{}", column.as_str());
+        }
+    }
 }

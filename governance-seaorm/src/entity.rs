@@ -62,6 +62,9 @@ pub mod request {
         pub updated_at: DateTime,
         /// Digest of the creation input, for idempotent retries.
         pub creation_digest: String,
+        /// Digest of the whole request at this revision; none on rows
+        /// written before this column existed.
+        pub state_digest: Option<String>,
     }
 
     /// No relations are navigated through SeaORM.

@@ -16,7 +16,7 @@
 //! let ws = WorkspaceId::new("acme")?;
 //! let spec = NewRequest::new(ws, TargetRef::new("flag", "beta"), "enable", Actor::user("dev"));
 //! let request = service.create(spec).await?.into_inner();
-//! assert_eq!(request.revision, 1);
+//! assert_eq!(request.revision(), 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -24,10 +24,18 @@
 //! # How it keeps the contract
 //!
 //! - **Optimistic concurrency by hand**: a transition is one
-//!   `UPDATE … WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?`
-//!   whose affected-row count decides (sqlx reports *matched* rows on MySQL,
-//!   and the revision always changes, so the count is exact everywhere), then
-//!   the history rows, in one transaction.
+//!   `UPDATE … WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?
+//!   AND (state_digest = ? OR state_digest IS NULL)` whose affected-row count
+//!   decides (sqlx reports *matched* rows on MySQL, and the revision always
+//!   changes, so the count is exact everywhere), then the history rows, in one
+//!   transaction. The update sets only the columns a transition may change
+//!   (status, approvals, metadata, revision, …): what was fixed at creation is
+//!   never rewritten.
+//! - **Supersession**: in the same transaction and before that update, a
+//!   locking read of the successor (`FOR SHARE` on PostgreSQL, `LOCK IN SHARE
+//!   MODE` on MySQL/MariaDB; on SQLite `BEGIN IMMEDIATE` already holds the
+//!   write lock) checks that it is still at the revision and state digest the
+//!   supersession was computed against, and keeps it there until commit.
 //! - **Append-only**: triggers refuse UPDATE and DELETE of history rows,
 //!   checkpoints and seal entries on all three backends; TRUNCATE is refused
 //!   by a trigger on PostgreSQL and by a foreign-key guard on MySQL (which
@@ -64,8 +72,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governance_abstractions::{
     Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
-    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, RecordId, RequestFilter, RequestId,
-    RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
+    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
+    RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
@@ -308,7 +316,7 @@ impl IntegrityStore for SeaOrmStore {
         workspace: &WorkspaceId,
         after: Option<Position>,
         limit: u32,
-    ) -> Result<Vec<HistoryRecord>> {
+    ) -> Result<Vec<ReadRecord>> {
         read::unsealed_history(&self.db, workspace, after, limit).await
     }
 

@@ -18,7 +18,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateIntegrityTables)]
+        vec![Box::new(CreateTables), Box::new(CreateIntegrityTables), Box::new(AddStateDigest)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -56,6 +56,33 @@ impl MigrationName for CreateIntegrityTables {
 impl MigrationTrait for CreateIntegrityTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run(manager, POSTGRES_INTEGRITY, MYSQL_INTEGRITY, SQLITE_INTEGRITY).await
+    }
+}
+
+struct AddStateDigest;
+
+impl MigrationName for AddStateDigest {
+    fn name(&self) -> &str {
+        "m20261201_000003_add_state_digest"
+    }
+}
+
+/// Adds `governance_requests.state_digest`: nullable, because rows written
+/// before it have none (the provider then computes the digest from the row,
+/// and a transition's update accepts a row without one).
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for AddStateDigest {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // MySQL DDL commits on its own and SQLite has no `ADD COLUMN IF NOT
+        // EXISTS`: a run interrupted after the column was added must still
+        // re-run.
+        if manager.get_database_backend() != DbBackend::Postgres
+            && manager.has_column("governance_requests", "state_digest").await?
+        {
+            return Ok(());
+        }
+        run(manager, POSTGRES_STATE_DIGEST, MYSQL_STATE_DIGEST, SQLITE_STATE_DIGEST).await
     }
 }
 
@@ -470,3 +497,12 @@ const SQLITE_INTEGRITY: &[&str] = &[
     "CREATE TRIGGER IF NOT EXISTS governance_seals_no_delete BEFORE DELETE ON governance_seals
         BEGIN SELECT RAISE(ABORT, 'governance_seals is append-only: DELETE refused'); END",
 ];
+
+const POSTGRES_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN IF NOT EXISTS state_digest text"];
+
+// A hash of 64 hex digits, as `creation_digest`, in the binary NO PAD
+// collation of every other text column.
+const MYSQL_STATE_DIGEST: &[&str] =
+    &["ALTER TABLE governance_requests ADD COLUMN state_digest CHAR(64) COLLATE {collation} NULL"];
+
+const SQLITE_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN state_digest TEXT"];

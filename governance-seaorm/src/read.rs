@@ -1,17 +1,18 @@
 //! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
 
+use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Checkpoint, Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
-    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, SealedRecord, TimeRange,
-    WorkspaceId, rank_counts,
+    HistoryRecord, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter, RequestId, Result, SealedRecord,
+    TimeRange, WorkspaceId,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, Order, QueryFilter, QueryOrder,
-    QuerySelect, RelationDef, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select,
 };
 
-use crate::convert::{checkpoint_from, history_from, naive, request_from, seal_from};
+use crate::convert::{checkpoint_from, history_from, naive, read_record, request_from, seal_from};
 use crate::entity::{checkpoint, history, request, seal};
 use crate::error::map;
 
@@ -229,6 +230,7 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
     use history::Column as C;
+    query.validate()?;
     let mut condition = Condition::all().add(C::WorkspaceId.eq(workspace.as_str())).add(C::Decision.is_not_null());
     if let Some(decision) = query.decision {
         condition = condition.add(C::Decision.eq(decision.as_str()));
@@ -334,12 +336,14 @@ async fn reason_code_counts<C: ConnectionTrait>(
 /// in `(created_at, id)` order: a `NOT EXISTS` anti-join on the seals'
 /// unique `(workspace_id, record_id)` key. It reads and skips every sealed
 /// row from `after` on, so its cost grows with the workspace's history.
+/// Rows are decoded one by one, so one that does not decode comes back
+/// [`Unreadable`](governance_abstractions::Unreadable) without failing the page.
 pub(crate) async fn unsealed_history<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     after: Option<Position>,
     limit: u32,
-) -> Result<Vec<HistoryRecord>> {
+) -> Result<Vec<ReadRecord>> {
     use history::Column as H;
     let sealed = Query::select()
         .expr(Expr::val(1))
@@ -356,8 +360,8 @@ pub(crate) async fn unsealed_history<C: ConnectionTrait>(
     if let Some(after) = after {
         select = select.filter(beyond(H::CreatedAt, H::Id, after, Direction::Forward));
     }
-    let rows = select.all(conn).await.map_err(map)?;
-    rows.into_iter().map(history_from).collect()
+    let rows = conn.query_all_raw(select.build(conn.get_database_backend())).await.map_err(map)?;
+    rows.iter().map(|row| read_record(row, "")).collect()
 }
 
 pub(crate) async fn checkpoints<C: ConnectionTrait>(
@@ -394,8 +398,13 @@ pub(crate) async fn latest_checkpoint<C: ConnectionTrait>(
     row.map(checkpoint_from).transpose()
 }
 
+/// The column prefixes of a two-entity select (SeaORM's `select_also`).
+const SEAL: &str = "A_";
+const RECORD: &str = "B_";
+
 /// Seal entries from leaf index `from`, each left-joined to its record in
-/// the same workspace.
+/// the same workspace. A seal entry that does not decode is a backend error;
+/// a joined record that does not decode is [`Unreadable`](governance_abstractions::Unreadable).
 pub(crate) async fn sealed_records<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
@@ -414,9 +423,15 @@ pub(crate) async fn sealed_records<C: ConnectionTrait>(
         .filter(S::LeafIndex.gte(from))
         .order_by_asc(S::LeafIndex)
         .limit(u64::from(limit))
-        .select_also(history::Entity)
-        .all(conn)
-        .await
-        .map_err(map)?;
-    rows.into_iter().map(|(entry, record)| Ok((seal_from(entry)?, record.map(history_from).transpose()?))).collect()
+        .select_also(history::Entity);
+    let rows = conn.query_all_raw(rows.build(conn.get_database_backend())).await.map_err(map)?;
+    rows.iter()
+        .map(|row| {
+            let entry = seal::Model::from_query_result(row, SEAL).map_err(map)?;
+            // The left join found no row when the record's key is NULL.
+            let joined = row.try_get::<Option<uuid::Uuid>>(RECORD, "id").map_err(map)?;
+            let record = joined.map(|_| read_record(row, RECORD)).transpose()?;
+            Ok((seal_from(entry)?, record))
+        })
+        .collect()
 }

@@ -4,18 +4,23 @@
 
 use std::collections::HashSet;
 
+use governance_abstractions::provider::{
+    AppendStorage, InsertAttempt, append_history_with, check_commit_target, check_successor, validate_checkpoint,
+    validate_creation, validate_transition,
+};
 use governance_abstractions::{
-    AppendStorage, Checkpoint, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, InsertAttempt,
-    RequestStatus, Result, SealEntry, Stored, Transition, WorkspaceId, append_history_with, check_commit_target,
-    validate_checkpoint, validate_creation, validate_transition,
+    Checkpoint, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result,
+    SealEntry, Stored, Transition, WorkspaceId,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
-use crate::convert::{checkpoint_row, history_from, history_row, request_from, request_row, request_update, seal_row};
+use crate::convert::{
+    checkpoint_row, history_from, history_row, request_from, request_row, seal_row, transition_update,
+};
 use crate::entity::{checkpoint, history, request, seal};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
 
@@ -76,45 +81,48 @@ pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transac
 async fn resolve_create_clash<C: ConnectionTrait>(conn: &C, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
     let request = creation.request();
     let workspace = request.workspace_id();
-    if let Some(key) = &request.spec.idempotency_key {
+    if let Some(key) = request.idempotency_key() {
         let original = request::Entity::find()
             .filter(request::Column::WorkspaceId.eq(workspace.as_str()))
-            .filter(request::Column::IdempotencyKey.eq(key.as_str()))
+            .filter(request::Column::IdempotencyKey.eq(key))
             .one(conn)
             .await
             .map_err(map)?;
         if let Some(original) = original {
             let original = request_from(original)?;
-            if original.creation_digest != request.creation_digest {
+            if original.creation_digest() != request.creation_digest() {
                 return Err(GovernanceError::IdempotencyConflict {
                     kind: EntityKind::Request,
                     workspace: workspace.clone(),
-                    key: key.clone(),
-                    existing: original.id.to_string(),
+                    key: key.to_owned(),
+                    existing: original.id().to_string(),
                 });
             }
             return Ok(Stored::Replayed(original));
         }
     }
-    let key = (workspace_str(request).to_owned(), request.id.as_uuid());
+    let key = (workspace_str(request).to_owned(), request.id().as_uuid());
     if request::Entity::find_by_id(key).one(conn).await.map_err(map)?.is_some() {
         return Err(GovernanceError::AlreadyExists {
             kind: EntityKind::Request,
             workspace: workspace.clone(),
-            id: request.id.to_string(),
+            id: request.id().to_string(),
         });
     }
-    let record = (workspace_str(request).to_owned(), creation.record().id.as_uuid());
+    let record = (workspace_str(request).to_owned(), creation.record().id().as_uuid());
     if history::Entity::find_by_id(record).one(conn).await.map_err(map)?.is_some() {
         return Err(GovernanceError::AlreadyExists {
             kind: EntityKind::HistoryRecord,
             workspace: workspace.clone(),
-            id: creation.record().id.to_string(),
+            id: creation.record().id().to_string(),
         });
     }
     Err(invisible_collision())
 }
 
+/// Commits a transition in one write transaction: for a supersession, a
+/// locking read of the successor first; then one conditional `UPDATE` of
+/// exactly the transition's columns; then its history rows.
 pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     transition: &Transition,
@@ -122,12 +130,26 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
     validate_transition(transition)?;
     let next = transition.request();
     let txn = begin(conn).await?;
+    match lock_successor(&txn, transition).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => {
+            let _ = txn.rollback().await;
+            return Err(explain_refused_successor(conn, transition, refused).await);
+        }
+        Err(error) => return Err(map(abandon(txn, error).await)),
+    }
+    // A row written before state digests were stored has none: its
+    // revision and status still decide.
+    let digest = Condition::any()
+        .add(request::Column::StateDigest.eq(transition.expected_digest()))
+        .add(request::Column::StateDigest.is_null());
     let updated = request::Entity::update_many()
-        .set(request_update(next))
+        .set(transition_update(&transition.write()))
         .filter(request::Column::WorkspaceId.eq(workspace_str(next)))
-        .filter(request::Column::Id.eq(next.id.as_uuid()))
+        .filter(request::Column::Id.eq(next.id().as_uuid()))
         .filter(request::Column::Revision.eq(revision(transition.expected_revision())))
         .filter(request::Column::Status.eq(transition.expected_status().as_str()))
+        .filter(digest)
         .exec(&txn)
         .await;
     let updated = match updated {
@@ -146,7 +168,7 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
             if !is_unique_violation(&error) {
                 return Err(map(error));
             }
-            let taken = transition.records().iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ");
+            let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
             Err(GovernanceError::AlreadyExists {
                 kind: EntityKind::HistoryRecord,
                 workspace: next.workspace_id().clone(),
@@ -160,36 +182,80 @@ fn revision(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Why a conditional update matched no row: missing, moved on, or forged.
-async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transition) -> GovernanceError {
+fn stored_revision(value: i64) -> u64 {
+    // A negative revision was never written by this library: it matches no
+    // transition, so it reads as a conflict.
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// For a supersession, reads the successor's revision and digest with a
+/// lock that lasts until `txn` ends, so the successor cannot move on between
+/// this check and the commit: `FOR SHARE` on PostgreSQL, `LOCK IN SHARE MODE`
+/// on MySQL/MariaDB (both read the latest committed row, not the snapshot,
+/// and wait for a writer holding it). SQLite has no row locks and needs none:
+/// the write transaction began with `BEGIN IMMEDIATE` and holds the
+/// database's write lock already. The outer error is the driver's, the inner
+/// one the refusal of [`check_successor`].
+async fn lock_successor(txn: &DatabaseTransaction, transition: &Transition) -> Result<Result<()>, DbErr> {
+    let Some(successor) = transition.successor() else { return Ok(Ok(())) };
+    let key = (workspace_str(transition.request()).to_owned(), successor.id.as_uuid());
+    let stored = request::Entity::find_by_id(key)
+        .select_only()
+        .column(request::Column::Revision)
+        .column(request::Column::StateDigest)
+        .lock_shared()
+        .into_tuple::<(i64, Option<String>)>()
+        .one(txn)
+        .await?;
+    let stored = stored.map(|(revision, digest)| (stored_revision(revision), digest));
+    Ok(check_successor(transition, stored.as_ref().map(|(revision, digest)| (*revision, digest.as_deref()))))
+}
+
+/// Checks the stored row of the transition's request the way the
+/// conditional update does: missing, moved on, or forged is an error.
+async fn check_stored_target<C: ConnectionTrait>(conn: &C, transition: &Transition) -> Result<()> {
     let next = transition.request();
-    let stored = request::Entity::find_by_id((workspace_str(next).to_owned(), next.id.as_uuid()))
+    let stored = request::Entity::find_by_id((workspace_str(next).to_owned(), next.id().as_uuid()))
         .select_only()
         .column(request::Column::Revision)
         .column(request::Column::Status)
-        .into_tuple::<(i64, String)>()
+        .column(request::Column::StateDigest)
+        .into_tuple::<(i64, String, Option<String>)>()
         .one(conn)
-        .await;
-    match stored {
-        Err(error) => map(error),
-        Ok(None) => GovernanceError::NotFound {
+        .await
+        .map_err(map)?;
+    let Some((revision, status, digest)) = stored else {
+        return Err(GovernanceError::NotFound {
             kind: EntityKind::Request,
             workspace: next.workspace_id().clone(),
-            id: next.id.to_string(),
-        },
-        Ok(Some((stored_revision, status))) => {
-            let status: RequestStatus = match status.parse() {
-                Ok(status) => status,
-                Err(error) => return error,
-            };
-            let stored_revision = u64::try_from(stored_revision).unwrap_or(0);
-            match check_commit_target(transition, stored_revision, status) {
-                Err(error) => error,
-                // The update saw a newer row than this read: the caller's
-                // transaction reads an older snapshot.
-                Ok(()) => invisible_collision(),
-            }
-        }
+            id: next.id().to_string(),
+        });
+    };
+    let status: RequestStatus = status.parse()?;
+    check_commit_target(transition, stored_revision(revision), status, digest.as_deref())
+}
+
+/// Why a conditional update matched no row: missing, moved on, or forged.
+async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transition) -> GovernanceError {
+    match check_stored_target(conn, transition).await {
+        Err(error) => error,
+        // The update saw a newer row than this read: the caller's
+        // transaction reads an older snapshot.
+        Ok(()) => invisible_collision(),
+    }
+}
+
+/// Why a supersession's successor guard refused. The older request's own
+/// refusal comes first, as on a store that checks both under one lock, so
+/// every provider reports the same error for the same state.
+async fn explain_refused_successor<C: ConnectionTrait>(
+    conn: &C,
+    transition: &Transition,
+    refused: GovernanceError,
+) -> GovernanceError {
+    match check_stored_target(conn, transition).await {
+        Err(error) => error,
+        Ok(()) => refused,
     }
 }
 
@@ -246,8 +312,8 @@ async fn related_records<C: ConnectionTrait>(
     workspace: &str,
     records: &[HistoryRecord],
 ) -> Result<Vec<HistoryRecord>> {
-    let ids: Vec<Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
-    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence.idempotency_key.as_deref()).collect();
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id().as_uuid()).collect();
+    let keys: Vec<&str> = records.iter().filter_map(|r| r.evidence().idempotency_key.as_deref()).collect();
     let mut condition = sea_orm::Condition::any().add(history::Column::Id.is_in(ids));
     if !keys.is_empty() {
         condition = condition.add(history::Column::IdempotencyKey.is_in(keys));
@@ -271,7 +337,7 @@ pub(crate) async fn append_checkpoint<C: ConnectionTrait + TransactionTrait<Tran
     checkpoint: &Checkpoint,
     entries: &[SealEntry],
 ) -> Result<()> {
-    let workspace = &checkpoint.workspace_id;
+    let workspace = checkpoint.workspace_id();
     let row = checkpoint_row(checkpoint)?;
     let seals = entries.iter().map(|entry| seal_row(workspace, entry)).collect::<Result<Vec<_>>>()?;
     let txn = begin(conn).await?;
@@ -293,7 +359,7 @@ pub(crate) async fn append_checkpoint<C: ConnectionTrait + TransactionTrait<Tran
         return Err(GovernanceError::AlreadyExists {
             kind: EntityKind::Checkpoint,
             workspace: workspace.clone(),
-            id: checkpoint.seq.to_string(),
+            id: checkpoint.seq().to_string(),
         });
     }
     let rows = seals.into_iter().map(|seal| seal.into_active_model().reset_all());

@@ -6,12 +6,18 @@ use std::sync::Arc;
 
 use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
 use conformance_tests::runner::databases_required;
+use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
-    Action, Actor, Checkpoint, Decision, EntityKind, Evidence, GovernanceError, GovernanceService, HistoryReader,
-    HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, Position, RequestId, RequestReader, RequestWriter,
-    SealEntry, TargetRef, Timestamp, WorkspaceId, lifecycle,
+    Action, Actor, Checkpoint, CountBy, CountQuery, Creation, Decision, EntityKind, Evidence, GovernanceError,
+    GovernanceService, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, PendingReason,
+    Position, Principal, ReadRecord, RecordId, RequestId, RequestReader, RequestStatus, RequestWriter, SealEntry,
+    SealedRecord, StaleStrategy, TargetRef, TimeRange, Timestamp, Unreadable, Verdict, WorkspaceId, lifecycle,
 };
-use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, Statement, Value};
+use governance_seaorm::entity::{history, request, seal};
+use governance_seaorm::sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic, IntoActiveModel,
+    Iterable, ModelTrait, Statement, Value,
+};
 use governance_seaorm::{Migrator, SeaOrmStore};
 use sea_orm_migration::MigratorTrait;
 
@@ -80,9 +86,9 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
             store.append_history_in(&txn, std::slice::from_ref(&record)).await.expect("evidence");
             // A refused statement inside the transaction (same id, other
             // content) must not poison it: the savepoint takes the failure.
-            let mut clash = record.evidence.clone();
+            let mut clash = record.evidence().clone();
             clash.reason = Some("different".into());
-            let clash = HistoryRecord::with_id(record.id, clash, Timestamp::now()).expect("valid");
+            let clash = HistoryRecord::with_id(record.id(), clash, Timestamp::now()).expect("valid");
             let refused = store.append_history_in(&txn, &[clash]).await;
             assert!(matches!(refused, Err(GovernanceError::AlreadyExists { .. })), "{name}: {refused:?}");
             store.create_request_in(&txn, &creation).await.expect("create");
@@ -98,11 +104,11 @@ async fn caller_transaction_commits_or_rolls_back_everything() {
                 txn.rollback().await.expect("rollback");
             }
 
-            let request = store.get_request(&ws, creation.request().id).await;
-            let stored_record = store.get_history_record(&ws, record.id).await;
+            let request = store.get_request(&ws, creation.request().id()).await;
+            let stored_record = store.get_history_record(&ws, record.id()).await;
             let invoices = invoice_count(&store, &invoice).await;
             if commit {
-                assert_eq!(request.expect("request stored").revision, 2, "{name}");
+                assert_eq!(request.expect("request stored").revision(), 2, "{name}");
                 assert_eq!(stored_record.expect("evidence stored"), record, "{name}");
                 assert_eq!(invoices, 1, "{name}");
             } else {
@@ -149,10 +155,10 @@ async fn sqlite_replace_cannot_rewrite_history() {
     .expect("valid");
     store.append_history(std::slice::from_ref(&record)).await.expect("append");
     let sql = "INSERT OR REPLACE INTO governance_history SELECT * FROM governance_history WHERE id = ?";
-    let replace = Statement::from_sql_and_values(DbBackend::Sqlite, sql, [record.id.as_uuid().into()]);
+    let replace = Statement::from_sql_and_values(DbBackend::Sqlite, sql, [record.id().as_uuid().into()]);
     let outcome = store.connection().execute_raw(replace).await;
     assert!(outcome.is_err_and(|e| e.to_string().contains("append-only")), "REPLACE must hit the guard");
-    assert_eq!(store.get_history_record(&ws, record.id).await.expect("kept"), record);
+    assert_eq!(store.get_history_record(&ws, record.id()).await.expect("kept"), record);
 }
 
 /// An in-memory database is one database, whichever task asks.
@@ -166,7 +172,7 @@ async fn in_memory_sqlite_is_one_database() {
         let (service, ws) = (service.clone(), ws.clone());
         tasks.spawn(async move {
             let spec = NewRequest::new(ws, TargetRef::new("t", format!("s{n}")), "op", Actor::user("u"));
-            service.create(spec).await.map(|s| s.into_inner().id)
+            service.create(spec).await.map(|s| s.into_inner().id())
         });
     }
     let mut ids = Vec::new();
@@ -216,8 +222,13 @@ async fn decisions(store: &SeaOrmStore, ws: &WorkspaceId, n: usize) -> Vec<Histo
     records
 }
 
-fn sealed(entries: &[SealEntry], records: &[HistoryRecord]) -> Vec<(SealEntry, Option<HistoryRecord>)> {
-    entries.iter().cloned().zip(records.iter().cloned().map(Some)).collect()
+fn sealed(entries: &[SealEntry], records: &[HistoryRecord]) -> Vec<SealedRecord> {
+    entries.iter().cloned().zip(records.iter().cloned().map(|r| Some(Ok(r)))).collect()
+}
+
+/// Records as an integrity read returns readable rows.
+fn readable(records: &[HistoryRecord]) -> Vec<ReadRecord> {
+    records.iter().cloned().map(Ok).collect()
 }
 
 fn is_taken(result: &Result<(), GovernanceError>, expected: EntityKind) -> bool {
@@ -249,7 +260,7 @@ async fn checkpoints_seal_chain_and_read_back() {
         let ws = workspace();
         let first = decisions(&store, &ws, 3).await;
         assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), None, "{name}");
-        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), first, "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&first), "{name}");
 
         let (one, one_entries) = Checkpoint::seal(None, &ws, &first, Timestamp::now()).expect("seal");
         store.append_checkpoint(&one, &one_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -260,13 +271,13 @@ async fn checkpoints_seal_chain_and_read_back() {
 
         // The keyset and the limit of the unsealed scan.
         let second = decisions(&store, &ws, 2).await;
-        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), second, "{name}");
-        assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), second[..1], "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&second), "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 1).await.expect("unsealed"), readable(&second[..1]), "{name}");
         let after = Some(Position::of_record(&second[0]));
-        assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), second[1..], "{name}");
+        assert_eq!(store.unsealed_history(&ws, after, 100).await.expect("unsealed"), readable(&second[1..]), "{name}");
 
         let (two, two_entries) = Checkpoint::seal(Some(&one), &ws, &second, Timestamp::now()).expect("seal");
-        assert_eq!((two.seq, two.first_index, two.previous.as_deref()), (2, 3, Some(one.digest.as_str())));
+        assert_eq!((two.seq(), two.first_index(), two.previous()), (2, 3, Some(one.digest())));
         store.append_checkpoint(&two, &two_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let all = [one.clone(), two.clone()];
         assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), all, "{name}");
@@ -301,7 +312,7 @@ async fn checkpoints_seal_chain_and_read_back() {
         let refused = store.append_checkpoint(&three, &three_entries).await;
         assert!(
             matches!(&refused, Err(GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, id, .. })
-                if *id == first[1].id.to_string()),
+                if *id == first[1].id().to_string()),
             "{name}: {refused:?}"
         );
         // The same record twice in one checkpoint.
@@ -311,7 +322,7 @@ async fn checkpoints_seal_chain_and_read_back() {
         assert!(is_taken(&refused, EntityKind::HistoryRecord), "{name}: {refused:?}");
         assert_eq!(store.checkpoints(&ws, 0, 10).await.expect("checkpoints"), all, "{name}: nothing written");
         assert_eq!(store.sealed_records(&ws, 0, 100).await.expect("sealed").len(), 5, "{name}: nothing written");
-        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), third, "{name}");
+        assert_eq!(store.unsealed_history(&ws, None, 100).await.expect("unsealed"), readable(&third), "{name}");
 
         let (three, three_entries) = Checkpoint::seal(Some(&two), &ws, &third, Timestamp::now()).expect("seal");
         store.append_checkpoint(&three, &three_entries).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -344,9 +355,9 @@ async fn concurrent_sealers_one_wins() {
             assert!(is_taken(lost, EntityKind::Checkpoint), "{name}: {lost:?}");
             let stored = store.sealed_records(&ws, 0, 10).await.expect("sealed");
             assert_eq!(stored.len(), 1, "{name}");
-            assert_eq!(stored[0].1.as_ref(), Some(&records[winner]), "{name}");
+            assert_eq!(stored[0].1, Some(Ok(records[winner].clone())), "{name}");
             let unsealed = store.unsealed_history(&ws, None, 10).await.expect("unsealed");
-            assert_eq!(unsealed, records[loser..=loser], "{name}");
+            assert_eq!(unsealed, readable(&records[loser..=loser]), "{name}");
         }
     }
 }
@@ -364,7 +375,7 @@ async fn sealer_waits_for_an_uncommitted_rival() {
             let insert = "INSERT INTO governance_checkpoints \
                 (workspace_id, seq, first_index, record_count, root, previous, created_at, digest) \
                 VALUES (?, 1, 0, 1, ?, NULL, '2026-01-01 00:00:00', ?)";
-            let values = vec![ws.as_str().into(), checkpoint.root.clone().into(), checkpoint.digest.clone().into()];
+            let values = vec![ws.as_str().into(), checkpoint.root().into(), checkpoint.digest().into()];
             raw(&rival, insert, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
             let sealer = store.clone();
             let (c, e) = (checkpoint.clone(), entries.clone());
@@ -476,9 +487,343 @@ async fn migrate_adds_integrity_tables_to_a_first_release_database() {
         let records = decisions(&store, &ws, 2).await;
         store.migrate().await.unwrap_or_else(|e| panic!("{url}: {e}"));
         store.migrate().await.unwrap_or_else(|e| panic!("{url}: re-run: {e}"));
-        assert_eq!(store.unsealed_history(&ws, None, 10).await.expect("unsealed"), records, "{url}");
+        assert_eq!(store.unsealed_history(&ws, None, 10).await.expect("unsealed"), readable(&records), "{url}");
         let (checkpoint, entries) = Checkpoint::seal(None, &ws, &records, Timestamp::now()).expect("seal");
         store.append_checkpoint(&checkpoint, &entries).await.unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(store.latest_checkpoint(&ws).await.expect("latest"), Some(checkpoint), "{url}");
+    }
+}
+
+/// The request columns a transition never writes: every column but
+/// [`TRANSITION_COLUMNS`].
+fn frozen_columns() -> Vec<request::Column> {
+    request::Column::iter().filter(|column| !TRANSITION_COLUMNS.contains(&column.as_str())).collect()
+}
+
+/// The stored row of a request, as the database holds it.
+async fn request_row(store: &SeaOrmStore, ws: &WorkspaceId, id: RequestId) -> request::Model {
+    request::Entity::find_by_id((ws.as_str().to_owned(), id.as_uuid()))
+        .one(store.connection())
+        .await
+        .expect("reads")
+        .expect("stored")
+}
+
+/// Where the backend can tell which columns an UPDATE names (SQLite and
+/// PostgreSQL `BEFORE UPDATE OF`), a trigger that refuses any UPDATE naming a
+/// frozen column, even with its old value. MySQL has no `UPDATE OF`: there
+/// the stored values alone are compared.
+async fn refuse_frozen_writes(store: &SeaOrmStore) {
+    let columns = frozen_columns().iter().map(|column| column.as_str()).collect::<Vec<_>>().join(", ");
+    let statements = match store.connection().get_database_backend() {
+        DbBackend::Sqlite => vec![format!(
+            "CREATE TRIGGER test_frozen_columns BEFORE UPDATE OF {columns} ON governance_requests \
+             BEGIN SELECT RAISE(ABORT, 'a transition wrote a frozen column'); END"
+        )],
+        DbBackend::Postgres => vec![
+            "CREATE FUNCTION test_frozen_columns() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'a transition wrote a frozen column'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER test_frozen_columns BEFORE UPDATE OF {columns} ON governance_requests \
+                 FOR EACH ROW EXECUTE FUNCTION test_frozen_columns()"
+            ),
+        ],
+        _ => Vec::new(),
+    };
+    for sql in statements {
+        store.connection().execute_unprepared(&sql).await.expect("test trigger");
+    }
+}
+
+async fn created(store: &SeaOrmStore, spec: NewRequest) -> Creation {
+    let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+    store.create_request(&creation).await.expect("create");
+    creation
+}
+
+fn user(id: &str) -> Principal {
+    Actor::user(id).into()
+}
+
+/// A transition writes exactly the transition columns, with the new state's
+/// values: everything fixed at creation keeps its stored value (and on
+/// SQLite and PostgreSQL is never even named by the UPDATE), and every
+/// revision stores the lifecycle's state digest.
+#[tokio::test]
+async fn transitions_write_only_the_transition_columns() {
+    for (name, store, _dir) in stores().await {
+        refuse_frozen_writes(&store).await;
+        let ws = workspace();
+        let target = TargetRef::new("flag", "checkout");
+        let expires = Timestamp::now().add_micros(3_600_000_000).expect("in range");
+        let spec = NewRequest::new(ws.clone(), target.clone(), "enable", Actor::user("dev"))
+            .intent("roll out the new checkout")
+            .approval(Actor::user("lead"), 1)
+            .expected_version(7, StaleStrategy::RequireRenewedApproval)
+            .expires_at(expires)
+            .idempotency_key("frozen-1")
+            .category("release")
+            .tag("beta")
+            .tag("web")
+            .metadata(serde_json::json!({ "ticket": 42 }));
+        let creation = created(&store, spec).await;
+        let id = creation.request().id();
+        let first = request_row(&store, &ws, id).await;
+        assert_eq!(first.state_digest.as_deref(), Some(creation.request().state_digest()), "{name}");
+
+        let (dev, lead) = (user("dev"), user("lead"));
+        let steps = [
+            (&dev, Action::Submit { reason: PendingReason::Approval }),
+            (&lead, Action::Decide { verdict: Verdict::Approved, comment: Some("fine".into()) }),
+            (&dev, Action::Annotate { metadata: serde_json::json!({ "ticket": 43 }) }),
+            // Stale: back to pending approval, against the new version.
+            (&dev, Action::Execute { current_version: Some(8) }),
+        ];
+        let mut current = creation.request().clone();
+        for (by, action) in &steps {
+            let transition = lifecycle::apply(&current, by, action, Timestamp::now()).expect("allowed");
+            store.commit_transition(&transition).await.unwrap_or_else(|e| panic!("{name}: {action:?}: {e}"));
+            let row = request_row(&store, &ws, id).await;
+            for column in frozen_columns() {
+                assert_eq!(row.get(column), first.get(column), "{name}: {action:?} changed {}", column.as_str());
+            }
+            assert_eq!(row.state_digest.as_deref(), Some(transition.request().state_digest()), "{name}: {action:?}");
+            let stored = store.get_request(&ws, id).await.expect("reads");
+            assert_eq!(&stored, transition.request(), "{name}: {action:?}");
+            // Decoded, the row still matches its stored digest.
+            stored.check().unwrap_or_else(|e| panic!("{name}: {action:?}: {e}"));
+            current = stored;
+        }
+        assert_eq!(current.status(), RequestStatus::Pending, "{name}");
+        assert_eq!(current.expected_state_version(), Some(8), "{name}");
+
+        let newer = created(&store, NewRequest::new(ws.clone(), target, "disable", Actor::user("dev"))).await;
+        let supersede = lifecycle::supersede(&current, newer.request(), &dev, Timestamp::now()).expect("allowed");
+        store.commit_transition(&supersede).await.unwrap_or_else(|e| panic!("{name}: supersede: {e}"));
+        let row = request_row(&store, &ws, id).await;
+        for column in frozen_columns() {
+            assert_eq!(row.get(column), first.get(column), "{name}: supersede changed {}", column.as_str());
+        }
+        assert_eq!(row.superseded_by, Some(newer.request().id().as_uuid()), "{name}");
+        assert_eq!(row.state_digest.as_deref(), Some(supersede.request().state_digest()), "{name}");
+        assert_eq!(&store.get_request(&ws, id).await.expect("reads"), supersede.request(), "{name}");
+    }
+}
+
+/// A row written before state digests were stored (the column is NULL)
+/// reads with a digest computed from the row, and its next transition
+/// commits and stores one.
+#[tokio::test]
+async fn a_row_without_a_state_digest_still_transitions() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"))
+            .metadata(serde_json::json!({ "b": [1, 2.5], "a": "x" }));
+        let creation = created(&store, spec).await;
+        let id = creation.request().id();
+        let sql = "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = ? AND id = ?";
+        raw(store.connection(), sql, vec![ws.as_str().into(), id.as_uuid().into()]).await.expect("legacy row");
+        assert_eq!(request_row(&store, &ws, id).await.state_digest, None, "{name}");
+
+        let legacy = store.get_request(&ws, id).await.expect("reads");
+        assert_eq!(legacy.state_digest(), creation.request().state_digest(), "{name}: computed from the row");
+        let approve = lifecycle::apply(&legacy, &user("dev"), &Action::Approve, Timestamp::now()).expect("allowed");
+        store.commit_transition(&approve).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let row = request_row(&store, &ws, id).await;
+        assert_eq!(row.state_digest.as_deref(), Some(approve.request().state_digest()), "{name}");
+        // A second commit of the same transition meets the stored digest: stale.
+        let again = store.commit_transition(&approve).await;
+        assert!(matches!(again, Err(GovernanceError::Conflict { expected: 1, actual: 2, .. })), "{name}: {again:?}");
+    }
+}
+
+/// A supersession is written only while its successor is stored at the
+/// revision it was computed against; otherwise nothing is written.
+#[tokio::test]
+async fn supersession_checks_its_successor() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let target = TargetRef::new("flag", "f");
+        let spec = || NewRequest::new(ws.clone(), target.clone(), "enable", Actor::user("dev"));
+        let dev = user("dev");
+        let older = created(&store, spec()).await;
+        let newer = created(&store, spec()).await;
+        let supersede = lifecycle::supersede(older.request(), newer.request(), &dev, Timestamp::now()).expect("ok");
+
+        // The successor moved on: a conflict on the successor.
+        let annotate = Action::Annotate { metadata: serde_json::json!({ "moved": true }) };
+        let moved = lifecycle::apply(newer.request(), &dev, &annotate, Timestamp::now()).expect("allowed");
+        store.commit_transition(&moved).await.expect("successor moves on");
+        let refused = store.commit_transition(&supersede).await;
+        let successor = newer.request().id();
+        assert!(
+            matches!(refused, Err(GovernanceError::Conflict { id, expected: 1, actual: 2 }) if id == successor),
+            "{name}: {refused:?}"
+        );
+        assert_eq!(&store.get_request(&ws, older.request().id()).await.expect("reads"), older.request(), "{name}");
+        let history = store.history_for_request(&ws, older.request().id()).await.expect("history");
+        assert_eq!(history.len(), 1, "{name}: no record written");
+
+        // A successor that was never stored.
+        let ghost = lifecycle::create(spec(), RequestId::new(), Timestamp::now()).expect("valid");
+        let supersede = lifecycle::supersede(older.request(), ghost.request(), &dev, Timestamp::now()).expect("ok");
+        let refused = store.commit_transition(&supersede).await;
+        assert!(
+            matches!(&refused, Err(GovernanceError::NotFound { kind: EntityKind::Request, id, .. })
+                if *id == ghost.request().id().to_string()),
+            "{name}: {refused:?}"
+        );
+
+        // Both moved on: the older request's own conflict comes first.
+        let supersede = lifecycle::supersede(older.request(), newer.request(), &dev, Timestamp::now()).expect("ok");
+        let approve = lifecycle::apply(older.request(), &dev, &Action::Approve, Timestamp::now()).expect("allowed");
+        store.commit_transition(&approve).await.expect("older moves on");
+        let refused = store.commit_transition(&supersede).await;
+        let older_id = older.request().id();
+        assert!(
+            matches!(refused, Err(GovernanceError::Conflict { id, expected: 1, actual: 2 }) if id == older_id),
+            "{name}: {refused:?}"
+        );
+    }
+}
+
+/// The successor check takes a lock: a supersession whose successor has an
+/// uncommitted write waits for it, then sees the outcome (PostgreSQL
+/// `FOR SHARE` and MySQL `LOCK IN SHARE MODE` read the latest committed row;
+/// SQLite waits for the write lock). A plain read would go ahead on the old
+/// successor state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supersession_waits_for_a_write_of_its_successor() {
+    for (name, store, _dir) in stores().await {
+        for commit in [true, false] {
+            let ws = workspace();
+            let target = TargetRef::new("flag", "f");
+            let dev = user("dev");
+            let older = created(&store, NewRequest::new(ws.clone(), target.clone(), "a", Actor::user("dev"))).await;
+            let newer = created(&store, NewRequest::new(ws.clone(), target, "b", Actor::user("dev"))).await;
+            let supersede =
+                lifecycle::supersede(older.request(), newer.request(), &dev, Timestamp::now()).expect("allowed");
+            let annotate = Action::Annotate { metadata: serde_json::json!({ "rival": true }) };
+            let rival_write = lifecycle::apply(newer.request(), &dev, &annotate, Timestamp::now()).expect("allowed");
+
+            let rival = store.begin().await.expect("begin");
+            store.commit_transition_in(&rival, &rival_write).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let superseder = store.clone();
+            let task = tokio::spawn(async move { superseder.commit_transition(&supersede).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!task.is_finished(), "{name}: the supersession must wait for the successor's writer");
+            if commit {
+                rival.commit().await.expect("commit");
+            } else {
+                rival.rollback().await.expect("rollback");
+            }
+            let outcome = task.await.expect("task");
+            let stored = store.get_request(&ws, older.request().id()).await.expect("reads");
+            let successor = newer.request().id();
+            if commit {
+                assert!(
+                    matches!(outcome, Err(GovernanceError::Conflict { id, expected: 1, actual: 2 }) if id == successor),
+                    "{name}: {outcome:?}"
+                );
+                assert_eq!(&stored, older.request(), "{name}: nothing written");
+            } else {
+                outcome.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(stored.superseded_by(), Some(successor), "{name}");
+            }
+        }
+    }
+}
+
+/// Integrity reads report a history row that does not decode (an unknown
+/// category, an actor that is not a principal; on SQLite, text that is not
+/// JSON) as `Unreadable` in its place; other reads still fail on it.
+#[tokio::test]
+async fn integrity_reads_report_unreadable_rows() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let good = decisions(&store, &ws, 1).await.remove(0);
+        let template = history::Entity::find_by_id((ws.as_str().to_owned(), good.id().as_uuid()))
+            .one(store.connection())
+            .await
+            .expect("reads")
+            .expect("stored");
+        let mut bad: Vec<(RecordId, Timestamp)> = Vec::new();
+        let forgeries: [fn(&mut history::Model); 2] =
+            [|row| row.category = "bogus".into(), |row| row.actor = serde_json::json!({ "not": "a principal" })];
+        for (n, forge) in forgeries.iter().enumerate() {
+            let mut row = template.clone();
+            row.id = uuid::Uuid::now_v7();
+            row.created_at += chrono_micros(n as i64 + 1);
+            forge(&mut row);
+            bad.push((RecordId::from_uuid(row.id), Timestamp::from_datetime(row.created_at.and_utc())));
+            history::Entity::insert(row.into_active_model().reset_all())
+                .exec_without_returning(store.connection())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        if store.connection().get_database_backend() == DbBackend::Sqlite {
+            let id = uuid::Uuid::now_v7();
+            let at = template.created_at + chrono_micros(3);
+            let sql = "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, \
+                object_type, operation, reason_codes, created_at, content_hash) \
+                VALUES (?, ?, 'decision', 'decision.approved', 'user', 'u', 'not json', 'o', 'op', '[]', ?, ?)";
+            let values = vec![ws.as_str().into(), id.into(), at.into(), good.content_hash().into()];
+            raw(store.connection(), sql, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            bad.push((RecordId::from_uuid(id), Timestamp::from_datetime(at.and_utc())));
+        }
+
+        let unsealed = store.unsealed_history(&ws, None, 10).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(unsealed.len(), bad.len() + 1, "{name}: {unsealed:?}");
+        assert_eq!(unsealed[0], Ok(good.clone()), "{name}");
+        for (read, (id, at)) in unsealed[1..].iter().zip(&bad) {
+            assert!(
+                matches!(read, Err(Unreadable { id: i, created_at, problem }) if i == id && created_at == at && !problem.is_empty()),
+                "{name}: {read:?}"
+            );
+        }
+        // The keyset pages past an unreadable row.
+        let after = Position { created_at: bad[0].1, id: bad[0].0.as_uuid() };
+        let rest = store.unsealed_history(&ws, Some(after), 10).await.expect("unsealed");
+        assert_eq!(rest.len(), bad.len() - 1, "{name}");
+
+        // Sealed (as a sealer that wrote its entry before the row changed would have).
+        let (id, at) = bad[0];
+        let entry = seal::Model {
+            workspace_id: ws.as_str().to_owned(),
+            leaf_index: 0,
+            record_id: id.as_uuid(),
+            content_hash: good.content_hash().to_owned(),
+            checkpoint_seq: 1,
+        };
+        seal::Entity::insert(entry.into_active_model().reset_all())
+            .exec_without_returning(store.connection())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let sealed = store.sealed_records(&ws, 0, 10).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sealed.len(), 1, "{name}");
+        assert!(
+            matches!(&sealed[0].1, Some(Err(Unreadable { id: i, created_at, .. })) if *i == id && *created_at == at),
+            "{name}: {sealed:?}"
+        );
+
+        // Every other read still refuses the row.
+        let read = store.get_history_record(&ws, id).await;
+        assert!(matches!(read, Err(GovernanceError::Backend { retryable: false, .. })), "{name}: {read:?}");
+    }
+}
+
+fn chrono_micros(n: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::microseconds(n)
+}
+
+/// Counting refuses a time window outside the storable range before it queries.
+#[tokio::test]
+async fn count_history_validates_its_window() {
+    for (name, store, _dir) in stores().await {
+        let before_epoch = Timestamp::from_unix_micros(-1).expect("representable");
+        let query = CountQuery::new(CountBy::Operation, TimeRange { from: Some(before_epoch), until: None });
+        let counted = store.count_history(&workspace(), &query).await;
+        assert!(matches!(counted, Err(GovernanceError::Validation { .. })), "{name}: {counted:?}");
     }
 }

@@ -86,18 +86,18 @@ pub async fn audit_approved_stores_and_mutates(ctx: CaseContext) -> CaseResult {
     let guarded = recorder
         .guard(approved.clone(), async |record| {
             ran.store(true, Ordering::SeqCst);
-            record.id
+            record.id()
         })
         .await?;
     ensure!(ran.load(Ordering::SeqCst) && guarded.approved(), "an approved write must run");
-    ensure_eq!(guarded.output, Some(guarded.receipt.record.id), "the mutation saw the stored evidence");
+    ensure_eq!(guarded.output, Some(guarded.receipt.record.id()), "the mutation saw the stored evidence");
     ensure_eq!(guarded.receipt.durability, Durability::Stored, "stored now");
-    let stored = ctx.store.get_history_record(&ctx.workspace, guarded.receipt.record.id).await?;
+    let stored = ctx.store.get_history_record(&ctx.workspace, guarded.receipt.record.id()).await?;
     ensure_eq!(stored, guarded.receipt.record, "the receipt is what was stored");
-    ensure_eq!(stored.evidence.outcome, Some(Decided::Approved), "outcome follows the decision");
-    let again = recorder.guard(approved, async |record| record.id).await?;
+    ensure_eq!(stored.evidence().outcome, Some(Decided::Approved), "outcome follows the decision");
+    let again = recorder.guard(approved, async |record| record.id()).await?;
     ensure_eq!(again.receipt.durability, Durability::Replayed, "same key, same content");
-    ensure_eq!(again.receipt.record.id, stored.id, "the replay returns the original");
+    ensure_eq!(again.receipt.record.id(), stored.id(), "the replay returns the original");
     ensure_eq!(all_history(&ctx, &ctx.workspace).await?.len(), 1, "one record for one key");
     ensure_eq!(metric(STORED, &name), 2, "stored counter");
     Ok(())
@@ -110,9 +110,9 @@ pub async fn audit_denied_stores_and_skips(ctx: CaseContext) -> CaseResult {
     let ran = AtomicBool::new(false);
     let denied = recorder.guard(evidence(&ctx, Decision::Denied), async |_| ran.store(true, Ordering::SeqCst)).await?;
     ensure!(!ran.load(Ordering::SeqCst) && !denied.approved(), "a denied write must not run");
-    let stored = ctx.store.get_history_record(&ctx.workspace, denied.receipt.record.id).await?;
-    ensure_eq!(stored.evidence.decision, Some(Decision::Denied), "denied evidence stored");
-    ensure_eq!(stored.evidence.outcome, Some(Decided::Denied), "denied outcome");
+    let stored = ctx.store.get_history_record(&ctx.workspace, denied.receipt.record.id()).await?;
+    ensure_eq!(stored.evidence().decision, Some(Decision::Denied), "denied evidence stored");
+    ensure_eq!(stored.evidence().outcome, Some(Decided::Denied), "denied outcome");
 
     let mut failed = evidence(&ctx, Decision::Approved);
     failed.decision = None;
@@ -120,8 +120,8 @@ pub async fn audit_denied_stores_and_skips(ctx: CaseContext) -> CaseResult {
     failed.code = "decision.error".into();
     let errored = recorder.guard(failed, async |_| ran.store(true, Ordering::SeqCst)).await?;
     ensure!(!ran.load(Ordering::SeqCst) && !errored.approved(), "an error outcome must not run");
-    let stored = ctx.store.get_history_record(&ctx.workspace, errored.receipt.record.id).await?;
-    ensure_eq!(stored.evidence.outcome, Some(Decided::Error), "error outcome stored");
+    let stored = ctx.store.get_history_record(&ctx.workspace, errored.receipt.record.id()).await?;
+    ensure_eq!(stored.evidence().outcome, Some(Decided::Error), "error outcome stored");
     Ok(())
 }
 
@@ -173,7 +173,7 @@ pub async fn audit_fail_open_spools_then_relays(ctx: CaseContext) -> CaseResult 
     ensure_eq!((report.stored, report.already_stored, report.rejected), (2, 0, 0), "drained");
     let stored = all_history(&ctx, &ctx.workspace).await?;
     let mut want = vec![approved.receipt.record, denied.receipt.record];
-    want.sort_by_key(|r| (r.created_at, r.id));
+    want.sort_by_key(|r| (r.created_at(), r.id()));
     ensure_eq!(stored, want, "each spooled record stored once, unchanged");
     ensure_eq!(relay.drain().await?, audit_history::DrainReport::default(), "nothing left");
     ensure_eq!((spool.pending()?, spool.len_bytes()), (0, 0), "the spool empties");
@@ -191,7 +191,7 @@ pub async fn audit_relay_killed_mid_drain(ctx: CaseContext) -> CaseResult {
     let recorder = Recorder::new(plug.clone()).fail_open(open_spool(dir.path())?).named(&counting());
     let mut spooled = HashSet::new();
     for _ in 0..5 {
-        spooled.insert(recorder.record(evidence(&ctx, Decision::Approved)).await?.record.id);
+        spooled.insert(recorder.record(evidence(&ctx, Decision::Approved)).await?.record.id());
     }
     drop(recorder);
 
@@ -212,7 +212,7 @@ pub async fn audit_relay_killed_mid_drain(ctx: CaseContext) -> CaseResult {
     ensure_eq!(spool.pending()?, 3, "two acknowledged, three left (one of them already stored)");
     let report = Relay::new(spool, plug.clone()).drain().await?;
     ensure_eq!((report.stored, report.already_stored), (2, 1), "the unacknowledged record is a replay");
-    let stored: Vec<RecordId> = all_history(&ctx, &ctx.workspace).await?.iter().map(|r| r.id).collect();
+    let stored: Vec<RecordId> = all_history(&ctx, &ctx.workspace).await?.iter().map(|r| r.id()).collect();
     ensure_eq!(stored.len(), 5, "exactly once each");
     ensure_eq!(stored.into_iter().collect::<HashSet<_>>(), spooled, "the spooled records");
     Ok(())
@@ -294,13 +294,13 @@ pub async fn audit_redaction_keeps_secrets_out(ctx: CaseContext) -> CaseResult {
         Relay::new(spool, plug.clone()).drain().await?;
         Sealer::new(integrity(&ctx)).seal(&ctx.workspace).await?;
         Exporter::new(integrity(&ctx), export_dir.path()).export(&ctx.workspace).await?;
-        Ok::<_, CaseFailure>((receipt.record.id, spooled))
+        Ok::<_, CaseFailure>((receipt.record.id(), spooled))
     };
     let (id, spooled) = run.await?;
     let stored = all_history(&ctx, &ctx.workspace).await?;
     ensure_eq!(stored.len(), 1, "the record was stored");
     ensure_eq!(
-        stored[0].evidence.redaction,
+        stored[0].evidence().redaction,
         Some(RedactionRef { policy: "standard".into(), version: "1".into() }),
         "the record names its redaction policy"
     );
@@ -339,7 +339,7 @@ async fn append_many(ctx: &CaseContext, workspace: &WorkspaceId, n: usize) -> Ou
 pub async fn integrity_seal_and_verify_clean(ctx: CaseContext) -> CaseResult {
     let store = integrity(&ctx);
     let request = create(&ctx, spec(&ctx)).await?;
-    act(&ctx, request.id, &requester(), Action::Approve).await?;
+    act(&ctx, request.id(), &requester(), Action::Approve).await?;
     append_many(&ctx, &ctx.workspace, 4).await?;
     let total = all_history(&ctx, &ctx.workspace).await?.len() as u64;
     let sealer = Sealer::new(store.clone()).checkpoint_size(2);
@@ -357,7 +357,7 @@ pub async fn integrity_seal_and_verify_clean(ctx: CaseContext) -> CaseResult {
     ensure!(pending.is_clean() && pending.unsealed == 3, "unsealed records verify by hash: {pending:?}");
     let second = sealer.seal(&ctx.workspace).await?;
     let chained = &second.checkpoints[0];
-    ensure_eq!(chained.previous.as_ref(), Some(&anchor.digest), "the chain continues");
+    ensure_eq!(chained.previous(), Some(anchor.digest.as_str()), "the chain continues");
     let next = second.anchor().ok_or_else(|| CaseFailure("no checkpoint".into()))?;
     for anchor in [&anchor, &next] {
         ensure!(verify(store.as_ref(), &ctx.workspace, Some(anchor)).await?.is_clean(), "clean at {}", anchor.seq);
@@ -401,9 +401,14 @@ pub async fn integrity_checkpoint_refusals(ctx: CaseContext) -> CaseResult {
     let (second, second_entries) = Checkpoint::seal(Some(&first), ws, &doubled, now)?;
     let listed = expect_err(store.append_checkpoint(&second, &second_entries).await, "a record listed twice")?;
     ensure!(taken(&listed, EntityKind::HistoryRecord), "a record listed twice: {listed:?}");
-    let (mut forged, forged_entries) = Checkpoint::seal(Some(&first), ws, &records[2..], now)?;
-    forged.root = "0".repeat(64);
-    forged.digest = forged.compute_digest()?;
+    let (sealed, forged_entries) = Checkpoint::seal(Some(&first), ws, &records[2..], now)?;
+    let forged = {
+        let mut value = serde_json::to_value(&sealed).map_err(|e| CaseFailure(e.to_string()))?;
+        value["root"] = json!("0".repeat(64));
+        let copy: Checkpoint = serde_json::from_value(value.clone()).map_err(|e| CaseFailure(e.to_string()))?;
+        value["digest"] = json!(copy.compute_digest()?);
+        serde_json::from_value::<Checkpoint>(value).map_err(|e| CaseFailure(e.to_string()))?
+    };
     let bad = expect_err(store.append_checkpoint(&forged, &forged_entries).await, "a root that does not match")?;
     ensure!(matches!(bad, GovernanceError::Validation { .. }), "a forged root: {bad:?}");
 
@@ -462,11 +467,11 @@ pub async fn integrity_detects_altered_record(ctx: CaseContext) -> CaseResult {
 
     let other = ctx.other_workspace();
     let unsealed = append_many(&ctx, &other, 2).await?;
-    tampering(tamper.alter_record(&other, unsealed[0].id, None).await)?;
+    tampering(tamper.alter_record(&other, unsealed[0].id(), None).await)?;
     let found = problem(&ctx, &other, None).await?;
-    ensure_eq!(found, Some(Problem::RecordAltered { record: unsealed[0].id, index: None }), "altered unsealed record");
+    ensure_eq!(found, Some(Problem::RecordAltered { record: unsealed[0].id(), index: None }), "altered unsealed record");
     let report = Sealer::new(integrity(&ctx)).seal(&other).await?;
-    ensure_eq!(report.tampered, vec![unsealed[0].id], "the altered record is set aside");
+    ensure_eq!(report.tampered, vec![unsealed[0].id()], "the altered record is set aside");
     ensure_eq!(report.records, 1, "the intact one is sealed anyway");
     Ok(())
 }
@@ -475,9 +480,9 @@ pub async fn integrity_detects_altered_record(ctx: CaseContext) -> CaseResult {
 /// from the hash its seal entry kept.
 pub async fn integrity_detects_rehashed_record(ctx: CaseContext) -> CaseResult {
     let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
-    let mut forged = ctx.store.get_history_record(&ctx.workspace, ids[4]).await?;
-    forged.evidence.reason = Some("tampered".into());
-    tampering(tamper.alter_record(&ctx.workspace, ids[4], Some(forged.compute_hash()?)).await)?;
+    let stored = ctx.store.get_history_record(&ctx.workspace, ids[4]).await?;
+    let forged = untrusted(&stored, true, |value| value["evidence"]["reason"] = json!("tampered"))?;
+    tampering(tamper.alter_record(&ctx.workspace, ids[4], Some(forged.content_hash().to_owned())).await)?;
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
     ensure_eq!(found, Some(Problem::RecordAltered { record: ids[4], index: Some(4) }), "rehashed sealed record");
     Ok(())
@@ -500,15 +505,15 @@ pub async fn integrity_detects_deleted_tail(ctx: CaseContext) -> CaseResult {
     for id in &ids[4..] {
         tampering(tamper.delete_record(&ctx.workspace, *id).await)?;
     }
-    tampering(tamper.delete_checkpoint(&ctx.workspace, latest.seq).await)?;
+    tampering(tamper.delete_checkpoint(&ctx.workspace, latest.seq()).await)?;
     ensure_eq!(problem(&ctx, &ctx.workspace, None).await?, None, "without an anchor a clean cut is invisible");
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
-    ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq }), "the anchor exposes the cut");
+    ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq() }), "the anchor exposes the cut");
     append_many(&ctx, &ctx.workspace, 2).await?;
     let resealed = Sealer::new(integrity(&ctx)).checkpoint_size(2).seal(&ctx.workspace).await?;
-    ensure_eq!(resealed.checkpoints.first().map(|c| c.seq), Some(latest.seq), "a new checkpoint takes its place");
+    ensure_eq!(resealed.checkpoints.first().map(|c| c.seq()), Some(latest.seq()), "a new checkpoint takes its place");
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
-    ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq }), "the anchor exposes the rewrite");
+    ensure_eq!(found, Some(Problem::AnchorMismatch { seq: latest.seq() }), "the anchor exposes the rewrite");
     Ok(())
 }
 
@@ -523,19 +528,23 @@ pub async fn integrity_detects_altered_checkpoint(ctx: CaseContext) -> CaseResul
     let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
     ensure_eq!(found, Some(Problem::CheckpointAltered { seq: 2 }), "altered checkpoint");
 
-    type Forge = fn(&mut Checkpoint, &str);
-    let forgeries: [(Forge, Problem); 2] = [
-        (|c, zeros| c.root = zeros.to_owned(), Problem::SealBroken { seq: 2 }),
-        (|c, zeros| c.previous = Some(zeros.to_owned()), Problem::ChainBroken { seq: 2 }),
-    ];
-    for (forge, want) in forgeries {
+    let forgeries: [(&str, Problem); 2] =
+        [("root", Problem::SealBroken { seq: 2 }), ("previous", Problem::ChainBroken { seq: 2 })];
+    for (field, want) in forgeries {
         let workspace = ctx.other_workspace();
         let (_, latest) = sealed_in(&ctx, &workspace).await?;
-        let mut forged = integrity(&ctx).checkpoints(&workspace, 1, 1).await?.remove(0);
-        forge(&mut forged, &zeros);
-        forged.digest = forged.compute_digest()?;
-        let change =
-            CheckpointChange { root: Some(forged.root), previous: forged.previous, digest: Some(forged.digest) };
+        let stored = integrity(&ctx).checkpoints(&workspace, 1, 1).await?.remove(0);
+        // The attacker rewrites one field and recomputes the digest over it.
+        let mut value = serde_json::to_value(&stored).map_err(|e| CaseFailure(e.to_string()))?;
+        value[field] = json!(zeros);
+        let edited: Checkpoint = serde_json::from_value(value.clone()).map_err(|e| CaseFailure(e.to_string()))?;
+        value["digest"] = json!(edited.compute_digest()?);
+        let forged: Checkpoint = serde_json::from_value(value).map_err(|e| CaseFailure(e.to_string()))?;
+        let change = CheckpointChange {
+            root: Some(forged.root().to_owned()),
+            previous: forged.previous().map(str::to_owned),
+            digest: Some(forged.digest().to_owned()),
+        };
         tampering(tamper.alter_checkpoint(&workspace, 2, change).await)?;
         ensure_eq!(problem(&ctx, &workspace, Some(&latest)).await?, Some(want.clone()), "forged checkpoint: {want}");
     }
@@ -594,7 +603,7 @@ pub async fn export_resumes_without_gaps(ctx: CaseContext) -> CaseResult {
         .map_err(|e| CaseFailure(e.to_string()))?;
 
     let request = create(&ctx, spec(&ctx)).await?;
-    act(&ctx, request.id, &requester(), Action::Approve).await?;
+    act(&ctx, request.id(), &requester(), Action::Approve).await?;
     append_many(&ctx, &ctx.workspace, 5).await?;
     sealer.seal(&ctx.workspace).await?;
     // Resumed with a smaller page: the first page still covers what the dead run wrote.
@@ -602,23 +611,61 @@ pub async fn export_resumes_without_gaps(ctx: CaseContext) -> CaseResult {
 
     let lines = exported(dir.path())?;
     let history = all_history(&ctx, &ctx.workspace).await?;
-    let ids: Vec<RecordId> = lines.iter().map(|l| l.record.id).collect();
+    let ids: Vec<RecordId> = lines.iter().map(|l| l.record.id()).collect();
     ensure_eq!(ids.len(), history.len(), "every record exported once");
     ensure_eq!(
         ids.iter().collect::<HashSet<_>>(),
-        history.iter().map(|r| &r.id).collect::<HashSet<_>>(),
+        history.iter().map(|r| r.id()).collect::<HashSet<_>>().iter().collect::<HashSet<_>>(),
         "exactly the stored records"
     );
     let mut indices: Vec<u64> = lines.iter().map(|l| l.index).collect();
     indices.sort_unstable();
     ensure_eq!(indices, (0..history.len() as u64).collect::<Vec<_>>(), "leaf indices without gap");
     for line in &lines {
-        ensure_eq!(line.record.compute_hash()?, line.record.content_hash, "exported records keep their hash");
+        ensure_eq!(line.record.compute_hash()?, line.record.content_hash(), "exported records keep their hash");
     }
-    let day = history[0].created_at.as_datetime().format("year=%Y/month=%m/day=%d").to_string();
+    let day = history[0].created_at().as_datetime().format("year=%Y/month=%m/day=%d").to_string();
     ensure!(
         exporter.workspace_dir(&ctx.workspace).join(&day).is_dir(),
         "date partition {day} under the workspace directory"
     );
+    Ok(())
+}
+
+/// A seal entry whose kept hash was changed is named as that entry, not as
+/// the intact record it seals.
+pub async fn integrity_detects_altered_seal_entry(ctx: CaseContext) -> CaseResult {
+    let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
+    tampering(tamper.alter_seal(&ctx.workspace, 1, "0".repeat(64)).await)?;
+    let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
+    ensure!(
+        matches!(found, Some(Problem::SealEntryAltered { index: 1, record, .. }) if record == ids[1]),
+        "expected the seal entry at leaf 1 to be named, got {found:?}"
+    );
+    Ok(())
+}
+
+/// A stored record that no longer decodes (a column set to a value the
+/// library never writes) is named by `verify`, sealed or not, and the sealer
+/// sets it aside instead of failing.
+pub async fn integrity_names_unreadable_record(ctx: CaseContext) -> CaseResult {
+    let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
+    tampering(tamper.corrupt_record(&ctx.workspace, ids[2]).await)?;
+    let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
+    ensure!(
+        matches!(found, Some(Problem::RecordUnreadable { record, index: Some(2), .. }) if record == ids[2]),
+        "expected the unreadable sealed record to be named, got {found:?}"
+    );
+    let other = ctx.other_workspace();
+    let unsealed = append_many(&ctx, &other, 3).await?;
+    tampering(tamper.corrupt_record(&other, unsealed[1].id()).await)?;
+    let found = problem(&ctx, &other, None).await?;
+    ensure!(
+        matches!(found, Some(Problem::RecordUnreadable { record, index: None, .. }) if record == unsealed[1].id()),
+        "expected the unreadable unsealed record to be named, got {found:?}"
+    );
+    let report = Sealer::new(integrity(&ctx)).seal(&other).await?;
+    ensure_eq!(report.tampered, vec![unsealed[1].id()], "the unreadable record is set aside");
+    ensure_eq!(report.records, 2, "the readable ones are sealed");
     Ok(())
 }

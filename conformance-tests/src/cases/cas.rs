@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use governance_abstractions::{
     Action, Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService,
     GovernanceStore, HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest,
-    PendingReason, Position, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, Result,
+    PendingReason, Position, ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, Result,
     SealEntry, SealedRecord, Stored, Timestamp, Transition, TransitionRule, WorkspaceId, codes, lifecycle,
 };
 use serde_json::json;
@@ -25,8 +25,8 @@ pub async fn cas_commit_increments_revision(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let transition = lifecycle::apply(&request, &requester(), &annotate(1), Timestamp::now())?;
     ctx.store.commit_transition(&transition).await?;
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!(read.revision, 2, "one write adds exactly 1");
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!(read.revision(), 2, "one write adds exactly 1");
     ensure_eq!(&read, transition.request(), "the committed state is stored");
     Ok(())
 }
@@ -39,13 +39,13 @@ pub async fn cas_stale_revision_conflicts(ctx: CaseContext) -> CaseResult {
     ctx.store.commit_transition(&first).await?;
     let error = expect_err(ctx.store.commit_transition(&stale).await, "commit at a stale revision")?;
     ensure!(
-        matches!(error, GovernanceError::Conflict { id, expected: 1, actual: 2 } if id == request.id),
+        matches!(error, GovernanceError::Conflict { id, expected: 1, actual: 2 } if id == request.id()),
         "expected Conflict {{ expected: 1, actual: 2 }}, got {error:?}"
     );
     ensure!(error.is_retryable(), "a conflict is retryable");
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!(&read, first.request(), "the stale write changed nothing");
-    ensure_eq!(revision_and_history(&ctx, request.id).await?, (2, 2), "no history from the stale write");
+    ensure_eq!(revision_and_history(&ctx, request.id()).await?, (2, 2), "no history from the stale write");
     Ok(())
 }
 
@@ -55,9 +55,9 @@ pub async fn cas_missing_request_not_found(ctx: CaseContext) -> CaseResult {
     let transition = lifecycle::apply(creation.request(), &requester(), &annotate(1), Timestamp::now())?;
     let error = expect_err(ctx.store.commit_transition(&transition).await, "commit of a missing request")?;
     ensure!(error.is_not_found(), "expected NotFound, got {error:?}");
-    let error = expect_err(ctx.store.get_request(&ctx.workspace, creation.request().id).await, "get")?;
+    let error = expect_err(ctx.store.get_request(&ctx.workspace, creation.request().id()).await, "get")?;
     ensure!(error.is_not_found(), "nothing was created: {error:?}");
-    let history = ctx.store.history_for_request(&ctx.workspace, creation.request().id).await?;
+    let history = ctx.store.history_for_request(&ctx.workspace, creation.request().id()).await?;
     ensure!(history.is_empty(), "no history for the missing request: {history:?}");
     Ok(())
 }
@@ -79,7 +79,7 @@ impl RequestWriter for Interfering {
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
         let inject = self.injections.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if inject {
-            let current = self.inner.get_request(transition.request().workspace_id(), transition.request().id).await?;
+            let current = self.inner.get_request(transition.request().workspace_id(), transition.request().id()).await?;
             let other = lifecycle::apply(&current, &user("intruder"), &self.interference, Timestamp::now())?;
             self.inner.commit_transition(&other).await?;
         }
@@ -141,7 +141,7 @@ impl IntegrityStore for Interfering {
         workspace: &WorkspaceId,
         after: Option<Position>,
         limit: u32,
-    ) -> Result<Vec<HistoryRecord>> {
+    ) -> Result<Vec<ReadRecord>> {
         self.inner.unsealed_history(workspace, after, limit).await
     }
 
@@ -172,14 +172,14 @@ pub async fn cas_service_retries_on_conflict(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let service = interfering(&ctx, 1, annotate(7), 3);
     let submitted = service
-        .apply(&ctx.workspace, request.id, &requester(), Action::Submit { reason: PendingReason::Quota })
+        .apply(&ctx.workspace, request.id(), &requester(), Action::Submit { reason: PendingReason::Quota })
         .await?;
-    ensure_eq!(submitted.request().revision, 3, "the retry applied on top of the interfering write");
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!(read.status, RequestStatus::Pending, "the retried action took effect");
-    ensure_eq!(read.spec.metadata, json!({"counter": 7}), "the interfering write was not overwritten");
+    ensure_eq!(submitted.request().revision(), 3, "the retry applied on top of the interfering write");
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!(read.status(), RequestStatus::Pending, "the retried action took effect");
+    ensure_eq!(read.spec().metadata, json!({"counter": 7}), "the interfering write was not overwritten");
     let codes: Vec<String> =
-        ctx.store.history_for_request(&ctx.workspace, request.id).await?.into_iter().map(|r| r.evidence.code).collect();
+        ctx.store.history_for_request(&ctx.workspace, request.id()).await?.into_iter().map(|r| r.evidence().code.clone()).collect();
     ensure_eq!(
         codes,
         vec![codes::REQUEST_CREATED, codes::REQUEST_ANNOTATED, codes::REQUEST_SUBMITTED],
@@ -194,7 +194,7 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let service = interfering(&ctx, 1, Action::Cancel { reason: "changed my mind".into() }, 3);
     let error = expect_err(
-        service.apply(&ctx.workspace, request.id, &requester(), Action::Approve).await,
+        service.apply(&ctx.workspace, request.id(), &requester(), Action::Approve).await,
         "approve after a concurrent cancel",
     )?;
     ensure!(
@@ -204,8 +204,8 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
         ),
         "expected InvalidTransition from canceled, got {error:?}"
     );
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!((read.status, read.revision), (RequestStatus::Canceled, 2), "the cancel stands, nothing overwrote it");
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!((read.status(), read.revision()), (RequestStatus::Canceled, 2), "the cancel stands, nothing overwrote it");
     Ok(())
 }
 
@@ -214,10 +214,10 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
 pub async fn cas_retry_is_bounded(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let service = interfering(&ctx, u32::MAX, annotate(0), 3);
-    let error = expect_err(service.apply(&ctx.workspace, request.id, &requester(), Action::Approve).await, "approve")?;
+    let error = expect_err(service.apply(&ctx.workspace, request.id(), &requester(), Action::Approve).await, "approve")?;
     ensure!(error.is_conflict(), "expected Conflict after the last attempt, got {error:?}");
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!((read.status, read.revision), (RequestStatus::Created, 4), "three interfering writes, no approval");
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!((read.status(), read.revision()), (RequestStatus::Created, 4), "three interfering writes, no approval");
     Ok(())
 }
 
@@ -229,14 +229,14 @@ pub async fn concurrency_cas_increments(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx).metadata(json!({"counter": 0}))).await?;
     let mut writers = JoinSet::new();
     for writer in 0..WRITERS {
-        let (store, workspace, id) = (Arc::clone(&ctx.store), ctx.workspace.clone(), request.id);
+        let (store, workspace, id) = (Arc::clone(&ctx.store), ctx.workspace.clone(), request.id());
         writers.spawn(async move {
             let by = user(&format!("writer-{writer}"));
             let mut conflicts = 0u64;
             for _ in 0..INCREMENTS {
                 loop {
                     let current = store.get_request(&workspace, id).await?;
-                    let counter = current.spec.metadata["counter"].as_u64().unwrap_or(0);
+                    let counter = current.spec().metadata["counter"].as_u64().unwrap_or(0);
                     let next = lifecycle::apply(&current, &by, &annotate(counter + 1), Timestamp::now())?;
                     match store.commit_transition(&next).await {
                         Ok(()) => break,
@@ -252,15 +252,15 @@ pub async fn concurrency_cas_increments(ctx: CaseContext) -> CaseResult {
     while let Some(joined) = writers.join_next().await {
         joined.map_err(|e| crate::harness::CaseFailure(format!("writer task failed: {e}")))??;
     }
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     let total = WRITERS * INCREMENTS;
-    ensure_eq!(read.revision, total + 1, "final revision");
-    ensure_eq!(read.spec.metadata["counter"].as_u64(), Some(total), "no increment was lost");
-    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
-    let updates = history.iter().filter(|r| r.evidence.code == codes::REQUEST_ANNOTATED).count() as u64;
+    ensure_eq!(read.revision(), total + 1, "final revision");
+    ensure_eq!(read.spec().metadata["counter"].as_u64(), Some(total), "no increment was lost");
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
+    let updates = history.iter().filter(|r| r.evidence().code == codes::REQUEST_ANNOTATED).count() as u64;
     ensure_eq!(updates, total, "one update record per increment");
     ensure_eq!(history.len() as u64, total + 1, "creation plus updates, nothing else");
-    let revisions: Vec<u64> = history.iter().filter_map(|r| r.evidence.request.map(|q| q.revision)).collect();
+    let revisions: Vec<u64> = history.iter().filter_map(|r| r.evidence().request.map(|q| q.revision)).collect();
     ensure_eq!(revisions, (1..=total + 1).collect::<Vec<_>>(), "one record per revision, in order");
     Ok(())
 }
@@ -275,11 +275,11 @@ pub async fn concurrency_many_workspaces(ctx: CaseContext) -> CaseResult {
             let service = GovernanceService::new(Arc::clone(&store));
             let request = service.create(spec_in(&workspace)).await?.into_inner();
             for n in 0..20 {
-                service.apply(&workspace, request.id, &requester(), annotate(n)).await?;
+                service.apply(&workspace, request.id(), &requester(), annotate(n)).await?;
             }
-            let read = store.get_request(&workspace, request.id).await?;
+            let read = store.get_request(&workspace, request.id()).await?;
             let all = store.query_requests(&workspace, &RequestFilter::default(), &PageRequest::all()).await?;
-            Ok::<_, GovernanceError>((read.revision, all.items.len()))
+            Ok::<_, GovernanceError>((read.revision(), all.items.len()))
         });
     }
     while let Some(joined) = tasks.join_next().await {

@@ -22,12 +22,12 @@ pub async fn history_in_revision_order(ctx: CaseContext) -> CaseResult {
             .into_iter()
             .enumerate()
     {
-        let t = act(&ctx, request.id, &requester(), action).await?;
-        want.extend(t.records().iter().map(|r| (n as u64 + 2, r.evidence.code.clone())));
+        let t = act(&ctx, request.id(), &requester(), action).await?;
+        want.extend(t.records().iter().map(|r| (n as u64 + 2, r.evidence().code.clone())));
     }
-    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
     let seen: Vec<(u64, String)> =
-        history.iter().map(|r| (r.evidence.request.map_or(0, |q| q.revision), r.evidence.code.clone())).collect();
+        history.iter().map(|r| (r.evidence().request.map_or(0, |q| q.revision), r.evidence().code.clone())).collect();
     ensure_eq!(seen, want, "history in revision order");
     Ok(())
 }
@@ -36,15 +36,15 @@ pub async fn history_in_revision_order(ctx: CaseContext) -> CaseResult {
 /// history at the revision it names.
 pub async fn history_evidence_joins_request(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
-    act(&ctx, request.id, &requester(), Action::Annotate { metadata: json!(1) }).await?;
+    act(&ctx, request.id(), &requester(), Action::Annotate { metadata: json!(1) }).await?;
     let mut about = evidence(&ctx, Decision::Approved);
-    about.request = Some(governance_abstractions::RequestRef { id: request.id, revision: 1 });
+    about.request = Some(governance_abstractions::RequestRef { id: request.id(), revision: 1 });
     let evidence = append(&ctx, about).await?;
-    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
-    let order: Vec<RecordId> = history.iter().map(|r| r.id).collect();
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
+    let order: Vec<RecordId> = history.iter().map(|r| r.id()).collect();
     ensure_eq!(order.len(), 3, "creation, evidence, annotation");
-    ensure_eq!(order[1], evidence.id, "evidence for revision 1 sorts before revision 2");
-    let filter = HistoryFilter { request_id: Some(request.id), ..HistoryFilter::default() };
+    ensure_eq!(order[1], evidence.id(), "evidence for revision 1 sorts before revision 2");
+    let filter = HistoryFilter { request_id: Some(request.id()), ..HistoryFilter::default() };
     let page = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::all()).await?;
     ensure_eq!(page.items.len(), 3, "query by request id");
     Ok(())
@@ -55,14 +55,14 @@ pub async fn history_evidence_joins_request(ctx: CaseContext) -> CaseResult {
 pub async fn history_atomic_with_state(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let stale = lifecycle::apply(&request, &requester(), &Action::Approve, Timestamp::now())?;
-    act(&ctx, request.id, &requester(), Action::Cancel { reason: "x".into() }).await?;
+    act(&ctx, request.id(), &requester(), Action::Cancel { reason: "x".into() }).await?;
     let _ = expect_err(ctx.store.commit_transition(&stale).await, "stale commit")?;
-    let _ = expect_err(act(&ctx, request.id, &requester(), Action::Approve).await, "approve canceled")?;
-    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
-    let revisions: Vec<u64> = history.iter().filter_map(|r| r.evidence.request.map(|q| q.revision)).collect();
+    let _ = expect_err(act(&ctx, request.id(), &requester(), Action::Approve).await, "approve canceled")?;
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
+    let revisions: Vec<u64> = history.iter().filter_map(|r| r.evidence().request.map(|q| q.revision)).collect();
     ensure_eq!(revisions, vec![1, 2], "one record per committed revision and none for failed writes");
     ensure!(
-        history.iter().all(|r| !stale.records().iter().any(|s| s.id == r.id)),
+        history.iter().all(|r| !stale.records().iter().any(|s| s.id() == r.id())),
         "no record of the stale transition was stored"
     );
     let all = ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &PageRequest::all()).await?;
@@ -76,20 +76,20 @@ pub async fn history_atomic_on_record_failure(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let transition = lifecycle::apply(&request, &requester(), &Action::Approve, Timestamp::now())?;
     let squatter =
-        HistoryRecord::with_id(transition.records()[0].id, evidence(&ctx, Decision::Denied), Timestamp::now())?;
+        HistoryRecord::with_id(transition.records()[0].id(), evidence(&ctx, Decision::Denied), Timestamp::now())?;
     ctx.store.append_history(&[squatter]).await?;
     let e = expect_err(ctx.store.commit_transition(&transition).await, "commit with a taken record id")?;
     ensure!(matches!(e, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {e:?}");
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
-    ensure_eq!((read.status, read.revision), (RequestStatus::Created, 1), "the request did not move");
-    ensure_eq!(ctx.store.history_for_request(&ctx.workspace, request.id).await?.len(), 1, "no partial history");
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!((read.status(), read.revision()), (RequestStatus::Created, 1), "the request did not move");
+    ensure_eq!(ctx.store.history_for_request(&ctx.workspace, request.id()).await?.len(), 1, "no partial history");
 
     let creation = lifecycle::create(spec(&ctx), RequestId::new(), Timestamp::now())?;
-    let squatter = HistoryRecord::with_id(creation.record().id, evidence(&ctx, Decision::Denied), Timestamp::now())?;
+    let squatter = HistoryRecord::with_id(creation.record().id(), evidence(&ctx, Decision::Denied), Timestamp::now())?;
     ctx.store.append_history(&[squatter]).await?;
     let e = expect_err(ctx.store.create_request(&creation).await, "create with a taken record id")?;
     ensure!(matches!(e, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {e:?}");
-    let e = expect_err(ctx.store.get_request(&ctx.workspace, creation.request().id).await, "half-created request")?;
+    let e = expect_err(ctx.store.get_request(&ctx.workspace, creation.request().id()).await, "half-created request")?;
     ensure!(e.is_not_found(), "the request was not stored without its record: {e:?}");
     Ok(())
 }
@@ -119,8 +119,8 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
     errored.operation = "refund".into();
     let errored = append_at(&ctx, errored, instant(20)).await?;
     let request = create_at(&ctx, spec(&ctx), instant(30)).await?;
-    let created = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
-    let lifecycle_id = created.first().map(|r| r.id).ok_or_else(|| CaseFailure("creation record".into()))?;
+    let created = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
+    let lifecycle_id = created.first().map(|r| r.id()).ok_or_else(|| CaseFailure("creation record".into()))?;
 
     let f = HistoryFilter::default;
     let cases: Vec<(&str, HistoryFilter, Vec<RecordId>)> = vec![
@@ -129,24 +129,24 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
             HistoryFilter { category: Some(governance_abstractions::HistoryCategory::Lifecycle), ..f() },
             vec![lifecycle_id],
         ),
-        ("code", HistoryFilter { code: Some("decision.denied".into()), ..f() }, vec![denied.id]),
-        ("actor", HistoryFilter { actor: Some(Actor::user("eve")), ..f() }, vec![denied.id]),
-        ("object type", HistoryFilter { object_type: Some("payment".into()), ..f() }, vec![denied.id]),
-        ("operation", HistoryFilter { operation: Some("refund".into()), ..f() }, vec![errored.id]),
-        ("decision", HistoryFilter { decision: Some(Decision::Approved), ..f() }, vec![errored.id]),
-        ("outcome", HistoryFilter { outcome: Some(governance_abstractions::Outcome::Error), ..f() }, vec![errored.id]),
-        ("correlation", HistoryFilter { correlation_id: Some("ctx-1".into()), ..f() }, vec![denied.id]),
+        ("code", HistoryFilter { code: Some("decision.denied".into()), ..f() }, vec![denied.id()]),
+        ("actor", HistoryFilter { actor: Some(Actor::user("eve")), ..f() }, vec![denied.id()]),
+        ("object type", HistoryFilter { object_type: Some("payment".into()), ..f() }, vec![denied.id()]),
+        ("operation", HistoryFilter { operation: Some("refund".into()), ..f() }, vec![errored.id()]),
+        ("decision", HistoryFilter { decision: Some(Decision::Approved), ..f() }, vec![errored.id()]),
+        ("outcome", HistoryFilter { outcome: Some(governance_abstractions::Outcome::Error), ..f() }, vec![errored.id()]),
+        ("correlation", HistoryFilter { correlation_id: Some("ctx-1".into()), ..f() }, vec![denied.id()]),
         (
             "window",
             HistoryFilter { created: TimeRange::between(instant(15), instant(31)), ..f() },
-            vec![errored.id, lifecycle_id],
+            vec![errored.id(), lifecycle_id],
         ),
-        ("request", HistoryFilter { request_id: Some(request.id), ..f() }, vec![lifecycle_id]),
+        ("request", HistoryFilter { request_id: Some(request.id()), ..f() }, vec![lifecycle_id]),
         ("nothing", HistoryFilter { actor: Some(Actor::user("nobody")), ..f() }, vec![]),
     ];
     for (what, filter, want) in cases {
         let page = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::all()).await?;
-        let seen: Vec<RecordId> = page.items.iter().map(|r| r.id).collect();
+        let seen: Vec<RecordId> = page.items.iter().map(|r| r.id()).collect();
         ensure_eq!(seen, want, "filter by {what}");
     }
     Ok(())
@@ -204,14 +204,14 @@ pub async fn idempotency_request_replay(ctx: CaseContext) -> CaseResult {
     let first = ctx.service.create(spec.clone()).await?;
     ensure!(!first.is_replay(), "the first create is new");
     let original = first.into_inner();
-    act(&ctx, original.id, &requester(), Action::Approve).await?;
+    act(&ctx, original.id(), &requester(), Action::Approve).await?;
     let again = ctx.service.create(spec).await?;
     ensure!(again.is_replay(), "the retry is a replay");
-    ensure_eq!(again.value().id, original.id, "the replay names the original");
-    ensure_eq!(again.value().status, RequestStatus::Approved, "the replay returns the stored state");
+    ensure_eq!(again.value().id(), original.id(), "the replay names the original");
+    ensure_eq!(again.value().status(), RequestStatus::Approved, "the replay returns the stored state");
     let all = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::all()).await?;
     ensure_eq!(all.items.len(), 1, "one request");
-    ensure_eq!(revision_and_history(&ctx, original.id).await?, (2, 2), "no second creation record");
+    ensure_eq!(revision_and_history(&ctx, original.id()).await?, (2, 2), "no second creation record");
     Ok(())
 }
 
@@ -241,7 +241,7 @@ pub async fn idempotency_request_concurrent(ctx: CaseContext) -> CaseResult {
     while let Some(joined) = tasks.join_next().await {
         let stored = joined.map_err(|e| CaseFailure(format!("task failed: {e}")))??;
         new += usize::from(!stored.is_replay());
-        ids.push(stored.into_inner().id);
+        ids.push(stored.into_inner().id());
     }
     ensure_eq!(new, 1, "exactly one create is new");
     ids.dedup();
@@ -263,7 +263,7 @@ pub async fn idempotency_history_replay(ctx: CaseContext) -> CaseResult {
     let stored = ctx.store.append_history(std::slice::from_ref(&retry)).await?;
     ensure!(stored.len() == 1 && stored[0].is_replay(), "the retry is a replay: {stored:?}");
     ensure_eq!(stored[0].value(), &first, "the replay returns the original");
-    let e = expect_err(ctx.store.get_history_record(&ctx.workspace, retry.id).await, "the retry's own id")?;
+    let e = expect_err(ctx.store.get_history_record(&ctx.workspace, retry.id()).await, "the retry's own id")?;
     ensure!(e.is_not_found(), "no second row: {e:?}");
     Ok(())
 }
@@ -283,7 +283,7 @@ pub async fn idempotency_history_conflict(ctx: CaseContext) -> CaseResult {
         matches!(&err, GovernanceError::IdempotencyConflict { kind: EntityKind::HistoryRecord, key: k, .. } if *k == key),
         "expected IdempotencyConflict, got {err:?}"
     );
-    let e = expect_err(ctx.store.get_history_record(&ctx.workspace, innocent.id).await, "batch sibling")?;
+    let e = expect_err(ctx.store.get_history_record(&ctx.workspace, innocent.id()).await, "batch sibling")?;
     ensure!(e.is_not_found(), "the batch was not partly written: {e:?}");
     Ok(())
 }
@@ -331,7 +331,7 @@ pub async fn idempotency_history_concurrent(ctx: CaseContext) -> CaseResult {
         let stored = joined.map_err(|e| CaseFailure(format!("task failed: {e}")))??;
         for s in stored {
             new += usize::from(!s.is_replay());
-            ids.push(s.into_inner().id);
+            ids.push(s.into_inner().id());
         }
     }
     ensure_eq!(new, 1, "exactly one append is new");
@@ -350,7 +350,7 @@ pub async fn idempotency_keys_per_workspace(ctx: CaseContext) -> CaseResult {
     let here = ctx.service.create(spec(&ctx).idempotency_key(key.clone())).await?;
     let there = ctx.service.create(spec_in(&other).idempotency_key(key.clone())).await?;
     ensure!(!here.is_replay() && !there.is_replay(), "both creates are new");
-    ensure!(here.value().id != there.value().id, "two requests");
+    ensure!(here.value().id() != there.value().id(), "two requests");
     let mut e = evidence(&ctx, Decision::Denied);
     e.idempotency_key = Some(key.clone());
     let mut e_other = e.clone();
@@ -365,12 +365,10 @@ pub async fn idempotency_keys_per_workspace(ctx: CaseContext) -> CaseResult {
 /// stored record stays as it was.
 pub async fn append_only_no_rewrite(ctx: CaseContext) -> CaseResult {
     let original = append(&ctx, evidence(&ctx, Decision::Denied)).await?;
-    let mut altered = original.clone();
-    altered.evidence.decision = Some(Decision::Approved);
-    altered.content_hash = altered.compute_hash()?;
+    let altered = untrusted(&original, true, |value| value["evidence"]["decision"] = json!("approved"))?;
     let e = expect_err(ctx.store.append_history(&[altered]).await, "rewrite by re-append")?;
     ensure!(matches!(e, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {e:?}");
-    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, original.id).await?, original, "unchanged");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, original.id()).await?, original, "unchanged");
     Ok(())
 }
 
@@ -381,11 +379,11 @@ pub async fn append_only_lifecycle_records_need_a_transition(ctx: CaseContext) -
     let mut forged = evidence(&ctx, Decision::Approved);
     forged.category = governance_abstractions::HistoryCategory::Lifecycle;
     forged.code = governance_abstractions::codes::REQUEST_EXECUTED.into();
-    forged.request = Some(governance_abstractions::RequestRef { id: request.id, revision: 7 });
+    forged.request = Some(governance_abstractions::RequestRef { id: request.id(), revision: 7 });
     let forged = HistoryRecord::new(forged, Timestamp::now())?;
     let e = expect_err(ctx.store.append_history(&[forged]).await, "standalone lifecycle record")?;
     ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "nothing added");
+    ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "nothing added");
     Ok(())
 }
 
@@ -400,9 +398,9 @@ pub async fn append_only_enforced_by_database(ctx: CaseContext) -> CaseResult {
         Err(message) if marks.iter().any(|m| message.to_lowercase().contains(m)) => Ok(()),
         Err(message) => Err(CaseFailure(format!("{what} failed, but not by the append-only guard: {message}"))),
     };
-    guarded(raw.try_update(&ctx.workspace, original.id).await, "UPDATE", &["append-only"])?;
-    guarded(raw.try_delete(&ctx.workspace, original.id).await, "DELETE", &["append-only"])?;
+    guarded(raw.try_update(&ctx.workspace, original.id()).await, "UPDATE", &["append-only"])?;
+    guarded(raw.try_delete(&ctx.workspace, original.id()).await, "DELETE", &["append-only"])?;
     guarded(raw.try_truncate().await, "TRUNCATE", &["append-only", "foreign key"])?;
-    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, original.id).await?, original, "unchanged");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, original.id()).await?, original, "unchanged");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Bad input, large payloads, unicode and timestamps.
 
 use governance_abstractions::{
-    Action, Actor, Decision, GovernanceError, HistoryFilter, HistoryRecord, NewRequest, PageRequest, RequestFilter,
+    Action, Actor, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryFilter, HistoryRecord, NewRequest,
+    PageRequest, RequestFilter,
     RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, lifecycle, limits,
 };
 use serde_json::{Value, json};
@@ -44,14 +45,22 @@ async fn refused_request(
 
 /// Builds a record without validation (as a buggy or hostile caller could)
 /// and expects the store to refuse it.
+/// Bad evidence is refused when it is sealed into a record, and a record
+/// carrying it that reaches the store from outside (deserialized, its hash
+/// matching) is refused there with the same problem.
 async fn refused_record(
     ctx: &CaseContext,
     what: &str,
-    record: HistoryRecord,
+    evidence: Evidence,
     want: fn(&ValidationProblem) -> bool,
 ) -> CaseResult {
-    let error = expect_err(ctx.store.append_history(&[record]).await, what)?;
-    ensure!(is_validation(&error, want), "{what}: expected a validation error, got {error:?}");
+    let error = expect_err(HistoryRecord::new(evidence.clone(), Timestamp::now()), what)?;
+    ensure!(is_validation(&error, want), "{what}: expected a validation error when sealing, got {error:?}");
+    let valid = HistoryRecord::new(crate::fixtures::evidence(ctx, Decision::Denied), Timestamp::now())?;
+    let encoded = serde_json::to_value(&evidence).map_err(|e| CaseFailure(format!("encoding: {e}")))?;
+    let outside = untrusted(&valid, true, |value| value["evidence"] = encoded)?;
+    let error = expect_err(ctx.store.append_history(&[outside]).await, what)?;
+    ensure!(is_validation(&error, want), "{what}: expected a validation error from the store, got {error:?}");
     Ok(())
 }
 
@@ -79,10 +88,10 @@ pub async fn bad_input_nul_rejected(ctx: CaseContext) -> CaseResult {
     refused_request(&ctx, "actor id", actor, nul).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.reason = Some("\0".into());
-    refused_record(&ctx, "evidence reason", HistoryRecord::new(e, Timestamp::now())?, nul).await?;
+    refused_record(&ctx, "evidence reason", e, nul).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.response_json = Some(json!({"deep": {"deeper": "\u{0}"}}));
-    refused_record(&ctx, "evidence payload", HistoryRecord::new(e, Timestamp::now())?, nul).await?;
+    refused_record(&ctx, "evidence payload", e, nul).await?;
     ensure_empty(&ctx).await
 }
 
@@ -99,11 +108,11 @@ pub async fn bad_input_over_limits(ctx: CaseContext) -> CaseResult {
     refused_request(&ctx, "metadata", spec(&ctx).metadata(big.clone()), too_long).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.request_json = Some(big);
-    refused_record(&ctx, "request_json", HistoryRecord::new(e, Timestamp::now())?, too_long).await?;
+    refused_record(&ctx, "request_json", e, too_long).await?;
     ensure_empty(&ctx).await?;
     let at_limit = NewRequest { operation: "o".repeat(limits::MAX_IDENTIFIER_BYTES), ..spec(&ctx) };
     let stored = create(&ctx, at_limit).await?;
-    ensure_eq!(stored.spec.operation.len(), limits::MAX_IDENTIFIER_BYTES, "an id at the limit is stored");
+    ensure_eq!(stored.spec().operation.len(), limits::MAX_IDENTIFIER_BYTES, "an id at the limit is stored");
     Ok(())
 }
 
@@ -117,7 +126,7 @@ pub async fn bad_input_empty_ids(ctx: CaseContext) -> CaseResult {
     refused_request(&ctx, "actor", actor, empty).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.code = String::new();
-    refused_record(&ctx, "code", HistoryRecord::new(e, Timestamp::now())?, empty).await?;
+    refused_record(&ctx, "code", e, empty).await?;
     let e = expect_err(ctx.store.append_history(&[]).await, "empty batch")?;
     ensure!(is_validation(&e, empty), "an empty batch is a validation error: {e:?}");
     ensure_empty(&ctx).await
@@ -126,9 +135,10 @@ pub async fn bad_input_empty_ids(ctx: CaseContext) -> CaseResult {
 /// Malformed records and batches are refused whole: a hash that does not
 /// match the content, a batch spanning workspaces, a bad transition input.
 pub async fn bad_input_inconsistent(ctx: CaseContext) -> CaseResult {
-    let mut forged = HistoryRecord::new(evidence(&ctx, Decision::Denied), Timestamp::now())?;
-    forged.evidence.decision = Some(Decision::Approved);
-    refused_record(&ctx, "hash mismatch", forged, |p| matches!(p, ValidationProblem::Inconsistent(_))).await?;
+    let valid = HistoryRecord::new(evidence(&ctx, Decision::Denied), Timestamp::now())?;
+    let forged = untrusted(&valid, false, |value| value["evidence"]["decision"] = json!("approved"))?;
+    let e = expect_err(ctx.store.append_history(&[forged]).await, "hash mismatch")?;
+    ensure!(is_validation(&e, |p| matches!(p, ValidationProblem::Inconsistent(_))), "hash mismatch: {e:?}");
     let here = HistoryRecord::new(evidence(&ctx, Decision::Denied), Timestamp::now())?;
     let mut there = evidence(&ctx, Decision::Denied);
     there.workspace_id = ctx.other_workspace();
@@ -138,25 +148,35 @@ pub async fn bad_input_inconsistent(ctx: CaseContext) -> CaseResult {
     ensure_empty(&ctx).await?;
     let request = create(&ctx, spec(&ctx)).await?;
     let e = expect_err(
-        act(&ctx, request.id, &requester(), Action::Annotate { metadata: json!({"bad": "\0"}) }).await,
+        act(&ctx, request.id(), &requester(), Action::Annotate { metadata: json!({"bad": "\0"}) }).await,
         "annotate with NUL",
     )?;
     ensure!(is_validation(&e, nul), "got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "the refused transition changed nothing");
+    ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "the refused transition changed nothing");
 
-    // A transition computed from a tampered copy reaches the store, which refuses it.
-    let mut tampered = request.clone();
-    tampered.spec.intent = "sneaky\0".into();
-    let forged = lifecycle::apply(&tampered, &requester(), &Action::Annotate { metadata: json!(1) }, Timestamp::now())?;
-    let e = expect_err(ctx.store.commit_transition(&forged).await, "transition with an invalid state")?;
+    // A tampered copy is refused by the lifecycle before anything reaches the store.
+    let tampered: GovernanceRequest = {
+        let mut value = serde_json::to_value(&request).map_err(|e| CaseFailure(e.to_string()))?;
+        value["intent"] = json!("sneaky\0");
+        serde_json::from_value(value).map_err(|e| CaseFailure(e.to_string()))?
+    };
+    let e = expect_err(
+        lifecycle::apply(&tampered, &requester(), &Action::Annotate { metadata: json!(1) }, Timestamp::now()),
+        "transition from an invalid state",
+    )?;
     ensure!(is_validation(&e, nul), "invalid state: got {e:?}");
-    let mut approved = request.clone();
-    approved.status = governance_abstractions::RequestStatus::Approved;
+    let approved: GovernanceRequest = {
+        let mut value = serde_json::to_value(&request).map_err(|e| CaseFailure(e.to_string()))?;
+        value["status"] = json!("approved");
+        let copy: GovernanceRequest = serde_json::from_value(value.clone()).map_err(|e| CaseFailure(e.to_string()))?;
+        value["state_digest"] = json!(copy.compute_state_digest()?);
+        serde_json::from_value(value).map_err(|e| CaseFailure(e.to_string()))?
+    };
     let forged =
         lifecycle::apply(&approved, &requester(), &Action::Execute { current_version: None }, Timestamp::now())?;
     let e = expect_err(ctx.store.commit_transition(&forged).await, "transition from a forged status")?;
     ensure!(is_validation(&e, |p| matches!(p, ValidationProblem::Inconsistent(_))), "forged status: got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, request.id).await?, (1, 1), "forged transitions changed nothing");
+    ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "forged transitions changed nothing");
     Ok(())
 }
 
@@ -180,7 +200,7 @@ pub async fn bad_input_filters_and_json(ctx: CaseContext) -> CaseResult {
     refused_request(&ctx, "unsafe integer", spec(&ctx).metadata(big.clone()), out_of_range).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.request_json = Some(big);
-    refused_record(&ctx, "unsafe integer", HistoryRecord::new(e, Timestamp::now())?, out_of_range).await?;
+    refused_record(&ctx, "unsafe integer", e, out_of_range).await?;
     ensure_empty(&ctx).await
 }
 
@@ -196,11 +216,11 @@ pub async fn large_metadata(ctx: CaseContext) -> CaseResult {
     let size = serde_json::to_vec(&metadata).map_err(|e| CaseFailure(e.to_string()))?.len();
     ensure!(size >= 1024 * 1024, "payload is {size} bytes");
     let created = create(&ctx, spec(&ctx).metadata(metadata.clone())).await?;
-    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
-    ensure!(read.spec.metadata == metadata, "1 MiB metadata round-trips");
-    let t = act(&ctx, created.id, &requester(), Action::Annotate { metadata: payload(1024 * 1024 + 4096) }).await?;
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
+    ensure!(read.spec().metadata == metadata, "1 MiB metadata round-trips");
+    let t = act(&ctx, created.id(), &requester(), Action::Annotate { metadata: payload(1024 * 1024 + 4096) }).await?;
     ensure!(
-        ctx.store.get_request(&ctx.workspace, created.id).await?.spec.metadata == t.request().spec.metadata,
+        ctx.store.get_request(&ctx.workspace, created.id()).await?.spec().metadata == t.request().spec().metadata,
         "update"
     );
     Ok(())
@@ -211,7 +231,7 @@ pub async fn large_history(ctx: CaseContext) -> CaseResult {
     let mut e = evidence(&ctx, Decision::Denied);
     e.response_json = Some(payload(1024 * 1024));
     let stored = append(&ctx, e).await?;
-    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, stored.id).await?, stored, "1 MiB payload round-trips");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, stored.id()).await?, stored, "1 MiB payload round-trips");
     let batch: Vec<HistoryRecord> = (0..limits::MAX_BATCH_RECORDS)
         .map(|n| {
             let mut e = evidence(&ctx, Decision::Approved);
@@ -253,7 +273,7 @@ pub async fn unicode_round_trip(ctx: CaseContext) -> CaseResult {
             .metadata(json!({ "ключ": text, "emoji": "🎉" }));
     let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now())?;
     let created = ctx.store.create_request(&creation).await?.into_inner();
-    ensure_eq!(ctx.store.get_request(&workspace, created.id).await?, created, "unicode request round-trips");
+    ensure_eq!(ctx.store.get_request(&workspace, created.id()).await?, created, "unicode request round-trips");
     let filter = RequestFilter {
         tags: vec!["標籤".into()],
         category: Some("catégorie".into()),
@@ -273,7 +293,7 @@ pub async fn unicode_round_trip(ctx: CaseContext) -> CaseResult {
     e.reason_codes = vec!["rè-ason".into()];
     let record = HistoryRecord::new(e, Timestamp::now())?;
     ctx.store.append_history(std::slice::from_ref(&record)).await?;
-    ensure_eq!(ctx.store.get_history_record(&workspace, record.id).await?, record, "unicode record round-trips");
+    ensure_eq!(ctx.store.get_history_record(&workspace, record.id()).await?, record, "unicode record round-trips");
     Ok(())
 }
 
@@ -283,7 +303,7 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     let upper = WorkspaceId::new(format!("{}-Case", ctx.workspace))?;
     let lower = WorkspaceId::new(format!("{}-case", ctx.workspace))?;
     let a = ctx.service.create(spec_in(&upper).idempotency_key("Key")).await?.into_inner();
-    ensure!(ctx.store.get_request(&lower, a.id).await.is_err_and(|e| e.is_not_found()), "workspaces differ by case");
+    ensure!(ctx.store.get_request(&lower, a.id()).await.is_err_and(|e| e.is_not_found()), "workspaces differ by case");
     let b = ctx.service.create(spec_in(&upper).idempotency_key("key").intent("other")).await?;
     ensure!(!b.is_replay(), "keys differing in case are different keys");
     let composed = ctx.service.create(spec_in(&upper).idempotency_key("caf\u{e9}")).await?;
@@ -294,7 +314,7 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     let alice = ctx.service.create(alice).await?.into_inner();
     let filter = |actor: &str| RequestFilter { actor: Some(Actor::user(actor)), ..RequestFilter::default() };
     let found = ctx.store.query_requests(&upper, &filter("Alice"), &PageRequest::all()).await?;
-    ensure_eq!(found.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![alice.id], "exact actor");
+    ensure_eq!(found.items.iter().map(|r| r.id()).collect::<Vec<_>>(), vec![alice.id()], "exact actor");
     ensure!(
         ctx.store.query_requests(&upper, &filter("alice"), &PageRequest::all()).await?.items.is_empty(),
         "case-sensitive actor"
@@ -302,7 +322,7 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     // Trailing spaces are significant too (MySQL's PAD SPACE collations would
     // let "acme " read "acme").
     let padded = WorkspaceId::new(format!("{} ", upper.as_str()))?;
-    ensure!(ctx.store.get_request(&padded, a.id).await.is_err_and(|e| e.is_not_found()), "trailing space in workspace");
+    ensure!(ctx.store.get_request(&padded, a.id()).await.is_err_and(|e| e.is_not_found()), "trailing space in workspace");
     let spaced = ctx.service.create(spec_in(&upper).idempotency_key("Key ").intent("spaced")).await?;
     ensure!(!spaced.is_replay(), "a key with a trailing space is another key");
     let all_padded = ctx.store.query_requests(&padded, &RequestFilter::default(), &PageRequest::all()).await?;
@@ -325,7 +345,7 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
         ctx.store.query_requests(&upper, &tags("Prod"), &PageRequest::all()).await?.items.len(),
         1,
         "exact tag {}",
-        tagged.id
+        tagged.id()
     );
     Ok(())
 }
@@ -335,16 +355,16 @@ pub async fn timestamp_microseconds(ctx: CaseContext) -> CaseResult {
     let at = Timestamp::from_unix_micros(1_767_225_599_999_999).ok_or_else(|| CaseFailure("instant".into()))?;
     let expires = Timestamp::from_unix_micros(1_767_225_600_000_001).ok_or_else(|| CaseFailure("instant".into()))?;
     let created = create_at(&ctx, spec(&ctx).expires_at(expires), at).await?;
-    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
-    ensure_eq!(read.created_at.unix_micros(), at.unix_micros(), "created_at keeps microseconds");
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
+    ensure_eq!(read.created_at().unix_micros(), at.unix_micros(), "created_at keeps microseconds");
     ensure_eq!(
-        read.spec.expires_at.map(|t| t.unix_micros()),
+        read.spec().expires_at.map(|t| t.unix_micros()),
         Some(expires.unix_micros()),
         "expires_at keeps microseconds"
     );
     let record = append_at(&ctx, evidence(&ctx, Decision::Approved), at).await?;
-    let read = ctx.store.get_history_record(&ctx.workspace, record.id).await?;
-    ensure_eq!(read.created_at, at, "record time keeps microseconds");
+    let read = ctx.store.get_history_record(&ctx.workspace, record.id()).await?;
+    ensure_eq!(read.created_at(), at, "record time keeps microseconds");
     let window = governance_abstractions::TimeRange::between(at, at.add_micros(1).unwrap_or(at));
     let filter = RequestFilter { created: window, ..RequestFilter::default() };
     let found = ctx.store.query_requests(&ctx.workspace, &filter, &PageRequest::all()).await?;
@@ -365,7 +385,7 @@ pub async fn timestamp_range(ctx: CaseContext) -> CaseResult {
     for micros in [Timestamp::MIN_MICROS, Timestamp::MAX_MICROS] {
         let at = Timestamp::from_unix_micros(micros).ok_or_else(|| CaseFailure("instant".into()))?;
         let created = create_at(&ctx, spec(&ctx).expires_at(at), at).await?;
-        ensure_eq!(ctx.store.get_request(&ctx.workspace, created.id).await?, created, "round-trip at {at}");
+        ensure_eq!(ctx.store.get_request(&ctx.workspace, created.id()).await?, created, "round-trip at {at}");
     }
     let before_epoch = Timestamp::from_unix_micros(-1).ok_or_else(|| CaseFailure("instant".into()))?;
     let e = expect_err(lifecycle::create(spec(&ctx), RequestId::new(), before_epoch), "created before 1970")?;

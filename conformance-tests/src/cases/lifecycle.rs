@@ -35,12 +35,12 @@ impl Op {
         request: &GovernanceRequest,
     ) -> Result<Result<Transition, GovernanceError>, CaseFailure> {
         Ok(match self {
-            Op::Act(action) => act(ctx, request.id, &requester(), action).await,
+            Op::Act(action) => act(ctx, request.id(), &requester(), action).await,
             Op::Supersede => {
                 let mut newer = spec(ctx);
-                newer.target = request.spec.target.clone();
+                newer.target = request.spec().target.clone();
                 let newer = create(ctx, newer).await?;
-                ctx.service.supersede(&ctx.workspace, request.id, newer.id, &requester()).await
+                ctx.service.supersede(&ctx.workspace, request.id(), newer.id(), &requester()).await
             }
         })
     }
@@ -92,17 +92,17 @@ async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult 
         let kind = op.kind();
         let spec = spec(ctx).expires_at(past());
         let request = drive(ctx, spec, from).await?;
-        let before = revision_and_history(ctx, request.id).await?;
+        let before = revision_and_history(ctx, request.id()).await?;
         let result = op.run(ctx, &request).await?;
         match (expected(from, kind), result) {
             (Ok(to), Ok(transition)) => {
-                ensure_eq!(transition.request().status, to, "{kind} from {from}");
-                let (revision, history) = revision_and_history(ctx, request.id).await?;
+                ensure_eq!(transition.request().status(), to, "{kind} from {from}");
+                let (revision, history) = revision_and_history(ctx, request.id()).await?;
                 ensure_eq!(revision, before.0 + 1, "{kind} from {from} adds one revision");
                 ensure!(history > before.1, "{kind} from {from} adds history ({} → {history})", before.1);
-                let stored = ctx.store.get_request(&ctx.workspace, request.id).await?;
-                ensure_eq!(stored.status, to, "{kind} from {from} is stored");
-                ensure_eq!(stored.pending_reason.is_some(), to == Pending, "pending reason set only while pending");
+                let stored = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+                ensure_eq!(stored.status(), to, "{kind} from {from} is stored");
+                ensure_eq!(stored.pending_reason().is_some(), to == Pending, "pending reason set only while pending");
             }
             (Err(rule), Err(error)) => {
                 ensure!(
@@ -111,7 +111,7 @@ async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult 
                     "{kind} from {from}: expected InvalidTransition({rule}), got {error:?}"
                 );
                 ensure_eq!(
-                    revision_and_history(ctx, request.id).await?,
+                    revision_and_history(ctx, request.id()).await?,
                     before,
                     "refused {kind} from {from} changed nothing"
                 );
@@ -122,7 +122,7 @@ async fn check_moves_from(ctx: &CaseContext, from: RequestStatus) -> CaseResult 
             (Err(rule), Ok(t)) => {
                 return Err(CaseFailure(format!(
                     "{kind} from {from} should be refused ({rule}), reached {}",
-                    t.request().status
+                    t.request().status()
                 )));
             }
         }
@@ -153,18 +153,18 @@ moves_from! {
 /// Each transition records its code, category and the new revision.
 pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
-    act(&ctx, request.id, &requester(), Action::Submit { reason: PendingReason::ExternalCheck }).await?;
-    act(&ctx, request.id, &user("checker"), Action::Approve).await?;
-    act(&ctx, request.id, &requester(), Action::Execute { current_version: None }).await?;
-    let history = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
+    act(&ctx, request.id(), &requester(), Action::Submit { reason: PendingReason::ExternalCheck }).await?;
+    act(&ctx, request.id(), &user("checker"), Action::Approve).await?;
+    act(&ctx, request.id(), &requester(), Action::Execute { current_version: None }).await?;
+    let history = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
     let seen: Vec<(Option<u64>, HistoryCategory, &str, &str)> = history
         .iter()
         .map(|r| {
             (
-                r.evidence.request.map(|q| q.revision),
-                r.evidence.category,
-                r.evidence.code.as_str(),
-                r.evidence.actor.actor.id.as_str(),
+                r.evidence().request.map(|q| q.revision),
+                r.evidence().category,
+                r.evidence().code.as_str(),
+                r.evidence().actor.actor.id.as_str(),
             )
         })
         .collect();
@@ -177,7 +177,7 @@ pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
     ];
     ensure_eq!(seen, want, "history of submit → approve → execute");
     ensure!(
-        history.iter().all(|r| r.evidence.object_type == "flag" && r.evidence.operation == "update"),
+        history.iter().all(|r| r.evidence().object_type == "flag" && r.evidence().operation == "update"),
         "records carry the request's object type and operation"
     );
     Ok(())
@@ -186,17 +186,17 @@ pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
 async fn approved_with_version(ctx: &CaseContext, strategy: StaleStrategy) -> Result<RequestId, CaseFailure> {
     let spec = spec(ctx).approval(Actor::user("lead"), 1).expected_version(5, strategy);
     let request = create(ctx, spec).await?;
-    act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
-    act(ctx, request.id, &user("lead"), decide(Verdict::Approved)).await?;
-    Ok(request.id)
+    act(ctx, request.id(), &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    act(ctx, request.id(), &user("lead"), decide(Verdict::Approved)).await?;
+    Ok(request.id())
 }
 
 async fn codes_since(ctx: &CaseContext, id: RequestId, revision: u64) -> Result<Vec<String>, CaseFailure> {
     let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
     Ok(history
         .into_iter()
-        .filter(|r| r.evidence.request.is_some_and(|q| q.revision >= revision))
-        .map(|r| r.evidence.code)
+        .filter(|r| r.evidence().request.is_some_and(|q| q.revision >= revision))
+        .map(|r| r.evidence().code.clone())
         .collect())
 }
 
@@ -204,7 +204,7 @@ async fn codes_since(ctx: &CaseContext, id: RequestId, revision: u64) -> Result<
 pub async fn version_matching_executes(ctx: CaseContext) -> CaseResult {
     let id = approved_with_version(&ctx, StaleStrategy::RejectStale).await?;
     let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(5) }).await?;
-    ensure_eq!(done.request().status, Executed, "status");
+    ensure_eq!(done.request().status(), Executed, "status");
     ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_VALIDATED, codes::REQUEST_EXECUTED], "records");
     Ok(())
 }
@@ -212,9 +212,9 @@ pub async fn version_matching_executes(ctx: CaseContext) -> CaseResult {
 /// Without an expected version any current version executes.
 pub async fn version_unset_executes(ctx: CaseContext) -> CaseResult {
     let request = request_in(&ctx, Approved).await?;
-    let done = act(&ctx, request.id, &requester(), Action::Execute { current_version: Some(99) }).await?;
-    ensure_eq!(done.request().status, Executed, "status");
-    ensure_eq!(done.records()[0].evidence.code, codes::VERSION_VALIDATED, "records version validated");
+    let done = act(&ctx, request.id(), &requester(), Action::Execute { current_version: Some(99) }).await?;
+    ensure_eq!(done.request().status(), Executed, "status");
+    ensure_eq!(done.records()[0].evidence().code, codes::VERSION_VALIDATED, "records version validated");
     Ok(())
 }
 
@@ -222,7 +222,7 @@ pub async fn version_unset_executes(ctx: CaseContext) -> CaseResult {
 pub async fn version_stale_rejects(ctx: CaseContext) -> CaseResult {
     let id = approved_with_version(&ctx, StaleStrategy::RejectStale).await?;
     let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
-    ensure_eq!(done.request().status, Rejected, "status");
+    ensure_eq!(done.request().status(), Rejected, "status");
     ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_REJECTED_STALE], "records");
     Ok(())
 }
@@ -234,13 +234,13 @@ pub async fn version_stale_renews_approval(ctx: CaseContext) -> CaseResult {
     let renewed = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
     let stored = ctx.store.get_request(&ctx.workspace, id).await?;
     ensure_eq!(&stored, renewed.request(), "renewal stored");
-    ensure_eq!((stored.status, stored.pending_reason), (Pending, Some(PendingReason::Approval)), "back to approval");
-    ensure_eq!(stored.spec.expected_state_version, Some(6), "expected version updated");
-    ensure!(stored.spec.approvals.iter().all(|a| a.decision.is_none()), "approvals reset: {:?}", stored.spec.approvals);
+    ensure_eq!((stored.status(), stored.pending_reason()), (Pending, Some(PendingReason::Approval)), "back to approval");
+    ensure_eq!(stored.spec().expected_state_version, Some(6), "expected version updated");
+    ensure!(stored.spec().approvals.iter().all(|a| a.decision.is_none()), "approvals reset: {:?}", stored.spec().approvals);
     ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_RENEWED_APPROVAL_REQUIRED], "records");
     act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?;
     let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
-    ensure_eq!(done.request().status, Executed, "executes after renewed approval");
+    ensure_eq!(done.request().status(), Executed, "executes after renewed approval");
     Ok(())
 }
 
@@ -248,11 +248,11 @@ pub async fn version_stale_renews_approval(ctx: CaseContext) -> CaseResult {
 pub async fn version_stale_revalidates(ctx: CaseContext) -> CaseResult {
     let id = approved_with_version(&ctx, StaleStrategy::RevalidateOnLatestState).await?;
     let revalidate = act(&ctx, id, &requester(), Action::Execute { current_version: Some(8) }).await?;
-    ensure_eq!(revalidate.request().status, Approved, "stays approved");
-    ensure_eq!(revalidate.request().spec.expected_state_version, Some(8), "expected version updated");
+    ensure_eq!(revalidate.request().status(), Approved, "stays approved");
+    ensure_eq!(revalidate.request().spec().expected_state_version, Some(8), "expected version updated");
     ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_REVALIDATION_REQUIRED], "records");
     let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(8) }).await?;
-    ensure_eq!(done.request().status, Executed, "executes on the revalidated version");
+    ensure_eq!(done.request().status(), Executed, "executes on the revalidated version");
     Ok(())
 }
 
@@ -275,8 +275,8 @@ async fn awaiting_approval(ctx: &CaseContext, approvers: &[(&str, u32)]) -> Resu
         spec = spec.approval(Actor::user(*approver), *step);
     }
     let request = create(ctx, spec).await?;
-    act(ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
-    Ok(request.id)
+    act(ctx, request.id(), &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    Ok(request.id())
 }
 
 fn refused_by(error: &GovernanceError, want: TransitionRule) -> bool {
@@ -289,10 +289,10 @@ pub async fn approval_steps_in_order(ctx: CaseContext) -> CaseResult {
     let error = expect_err(act(&ctx, id, &user("cto"), decide(Verdict::Approved)).await, "step 2 before step 1")?;
     ensure!(refused_by(&error, TransitionRule::StepNotOpen), "expected StepNotOpen, got {error:?}");
     let first = act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?;
-    ensure_eq!(first.request().status, Pending, "still pending after step 1");
+    ensure_eq!(first.request().status(), Pending, "still pending after step 1");
     let second = act(&ctx, id, &user("cto"), decide(Verdict::Approved)).await?;
-    ensure_eq!(second.request().status, Approved, "approved after step 2");
-    let codes: Vec<&str> = second.records().iter().map(|r| r.evidence.code.as_str()).collect();
+    ensure_eq!(second.request().status(), Approved, "approved after step 2");
+    let codes: Vec<&str> = second.records().iter().map(|r| r.evidence().code.as_str()).collect();
     ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_APPROVED], "final decision records");
     Ok(())
 }
@@ -302,13 +302,13 @@ pub async fn approval_same_step_any_order(ctx: CaseContext) -> CaseResult {
     let id = awaiting_approval(&ctx, &[("a", 1), ("b", 1), ("c", 1)]).await?;
     for (approver, status) in [("c", Pending), ("a", Pending), ("b", Approved)] {
         let t = act(&ctx, id, &user(approver), decide(Verdict::Approved)).await?;
-        ensure_eq!(t.request().status, status, "after {approver}");
+        ensure_eq!(t.request().status(), status, "after {approver}");
     }
     let stored = ctx.store.get_request(&ctx.workspace, id).await?;
     ensure!(
-        stored.spec.approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor == a.approver)),
+        stored.spec().approvals.iter().all(|a| a.decision.as_ref().is_some_and(|d| d.decided_by.actor == a.approver)),
         "each requirement records its approver: {:?}",
-        stored.spec.approvals
+        stored.spec().approvals
     );
     Ok(())
 }
@@ -319,10 +319,10 @@ pub async fn approval_rejection_rejects(ctx: CaseContext) -> CaseResult {
     act(&ctx, id, &user("a"), decide(Verdict::Approved)).await?;
     let t =
         act(&ctx, id, &user("b"), Action::Decide { verdict: Verdict::Rejected, comment: Some("risky".into()) }).await?;
-    ensure_eq!(t.request().status, Rejected, "one rejection rejects");
-    let codes: Vec<&str> = t.records().iter().map(|r| r.evidence.code.as_str()).collect();
+    ensure_eq!(t.request().status(), Rejected, "one rejection rejects");
+    let codes: Vec<&str> = t.records().iter().map(|r| r.evidence().code.as_str()).collect();
     ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_REJECTED], "records");
-    ensure_eq!(t.records()[0].evidence.decision, Some(governance_abstractions::Decision::Denied), "decision recorded");
+    ensure_eq!(t.records()[0].evidence().decision, Some(governance_abstractions::Decision::Denied), "decision recorded");
     Ok(())
 }
 
@@ -342,11 +342,11 @@ pub async fn approval_decides_once(ctx: CaseContext) -> CaseResult {
 /// One approver may hold requirements in several steps, decided one per step.
 pub async fn approval_one_approver_many_steps(ctx: CaseContext) -> CaseResult {
     let id = awaiting_approval(&ctx, &[("lead", 1), ("sec", 2), ("lead", 3)]).await?;
-    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status, Pending, "step 1");
+    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status(), Pending, "step 1");
     let early = expect_err(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await, "lead before step 2")?;
     ensure!(refused_by(&early, TransitionRule::StepNotOpen), "expected StepNotOpen, got {early:?}");
-    ensure_eq!(act(&ctx, id, &user("sec"), decide(Verdict::Approved)).await?.request().status, Pending, "step 2");
-    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status, Approved, "step 3");
+    ensure_eq!(act(&ctx, id, &user("sec"), decide(Verdict::Approved)).await?.request().status(), Pending, "step 2");
+    ensure_eq!(act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?.request().status(), Approved, "step 3");
     Ok(())
 }
 
@@ -363,7 +363,7 @@ pub async fn approval_matches_actor_kind(ctx: CaseContext) -> CaseResult {
     ensure!(refused_by(&e, TransitionRule::NotAnApprover), "expected NotAnApprover, got {e:?}");
     let on_behalf = governance_abstractions::Principal::delegated(Actor::user("security"), vec![Actor::user("cto")]);
     let t = act(&ctx, id, &on_behalf, decide(Verdict::Approved)).await?;
-    ensure_eq!(t.request().status, Approved, "the approver decides, whoever they act for");
+    ensure_eq!(t.request().status(), Approved, "the approver decides, whoever they act for");
     Ok(())
 }
 
@@ -378,17 +378,17 @@ pub async fn approval_preconditions(ctx: CaseContext) -> CaseResult {
     let e = expect_err(ctx.service.create(renew).await, "renewal without approvers")?;
     ensure!(matches!(e, GovernanceError::Validation { .. }), "expected a validation error, got {e:?}");
     let with = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1)).await?;
-    let e = expect_err(act(&ctx, with.id, &user("lead"), decide(Verdict::Approved)).await, "decide on created")?;
+    let e = expect_err(act(&ctx, with.id(), &user("lead"), decide(Verdict::Approved)).await, "decide on created")?;
     ensure!(refused_by(&e, TransitionRule::NotAwaitingApproval), "expected NotAwaitingApproval, got {e:?}");
-    let e = expect_err(act(&ctx, with.id, &user("lead"), Action::Approve).await, "direct approve")?;
+    let e = expect_err(act(&ctx, with.id(), &user("lead"), Action::Approve).await, "direct approve")?;
     ensure!(refused_by(&e, TransitionRule::ApprovalsRequired), "expected ApprovalsRequired, got {e:?}");
     let without = create(&ctx, spec(&ctx)).await?;
     let e = expect_err(
-        act(&ctx, without.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await,
+        act(&ctx, without.id(), &requester(), Action::Submit { reason: PendingReason::Approval }).await,
         "submit for approval without approvers",
     )?;
     ensure!(refused_by(&e, TransitionRule::NoApprovalRequirements), "expected NoApprovalRequirements, got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, with.id).await?, (1, 1), "nothing changed");
+    ensure_eq!(revision_and_history(&ctx, with.id()).await?, (1, 1), "nothing changed");
     Ok(())
 }
 
@@ -404,13 +404,13 @@ pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
     let finished = drive(&ctx, spec(&ctx).expires_at(past()), Canceled).await?;
     let mut expired = ctx.service.expire_due(&ctx.workspace, now).await?;
     expired.sort();
-    let mut want = vec![due_created.id, due_pending.id, due_approved.id];
+    let mut want = vec![due_created.id(), due_pending.id(), due_approved.id()];
     want.sort();
     ensure_eq!(expired, want, "expired ids");
     for (id, status) in
-        [(not_due.id, Created), (no_expiry.id, Created), (finished.id, Canceled), (due_pending.id, Expired)]
+        [(not_due.id(), Created), (no_expiry.id(), Created), (finished.id(), Canceled), (due_pending.id(), Expired)]
     {
-        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status, status, "status of {id}");
+        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status(), status, "status of {id}");
     }
     ensure!(ctx.service.expire_due(&ctx.workspace, now).await?.is_empty(), "a second sweep finds nothing");
     Ok(())
@@ -421,7 +421,7 @@ pub async fn expiry_concurrent_sweepers(ctx: CaseContext) -> CaseResult {
     const DUE: usize = 40;
     let mut ids = Vec::new();
     for _ in 0..DUE {
-        ids.push(create(&ctx, spec(&ctx).expires_at(past())).await?.id);
+        ids.push(create(&ctx, spec(&ctx).expires_at(past())).await?.id());
     }
     let now = Timestamp::now();
     let mut sweepers = JoinSet::new();
@@ -438,9 +438,9 @@ pub async fn expiry_concurrent_sweepers(ctx: CaseContext) -> CaseResult {
     ensure_eq!(expired, ids, "every due request expired by exactly one sweeper");
     for id in ids {
         let history = ctx.store.history_for_request(&ctx.workspace, id).await?;
-        let expiries = history.iter().filter(|r| r.evidence.code == codes::REQUEST_EXPIRED).count();
+        let expiries = history.iter().filter(|r| r.evidence().code == codes::REQUEST_EXPIRED).count();
         ensure_eq!(expiries, 1, "one expiry record for {id}");
-        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.revision, 2, "one expiry write for {id}");
+        ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.revision(), 2, "one expiry write for {id}");
     }
     Ok(())
 }
@@ -449,10 +449,10 @@ pub async fn expiry_concurrent_sweepers(ctx: CaseContext) -> CaseResult {
 pub async fn expiry_not_due_refused(ctx: CaseContext) -> CaseResult {
     let future = Timestamp::now().add_micros(3_600_000_000).unwrap_or_else(Timestamp::now);
     let request = create(&ctx, spec(&ctx).expires_at(future)).await?;
-    let e = expect_err(act(&ctx, request.id, &requester(), Action::Expire).await, "early expiry")?;
+    let e = expect_err(act(&ctx, request.id(), &requester(), Action::Expire).await, "early expiry")?;
     ensure!(refused_by(&e, TransitionRule::NotDue), "expected NotDue, got {e:?}");
     let never = create(&ctx, spec(&ctx)).await?;
-    let e = expect_err(act(&ctx, never.id, &requester(), Action::Expire).await, "expiry without expires_at")?;
+    let e = expect_err(act(&ctx, never.id(), &requester(), Action::Expire).await, "expiry without expires_at")?;
     ensure!(refused_by(&e, TransitionRule::NotDue), "expected NotDue, got {e:?}");
     Ok(())
 }
@@ -464,11 +464,11 @@ pub async fn supersede_marks_older(ctx: CaseContext) -> CaseResult {
     older_spec.target = target.clone();
     let older = drive(&ctx, older_spec.clone(), Pending).await?;
     let newer = create(&ctx, older_spec).await?;
-    let t = ctx.service.supersede(&ctx.workspace, older.id, newer.id, &requester()).await?;
-    ensure_eq!((t.request().status, t.request().superseded_by), (Superseded, Some(newer.id)), "older superseded");
-    ensure_eq!(t.records()[0].evidence.code, codes::REQUEST_SUPERSEDED, "record");
+    let t = ctx.service.supersede(&ctx.workspace, older.id(), newer.id(), &requester()).await?;
+    ensure_eq!((t.request().status(), t.request().superseded_by()), (Superseded, Some(newer.id())), "older superseded");
+    ensure_eq!(t.records()[0].evidence().code, codes::REQUEST_SUPERSEDED, "record");
     let for_target = ctx.store.requests_for_target(&ctx.workspace, &target).await?;
-    let statuses: Vec<RequestStatus> = for_target.iter().map(|r| r.status).collect();
+    let statuses: Vec<RequestStatus> = for_target.iter().map(|r| r.status()).collect();
     ensure_eq!(statuses, vec![Superseded, Created], "both requests for the target, oldest first");
     Ok(())
 }
@@ -479,7 +479,7 @@ pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
     let older = create(&ctx, spec(&ctx)).await?;
     let same_target = |ctx: &CaseContext| {
         let mut spec = spec(ctx);
-        spec.target = older.spec.target.clone();
+        spec.target = older.spec().target.clone();
         spec
     };
     let elsewhere = create(&ctx, spec(&ctx)).await?;
@@ -487,22 +487,22 @@ pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
     let mut foreign = same_target(&ctx);
     foreign.workspace_id = ctx.other_workspace();
     let foreign = ctx.service.create(foreign).await?.into_inner();
-    for (what, newer) in [("another target", elsewhere.id), ("a finished request", finished.id), ("itself", older.id)] {
-        let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, newer, &requester()).await, what)?;
+    for (what, newer) in [("another target", elsewhere.id()), ("a finished request", finished.id()), ("itself", older.id())] {
+        let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id(), newer, &requester()).await, what)?;
         ensure!(refused_by(&e, TransitionRule::NotASuccessor), "{what}: expected NotASuccessor, got {e:?}");
     }
-    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id, foreign.id, &requester()).await, "foreign")?;
+    let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id(), foreign.id(), &requester()).await, "foreign")?;
     ensure!(e.is_not_found(), "a request of another workspace is not found: {e:?}");
     let e =
-        expect_err(ctx.service.supersede(&ctx.workspace, older.id, RequestId::new(), &requester()).await, "missing")?;
+        expect_err(ctx.service.supersede(&ctx.workspace, older.id(), RequestId::new(), &requester()).await, "missing")?;
     ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
     let e = expect_err(lifecycle::supersede(&older, &foreign, &requester(), Timestamp::now()), "across workspaces")?;
     ensure!(refused_by(&e, TransitionRule::NotASuccessor), "expected NotASuccessor, got {e:?}");
     let newer = create(&ctx, same_target(&ctx)).await?;
     let stale = lifecycle::supersede(&older, &newer, &requester(), Timestamp::now())?;
-    act(&ctx, older.id, &requester(), Action::Annotate { metadata: serde_json::json!(1) }).await?;
+    act(&ctx, older.id(), &requester(), Action::Annotate { metadata: serde_json::json!(1) }).await?;
     let e = expect_err(ctx.store.commit_transition(&stale).await, "stale supersession")?;
     ensure!(e.is_conflict(), "expected Conflict, got {e:?}");
-    ensure_eq!(revision_and_history(&ctx, older.id).await?, (2, 2), "only the annotation changed it");
+    ensure_eq!(revision_and_history(&ctx, older.id()).await?, (2, 2), "only the annotation changed it");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cas;
+mod contract;
 mod history;
 mod input;
 mod lifecycle;
@@ -11,6 +12,7 @@ mod round_trip;
 
 pub use audit::*;
 pub use cas::*;
+pub use contract::*;
 pub use history::*;
 pub use input::*;
 pub use lifecycle::*;
@@ -25,6 +27,13 @@ pub use round_trip::*;
 macro_rules! __with_cases {
     ($($mode:tt)*) => {
         $crate::__expand_cases! { [$($mode)*]
+            contract_forged_base_refused: Contract [],
+            contract_frozen_fields_never_change: Contract [],
+            contract_supersession_race_refused: Contract [],
+            contract_hostile_nesting_refused: Contract [],
+            contract_json_at_depth_limit: Contract [],
+            contract_time_bounds_outside_storable_range: Contract [],
+            contract_transitions_say_why: Contract [],
             round_trip_request_all_fields: RoundTrip [],
             round_trip_request_minimal: RoundTrip [],
             round_trip_large_floats: RoundTrip [],
@@ -127,6 +136,8 @@ macro_rules! __with_cases {
             integrity_detects_deleted_tail: Integrity [Tamper],
             integrity_detects_altered_checkpoint: Integrity [Tamper],
             integrity_detects_copied_record: Integrity [Tamper],
+            integrity_detects_altered_seal_entry: Integrity [Tamper],
+            integrity_names_unreadable_record: Integrity [Tamper, CorruptRows],
             export_resumes_without_gaps: Export [],
         }
     };

@@ -10,7 +10,7 @@ use crate::fixtures::*;
 use crate::harness::{CaseContext, CaseFailure, CaseResult};
 
 fn ids(requests: &[GovernanceRequest]) -> Vec<RequestId> {
-    requests.iter().map(|r| r.id).collect()
+    requests.iter().map(|r| r.id()).collect()
 }
 
 async fn query_ids(ctx: &CaseContext, filter: RequestFilter) -> Result<Vec<RequestId>, CaseFailure> {
@@ -21,29 +21,29 @@ async fn query_ids(ctx: &CaseContext, filter: RequestFilter) -> Result<Vec<Reque
 pub async fn isolation_reads_scoped(ctx: CaseContext) -> CaseResult {
     let request = drive(&ctx, spec(&ctx), RequestStatus::Pending).await?;
     let other = ctx.other_workspace();
-    let e = expect_err(ctx.store.get_request(&other, request.id).await, "get from another workspace")?;
+    let e = expect_err(ctx.store.get_request(&other, request.id()).await, "get from another workspace")?;
     ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
     let page = ctx.store.query_requests(&other, &RequestFilter::default(), &PageRequest::all()).await?;
     ensure!(page.items.is_empty(), "query in another workspace: {:?}", page.items);
     ensure!(ctx.store.pending_requests(&other, None, &PageRequest::all()).await?.items.is_empty(), "pending elsewhere");
-    ensure!(ctx.store.requests_for_target(&other, &request.spec.target).await?.is_empty(), "target elsewhere");
-    ensure!(ctx.store.history_for_request(&other, request.id).await?.is_empty(), "history elsewhere");
+    ensure!(ctx.store.requests_for_target(&other, &request.spec().target).await?.is_empty(), "target elsewhere");
+    ensure!(ctx.store.history_for_request(&other, request.id()).await?.is_empty(), "history elsewhere");
     let history = ctx.store.query_history(&other, &HistoryFilter::default(), &PageRequest::all()).await?;
     ensure!(history.items.is_empty(), "history query elsewhere: {:?}", history.items);
-    let first = ctx.store.history_for_request(&ctx.workspace, request.id).await?;
+    let first = ctx.store.history_for_request(&ctx.workspace, request.id()).await?;
     if let Some(record) = first.first() {
-        let e = expect_err(ctx.store.get_history_record(&other, record.id).await, "record from another workspace")?;
+        let e = expect_err(ctx.store.get_history_record(&other, record.id()).await, "record from another workspace")?;
         ensure!(e.is_not_found(), "expected NotFound, got {e:?}");
     }
     append(&ctx, evidence(&ctx, Decision::Denied)).await?;
     let counts = ctx.store.count_history(&other, &CountQuery::new(CountBy::Decision, Default::default())).await?;
     ensure!(counts.is_empty(), "counts elsewhere: {counts:?}");
-    let by_request = HistoryFilter { request_id: Some(request.id), ..HistoryFilter::default() };
+    let by_request = HistoryFilter { request_id: Some(request.id()), ..HistoryFilter::default() };
     ensure!(ctx.store.query_history(&other, &by_request, &PageRequest::all()).await?.items.is_empty(), "by request");
     let due = create(&ctx, spec(&ctx).expires_at(past())).await?;
     ensure!(ctx.store.due_for_expiry(&other, Timestamp::now(), 10).await?.is_empty(), "due elsewhere");
     ensure!(ctx.service.expire_due(&other, Timestamp::now()).await?.is_empty(), "a sweep elsewhere expires nothing");
-    ensure_eq!(ctx.store.get_request(&ctx.workspace, due.id).await?.status, RequestStatus::Created, "still due here");
+    ensure_eq!(ctx.store.get_request(&ctx.workspace, due.id()).await?.status(), RequestStatus::Created, "still due here");
     Ok(())
 }
 
@@ -57,19 +57,19 @@ pub async fn isolation_same_ids_independent(ctx: CaseContext) -> CaseResult {
     ctx.store.create_request(&there).await?;
     let next = lifecycle::apply(here.request(), &requester(), &Action::Approve, Timestamp::now())?;
     ctx.store.commit_transition(&next).await?;
-    ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status, RequestStatus::Approved, "here");
+    ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status(), RequestStatus::Approved, "here");
     let there_now = ctx.store.get_request(&other, id).await?;
-    ensure_eq!((there_now.status, there_now.revision), (RequestStatus::Created, 1), "there is untouched");
+    ensure_eq!((there_now.status(), there_now.revision()), (RequestStatus::Created, 1), "there is untouched");
     ensure_eq!(ctx.store.history_for_request(&other, id).await?.len(), 1, "history there is its own");
     let record = HistoryRecord::new(evidence(&ctx, Decision::Denied), Timestamp::now())?;
     let mut twin = evidence(&ctx, Decision::Approved);
     twin.workspace_id = other.clone();
-    let twin = HistoryRecord::with_id(record.id, twin, Timestamp::now())?;
+    let twin = HistoryRecord::with_id(record.id(), twin, Timestamp::now())?;
     ctx.store.append_history(std::slice::from_ref(&record)).await?;
     let stored = ctx.store.append_history(std::slice::from_ref(&twin)).await?;
     ensure!(!stored[0].is_replay(), "one record id in two workspaces is two records");
-    ensure_eq!(ctx.store.get_history_record(&other, record.id).await?, twin, "there");
-    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, record.id).await?, record, "here");
+    ensure_eq!(ctx.store.get_history_record(&other, record.id()).await?, twin, "there");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, record.id()).await?, record, "here");
     Ok(())
 }
 
@@ -79,10 +79,10 @@ pub async fn query_filter_status(ctx: CaseContext) -> CaseResult {
     let pending = request_in(&ctx, RequestStatus::Pending).await?;
     let approved = request_in(&ctx, RequestStatus::Approved).await?;
     let filter = |statuses| RequestFilter { statuses, ..RequestFilter::default() };
-    ensure_eq!(query_ids(&ctx, filter(vec![RequestStatus::Pending])).await?, vec![pending.id], "pending");
+    ensure_eq!(query_ids(&ctx, filter(vec![RequestStatus::Pending])).await?, vec![pending.id()], "pending");
     ensure_eq!(
         query_ids(&ctx, filter(vec![RequestStatus::Approved, RequestStatus::Created])).await?,
-        vec![created.id, approved.id],
+        vec![created.id(), approved.id()],
         "approved or created, in creation order"
     );
     ensure!(query_ids(&ctx, filter(vec![RequestStatus::Executed])).await?.is_empty(), "none executed");
@@ -92,18 +92,18 @@ pub async fn query_filter_status(ctx: CaseContext) -> CaseResult {
 /// Pending reason filter and the pending queue.
 pub async fn query_filter_pending_reason(ctx: CaseContext) -> CaseResult {
     let approval = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1)).await?;
-    act(&ctx, approval.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    act(&ctx, approval.id(), &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     let quota = create(&ctx, spec(&ctx)).await?;
-    act(&ctx, quota.id, &requester(), Action::Submit { reason: PendingReason::Quota }).await?;
+    act(&ctx, quota.id(), &requester(), Action::Submit { reason: PendingReason::Quota }).await?;
     request_in(&ctx, RequestStatus::Approved).await?;
     let all = PageRequest::all();
     let queue = |reason| ctx.store.pending_requests(&ctx.workspace, reason, &all);
-    ensure_eq!(ids(&queue(None).await?.items), vec![approval.id, quota.id], "every pending request");
-    ensure_eq!(ids(&queue(Some(PendingReason::Approval)).await?.items), vec![approval.id], "awaiting approval");
-    ensure_eq!(ids(&queue(Some(PendingReason::Quota)).await?.items), vec![quota.id], "awaiting quota");
+    ensure_eq!(ids(&queue(None).await?.items), vec![approval.id(), quota.id()], "every pending request");
+    ensure_eq!(ids(&queue(Some(PendingReason::Approval)).await?.items), vec![approval.id()], "awaiting approval");
+    ensure_eq!(ids(&queue(Some(PendingReason::Quota)).await?.items), vec![quota.id()], "awaiting quota");
     ensure!(queue(Some(PendingReason::Schedule)).await?.items.is_empty(), "none scheduled");
     let filter = RequestFilter { pending_reason: Some(PendingReason::Quota), ..RequestFilter::default() };
-    ensure_eq!(query_ids(&ctx, filter).await?, vec![quota.id], "query by pending reason");
+    ensure_eq!(query_ids(&ctx, filter).await?, vec![quota.id()], "query by pending reason");
     Ok(())
 }
 
@@ -117,20 +117,20 @@ pub async fn query_filter_actor_operation_category(ctx: CaseContext) -> CaseResu
     let deleter = create(&ctx, delete).await?;
     let plain = create(&ctx, spec(&ctx)).await?;
     let f = RequestFilter::default;
-    ensure_eq!(query_ids(&ctx, RequestFilter { actor: Some(Actor::user("bob")), ..f() }).await?, vec![bob.id], "actor");
+    ensure_eq!(query_ids(&ctx, RequestFilter { actor: Some(Actor::user("bob")), ..f() }).await?, vec![bob.id()], "actor");
     ensure_eq!(
         query_ids(&ctx, RequestFilter { actor: Some(Actor::user("requester")), ..f() }).await?,
-        vec![deleter.id, plain.id],
+        vec![deleter.id(), plain.id()],
         "actor"
     );
     ensure_eq!(
         query_ids(&ctx, RequestFilter { operation: Some("delete".into()), ..f() }).await?,
-        vec![deleter.id],
+        vec![deleter.id()],
         "operation"
     );
     ensure_eq!(
         query_ids(&ctx, RequestFilter { category: Some("release".into()), ..f() }).await?,
-        vec![bob.id],
+        vec![bob.id()],
         "category"
     );
     ensure!(
@@ -147,8 +147,8 @@ pub async fn query_filter_tags(ctx: CaseContext) -> CaseResult {
     create(&ctx, spec(&ctx).tag("dev")).await?;
     let tags =
         |t: &[&str]| RequestFilter { tags: t.iter().map(|s| s.to_string()).collect(), ..RequestFilter::default() };
-    ensure_eq!(query_ids(&ctx, tags(&["prod"])).await?, vec![both.id, prod.id], "prod");
-    ensure_eq!(query_ids(&ctx, tags(&["prod", "eu"])).await?, vec![both.id], "prod and eu");
+    ensure_eq!(query_ids(&ctx, tags(&["prod"])).await?, vec![both.id(), prod.id()], "prod");
+    ensure_eq!(query_ids(&ctx, tags(&["prod", "eu"])).await?, vec![both.id()], "prod and eu");
     ensure!(query_ids(&ctx, tags(&["eu", "dev"])).await?.is_empty(), "no request has both");
     Ok(())
 }
@@ -158,7 +158,7 @@ pub async fn query_filter_time_range_and_combined(ctx: CaseContext) -> CaseResul
     let mut made = Vec::new();
     for offset in 0..5 {
         let spec = if offset % 2 == 0 { spec(&ctx).tag("even") } else { spec(&ctx) };
-        made.push(create_at(&ctx, spec, instant(offset * 60)).await?.id);
+        made.push(create_at(&ctx, spec, instant(offset * 60)).await?.id());
     }
     let window = TimeRange::between(instant(60), instant(180));
     let filter = RequestFilter { created: window, ..RequestFilter::default() };
@@ -180,11 +180,11 @@ pub async fn query_filter_time_range_and_combined(ctx: CaseContext) -> CaseResul
 pub async fn query_by_target_and_empty(ctx: CaseContext) -> CaseResult {
     let first = create(&ctx, spec(&ctx)).await?;
     let mut again = spec(&ctx);
-    again.target = first.spec.target.clone();
+    again.target = first.spec().target.clone();
     let second = create(&ctx, again).await?;
     create(&ctx, spec(&ctx)).await?;
-    let for_target = ctx.store.requests_for_target(&ctx.workspace, &first.spec.target).await?;
-    ensure_eq!(ids(&for_target), vec![first.id, second.id], "both requests for the target");
+    let for_target = ctx.store.requests_for_target(&ctx.workspace, &first.spec().target).await?;
+    ensure_eq!(ids(&for_target), vec![first.id(), second.id()], "both requests for the target");
     let nothing = governance_abstractions::TargetRef::new("flag", "never-used");
     ensure!(ctx.store.requests_for_target(&ctx.workspace, &nothing).await?.is_empty(), "unknown target");
     let empty = ctx.other_workspace();
@@ -264,7 +264,7 @@ pub async fn paging_equal_timestamps(ctx: CaseContext) -> CaseResult {
 pub async fn paging_rows_arriving(ctx: CaseContext) -> CaseResult {
     let mut old = Vec::new();
     for offset in 0..6 {
-        old.push(create_at(&ctx, spec(&ctx), instant(offset)).await?.id);
+        old.push(create_at(&ctx, spec(&ctx), instant(offset)).await?.id());
     }
     let mut seen = Vec::new();
     let mut arrived = Vec::new();
@@ -273,7 +273,7 @@ pub async fn paging_rows_arriving(ctx: CaseContext) -> CaseResult {
         let page = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &request).await?;
         seen.extend(ids(&page.items));
         if arrived.len() < 3 {
-            arrived.push(create(&ctx, spec(&ctx)).await?.id);
+            arrived.push(create(&ctx, spec(&ctx)).await?.id());
         }
         if !page.has_more {
             break;
@@ -306,7 +306,7 @@ pub async fn paging_resume_after_end(ctx: CaseContext) -> CaseResult {
         .store
         .query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::first(10).after(cursor))
         .await?;
-    ensure_eq!(ids(&resumed.items), vec![later.id], "only the new row");
+    ensure_eq!(ids(&resumed.items), vec![later.id()], "only the new row");
     Ok(())
 }
 
@@ -375,15 +375,15 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
         } else {
             governance_abstractions::Decision::Approved
         };
-        want.push(append_at(&ctx, evidence(&ctx, decision), instant(offset / 2)).await?.id);
+        want.push(append_at(&ctx, evidence(&ctx, decision), instant(offset / 2)).await?.id());
     }
     let all: Vec<_> =
         ctx.store.query_history(&ctx.workspace, &HistoryFilter::default(), &PageRequest::all()).await?.items;
-    let ordered: Vec<_> = all.iter().map(|r| (r.created_at, r.id.as_uuid())).collect();
+    let ordered: Vec<_> = all.iter().map(|r| (r.created_at(), r.id().as_uuid())).collect();
     let mut sorted = ordered.clone();
     sorted.sort();
     ensure_eq!(ordered, sorted, "history is in (created_at, id) order");
-    let mut stored: Vec<_> = all.iter().map(|r| r.id).collect();
+    let mut stored: Vec<_> = all.iter().map(|r| r.id()).collect();
     stored.sort();
     want.sort();
     ensure_eq!(stored, want, "every record, once");
@@ -399,7 +399,7 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
             loop {
                 let page = ctx.store.query_history(&ctx.workspace, &filter, &request).await?;
                 ensure!(page.items.len() <= size as usize, "page size honoured");
-                seen.extend(page.items.iter().map(|r| r.id));
+                seen.extend(page.items.iter().map(|r| r.id()));
                 if !page.has_more {
                     break;
                 }
@@ -407,8 +407,8 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
             }
             let mut denied: Vec<_> = all
                 .iter()
-                .filter(|r| r.evidence.decision == Some(governance_abstractions::Decision::Denied))
-                .map(|r| r.id)
+                .filter(|r| r.evidence().decision == Some(governance_abstractions::Decision::Denied))
+                .map(|r| r.id())
                 .collect();
             if backward {
                 denied.reverse();

@@ -31,8 +31,8 @@ fn full_spec(ctx: &CaseContext) -> NewRequest {
 /// A request with every field set reads back equal to what was stored.
 pub async fn round_trip_request_all_fields(ctx: CaseContext) -> CaseResult {
     let created = create_at(&ctx, full_spec(&ctx), instant(0)).await?;
-    ensure_eq!(created.revision, 1, "a created request has revision 1");
-    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
+    ensure_eq!(created.revision(), 1, "a created request has revision 1");
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
     ensure_eq!(read, created, "get_request returns every field as created");
     let queried = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &PageRequest::all()).await?;
     ensure_eq!(queried.items, vec![created], "query_requests returns every field as created");
@@ -44,14 +44,14 @@ pub async fn round_trip_request_all_fields(ctx: CaseContext) -> CaseResult {
 pub async fn round_trip_large_floats(ctx: CaseContext) -> CaseResult {
     let metadata = json!({"price": 1.5e16, "tiny": -2.5e-300, "big": 1e300, "nested": [9.007199254740993e15]});
     let created = create(&ctx, spec(&ctx).metadata(metadata.clone())).await?;
-    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
-    ensure_eq!(read.spec.metadata, metadata, "floats round-trip");
-    act(&ctx, created.id, &requester(), Action::Cancel { reason: "moved".into() }).await?;
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
+    ensure_eq!(read.spec().metadata, metadata, "floats round-trip");
+    act(&ctx, created.id(), &requester(), Action::Cancel { reason: "moved".into() }).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.response_json = Some(metadata.clone());
     let stored = append(&ctx, e).await?;
-    let read = ctx.store.get_history_record(&ctx.workspace, stored.id).await?;
-    ensure_eq!(read.evidence.response_json, Some(metadata), "floats round-trip in payloads");
+    let read = ctx.store.get_history_record(&ctx.workspace, stored.id()).await?;
+    ensure_eq!(read.evidence().response_json, Some(metadata), "floats round-trip in payloads");
     read.validate()?;
     Ok(())
 }
@@ -59,9 +59,9 @@ pub async fn round_trip_large_floats(ctx: CaseContext) -> CaseResult {
 /// A request with only the required fields reads back equal.
 pub async fn round_trip_request_minimal(ctx: CaseContext) -> CaseResult {
     let created = create(&ctx, spec(&ctx)).await?;
-    let read = ctx.store.get_request(&ctx.workspace, created.id).await?;
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
     ensure_eq!(read, created, "a minimal request round-trips");
-    ensure!(read.spec.metadata.is_null() && read.spec.tags.is_empty(), "empty fields stay empty: {read:?}");
+    ensure!(read.spec().metadata.is_null() && read.spec().tags.is_empty(), "empty fields stay empty: {read:?}");
     Ok(())
 }
 
@@ -69,18 +69,18 @@ pub async fn round_trip_request_minimal(ctx: CaseContext) -> CaseResult {
 /// pending reason, superseded-by) reads back equal.
 pub async fn round_trip_transition_state(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx).approval(Actor::user("lead"), 1).approval(Actor::user("cto"), 2)).await?;
-    act(&ctx, request.id, &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
+    act(&ctx, request.id(), &requester(), Action::Submit { reason: PendingReason::Approval }).await?;
     let lead = Principal::delegated(Actor::user("lead"), vec![Actor::user("vp")]);
     let decided =
-        act(&ctx, request.id, &lead, Action::Decide { verdict: Verdict::Approved, comment: Some("ok ✓".into()) })
+        act(&ctx, request.id(), &lead, Action::Decide { verdict: Verdict::Approved, comment: Some("ok ✓".into()) })
             .await?;
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!(&read, decided.request(), "a request after a decision round-trips");
     let mut newer = spec(&ctx);
-    newer.target = request.spec.target.clone();
+    newer.target = request.spec().target.clone();
     let newer = create(&ctx, newer).await?;
-    let superseded = ctx.service.supersede(&ctx.workspace, request.id, newer.id, &requester()).await?;
-    let read = ctx.store.get_request(&ctx.workspace, request.id).await?;
+    let superseded = ctx.service.supersede(&ctx.workspace, request.id(), newer.id(), &requester()).await?;
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!(&read, superseded.request(), "superseded_by round-trips");
     Ok(())
 }
@@ -89,7 +89,7 @@ pub async fn round_trip_transition_state(ctx: CaseContext) -> CaseResult {
 pub async fn round_trip_history_all_fields(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let mut evidence = evidence(&ctx, Decision::Denied);
-    evidence.request = Some(governance_abstractions::RequestRef { id: request.id, revision: 1 });
+    evidence.request = Some(governance_abstractions::RequestRef { id: request.id(), revision: 1 });
     evidence.actor = Principal::delegated(Actor::new(ActorKind::Agent, "a-1"), vec![Actor::user("owner")]);
     evidence.outcome = Some(Outcome::Denied);
     evidence.reason = Some("amount over limit".into());
@@ -103,9 +103,9 @@ pub async fn round_trip_history_all_fields(ctx: CaseContext) -> CaseResult {
     evidence.response_json = Some(json!({"decision": "denied", "reasons": ["limit.exceeded"]}));
     evidence.redaction = Some(RedactionRef { policy: "default".into(), version: "1".into() });
     let stored = append_at(&ctx, evidence, instant(5)).await?;
-    let read = ctx.store.get_history_record(&ctx.workspace, stored.id).await?;
+    let read = ctx.store.get_history_record(&ctx.workspace, stored.id()).await?;
     ensure_eq!(read, stored, "get_history_record returns every field");
-    ensure_eq!(read.compute_hash()?, read.content_hash, "the stored hash matches the stored content");
+    ensure_eq!(read.compute_hash()?, read.content_hash(), "the stored hash matches the stored content");
     let filter = HistoryFilter {
         category: Some(governance_abstractions::HistoryCategory::Decision),
         ..HistoryFilter::default()
@@ -135,20 +135,20 @@ pub async fn duplicate_request_id(ctx: CaseContext) -> CaseResult {
 /// A history record id stored twice is AlreadyExists and changes nothing.
 pub async fn duplicate_record_id(ctx: CaseContext) -> CaseResult {
     let first = append(&ctx, evidence(&ctx, Decision::Approved)).await?;
-    let clash = HistoryRecord::with_id(first.id, evidence(&ctx, Decision::Denied), instant(3))?;
+    let clash = HistoryRecord::with_id(first.id(), evidence(&ctx, Decision::Denied), instant(3))?;
     let error = expect_err(ctx.store.append_history(&[clash]).await, "append with a used id")?;
     ensure!(
         matches!(error, GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, .. }),
         "expected AlreadyExists, got {error:?}"
     );
-    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, first.id).await?, first, "the original is untouched");
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, first.id()).await?, first, "the original is untouched");
     Ok(())
 }
 
 /// Two records with one id in one batch: the batch fails as a whole.
 pub async fn duplicate_record_id_in_batch(ctx: CaseContext) -> CaseResult {
     let a = HistoryRecord::new(evidence(&ctx, Decision::Approved), instant(0))?;
-    let b = HistoryRecord::with_id(a.id, evidence(&ctx, Decision::Denied), instant(0))?;
+    let b = HistoryRecord::with_id(a.id(), evidence(&ctx, Decision::Denied), instant(0))?;
     let fresh = HistoryRecord::new(evidence(&ctx, Decision::Approved), instant(0))?;
     let error = expect_err(ctx.store.append_history(&[fresh.clone(), a, b]).await, "batch with a repeated id")?;
     ensure!(matches!(error, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {error:?}");

@@ -1,0 +1,12 @@
+-- The state digest of each request revision (SHA-256 over the canonical JSON
+-- of the whole request, computed by the lifecycle). A transition is written
+-- only over the stored revision with the digest it was computed from, so a
+-- row changed behind the store is refused rather than overwritten.
+--
+-- Nullable, with no default: rows written before this version have no
+-- digest, and none is computed here (it depends on the library's canonical
+-- encoding, not on SQL). Such a row gets its digest from its fields when it
+-- is read, and stores one with its next transition. Adding a nullable
+-- column without a default only changes the catalog: no table rewrite and
+-- only a brief exclusive lock, even on a large table.
+ALTER TABLE governance_requests ADD COLUMN IF NOT EXISTS state_digest text;
