@@ -158,7 +158,11 @@ pub(crate) async fn append_at(ctx: &CaseContext, evidence: Evidence, at: Timesta
 /// `edit` and sent it back would hand it over: not built (nor trusted) by
 /// this process. With `rehash`, its content hash is recomputed over the
 /// edited content, so only the edit itself is wrong.
-pub(crate) fn untrusted(record: &HistoryRecord, rehash: bool, edit: impl FnOnce(&mut serde_json::Value)) -> Outcome<HistoryRecord> {
+pub(crate) fn untrusted(
+    record: &HistoryRecord,
+    rehash: bool,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Outcome<HistoryRecord> {
     let failure = |e: serde_json::Error| crate::harness::CaseFailure(format!("re-encoding a record: {e}"));
     let mut value = serde_json::to_value(record).map_err(failure)?;
     edit(&mut value);

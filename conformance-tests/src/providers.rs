@@ -27,7 +27,10 @@ impl StoreFactory for MemoryFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::all()
-            .without(Capability::DatabaseEnforcedAppendOnly, "in-process store: history has no update or delete path at all")
+            .without(
+                Capability::DatabaseEnforcedAppendOnly,
+                "in-process store: history has no update or delete path at all",
+            )
             .without(Capability::CorruptRows, MEMORY_HOLDS_TYPED_VALUES)
     }
 

@@ -23,7 +23,7 @@ pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Resu
 /// `serde_json_canonicalizer` is the reference; it re-parses every object
 /// key to sort it, which made it most of a write's CPU time. Most values
 /// need none of that: when serde_json's compact output is provably already
-/// canonical (see [`plain`]) it is used as is, and everything else goes
+/// canonical (see `plain` in the source) it is used as is, and everything else goes
 /// through the reference. The two agree byte for byte (tested).
 pub fn canonical_json<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
     let value = serde_json::to_value(value)?;

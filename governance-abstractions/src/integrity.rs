@@ -118,7 +118,8 @@ struct CheckpointBody<'a> {
 
 impl Checkpoint {
     pub(crate) fn decoded(parts: CheckpointParts) -> Self {
-        let CheckpointParts { workspace_id, seq, first_index, record_count, root, previous, created_at, digest } = parts;
+        let CheckpointParts { workspace_id, seq, first_index, record_count, root, previous, created_at, digest } =
+            parts;
         Self { workspace_id, seq, first_index, record_count, root, previous, created_at, digest }
     }
 

@@ -59,38 +59,51 @@
 //!
 //! # Implementing a provider
 //!
-//! A provider implements the five traits. What every provider must do
-//! (the `conformance-tests` crate checks each point):
+//! A provider implements the five traits; what only providers need (decoding
+//! rows, the columns a transition writes, the shared checks and the append
+//! loop) is in [`provider`]. What every provider must do (the
+//! `conformance-tests` crate checks each point):
 //!
-//! 1. **Validate first.** Call [`validate_creation`], [`validate_transition`]
-//!    or [`validate_history_batch`] before touching storage, so bad input is
-//!    the same typed error everywhere and changes nothing.
-//! 2. **Create** the request and its creation record in one transaction. A
-//!    duplicate id is [`AlreadyExists`](GovernanceError::AlreadyExists); a
-//!    reused `(workspace, idempotency key)` returns the stored original when
-//!    the [`creation_digest`](GovernanceRequest::creation_digest) matches and
+//! 1. **Validate first.** Call [`provider::validate_creation`],
+//!    [`provider::validate_transition`] or [`provider::validate_history_batch`]
+//!    before touching storage, so bad input is the same typed error everywhere
+//!    and changes nothing. They cost nothing for values the lifecycle built:
+//!    a record's hash is computed once, when it is built.
+//! 2. **Create** the request (with its [`state_digest`](GovernanceRequest::state_digest))
+//!    and its creation record in one transaction. A duplicate id is
+//!    [`AlreadyExists`](GovernanceError::AlreadyExists); a reused `(workspace,
+//!    idempotency key)` returns the stored original when the
+//!    [`creation_digest`](GovernanceRequest::creation_digest) matches and
 //!    [`IdempotencyConflict`](GovernanceError::IdempotencyConflict) otherwise.
-//! 3. **Commit** a [`Transition`] as one conditional update
-//!    `… WHERE workspace = ? AND id = ? AND revision = expected_revision()
-//!    AND status = expected_status()` plus its records, in one transaction.
-//!    Zero rows updated: read the row; missing is
-//!    [`NotFound`](GovernanceError::NotFound), else [`check_commit_target`]
-//!    decides ([`Conflict`](GovernanceError::Conflict) with the actual
+//! 3. **Commit** a [`Transition`] as one conditional update of exactly the
+//!    columns [`provider::TRANSITION_COLUMNS`] names (values from
+//!    [`Transition::write`]) `… WHERE workspace = ? AND id = ? AND revision =
+//!    expected_revision() AND status = expected_status() AND (state_digest =
+//!    expected_digest() OR state_digest IS NULL)` plus its records, in one
+//!    transaction; a supersession ([`Transition::successor`]) also checks and
+//!    locks its successor's revision and digest in that transaction. Zero
+//!    rows updated: read the row; missing is [`NotFound`](GovernanceError::NotFound),
+//!    else [`provider::check_commit_target`] and [`provider::check_successor`]
+//!    decide ([`Conflict`](GovernanceError::Conflict) with the actual
 //!    revision, or a validation error for a transition not computed from the
 //!    stored state).
-//! 4. **Append** history atomically per batch through [`append_history_with`]
-//!    (or [`plan_history_append`]): replay or conflict per idempotency key
-//!    ([`Evidence::same_content`] decides), a re-sent identical record
-//!    replayed, a reused id [`AlreadyExists`](GovernanceError::AlreadyExists);
-//!    never an update or delete.
+//! 4. **Append** history atomically per batch through
+//!    [`provider::append_history_with`] (or [`provider::plan_history_append`]):
+//!    replay or conflict per idempotency key ([`Evidence::same_content`]
+//!    decides), a re-sent identical record replayed, a reused id
+//!    [`AlreadyExists`](GovernanceError::AlreadyExists); never an update or delete.
 //! 5. **Read** within one workspace only, paging by the `(created_at, id)`
 //!    key with [`PageRequest::fetch_limit`] and [`Page::from_fetched`]; decode
 //!    cursors with [`PageRequest::position`] so a bad one is
-//!    [`InvalidCursor`](GovernanceError::InvalidCursor).
+//!    [`InvalidCursor`](GovernanceError::InvalidCursor); validate filters
+//!    (time bounds included) with their `validate`. Rows become domain values
+//!    only through [`provider::decode_request`], [`provider::decode_record`]
+//!    and [`provider::decode_checkpoint`].
 //! 6. **Seal** through [`IntegrityStore`]: list unsealed records (an
-//!    anti-join against the seal entries), append a [`Checkpoint`] with its
-//!    [`SealEntry`]s atomically after [`validate_checkpoint`] against the
-//!    latest stored one (a taken `seq` or an already sealed record is
+//!    anti-join against the seal entries; a row that does not decode is an
+//!    [`Unreadable`], not an error), append a [`Checkpoint`] with its
+//!    [`SealEntry`]s atomically after [`provider::validate_checkpoint`] against
+//!    the latest stored one (a taken `seq` or an already sealed record is
 //!    [`AlreadyExists`](GovernanceError::AlreadyExists)), read them back in
 //!    order. Insert-only, like history.
 //! 7. **Keep sources**: map driver errors to
@@ -126,8 +139,7 @@ pub use ids::{RecordId, RequestId, Timestamp, WorkspaceId};
 pub use integrity::{Anchor, Checkpoint, IntegrityStore, ReadRecord, SealEntry, SealedRecord, Unreadable};
 pub use lifecycle::{Action, ActionKind, Command, Creation, Successor, Transition, TransitionRule};
 pub use query::{
-    Count, CountBy, CountQuery, Cursor, Direction, HistoryFilter, Page, PageRequest, Position, RequestFilter,
-    TimeRange,
+    Count, CountBy, CountQuery, Cursor, Direction, HistoryFilter, Page, PageRequest, Position, RequestFilter, TimeRange,
 };
 pub use request::{
     ApprovalDecision, ApprovalRequirement, GovernanceRequest, NewRequest, PendingReason, RequestStatus, StaleStrategy,

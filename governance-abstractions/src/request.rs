@@ -379,7 +379,12 @@ pub struct StoredRequest {
 
 impl GovernanceRequest {
     /// A request at revision 1, its digest computed here.
-    pub(crate) fn created(spec: NewRequest, id: RequestId, now: Timestamp, creation_digest: String) -> Result<Self, GovernanceError> {
+    pub(crate) fn created(
+        spec: NewRequest,
+        id: RequestId,
+        now: Timestamp,
+        creation_digest: String,
+    ) -> Result<Self, GovernanceError> {
         let mut request = Self {
             id,
             spec,

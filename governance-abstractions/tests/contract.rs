@@ -6,8 +6,9 @@ use std::sync::Arc;
 use governance_abstractions::lifecycle::{self, apply_command};
 use governance_abstractions::{
     Action, Actor, Command, Decision, Evidence, GovernanceError, GovernanceRequest, GovernanceService, HistoryFilter,
-    HistoryRecord, NewRequest, PageRequest, PendingReason, Principal, RequestFilter, RequestId, RequestStatus,
-    TargetRef, TimeRange, Timestamp, ValidationProblem, Verdict, WorkspaceId, codes, limits,
+    HistoryReader, HistoryRecord, NewRequest, PageRequest, PendingReason, Principal, RequestFilter, RequestId,
+    RequestReader, RequestStatus, RequestWriter, TargetRef, TimeRange, Timestamp, ValidationProblem, Verdict,
+    WorkspaceId, codes, limits,
 };
 use governance_memory::MemoryStore;
 use serde_json::{Value, json};
@@ -47,8 +48,13 @@ fn the_lifecycle_digests_every_revision_and_a_copy_round_trips() {
     let copy: GovernanceRequest = serde_json::from_value(serde_json::to_value(&request).unwrap()).unwrap();
     assert_eq!(copy, request);
     copy.check().unwrap();
-    let submitted = lifecycle::apply(&copy, &Actor::user("dev").into(), &Action::Submit { reason: PendingReason::Approval }, Timestamp::now())
-        .unwrap();
+    let submitted = lifecycle::apply(
+        &copy,
+        &Actor::user("dev").into(),
+        &Action::Submit { reason: PendingReason::Approval },
+        Timestamp::now(),
+    )
+    .unwrap();
     assert_eq!(submitted.expected_digest(), request.state_digest());
     assert_ne!(submitted.request().state_digest(), request.state_digest());
     assert_eq!(submitted.request().state_digest(), submitted.request().compute_state_digest().unwrap());
@@ -67,7 +73,8 @@ async fn a_forged_base_state_is_refused_by_the_store_and_changes_nothing() {
     let store = Arc::new(MemoryStore::new());
     let service = GovernanceService::new(store.clone());
     let stored = service.create(spec()).await.unwrap().into_inner();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("approvals removed", Box::new(|v| v["approvals"] = json!([]))),
         ("target", Box::new(|v| v["target"]["state_id"] = json!("other"))),
         ("intent", Box::new(|v| v["intent"] = json!("forged"))),
@@ -78,9 +85,13 @@ async fn a_forged_base_state_is_refused_by_the_store_and_changes_nothing() {
     for (what, edit) in edits {
         let copy = forged(&stored, true, edit);
         copy.check().unwrap();
-        let transition =
-            lifecycle::apply(&copy, &Actor::user("dev").into(), &Action::Annotate { metadata: json!(1) }, Timestamp::now())
-                .unwrap();
+        let transition = lifecycle::apply(
+            &copy,
+            &Actor::user("dev").into(),
+            &Action::Annotate { metadata: json!(1) },
+            Timestamp::now(),
+        )
+        .unwrap();
         let error = store.commit_transition(&transition).await.unwrap_err();
         assert!(matches!(error, GovernanceError::Validation { .. }), "{what}: {error:?}");
         assert_eq!(store.get_request(&ws(), stored.id()).await.unwrap(), stored, "{what}");
@@ -92,7 +103,11 @@ async fn supersession_is_refused_when_the_successor_finished_in_between() {
     let store = Arc::new(MemoryStore::new());
     let service = GovernanceService::new(store.clone());
     let older = service.create(spec()).await.unwrap().into_inner();
-    let newer = service.create(NewRequest::new(ws(), TargetRef::new("flag", "f1"), "enable", Actor::user("dev"))).await.unwrap().into_inner();
+    let newer = service
+        .create(NewRequest::new(ws(), TargetRef::new("flag", "f1"), "enable", Actor::user("dev")))
+        .await
+        .unwrap()
+        .into_inner();
     let by: Principal = Actor::user("dev").into();
     // Computed while the newer request is unfinished …
     let transition = lifecycle::supersede(&older, &newer, &by, Timestamp::now()).unwrap();
@@ -124,7 +139,10 @@ async fn transitions_record_why_and_what_a_request_waits_for() {
     let rerouted =
         service.apply(&ws(), request.id(), &by, Action::Submit { reason: PendingReason::Approval }).await.unwrap();
     let detail = rerouted.records()[0].evidence().response_json.clone().unwrap();
-    assert_eq!((detail["pending_reason"].clone(), detail["from_pending_reason"].clone()), (json!("approval"), json!("manual_review")));
+    assert_eq!(
+        (detail["pending_reason"].clone(), detail["from_pending_reason"].clone()),
+        (json!("approval"), json!("manual_review"))
+    );
     // The note is validated like any text.
     let bad = Command::from(Action::Approve).reason("a\0b");
     assert!(matches!(
@@ -171,7 +189,10 @@ fn hostile_nesting_is_refused_on_a_small_stack() {
         runtime.block_on(async {
             let too_deep = |result: Result<(), GovernanceError>| {
                 assert!(
-                    matches!(result, Err(GovernanceError::Validation { problem: ValidationProblem::TooDeep { .. }, .. })),
+                    matches!(
+                        result,
+                        Err(GovernanceError::Validation { problem: ValidationProblem::TooDeep { .. }, .. })
+                    ),
                     "{result:?}"
                 );
             };
@@ -199,7 +220,8 @@ async fn time_bounds_outside_the_storable_range_are_refused() {
     let store = MemoryStore::new();
     let year_10000 = Timestamp::from_unix_micros(Timestamp::MAX_MICROS + 1).unwrap();
     let before_1970 = Timestamp::from_unix_micros(-1).unwrap();
-    for range in [TimeRange { from: None, until: Some(year_10000) }, TimeRange { from: Some(before_1970), until: None }] {
+    for range in [TimeRange { from: None, until: Some(year_10000) }, TimeRange { from: Some(before_1970), until: None }]
+    {
         let filter = RequestFilter { created: range, ..RequestFilter::default() };
         let error = store.query_requests(&ws(), &filter, &PageRequest::all()).await.unwrap_err();
         assert!(matches!(error, GovernanceError::Validation { problem: ValidationProblem::OutOfRange, .. }));
@@ -218,7 +240,8 @@ fn statuses_move_only_as_the_table_allows() {
     let submitted =
         lifecycle::apply(&request, &by, &Action::Submit { reason: PendingReason::Approval }, Timestamp::now()).unwrap();
     assert_eq!(submitted.request().status(), RequestStatus::Pending);
-    assert!(lifecycle::apply(submitted.request(), &by, &Action::Execute { current_version: None }, Timestamp::now()).is_err());
+    assert!(
+        lifecycle::apply(submitted.request(), &by, &Action::Execute { current_version: None }, Timestamp::now())
+            .is_err()
+    );
 }
-
-use governance_abstractions::{HistoryReader, RequestReader, RequestWriter};

@@ -2,7 +2,9 @@
 //! tests only (feature `testing`). A real attacker with database access has
 //! the same power; `verify` must catch what these calls do.
 
-use governance_abstractions::provider::{CheckpointParts, StoredRequest, decode_checkpoint, decode_record, decode_request};
+use governance_abstractions::provider::{
+    CheckpointParts, StoredRequest, decode_checkpoint, decode_record, decode_request,
+};
 use governance_abstractions::{Evidence, HistoryRecord, Position, RecordId, RequestId, SealEntry, WorkspaceId};
 
 use crate::{MemoryStore, Workspace};

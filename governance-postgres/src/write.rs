@@ -374,7 +374,3 @@ mod tests {
         assert!(!TRANSITION_SQL.contains("guard"));
     }
 }
-#[test]
-fn zz_print() {
-    println!("TRANSITION:\n{}\n\nSUPERSEDE:\n{}", TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str());
-}

@@ -91,7 +91,8 @@ pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
     }
 }
 
-/// The columns a transition writes, exactly [`TRANSITION_COLUMNS`](governance_abstractions::provider::TRANSITION_COLUMNS):
+/// The columns a transition writes, exactly
+/// [`TRANSITION_COLUMNS`](governance_abstractions::provider::TRANSITION_COLUMNS):
 /// every other column is left unset, so the key and everything fixed at
 /// creation (target, requester, intent, idempotency key, …) are never
 /// rewritten.
@@ -303,7 +304,8 @@ mod tests {
         let spec = NewRequest::new(ws, TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
         let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
         let by = Actor::user("dev").into();
-        let transition = lifecycle::apply(creation.request(), &by, &Action::Approve, Timestamp::now()).expect("allowed");
+        let transition =
+            lifecycle::apply(creation.request(), &by, &Action::Approve, Timestamp::now()).expect("allowed");
         let update = transition_update(&transition.write());
         let mut set: Vec<&str> =
             request::Column::iter().filter(|column| update.get(*column).is_set()).map(|c| c.as_str()).collect();

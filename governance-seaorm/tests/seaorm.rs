@@ -777,10 +777,9 @@ async fn integrity_reads_report_unreadable_rows() {
         assert_eq!(unsealed.len(), bad.len() + 1, "{name}: {unsealed:?}");
         assert_eq!(unsealed[0], Ok(good.clone()), "{name}");
         for (read, (id, at)) in unsealed[1..].iter().zip(&bad) {
-            assert!(
-                matches!(read, Err(Unreadable { id: i, created_at, problem }) if i == id && created_at == at && !problem.is_empty()),
-                "{name}: {read:?}"
-            );
+            let Err(unreadable) = read else { panic!("{name}: {read:?} must be unreadable") };
+            assert_eq!((unreadable.id, unreadable.created_at), (*id, *at), "{name}");
+            assert!(!unreadable.problem.is_empty(), "{name}: the problem is named");
         }
         // The keyset pages past an unreadable row.
         let after = Position { created_at: bad[0].1, id: bad[0].0.as_uuid() };

@@ -469,7 +469,11 @@ pub async fn integrity_detects_altered_record(ctx: CaseContext) -> CaseResult {
     let unsealed = append_many(&ctx, &other, 2).await?;
     tampering(tamper.alter_record(&other, unsealed[0].id(), None).await)?;
     let found = problem(&ctx, &other, None).await?;
-    ensure_eq!(found, Some(Problem::RecordAltered { record: unsealed[0].id(), index: None }), "altered unsealed record");
+    ensure_eq!(
+        found,
+        Some(Problem::RecordAltered { record: unsealed[0].id(), index: None }),
+        "altered unsealed record"
+    );
     let report = Sealer::new(integrity(&ctx)).seal(&other).await?;
     ensure_eq!(report.tampered, vec![unsealed[0].id()], "the altered record is set aside");
     ensure_eq!(report.records, 1, "the intact one is sealed anyway");

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use governance_abstractions::{
     Action, Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService,
     GovernanceStore, HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest,
-    PendingReason, Position, ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus, RequestWriter, Result,
-    SealEntry, SealedRecord, Stored, Timestamp, Transition, TransitionRule, WorkspaceId, codes, lifecycle,
+    PendingReason, Position, ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus,
+    RequestWriter, Result, SealEntry, SealedRecord, Stored, Timestamp, Transition, TransitionRule, WorkspaceId, codes,
+    lifecycle,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -79,7 +80,8 @@ impl RequestWriter for Interfering {
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
         let inject = self.injections.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if inject {
-            let current = self.inner.get_request(transition.request().workspace_id(), transition.request().id()).await?;
+            let current =
+                self.inner.get_request(transition.request().workspace_id(), transition.request().id()).await?;
             let other = lifecycle::apply(&current, &user("intruder"), &self.interference, Timestamp::now())?;
             self.inner.commit_transition(&other).await?;
         }
@@ -178,8 +180,13 @@ pub async fn cas_service_retries_on_conflict(ctx: CaseContext) -> CaseResult {
     let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!(read.status(), RequestStatus::Pending, "the retried action took effect");
     ensure_eq!(read.spec().metadata, json!({"counter": 7}), "the interfering write was not overwritten");
-    let codes: Vec<String> =
-        ctx.store.history_for_request(&ctx.workspace, request.id()).await?.into_iter().map(|r| r.evidence().code.clone()).collect();
+    let codes: Vec<String> = ctx
+        .store
+        .history_for_request(&ctx.workspace, request.id())
+        .await?
+        .into_iter()
+        .map(|r| r.evidence().code.clone())
+        .collect();
     ensure_eq!(
         codes,
         vec![codes::REQUEST_CREATED, codes::REQUEST_ANNOTATED, codes::REQUEST_SUBMITTED],
@@ -205,7 +212,11 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
         "expected InvalidTransition from canceled, got {error:?}"
     );
     let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
-    ensure_eq!((read.status(), read.revision()), (RequestStatus::Canceled, 2), "the cancel stands, nothing overwrote it");
+    ensure_eq!(
+        (read.status(), read.revision()),
+        (RequestStatus::Canceled, 2),
+        "the cancel stands, nothing overwrote it"
+    );
     Ok(())
 }
 
@@ -214,7 +225,8 @@ pub async fn cas_retry_revalidates(ctx: CaseContext) -> CaseResult {
 pub async fn cas_retry_is_bounded(ctx: CaseContext) -> CaseResult {
     let request = create(&ctx, spec(&ctx)).await?;
     let service = interfering(&ctx, u32::MAX, annotate(0), 3);
-    let error = expect_err(service.apply(&ctx.workspace, request.id(), &requester(), Action::Approve).await, "approve")?;
+    let error =
+        expect_err(service.apply(&ctx.workspace, request.id(), &requester(), Action::Approve).await, "approve")?;
     ensure!(error.is_conflict(), "expected Conflict after the last attempt, got {error:?}");
     let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!((read.status(), read.revision()), (RequestStatus::Created, 4), "three interfering writes, no approval");

@@ -5,9 +5,9 @@
 
 use audit_history::{AuditError, Recorder};
 use governance_abstractions::{
-    Action, Command, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceRequest,
-    HistoryFilter, HistoryRecord, PageRequest, PendingReason, RequestFilter, RequestStatus, StaleStrategy, TimeRange,
-    Timestamp, ValidationProblem, Verdict, codes, lifecycle, limits,
+    Action, Command, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryRecord, PageRequest, PendingReason, RequestFilter, RequestStatus, StaleStrategy, TimeRange, Timestamp,
+    ValidationProblem, Verdict, codes, lifecycle, limits,
 };
 use serde_json::{Value, json};
 
@@ -68,14 +68,20 @@ fn frozen(request: &GovernanceRequest) -> Value {
 pub async fn contract_forged_base_refused(ctx: CaseContext) -> CaseResult {
     let stored = awaiting_approval(&ctx).await?;
     let before = revision_and_history(&ctx, stored.id()).await?;
-    let decided = json!({ "verdict": "approved", "decided_by": user("first"), "decided_at": Timestamp::now(), "comment": null });
+    let decided =
+        json!({ "verdict": "approved", "decided_by": user("first"), "decided_at": Timestamp::now(), "comment": null });
     let approve = Action::Approve;
     let decide = decide(Verdict::Approved);
     let annotate = Action::Annotate { metadata: json!({ "x": 1 }) };
-    #[allow(clippy::type_complexity)]
-    let forgeries: Vec<(&str, Box<dyn Fn(&mut Value) + Send + Sync>, &Action, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value) + Send + Sync>;
+    let forgeries: Vec<(&str, Edit, &Action, &str)> = vec![
         ("approvals removed", Box::new(|v| v["approvals"] = json!([])), &approve, "requester"),
-        ("an approval decision forged", Box::new(move |v| v["approvals"][0]["decision"] = decided.clone()), &decide, "second"),
+        (
+            "an approval decision forged",
+            Box::new(move |v| v["approvals"][0]["decision"] = decided.clone()),
+            &decide,
+            "second",
+        ),
         ("target", Box::new(|v| v["target"]["state_id"] = json!("another-target")), &annotate, "requester"),
         ("requester", Box::new(|v| v["requested_by"]["actor"]["id"] = json!("mallory")), &annotate, "requester"),
         ("intent", Box::new(|v| v["intent"] = json!("a forged intent")), &annotate, "requester"),
@@ -97,7 +103,11 @@ pub async fn contract_forged_base_refused(ctx: CaseContext) -> CaseResult {
             matches!(error, GovernanceError::Validation { .. }) && !error.is_retryable(),
             "{what}: expected a validation error, got {error:?}"
         );
-        ensure_eq!(ctx.store.get_request(&ctx.workspace, stored.id()).await?, stored, "{what}: stored request unchanged");
+        ensure_eq!(
+            ctx.store.get_request(&ctx.workspace, stored.id()).await?,
+            stored,
+            "{what}: stored request unchanged"
+        );
         ensure_eq!(revision_and_history(&ctx, stored.id()).await?, before, "{what}: no revision, no history");
     }
     // Without forgery the approvals still hold: the first approver is required first.
@@ -118,14 +128,21 @@ pub async fn contract_frozen_fields_never_change(ctx: CaseContext) -> CaseResult
             .tag("t1")
             .expires_at(Timestamp::now().add_micros(3_600_000_000).unwrap_or_else(Timestamp::now))
     };
-    let approvals = || base().approval(governance_abstractions::Actor::user("a"), 1).expected_version(1, StaleStrategy::RequireRenewedApproval);
+    let approvals = || {
+        base()
+            .approval(governance_abstractions::Actor::user("a"), 1)
+            .expected_version(1, StaleStrategy::RequireRenewedApproval)
+    };
     let plans: Vec<(&str, Vec<(Action, &str)>)> = vec![
-        ("submit, annotate, approve, execute", vec![
-            (Action::Submit { reason: PendingReason::ExternalCheck }, "requester"),
-            (Action::Annotate { metadata: json!({ "n": 1 }) }, "requester"),
-            (Action::Approve, "requester"),
-            (Action::Execute { current_version: None }, "requester"),
-        ]),
+        (
+            "submit, annotate, approve, execute",
+            vec![
+                (Action::Submit { reason: PendingReason::ExternalCheck }, "requester"),
+                (Action::Annotate { metadata: json!({ "n": 1 }) }, "requester"),
+                (Action::Approve, "requester"),
+                (Action::Execute { current_version: None }, "requester"),
+            ],
+        ),
         ("reject", vec![(Action::Reject { reason: "no".into() }, "requester")]),
         ("cancel", vec![(Action::Cancel { reason: "withdrawn".into() }, "requester")]),
     ];
@@ -148,7 +165,12 @@ pub async fn contract_frozen_fields_never_change(ctx: CaseContext) -> CaseResult
     let renewed = act(&ctx, request.id(), &by, Action::Execute { current_version: Some(2) }).await?;
     ensure_eq!(renewed.request().status(), RequestStatus::Pending, "stale version renews approval");
     ensure_eq!(frozen(&ctx.store.get_request(&ctx.workspace, request.id()).await?), fixed, "after renewal");
-    let newer = create(&ctx, { let mut s = spec(&ctx); s.target = request.target().clone(); s }).await?;
+    let newer = create(&ctx, {
+        let mut s = spec(&ctx);
+        s.target = request.target().clone();
+        s
+    })
+    .await?;
     ctx.service.supersede(&ctx.workspace, request.id(), newer.id(), &by).await?;
     ensure_eq!(frozen(&ctx.store.get_request(&ctx.workspace, request.id()).await?), fixed, "after supersession");
     let due = create(&ctx, spec(&ctx).expires_at(past())).await?;
@@ -165,7 +187,12 @@ pub async fn contract_frozen_fields_never_change(ctx: CaseContext) -> CaseResult
 pub async fn contract_supersession_race_refused(ctx: CaseContext) -> CaseResult {
     let by = requester();
     let older = create(&ctx, spec(&ctx)).await?;
-    let newer = create(&ctx, { let mut s = spec(&ctx); s.target = older.target().clone(); s }).await?;
+    let newer = create(&ctx, {
+        let mut s = spec(&ctx);
+        s.target = older.target().clone();
+        s
+    })
+    .await?;
     let transition = lifecycle::supersede(&older, &newer, &by, Timestamp::now())?;
     act(&ctx, newer.id(), &by, Action::Cancel { reason: "finished first".into() }).await?;
     let error = expect_err(ctx.store.commit_transition(&transition).await, "supersede by a finished request")?;
@@ -178,7 +205,12 @@ pub async fn contract_supersession_race_refused(ctx: CaseContext) -> CaseResult 
     let error = expect_err(ctx.service.supersede(&ctx.workspace, older.id(), newer.id(), &by).await, "service")?;
     ensure!(matches!(error, GovernanceError::InvalidTransition { .. }), "the service re-reads and refuses: {error:?}");
     // A successor that moved on while staying unfinished is a conflict too, and the service retries past it.
-    let other = create(&ctx, { let mut s = spec(&ctx); s.target = older.target().clone(); s }).await?;
+    let other = create(&ctx, {
+        let mut s = spec(&ctx);
+        s.target = older.target().clone();
+        s
+    })
+    .await?;
     let transition = lifecycle::supersede(&older, &other, &by, Timestamp::now())?;
     act(&ctx, other.id(), &by, Action::Annotate { metadata: json!(1) }).await?;
     let error = expect_err(ctx.store.commit_transition(&transition).await, "successor moved on")?;
@@ -215,7 +247,10 @@ pub async fn contract_hostile_nesting_refused(ctx: CaseContext) -> CaseResult {
     let noted = Command::from(Action::Submit { reason: PendingReason::Quota }).metadata(nested(DEEP));
     too_deep(ctx.service.apply(&ctx.workspace, request.id(), &by, noted).await, "command metadata")?;
     ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "nothing was written");
-    too_deep(HistoryRecord::new(evidence(&ctx, Decision::Denied).request_json(nested(DEEP)), Timestamp::now()), "record")?;
+    too_deep(
+        HistoryRecord::new(evidence(&ctx, Decision::Denied).request_json(nested(DEEP)), Timestamp::now()),
+        "record",
+    )?;
     let deep = || evidence(&ctx, Decision::Denied).response_json(nested(DEEP));
     ensure!(!deep().same_content(&deep()), "deep evidence is never the same content");
     let recorder = Recorder::new(ctx.store.clone());
@@ -225,7 +260,13 @@ pub async fn contract_hostile_nesting_refused(ctx: CaseContext) -> CaseResult {
         ("Recorder::guard", recorder.guard(deep(), async |_| ()).await.map(drop)),
     ] {
         ensure!(
-            matches!(&result, Err(AuditError::Refused(GovernanceError::Validation { problem: ValidationProblem::TooDeep { .. }, .. }))),
+            matches!(
+                &result,
+                Err(AuditError::Refused(GovernanceError::Validation {
+                    problem: ValidationProblem::TooDeep { .. },
+                    ..
+                }))
+            ),
             "{what}: expected a refusal, got {result:?}"
         );
     }
@@ -243,18 +284,32 @@ pub async fn contract_json_at_depth_limit(ctx: CaseContext) -> CaseResult {
         empty_at_limit = json!({ "k": empty_at_limit });
     }
     let request = create(&ctx, spec(&ctx).metadata(at_limit.clone())).await?;
-    ensure_eq!(ctx.store.get_request(&ctx.workspace, request.id()).await?.metadata(), &at_limit, "metadata at the limit");
+    ensure_eq!(
+        ctx.store.get_request(&ctx.workspace, request.id()).await?.metadata(),
+        &at_limit,
+        "metadata at the limit"
+    );
     let done = act(&ctx, request.id(), &requester(), Action::Annotate { metadata: empty_at_limit.clone() }).await?;
     ensure_eq!(done.request().metadata(), &empty_at_limit, "annotation at the limit");
-    let stored = append(&ctx, evidence(&ctx, Decision::Denied).request_json(at_limit.clone()).response_json(empty_at_limit.clone())).await?;
+    let stored = append(
+        &ctx,
+        evidence(&ctx, Decision::Denied).request_json(at_limit.clone()).response_json(empty_at_limit.clone()),
+    )
+    .await?;
     let read = ctx.store.get_history_record(&ctx.workspace, stored.id()).await?;
     ensure_eq!(read.evidence().request_json.as_ref(), Some(&at_limit), "request_json at the limit");
     ensure_eq!(read.evidence().response_json.as_ref(), Some(&empty_at_limit), "response_json at the limit");
     read.check()?;
     let over = nested(limits::MAX_JSON_DEPTH + 1);
     too_deep(ctx.service.create(spec(&ctx).metadata(over.clone())).await, "create one past")?;
-    too_deep(act(&ctx, request.id(), &requester(), Action::Annotate { metadata: json!([empty_at_limit]) }).await, "annotate one past")?;
-    too_deep(HistoryRecord::new(evidence(&ctx, Decision::Denied).request_json(over), Timestamp::now()), "record one past")?;
+    too_deep(
+        act(&ctx, request.id(), &requester(), Action::Annotate { metadata: json!([empty_at_limit]) }).await,
+        "annotate one past",
+    )?;
+    too_deep(
+        HistoryRecord::new(evidence(&ctx, Decision::Denied).request_json(over), Timestamp::now()),
+        "record one past",
+    )?;
     Ok(())
 }
 
@@ -280,7 +335,10 @@ pub async fn contract_time_bounds_outside_storable_range(ctx: CaseContext) -> Ca
         ("from before 1970", TimeRange { from: Some(before_1970), until: None }),
     ] {
         let filter = RequestFilter { created: range, ..RequestFilter::default() };
-        out_of_range(ctx.store.query_requests(&ctx.workspace, &filter, &PageRequest::all()).await.map(|p| ids(p.items)), what)?;
+        out_of_range(
+            ctx.store.query_requests(&ctx.workspace, &filter, &PageRequest::all()).await.map(|p| ids(p.items)),
+            what,
+        )?;
         let filter = HistoryFilter { created: range, ..HistoryFilter::default() };
         let history = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::all()).await;
         out_of_range(history.map(|p| p.items.iter().map(|r| r.id().to_string()).collect()), what)?;
@@ -321,6 +379,9 @@ pub async fn contract_transitions_say_why(ctx: CaseContext) -> CaseResult {
     ensure_eq!(request.metadata(), &Value::Null, "a command's metadata does not change the request");
     let bad = Command::from(Action::Approve).reason("x".repeat(limits::MAX_TEXT_BYTES + 1));
     let error = expect_err(act(&ctx, request.id(), &by, bad).await, "over-long reason")?;
-    ensure!(matches!(error, GovernanceError::Validation { problem: ValidationProblem::TooLong { .. }, .. }), "{error:?}");
+    ensure!(
+        matches!(error, GovernanceError::Validation { problem: ValidationProblem::TooLong { .. }, .. }),
+        "{error:?}"
+    );
     Ok(())
 }

@@ -134,7 +134,11 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
         ("object type", HistoryFilter { object_type: Some("payment".into()), ..f() }, vec![denied.id()]),
         ("operation", HistoryFilter { operation: Some("refund".into()), ..f() }, vec![errored.id()]),
         ("decision", HistoryFilter { decision: Some(Decision::Approved), ..f() }, vec![errored.id()]),
-        ("outcome", HistoryFilter { outcome: Some(governance_abstractions::Outcome::Error), ..f() }, vec![errored.id()]),
+        (
+            "outcome",
+            HistoryFilter { outcome: Some(governance_abstractions::Outcome::Error), ..f() },
+            vec![errored.id()],
+        ),
         ("correlation", HistoryFilter { correlation_id: Some("ctx-1".into()), ..f() }, vec![denied.id()]),
         (
             "window",

@@ -2,8 +2,7 @@
 
 use governance_abstractions::{
     Action, Actor, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryFilter, HistoryRecord, NewRequest,
-    PageRequest, RequestFilter,
-    RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, lifecycle, limits,
+    PageRequest, RequestFilter, RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, lifecycle, limits,
 };
 use serde_json::{Value, json};
 
@@ -322,7 +321,10 @@ pub async fn unicode_identifiers_exact(ctx: CaseContext) -> CaseResult {
     // Trailing spaces are significant too (MySQL's PAD SPACE collations would
     // let "acme " read "acme").
     let padded = WorkspaceId::new(format!("{} ", upper.as_str()))?;
-    ensure!(ctx.store.get_request(&padded, a.id()).await.is_err_and(|e| e.is_not_found()), "trailing space in workspace");
+    ensure!(
+        ctx.store.get_request(&padded, a.id()).await.is_err_and(|e| e.is_not_found()),
+        "trailing space in workspace"
+    );
     let spaced = ctx.service.create(spec_in(&upper).idempotency_key("Key ").intent("spaced")).await?;
     ensure!(!spaced.is_replay(), "a key with a trailing space is another key");
     let all_padded = ctx.store.query_requests(&padded, &RequestFilter::default(), &PageRequest::all()).await?;

@@ -234,9 +234,17 @@ pub async fn version_stale_renews_approval(ctx: CaseContext) -> CaseResult {
     let renewed = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
     let stored = ctx.store.get_request(&ctx.workspace, id).await?;
     ensure_eq!(&stored, renewed.request(), "renewal stored");
-    ensure_eq!((stored.status(), stored.pending_reason()), (Pending, Some(PendingReason::Approval)), "back to approval");
+    ensure_eq!(
+        (stored.status(), stored.pending_reason()),
+        (Pending, Some(PendingReason::Approval)),
+        "back to approval"
+    );
     ensure_eq!(stored.spec().expected_state_version, Some(6), "expected version updated");
-    ensure!(stored.spec().approvals.iter().all(|a| a.decision.is_none()), "approvals reset: {:?}", stored.spec().approvals);
+    ensure!(
+        stored.spec().approvals.iter().all(|a| a.decision.is_none()),
+        "approvals reset: {:?}",
+        stored.spec().approvals
+    );
     ensure_eq!(codes_since(&ctx, id, 4).await?, vec![codes::VERSION_RENEWED_APPROVAL_REQUIRED], "records");
     act(&ctx, id, &user("lead"), decide(Verdict::Approved)).await?;
     let done = act(&ctx, id, &requester(), Action::Execute { current_version: Some(6) }).await?;
@@ -322,7 +330,11 @@ pub async fn approval_rejection_rejects(ctx: CaseContext) -> CaseResult {
     ensure_eq!(t.request().status(), Rejected, "one rejection rejects");
     let codes: Vec<&str> = t.records().iter().map(|r| r.evidence().code.as_str()).collect();
     ensure_eq!(codes, vec![codes::APPROVAL_DECIDED, codes::REQUEST_REJECTED], "records");
-    ensure_eq!(t.records()[0].evidence().decision, Some(governance_abstractions::Decision::Denied), "decision recorded");
+    ensure_eq!(
+        t.records()[0].evidence().decision,
+        Some(governance_abstractions::Decision::Denied),
+        "decision recorded"
+    );
     Ok(())
 }
 
@@ -487,7 +499,9 @@ pub async fn supersede_preconditions(ctx: CaseContext) -> CaseResult {
     let mut foreign = same_target(&ctx);
     foreign.workspace_id = ctx.other_workspace();
     let foreign = ctx.service.create(foreign).await?.into_inner();
-    for (what, newer) in [("another target", elsewhere.id()), ("a finished request", finished.id()), ("itself", older.id())] {
+    for (what, newer) in
+        [("another target", elsewhere.id()), ("a finished request", finished.id()), ("itself", older.id())]
+    {
         let e = expect_err(ctx.service.supersede(&ctx.workspace, older.id(), newer, &requester()).await, what)?;
         ensure!(refused_by(&e, TransitionRule::NotASuccessor), "{what}: expected NotASuccessor, got {e:?}");
     }

@@ -43,7 +43,11 @@ pub async fn isolation_reads_scoped(ctx: CaseContext) -> CaseResult {
     let due = create(&ctx, spec(&ctx).expires_at(past())).await?;
     ensure!(ctx.store.due_for_expiry(&other, Timestamp::now(), 10).await?.is_empty(), "due elsewhere");
     ensure!(ctx.service.expire_due(&other, Timestamp::now()).await?.is_empty(), "a sweep elsewhere expires nothing");
-    ensure_eq!(ctx.store.get_request(&ctx.workspace, due.id()).await?.status(), RequestStatus::Created, "still due here");
+    ensure_eq!(
+        ctx.store.get_request(&ctx.workspace, due.id()).await?.status(),
+        RequestStatus::Created,
+        "still due here"
+    );
     Ok(())
 }
 
@@ -117,7 +121,11 @@ pub async fn query_filter_actor_operation_category(ctx: CaseContext) -> CaseResu
     let deleter = create(&ctx, delete).await?;
     let plain = create(&ctx, spec(&ctx)).await?;
     let f = RequestFilter::default;
-    ensure_eq!(query_ids(&ctx, RequestFilter { actor: Some(Actor::user("bob")), ..f() }).await?, vec![bob.id()], "actor");
+    ensure_eq!(
+        query_ids(&ctx, RequestFilter { actor: Some(Actor::user("bob")), ..f() }).await?,
+        vec![bob.id()],
+        "actor"
+    );
     ensure_eq!(
         query_ids(&ctx, RequestFilter { actor: Some(Actor::user("requester")), ..f() }).await?,
         vec![deleter.id(), plain.id()],
