@@ -14,36 +14,45 @@ use crate::{
 
 use RequestStatus::{Approved, Canceled, Created, Executed, Expired, Pending, Rejected, Superseded};
 
-/// Every allowed status move, `(from, to)`. Anything else is an
-/// [`InvalidTransition`](GovernanceError::InvalidTransition). Moves to the same
-/// status are updates that keep the status (annotation, partial approval,
-/// revalidation).
-pub const MOVES: &[(RequestStatus, RequestStatus)] = &[
-    (Created, Created),
-    (Created, Pending),
-    (Created, Approved),
-    (Created, Rejected),
-    (Created, Canceled),
-    (Created, Expired),
-    (Created, Superseded),
-    (Pending, Pending),
-    (Pending, Approved),
-    (Pending, Rejected),
-    (Pending, Canceled),
-    (Pending, Expired),
-    (Pending, Superseded),
-    (Approved, Approved),
-    (Approved, Pending),
-    (Approved, Executed),
-    (Approved, Rejected),
-    (Approved, Canceled),
-    (Approved, Expired),
-    (Approved, Superseded),
+/// Every allowed status move, `(from, to, actions)`: the actions that may
+/// make it. Anything else is an
+/// [`InvalidTransition`](GovernanceError::InvalidTransition) with rule
+/// [`MoveNotAllowed`](TransitionRule::MoveNotAllowed) (each action's own
+/// rules, checked first, may refuse earlier with a more specific rule). Moves
+/// to the same status are updates that keep the status (annotation, partial
+/// approval, revalidation).
+pub const MOVES: &[(RequestStatus, RequestStatus, &[ActionKind])] = &[
+    (Created, Created, &[ActionKind::Annotate]),
+    (Created, Pending, &[ActionKind::Submit]),
+    (Created, Approved, &[ActionKind::Approve]),
+    (Created, Rejected, &[ActionKind::Reject]),
+    (Created, Canceled, &[ActionKind::Cancel]),
+    (Created, Expired, &[ActionKind::Expire]),
+    (Created, Superseded, &[ActionKind::Supersede]),
+    (Pending, Pending, &[ActionKind::Submit, ActionKind::Decide, ActionKind::Annotate]),
+    (Pending, Approved, &[ActionKind::Approve, ActionKind::Decide]),
+    (Pending, Rejected, &[ActionKind::Reject, ActionKind::Decide]),
+    (Pending, Canceled, &[ActionKind::Cancel]),
+    (Pending, Expired, &[ActionKind::Expire]),
+    (Pending, Superseded, &[ActionKind::Supersede]),
+    (Approved, Approved, &[ActionKind::Annotate, ActionKind::Execute]),
+    (Approved, Pending, &[ActionKind::Execute]),
+    (Approved, Executed, &[ActionKind::Execute]),
+    (Approved, Rejected, &[ActionKind::Reject, ActionKind::Execute]),
+    (Approved, Canceled, &[ActionKind::Cancel]),
+    (Approved, Expired, &[ActionKind::Expire]),
+    (Approved, Superseded, &[ActionKind::Supersede]),
 ];
 
-/// True when [`MOVES`] lists `(from, to)`.
+/// True when [`MOVES`] lists `(from, to)` for any action.
 pub fn is_allowed_move(from: RequestStatus, to: RequestStatus) -> bool {
-    MOVES.contains(&(from, to))
+    MOVES.iter().any(|(f, t, _)| (*f, *t) == (from, to))
+}
+
+/// True when [`MOVES`] lets `action` move a request from `from` to `to`: the
+/// check every change passes last.
+pub fn is_allowed(from: RequestStatus, to: RequestStatus, action: ActionKind) -> bool {
+    MOVES.iter().any(|(f, t, actions)| (*f, *t) == (from, to) && actions.contains(&action))
 }
 
 text_enum! {
@@ -501,7 +510,7 @@ fn change(
         Err(Refusal::Rule(rule)) => return Err(refuse(rule)),
         Err(Refusal::Input(error)) => return Err(error),
     }
-    if !is_allowed_move(from, next.status) {
+    if !is_allowed(from, next.status, kind) {
         return Err(refuse(TransitionRule::MoveNotAllowed));
     }
     if next.status != Pending {
@@ -552,17 +561,13 @@ fn act(
             if *reason == PendingReason::Approval && request.spec.approvals.is_empty() {
                 return Err(Refusal::Rule(TransitionRule::NoApprovalRequirements));
             }
-            if from == Approved {
-                return Err(Refusal::Rule(TransitionRule::MoveNotAllowed));
-            }
+            // From approved, the move table refuses it: only execution goes back to pending.
             next.status = Pending;
             next.pending_reason = Some(*reason);
             steps.push(Step::lifecycle(codes::REQUEST_SUBMITTED, None));
         }
         Action::Approve => {
-            if from == Approved {
-                return Err(Refusal::Rule(TransitionRule::MoveNotAllowed));
-            }
+            // From approved, the move table refuses it.
             if !request.spec.approvals.is_empty() {
                 return Err(Refusal::Rule(TransitionRule::ApprovalsRequired));
             }
