@@ -95,8 +95,58 @@ impl ProviderReport {
     }
 }
 
-/// Runs one case on a fresh store from `factory`.
+/// Runs one case on a fresh store from `factory`, failing it after
+/// [`CASE_TIMEOUT`].
 pub async fn run_case(factory: Arc<dyn StoreFactory>, case: &'static Case) -> CaseReport {
+    run_case_within(factory, case, CASE_TIMEOUT).await
+}
+
+/// Runs one case on a fresh store from `factory`, failing it, by name, when
+/// it has not finished within `limit`.
+///
+/// The case runs on a thread and runtime of its own (its store is opened
+/// there too), so even a case that spins without ever yielding — a retry
+/// loop that never ends, say — is reported as failed on time instead of
+/// stalling the suite: its thread is left behind, never waited for.
+pub async fn run_case_within(factory: Arc<dyn StoreFactory>, case: &'static Case, limit: Duration) -> CaseReport {
+    let started = Instant::now();
+    let failed = |message: String| CaseReport {
+        name: case.name,
+        group: case.group.name(),
+        status: CaseStatus::Failed,
+        ms: started.elapsed().as_millis() as u64,
+        message: Some(message),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new().name(format!("case {}", case.name)).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        let runtime = match runtime {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                let _ = sender.send(Err(format!("could not start a runtime for the case: {error}")));
+                return;
+            }
+        };
+        let report = runtime.block_on(run_case_here(factory, case, limit));
+        let _ = sender.send(Ok(report));
+        // A task the case left spinning must not keep this thread alive.
+        runtime.shutdown_background();
+    });
+    if let Err(error) = thread {
+        return failed(format!("could not start a thread for the case: {error}"));
+    }
+    // The case's own deadline fires first for anything that yields; this one
+    // catches what never does.
+    match tokio::time::timeout(limit + Duration::from_secs(2), receiver).await {
+        Ok(Ok(Ok(report))) => report,
+        Ok(Ok(Err(message))) => failed(message),
+        Ok(Err(_)) => failed("the case's thread ended without a report".into()),
+        Err(_) => failed(format!("{} did not finish within {limit:?}: it hangs without yielding", case.name)),
+    }
+}
+
+/// The case itself, on the runtime of the thread that runs it.
+async fn run_case_here(factory: Arc<dyn StoreFactory>, case: &'static Case, limit: Duration) -> CaseReport {
     let started = Instant::now();
     let report = |status, message: Option<String>| CaseReport {
         name: case.name,
@@ -120,14 +170,14 @@ pub async fn run_case(factory: Arc<dyn StoreFactory>, case: &'static Case) -> Ca
     };
     // A task of its own turns a panic into a failure instead of aborting the run.
     let mut task = tokio::spawn((case.run)(CaseContext::new(opened)));
-    match tokio::time::timeout(CASE_TIMEOUT, &mut task).await {
+    match tokio::time::timeout(limit, &mut task).await {
         Ok(Ok(Ok(()))) => report(CaseStatus::Passed, None),
         Ok(Ok(Err(failure))) => report(CaseStatus::Failed, Some(failure.0)),
         Ok(Err(join)) => report(CaseStatus::Failed, Some(panic_message(join))),
         Err(_) => {
             // Stop it, so it no longer touches the database.
             task.abort();
-            report(CaseStatus::Failed, Some(format!("timed out after {CASE_TIMEOUT:?}")))
+            report(CaseStatus::Failed, Some(format!("{} timed out after {limit:?}", case.name)))
         }
     }
 }
@@ -204,5 +254,55 @@ pub async fn run_named_test(factory: Arc<dyn StoreFactory>, name: &str) {
             let _ = writeln!(std::io::stderr(), "SKIPPED {provider}::{name}: {message}");
         }
         CaseStatus::Failed => panic!("{provider}::{name} failed: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{Capabilities, Group, TestStore};
+
+    struct Memory;
+
+    #[async_trait::async_trait]
+    impl StoreFactory for Memory {
+        fn name(&self) -> &str {
+            "memory"
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::all()
+        }
+
+        async fn open(&self) -> Result<TestStore, SetupError> {
+            Ok(TestStore::new(Arc::new(governance_memory::MemoryStore::new())))
+        }
+    }
+
+    static SPINS: Case = Case {
+        name: "spins_without_yielding",
+        group: Group::Cas,
+        requires: &[],
+        run: |_| {
+            Box::pin(async {
+                loop {
+                    std::hint::spin_loop();
+                }
+            })
+        },
+    };
+
+    static WAITS: Case =
+        Case { name: "waits_forever", group: Group::Cas, requires: &[], run: |_| Box::pin(std::future::pending()) };
+
+    #[tokio::test]
+    async fn a_hanging_case_fails_within_its_timeout_naming_the_case() {
+        for case in [&SPINS, &WAITS] {
+            let started = Instant::now();
+            let report = run_case_within(Arc::new(Memory), case, Duration::from_millis(300)).await;
+            assert_eq!(report.status, CaseStatus::Failed, "{report:?}");
+            assert!(report.message.as_deref().is_some_and(|m| m.contains(case.name)), "{report:?}");
+            assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        }
     }
 }
