@@ -335,7 +335,7 @@ impl Drop for Evidence {
 /// hash as stored: [`check`](Self::check) compares it with its content, and
 /// everything that relies on it (appending it again, sealing, `verify`,
 /// export) does so.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct HistoryRecord {
     id: RecordId,
     created_at: Timestamp,
@@ -345,6 +345,17 @@ pub struct HistoryRecord {
     /// `None` when the hash came from outside and is not yet checked.
     #[serde(skip)]
     encoded_len: std::sync::OnceLock<usize>,
+}
+
+impl std::fmt::Debug for HistoryRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryRecord")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .field("evidence", &self.evidence)
+            .field("content_hash", &self.content_hash)
+            .finish()
+    }
 }
 
 impl PartialEq for HistoryRecord {

@@ -185,15 +185,6 @@ impl PageRequest {
         self.cursor.as_ref().map(|cursor| cursor.position(self.direction)).transpose()
     }
 
-    /// True when `position` lies beyond `after` in this direction.
-    pub fn is_beyond(&self, after: Option<Position>, position: Position) -> bool {
-        match (after, self.direction) {
-            (None, _) => true,
-            (Some(after), Direction::Forward) => position > after,
-            (Some(after), Direction::Backward) => position < after,
-        }
-    }
-
     /// How many rows to fetch to learn whether more exist: `limit + 1`.
     pub fn fetch_limit(&self) -> Option<u64> {
         self.limit.map(|limit| u64::from(limit) + 1)

@@ -302,7 +302,7 @@ impl NewRequest {
 /// checked against it before the lifecycle computes a transition from it, and
 /// a store commits a transition only over the stored revision with that
 /// digest. A copy edited in any way is refused.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct GovernanceRequest {
     pub(crate) id: RequestId,
     #[serde(flatten)]
@@ -318,6 +318,23 @@ pub struct GovernanceRequest {
     /// True when this process computed `state_digest` from these fields.
     #[serde(skip)]
     pub(crate) checked: std::sync::OnceLock<()>,
+}
+
+impl std::fmt::Debug for GovernanceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernanceRequest")
+            .field("id", &self.id)
+            .field("spec", &self.spec)
+            .field("status", &self.status)
+            .field("pending_reason", &self.pending_reason)
+            .field("superseded_by", &self.superseded_by)
+            .field("revision", &self.revision)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("creation_digest", &self.creation_digest)
+            .field("state_digest", &self.state_digest)
+            .finish()
+    }
 }
 
 impl PartialEq for GovernanceRequest {

@@ -67,6 +67,10 @@ fn nul(p: &ValidationProblem) -> bool {
     *p == ValidationProblem::ContainsNul
 }
 
+fn out_of_range(p: &ValidationProblem) -> bool {
+    *p == ValidationProblem::OutOfRange
+}
+
 fn too_long(p: &ValidationProblem) -> bool {
     matches!(p, ValidationProblem::TooLong { .. } | ValidationProblem::TooMany { .. })
 }
@@ -195,7 +199,6 @@ pub async fn bad_input_filters_and_json(ctx: CaseContext) -> CaseResult {
     let too_deep = |p: &ValidationProblem| matches!(p, ValidationProblem::TooDeep { .. });
     refused_request(&ctx, "deep metadata", spec(&ctx).metadata(deep), too_deep).await?;
     let big = json!({ "n": 9_007_199_254_740_993u64 });
-    let out_of_range = |p: &ValidationProblem| *p == ValidationProblem::OutOfRange;
     refused_request(&ctx, "unsafe integer", spec(&ctx).metadata(big.clone()), out_of_range).await?;
     let mut e = evidence(&ctx, Decision::Denied);
     e.request_json = Some(big);
@@ -397,4 +400,81 @@ pub async fn timestamp_range(ctx: CaseContext) -> CaseResult {
         *p == ValidationProblem::OutOfRange
     })
     .await
+}
+
+/// Every limit holds at its exact value and refuses one past it: text
+/// (16 KiB), integers (±(2^53 − 1)), and a history append (8 MiB).
+pub async fn bad_input_limits_at_their_value(ctx: CaseContext) -> CaseResult {
+    let text = "t".repeat(limits::MAX_TEXT_BYTES);
+    let safe = limits::MAX_SAFE_INTEGER;
+    let request = create(&ctx, spec(&ctx).intent(text.clone()).expected_version(-safe, Default::default())).await?;
+    let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+    ensure_eq!(read.intent().len(), limits::MAX_TEXT_BYTES, "an intent of exactly the limit round-trips");
+    ensure_eq!(read.expected_state_version(), Some(-safe), "the smallest safe integer round-trips");
+    let over = spec(&ctx).intent(format!("{text}t"));
+    refused_request(&ctx, "intent one byte over", over, too_long).await?;
+    for version in [safe + 1, -safe - 1, i64::MAX, i64::MIN] {
+        refused_request(
+            &ctx,
+            "unsafe expected version",
+            spec(&ctx).expected_version(version, Default::default()),
+            out_of_range,
+        )
+        .await?;
+    }
+    let by = requester();
+    let refuse = |action: Action, want: fn(&ValidationProblem) -> bool, what: &str| -> CaseResult {
+        let error = expect_err(lifecycle::apply(&read, &by, &action, Timestamp::now()), what)?;
+        ensure!(is_validation(&error, want), "{what}: expected a validation error from the lifecycle, got {error:?}");
+        Ok(())
+    };
+    refuse(Action::Reject { reason: format!("{text}r") }, too_long, "reject reason one byte over")?;
+    refuse(Action::Cancel { reason: format!("{text}r") }, too_long, "cancel reason one byte over")?;
+    refuse(Action::Reject { reason: "a\0b".into() }, nul, "reject reason with NUL")?;
+    refuse(Action::Cancel { reason: "\0".into() }, nul, "cancel reason with NUL")?;
+    refuse(Action::Execute { current_version: Some(safe + 1) }, out_of_range, "unsafe current version")?;
+    refuse(Action::Execute { current_version: Some(-safe - 1) }, out_of_range, "unsafe current version")?;
+    refuse(Action::Annotate { metadata: json!({ "n": safe + 1 }) }, out_of_range, "unsafe integer in metadata")?;
+    let approvals = create(&ctx, spec(&ctx).approval(Actor::user("a"), 1)).await?;
+    let pending =
+        act(&ctx, approvals.id(), &by, Action::Submit { reason: governance_abstractions::PendingReason::Approval })
+            .await?;
+    for (comment, want, what) in [
+        (format!("{text}c"), too_long as fn(&ValidationProblem) -> bool, "comment one byte over"),
+        ("\0".into(), nul, "comment with NUL"),
+    ] {
+        let decide = Action::Decide { verdict: governance_abstractions::Verdict::Approved, comment: Some(comment) };
+        let error = expect_err(lifecycle::apply(pending.request(), &user("a"), &decide, Timestamp::now()), what)?;
+        ensure!(is_validation(&error, want), "{what}: {error:?}");
+    }
+    ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "nothing refused was written");
+    let reject = act(&ctx, request.id(), &by, Action::Reject { reason: text.clone() }).await?;
+    ensure_eq!(reject.records()[0].evidence().reason.as_deref(), Some(text.as_str()), "a reason of exactly the limit");
+
+    // A batch of exactly MAX_BATCH_BYTES is one append; one byte more is refused whole.
+    let sized = |extra: usize| -> Outcome<Vec<HistoryRecord>> {
+        let build = |n: usize, pad: usize| {
+            let payload = json!({ "pad": "x".repeat(pad) });
+            HistoryRecord::new(
+                evidence(&ctx, Decision::Denied).request_json(payload).idempotency_key(format!("limit-{n}")),
+                instant(n as i64),
+            )
+        };
+        let per = limits::MAX_BATCH_BYTES / 5;
+        let mut records = (0..4).map(|n| build(n, per)).collect::<Result<Vec<_>, _>>()?;
+        let used: usize = records.iter().map(|r| r.checked_len()).sum::<Result<usize, _>>()?;
+        let probe = build(4, 0)?.checked_len()?;
+        let rest = limits::MAX_BATCH_BYTES - used - probe + extra;
+        records.push(build(4, rest)?);
+        Ok(records)
+    };
+    let over = sized(1)?;
+    let total: usize = over.iter().map(|r| r.checked_len()).sum::<Result<usize, _>>()?;
+    ensure_eq!(total, limits::MAX_BATCH_BYTES + 1, "the batch is one byte over");
+    let error = expect_err(ctx.store.append_history(&over).await, "a batch one byte over")?;
+    ensure!(is_validation(&error, too_long), "expected TooLong, got {error:?}");
+    let exact = sized(0)?;
+    let stored = ctx.store.append_history(&exact).await?;
+    ensure_eq!(stored.iter().filter(|s| !s.is_replay()).count(), 5, "a batch of exactly the limit is stored");
+    Ok(())
 }

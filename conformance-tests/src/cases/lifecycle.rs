@@ -414,6 +414,11 @@ pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
     let not_due = create(&ctx, spec(&ctx).expires_at(future)).await?;
     let no_expiry = create(&ctx, spec(&ctx)).await?;
     let finished = drive(&ctx, spec(&ctx).expires_at(past()), Canceled).await?;
+    let mut due: Vec<_> = ctx.store.due_for_expiry(&ctx.workspace, now, 100).await?.iter().map(|r| r.id()).collect();
+    due.sort();
+    let mut want_due = vec![due_created.id(), due_pending.id(), due_approved.id()];
+    want_due.sort();
+    ensure_eq!(due, want_due, "due: unfinished requests whose expiry passed, never finished ones");
     let mut expired = ctx.service.expire_due(&ctx.workspace, now).await?;
     expired.sort();
     let mut want = vec![due_created.id(), due_pending.id(), due_approved.id()];
@@ -479,6 +484,9 @@ pub async fn supersede_marks_older(ctx: CaseContext) -> CaseResult {
     let t = ctx.service.supersede(&ctx.workspace, older.id(), newer.id(), &requester()).await?;
     ensure_eq!((t.request().status(), t.request().superseded_by()), (Superseded, Some(newer.id())), "older superseded");
     ensure_eq!(t.records()[0].evidence().code, codes::REQUEST_SUPERSEDED, "record");
+    let history = ctx.store.history_for_request(&ctx.workspace, older.id()).await?;
+    let detail = history.last().and_then(|r| r.evidence().response_json.clone()).unwrap_or_default();
+    ensure_eq!(detail["superseded_by"], serde_json::json!(newer.id()), "the stored record names the successor");
     let for_target = ctx.store.requests_for_target(&ctx.workspace, &target).await?;
     let statuses: Vec<RequestStatus> = for_target.iter().map(|r| r.status()).collect();
     ensure_eq!(statuses, vec![Superseded, Created], "both requests for the target, oldest first");

@@ -426,3 +426,48 @@ pub async fn paging_history(ctx: CaseContext) -> CaseResult {
     }
     Ok(())
 }
+
+/// A last page holding exactly the remaining rows says there are no more,
+/// both ways, for requests and history; a cursor handed out as text and read
+/// back (what a client does) resumes at the same place.
+pub async fn paging_exact_last_page_and_text_cursors(ctx: CaseContext) -> CaseResult {
+    let want = rows_against_time(&ctx, 4, 1).await?;
+    for backward in [false, true] {
+        let mut page = PageRequest::first(2);
+        if backward {
+            page = page.backward();
+        }
+        let first = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &page).await?;
+        ensure!(first.has_more, "two of four rows: more to come (backward: {backward})");
+        let text = first.next.as_ref().map(|c| c.to_string()).ok_or_else(|| CaseFailure("no cursor".into()))?;
+        ensure_eq!(first.next.as_ref().map(|c| c.as_str().to_owned()), Some(text.clone()), "Display is as_str");
+        let resumed = page.clone().after(Cursor::from(text.as_str()));
+        let second = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &resumed).await?;
+        ensure_eq!(second.items.len(), 2, "the remaining two rows");
+        ensure!(!second.has_more, "a last page of exactly the remaining rows has no more (backward: {backward})");
+        let mut seen = ids(&first.items);
+        seen.extend(ids(&second.items));
+        let mut expected = want.clone();
+        if backward {
+            expected.reverse();
+        }
+        ensure_eq!(seen, expected, "both pages in order (backward: {backward})");
+        let end = second.next.ok_or_else(|| CaseFailure("no cursor after the last page".into()))?;
+        let after_end = page.clone().after(Cursor::from(end.to_string()));
+        let empty = ctx.store.query_requests(&ctx.workspace, &RequestFilter::default(), &after_end).await?;
+        ensure!(empty.items.is_empty() && !empty.has_more, "nothing after the end: {empty:?}");
+    }
+    for n in 0..3 {
+        append_at(&ctx, evidence(&ctx, Decision::Denied), instant(n)).await?;
+    }
+    let filter = HistoryFilter {
+        category: Some(governance_abstractions::HistoryCategory::Decision),
+        ..HistoryFilter::default()
+    };
+    let first = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::first(2)).await?;
+    ensure!(first.has_more, "two of three records: more to come");
+    let cursor = first.next.map(|c| Cursor::from(c.to_string())).ok_or_else(|| CaseFailure("no cursor".into()))?;
+    let second = ctx.store.query_history(&ctx.workspace, &filter, &PageRequest::first(1).after(cursor)).await?;
+    ensure!(second.items.len() == 1 && !second.has_more, "the last record alone, no more: {second:?}");
+    Ok(())
+}

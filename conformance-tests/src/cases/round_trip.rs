@@ -8,7 +8,7 @@ use governance_abstractions::{
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::harness::{CaseContext, CaseResult};
+use crate::harness::{CaseContext, CaseFailure, CaseResult};
 
 fn full_spec(ctx: &CaseContext) -> NewRequest {
     let requested_by = Principal::delegated(
@@ -141,6 +141,14 @@ pub async fn duplicate_record_id(ctx: CaseContext) -> CaseResult {
         matches!(error, GovernanceError::AlreadyExists { kind: EntityKind::HistoryRecord, .. }),
         "expected AlreadyExists, got {error:?}"
     );
+    ensure_eq!(ctx.store.get_history_record(&ctx.workspace, first.id()).await?, first, "the original is untouched");
+    // The same id and evidence at another time is another content hash: not a replay.
+    let later = first.created_at().add_micros(1).ok_or_else(|| CaseFailure("time".into()))?;
+    let moved = HistoryRecord::with_id(first.id(), first.evidence().clone(), later)?;
+    let error = expect_err(ctx.store.append_history(&[moved]).await, "the same id and evidence, another time")?;
+    ensure!(matches!(error, GovernanceError::AlreadyExists { .. }), "expected AlreadyExists, got {error:?}");
+    let resent = ctx.store.append_history(std::slice::from_ref(&first)).await?;
+    ensure!(resent[0].is_replay(), "the very same record again is a replay");
     ensure_eq!(ctx.store.get_history_record(&ctx.workspace, first.id()).await?, first, "the original is untouched");
     Ok(())
 }
