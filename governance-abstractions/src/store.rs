@@ -369,3 +369,99 @@ pub fn validate_creation(creation: &Creation) -> Result<()> {
     creation.request().check()?;
     creation.record().check()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::{Actor, Decision, Evidence, GovernanceError, Timestamp};
+
+    fn record(key: Option<&str>) -> HistoryRecord {
+        let mut evidence =
+            Evidence::decision(WorkspaceId::new("ws").unwrap(), Actor::user("u"), "o", "op", Decision::Denied);
+        evidence.idempotency_key = key.map(str::to_owned);
+        HistoryRecord::new(evidence, Timestamp::now()).unwrap()
+    }
+
+    /// Storage that answers each insert from a script and returns fixed related rows.
+    struct Scripted {
+        inserts: VecDeque<InsertAttempt>,
+        related: Vec<HistoryRecord>,
+        batches: Vec<Vec<RecordId>>,
+    }
+
+    #[async_trait]
+    impl AppendStorage for Scripted {
+        async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
+            self.batches.push(records.iter().map(|r| r.id()).collect());
+            Ok(self.inserts.pop_front().unwrap_or(InsertAttempt::UniqueViolation))
+        }
+
+        async fn related(&mut self, _: &WorkspaceId, _: &[HistoryRecord]) -> Result<Vec<HistoryRecord>> {
+            Ok(self.related.clone())
+        }
+    }
+
+    fn scripted(inserts: &[InsertAttempt], related: Vec<HistoryRecord>) -> Scripted {
+        Scripted { inserts: inserts.iter().copied().collect(), related, batches: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_inserts_the_whole_batch_once() {
+        let records = [record(None), record(Some("k"))];
+        let mut storage = scripted(&[InsertAttempt::Inserted], vec![]);
+        let planned = append_history_with(&mut storage, &records).await.unwrap();
+        assert!(planned.iter().all(|p| !p.is_replay()));
+        assert_eq!(storage.batches, vec![vec![records[0].id(), records[1].id()]]);
+    }
+
+    #[tokio::test]
+    async fn a_collision_re_plans_and_inserts_only_what_is_new() {
+        let original = record(Some("k"));
+        let replay = HistoryRecord::new(original.evidence().clone(), Timestamp::now()).unwrap();
+        let fresh = record(None);
+        let records = [replay, fresh.clone()];
+        let mut storage = scripted(&[InsertAttempt::UniqueViolation, InsertAttempt::Inserted], vec![original.clone()]);
+        let planned = append_history_with(&mut storage, &records).await.unwrap();
+        assert_eq!(planned, vec![Stored::Replayed(original), Stored::New(fresh.clone())]);
+        assert_eq!(storage.batches[1], vec![fresh.id()], "the second insert carries only the new record");
+    }
+
+    #[tokio::test]
+    async fn a_collision_nothing_explains_is_retryable_and_bounded() {
+        let records = [record(None)];
+        let mut storage = scripted(&[], vec![]);
+        let error = append_history_with(&mut storage, &records).await.unwrap_err();
+        assert!(matches!(error, GovernanceError::Backend { retryable: true, .. }), "{error:?}");
+        assert_eq!(storage.batches.len(), 1, "an unexplained collision is not retried blindly");
+
+        // Each round explains one more collision: the loop gives up after its bound.
+        let records: Vec<HistoryRecord> = (0..10).map(|n| record(Some(&format!("k{n}")))).collect();
+        struct Growing(Vec<HistoryRecord>, usize, usize);
+        #[async_trait]
+        impl AppendStorage for Growing {
+            async fn insert(&mut self, _: &[&HistoryRecord]) -> Result<InsertAttempt> {
+                self.2 += 1;
+                Ok(InsertAttempt::UniqueViolation)
+            }
+            async fn related(&mut self, _: &WorkspaceId, _: &[HistoryRecord]) -> Result<Vec<HistoryRecord>> {
+                self.1 += 1;
+                Ok(self.0[..self.1].to_vec())
+            }
+        }
+        let mut growing = Growing(records.clone(), 0, 0);
+        let error = append_history_with(&mut growing, &records).await.unwrap_err();
+        assert!(matches!(error, GovernanceError::Backend { retryable: true, .. }), "{error:?}");
+        assert_eq!(growing.2, APPEND_ATTEMPTS, "at most {APPEND_ATTEMPTS} inserts");
+    }
+
+    #[tokio::test]
+    async fn everything_replayed_needs_no_second_insert() {
+        let original = record(Some("k"));
+        let mut storage = scripted(&[InsertAttempt::UniqueViolation], vec![original.clone()]);
+        let planned = append_history_with(&mut storage, std::slice::from_ref(&original)).await.unwrap();
+        assert_eq!(planned, vec![Stored::Replayed(original)]);
+        assert_eq!(storage.batches.len(), 1);
+    }
+}

@@ -209,3 +209,66 @@ impl io::Write for ByteCounter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn restoring_stored_json_turns_only_unsafe_integers_back_into_floats() {
+        let mut value = json!({
+            "big": 15_000_000_000_000_000_u64,
+            "negative": -15_000_000_000_000_000_i64,
+            "safe": MAX_SAFE_INTEGER,
+            "float": 1.5,
+            "nested": [{ "x": 9_007_199_254_740_993_u64 }, "text", null, true],
+        });
+        restore_stored_json(&mut value);
+        assert_eq!(value["big"], json!(1.5e16));
+        assert!(value["big"].is_f64() && value["negative"].is_f64());
+        assert_eq!(value["negative"], json!(-1.5e16));
+        assert!(value["safe"].is_i64(), "a safe integer stays an integer");
+        assert_eq!(value["float"], json!(1.5));
+        assert!(value["nested"][0]["x"].is_f64(), "nested values are restored too");
+        assert_eq!(value["nested"][1], json!("text"));
+        let mut plain = json!([1, 2, { "a": -3 }]);
+        restore_stored_json(&mut plain);
+        assert_eq!(plain, json!([1, 2, { "a": -3 }]));
+    }
+
+    #[test]
+    fn depth_counts_every_container_and_stops_at_the_limit() {
+        let mut value = Value::Null;
+        for _ in 0..MAX_JSON_DEPTH {
+            value = Value::Array(vec![value]);
+        }
+        assert!(json_depth("f", &value).is_ok());
+        let deeper = json!({ "k": value });
+        assert!(matches!(
+            json_depth("f", &deeper),
+            Err(GovernanceError::Validation { problem: ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }, .. })
+        ));
+        assert!(json_depth("f", &json!(1)).is_ok() && json_depth("f", &json!([])).is_ok());
+    }
+
+    #[test]
+    fn defused_values_drop_on_a_small_stack() {
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut value = Value::Null;
+                for _ in 0..200_000 {
+                    value = Value::Array(vec![value]);
+                }
+                defuse(&mut value);
+                drop(value);
+                let mut shallow = json!({ "a": [1, { "b": 2 }] });
+                defuse(&mut shallow);
+                assert_eq!(shallow, json!({ "a": [1, { "b": 2 }] }), "a shallow value is left as it was");
+            })
+            .unwrap();
+        handle.join().expect("no stack overflow");
+    }
+}
