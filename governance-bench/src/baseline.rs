@@ -20,15 +20,19 @@ pub(crate) struct Fresh<'a> {
 }
 
 /// A request's next state, as a hand-written conditional update writes it:
-/// the same columns and the same predicate (revision and status) as the
-/// providers' updates.
+/// the same columns and the same predicate (revision, status and state
+/// digest) as the providers' updates.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Move<'a> {
     pub(crate) workspace: &'a WorkspaceId,
     pub(crate) id: RequestId,
     pub(crate) from_revision: u64,
     pub(crate) from_status: &'a str,
-    /// The request's state after the move.
+    /// The stored digest the move was computed from (compared as the
+    /// providers compare it: equal, or no digest stored).
+    pub(crate) from_digest: Option<&'a str>,
+    /// The request's state after the move (its `state_digest` is written
+    /// as is: the baseline computes none).
     pub(crate) next: &'a GovernanceRequest,
 }
 
@@ -41,11 +45,13 @@ pub(crate) trait Baseline: Send + Sync {
     async fn insert_evidence(&self, rows: &[Fresh<'_>]) -> Outcome<()>;
     /// `INSERT` the request and its creation record in one transaction.
     async fn create(&self, request: &GovernanceRequest, record: Fresh<'_>) -> Outcome<()>;
-    /// `UPDATE … WHERE revision = from` and one history `INSERT`, in one
-    /// transaction; `false` (rolled back) when the revision moved.
+    /// `UPDATE … WHERE revision = from AND status = … AND state_digest = …`
+    /// and one history `INSERT`, in one transaction; `false` (rolled back)
+    /// when the row moved.
     async fn transition(&self, change: Move<'_>, record: Fresh<'_>) -> Outcome<bool>;
-    /// The stored revision.
-    async fn revision(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<u64>;
+    /// The stored revision and state digest: what a hand-written
+    /// compare-and-set reads before it writes.
+    async fn current(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<(u64, Option<String>)>;
     /// Pending requests, first page.
     async fn pending_page(&self, workspace: &WorkspaceId, limit: u32) -> Outcome<usize>;
     /// Every record of one request, in revision order.
@@ -72,7 +78,8 @@ pub(crate) struct MemoryBaseline {
 #[derive(Debug, Default)]
 struct Tenant {
     records: Vec<(Uuid, Timestamp, Evidence)>,
-    requests: HashMap<RequestId, (u64, String)>,
+    /// Revision, status and state digest of each request.
+    requests: HashMap<RequestId, (u64, String, String)>,
 }
 
 impl MemoryBaseline {
@@ -98,7 +105,8 @@ impl Baseline for MemoryBaseline {
 
     async fn create(&self, request: &GovernanceRequest, record: Fresh<'_>) -> Outcome<()> {
         self.with(request.workspace_id(), |t| {
-            t.requests.insert(request.id, (request.revision, request.status.as_str().to_owned()));
+            let row = (request.revision(), request.status().as_str().to_owned(), request.state_digest().to_owned());
+            t.requests.insert(request.id(), row);
             t.records.push((record.id, record.at, record.evidence.clone()));
         });
         Ok(())
@@ -106,9 +114,14 @@ impl Baseline for MemoryBaseline {
 
     async fn transition(&self, change: Move<'_>, record: Fresh<'_>) -> Outcome<bool> {
         self.with(change.workspace, |t| match t.requests.get_mut(&change.id) {
-            Some((revision, status)) if *revision == change.from_revision && status == change.from_status => {
+            Some((revision, status, digest))
+                if *revision == change.from_revision
+                    && status == change.from_status
+                    && change.from_digest == Some(digest.as_str()) =>
+            {
                 *revision += 1;
-                *status = change.next.status.as_str().to_owned();
+                *status = change.next.status().as_str().to_owned();
+                change.next.state_digest().clone_into(digest);
                 t.records.push((record.id, record.at, record.evidence.clone()));
                 Ok(true)
             }
@@ -117,8 +130,10 @@ impl Baseline for MemoryBaseline {
         })
     }
 
-    async fn revision(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<u64> {
-        self.with(workspace, |t| t.requests.get(&id).map(|(r, _)| *r).ok_or_else(|| format!("no request {id}")))
+    async fn current(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<(u64, Option<String>)> {
+        self.with(workspace, |t| {
+            t.requests.get(&id).map(|(r, _, d)| (*r, Some(d.clone()))).ok_or_else(|| format!("no request {id}"))
+        })
     }
 
     async fn pending_page(&self, _: &WorkspaceId, _: u32) -> Outcome<usize> {

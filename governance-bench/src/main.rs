@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p governance-bench -- [--scale N|tiny] [--format markdown|json] [--provider NAME]…
+//! cargo run --release -p governance-bench -- --cpu-per-record N [--format markdown|json]
 //! ```
 //!
 //! PostgreSQL and MySQL providers run when `GOVERNANCE_POSTGRES_URL` /
@@ -10,10 +11,23 @@
 //! SQLite always run. `--scale N` seeds N history records (N/10 requests)
 //! for the query workload (default 20 000, at most 1 000 000); `--scale tiny`
 //! is a smoke run of every workload in seconds. `--explain` prints the plans
-//! PostgreSQL chooses for the PostgreSQL provider's queries. See
-//! `docs/performance.md`.
+//! PostgreSQL chooses for the PostgreSQL provider's queries.
+//!
+//! `--cpu-per-record N` measures something else, with no database: the
+//! client CPU that recording one piece of evidence costs. N realistic
+//! decision records (856 bytes of request JSON, 711 of response JSON, three
+//! reason codes, an idempotency key, a token and an e-mail address for the
+//! redaction to scrub) go one at a time through `Recorder::record` into a
+//! `MemoryStore` on a single-threaded runtime, and it prints µs per record
+//! for the whole call, for `Recorder::prepare` (no store), for
+//! `HistoryRecord::new` alone (validation and one hash), and for the floor:
+//! `serde_json::to_vec` of the record plus SHA-256 over its canonical JSON.
+//! Use a release build; 10 000 records take a few seconds.
+//!
+//! See `docs/performance.md`.
 
 mod baseline;
+mod cpu;
 mod measure;
 mod sql;
 mod workloads;
@@ -43,12 +57,21 @@ struct Options {
     json: bool,
     explain: bool,
     providers: Vec<String>,
+    /// `--cpu-per-record N`: records to time instead of the workloads.
+    cpu_records: Option<u64>,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!("governance-bench: {problem}");
     eprintln!("usage: governance-bench [--scale N|tiny] [--format markdown|json] [--provider NAME]... [--explain]");
+    eprintln!("       governance-bench --cpu-per-record N [--format markdown|json]");
     eprintln!("providers: {}", PROVIDERS.join(", "));
+    eprintln!(
+        "--cpu-per-record N: no databases; times N realistic records (1 ..= 10000000) through \
+         Recorder::record into a MemoryStore on one thread and prints µs per record for the whole call, \
+         Recorder::prepare, HistoryRecord::new, and the floor (serde_json::to_vec + SHA-256 of the \
+         canonical JSON)"
+    );
     std::process::exit(2)
 }
 
@@ -59,7 +82,7 @@ fn options() -> Options {
         query_samples: 200,
     };
     let mut tiny = false;
-    let (mut json, mut explain, mut providers) = (false, false, Vec::new());
+    let (mut json, mut explain, mut providers, mut cpu_records) = (false, false, Vec::new(), None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
@@ -88,9 +111,16 @@ fn options() -> Options {
                 providers.push(name);
             }
             "--explain" => explain = true,
+            "--cpu-per-record" => match value().parse::<u64>() {
+                Ok(n) if (1..=10_000_000).contains(&n) => cpu_records = Some(n),
+                _ => usage("--cpu-per-record takes 1 ..= 10000000"),
+            },
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
         }
+    }
+    if cpu_records.is_some() && (explain || !providers.is_empty()) {
+        usage("--cpu-per-record runs no provider: it takes neither --provider nor --explain");
     }
     if tiny {
         sizes = Sizes {
@@ -99,7 +129,7 @@ fn options() -> Options {
             query_samples: 10,
         };
     }
-    Options { sizes, json, explain, providers }
+    Options { sizes, json, explain, providers, cpu_records }
 }
 
 /// A fresh database on the server named by `variable`, or why not.
@@ -192,9 +222,29 @@ fn markdown(rows: &[Row]) -> String {
     out
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let options = options();
+    if let Some(records) = options.cpu_records {
+        // Single-threaded on purpose (its own current-thread runtime): the
+        // time measured is one thread's CPU.
+        if let Err(error) = cpu::run(records, options.json) {
+            eprintln!("governance-bench: --cpu-per-record failed: {error}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(workloads_main(options)),
+        Err(error) => {
+            eprintln!("governance-bench: no runtime: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Every requested provider's workloads, reported.
+async fn workloads_main(options: Options) {
     let wanted: Vec<&'static str> = PROVIDERS
         .into_iter()
         .filter(|p| options.providers.is_empty() || options.providers.iter().any(|w| w == p))

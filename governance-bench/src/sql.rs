@@ -17,7 +17,8 @@ const HISTORY_COLUMNS: &str = "workspace_id, id, request_id, request_revision, c
 
 const REQUEST_COLUMNS: &str = "workspace_id, id, state_type, state_id, operation, actor_kind, actor_id, \
     requested_by, intent, status, pending_reason, approvals, expected_state_version, stale_strategy, expires_at, \
-    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest";
+    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest, \
+    state_digest";
 
 fn text<E: std::fmt::Display>(error: E) -> String {
     error.to_string()
@@ -72,9 +73,9 @@ async fn insert_history_pg<'c, E: sqlx::PgExecutor<'c>>(executor: E, rows: &[Fre
 async fn insert_requests_pg<'c, E: sqlx::PgExecutor<'c>>(executor: E, requests: &[GovernanceRequest]) -> Outcome<()> {
     let mut insert = QueryBuilder::new(format!("INSERT INTO governance_requests ({REQUEST_COLUMNS}) "));
     insert.push_values(requests, |mut row, r| {
-        let s = &r.spec;
+        let s = r.spec();
         row.push_bind(s.workspace_id.as_str().to_owned())
-            .push_bind(r.id.as_uuid())
+            .push_bind(r.id().as_uuid())
             .push_bind(s.target.state_type.clone())
             .push_bind(s.target.state_id.clone())
             .push_bind(s.operation.clone())
@@ -82,21 +83,23 @@ async fn insert_requests_pg<'c, E: sqlx::PgExecutor<'c>>(executor: E, requests: 
             .push_bind(s.requested_by.actor.id.clone())
             .push_bind(Json(json!(s.requested_by)))
             .push_bind(s.intent.clone())
-            .push_bind(r.status.as_str())
-            .push_bind(r.pending_reason.map(|p| p.as_str()))
+            .push_bind(r.status().as_str())
+            .push_bind(r.pending_reason().map(|p| p.as_str()))
             .push_bind(Json(json!(s.approvals)))
             .push_bind(s.expected_state_version)
             .push_bind(s.stale_strategy.as_str())
             .push_bind(s.expires_at.map(|t| t.as_datetime()))
-            .push_bind(r.superseded_by.map(|id| id.as_uuid()))
+            .push_bind(r.superseded_by().map(|id| id.as_uuid()))
             .push_bind(s.idempotency_key.clone())
             .push_bind(s.category.clone())
             .push_bind(s.tags.clone())
             .push_bind(Json(s.metadata.clone()))
-            .push_bind(as_i64(r.revision))
-            .push_bind(r.created_at.as_datetime())
-            .push_bind(r.updated_at.as_datetime())
-            .push_bind(r.creation_digest.clone());
+            .push_bind(as_i64(r.revision()))
+            .push_bind(r.created_at().as_datetime())
+            .push_bind(r.updated_at().as_datetime())
+            .push_bind(r.creation_digest().to_owned())
+            // Written as the provider writes it; the hand-written code computes none.
+            .push_bind(r.state_digest().to_owned());
     });
     insert.build().persistent(true).execute(executor).await.map(drop).map_err(text)
 }
@@ -119,21 +122,24 @@ impl Baseline for PgBaseline {
         let next = change.next;
         let updated = sqlx::query(
             "UPDATE governance_requests SET status = $1, pending_reason = $2, approvals = $3, \
-             expected_state_version = $4, superseded_by = $5, metadata = $6, revision = $7, updated_at = $8 \
-             WHERE workspace_id = $9 AND id = $10 AND revision = $11 AND status = $12",
+             expected_state_version = $4, superseded_by = $5, metadata = $6, revision = $7, updated_at = $8, \
+             state_digest = $9 WHERE workspace_id = $10 AND id = $11 AND revision = $12 AND status = $13 \
+             AND (state_digest = $14 OR state_digest IS NULL)",
         )
-        .bind(next.status.as_str())
-        .bind(next.pending_reason.map(|p| p.as_str()))
-        .bind(Json(&next.spec.approvals))
-        .bind(next.spec.expected_state_version)
-        .bind(next.superseded_by.map(|id| id.as_uuid()))
-        .bind(Json(&next.spec.metadata))
-        .bind(as_i64(next.revision))
-        .bind(next.updated_at.as_datetime())
+        .bind(next.status().as_str())
+        .bind(next.pending_reason().map(|p| p.as_str()))
+        .bind(Json(&next.spec().approvals))
+        .bind(next.spec().expected_state_version)
+        .bind(next.superseded_by().map(|id| id.as_uuid()))
+        .bind(Json(&next.spec().metadata))
+        .bind(as_i64(next.revision()))
+        .bind(next.updated_at().as_datetime())
+        .bind(next.state_digest())
         .bind(change.workspace.as_str())
         .bind(change.id.as_uuid())
         .bind(as_i64(change.from_revision))
         .bind(change.from_status)
+        .bind(change.from_digest)
         .execute(&mut *tx)
         .await
         .map_err(text)?;
@@ -146,15 +152,16 @@ impl Baseline for PgBaseline {
         Ok(true)
     }
 
-    async fn revision(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<u64> {
-        let revision: i64 =
-            sqlx::query_scalar("SELECT revision FROM governance_requests WHERE workspace_id = $1 AND id = $2")
-                .bind(workspace.as_str())
-                .bind(id.as_uuid())
-                .fetch_one(&self.0)
-                .await
-                .map_err(text)?;
-        Ok(revision as u64)
+    async fn current(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<(u64, Option<String>)> {
+        let (revision, digest): (i64, Option<String>) = sqlx::query_as(
+            "SELECT revision, state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(workspace.as_str())
+        .bind(id.as_uuid())
+        .fetch_one(&self.0)
+        .await
+        .map_err(text)?;
+        Ok((revision as u64, digest))
     }
 
     async fn pending_page(&self, workspace: &WorkspaceId, limit: u32) -> Outcome<usize> {
@@ -239,7 +246,7 @@ fn pg_request(row: &sqlx::postgres::PgRow) -> Outcome<usize> {
     for column in texts.into_iter().chain(["stale_strategy", "creation_digest"]) {
         std::hint::black_box(row.try_get::<String, _>(column).map_err(text)?);
     }
-    for column in ["pending_reason", "idempotency_key", "category"] {
+    for column in ["pending_reason", "idempotency_key", "category", "state_digest"] {
         std::hint::black_box(row.try_get::<Option<String>, _>(column).map_err(text)?);
     }
     for column in ["requested_by", "approvals", "metadata"] {
@@ -381,10 +388,10 @@ impl SeaBaseline {
     }
 
     fn request_insert(&self, r: &GovernanceRequest) -> Statement {
-        let s = &r.spec;
+        let s = r.spec();
         let values = vec![
             Value::from(s.workspace_id.as_str()),
-            Value::from(r.id.as_uuid()),
+            Value::from(r.id().as_uuid()),
             Value::from(s.target.state_type.as_str()),
             Value::from(s.target.state_id.as_str()),
             Value::from(s.operation.as_str()),
@@ -392,23 +399,25 @@ impl SeaBaseline {
             Value::from(s.requested_by.actor.id.as_str()),
             Value::from(json!(s.requested_by)),
             Value::from(s.intent.as_str()),
-            Value::from(r.status.as_str()),
-            Value::from(r.pending_reason.map(|p| p.as_str().to_owned())),
+            Value::from(r.status().as_str()),
+            Value::from(r.pending_reason().map(|p| p.as_str().to_owned())),
             Value::from(json!(s.approvals)),
             Value::from(s.expected_state_version),
             Value::from(s.stale_strategy.as_str()),
             Value::from(s.expires_at.map(|t| t.as_datetime().naive_utc())),
-            Value::from(r.superseded_by.map(|id| id.as_uuid())),
+            Value::from(r.superseded_by().map(|id| id.as_uuid())),
             Value::from(s.idempotency_key.clone()),
             Value::from(s.category.clone()),
             Value::from(json!(s.tags)),
             Value::from(s.metadata.clone()),
-            Value::from(as_i64(r.revision)),
-            naive(r.created_at),
-            naive(r.updated_at),
-            Value::from(r.creation_digest.as_str()),
+            Value::from(as_i64(r.revision())),
+            naive(r.created_at()),
+            naive(r.updated_at()),
+            Value::from(r.creation_digest()),
+            // Written as the provider writes it; the hand-written code computes none.
+            Value::from(r.state_digest()),
         ];
-        let sql = format!("INSERT INTO governance_requests ({REQUEST_COLUMNS}) VALUES ({})", vec!["?"; 24].join(", "));
+        let sql = format!("INSERT INTO governance_requests ({REQUEST_COLUMNS}) VALUES ({})", vec!["?"; 25].join(", "));
         self.statement(&sql, values)
     }
 }
@@ -428,21 +437,24 @@ impl Baseline for SeaBaseline {
         let next = change.next;
         let update = self.statement(
             "UPDATE governance_requests SET status = ?, pending_reason = ?, approvals = ?, \
-             expected_state_version = ?, superseded_by = ?, metadata = ?, revision = ?, updated_at = ? \
-             WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?",
+             expected_state_version = ?, superseded_by = ?, metadata = ?, revision = ?, updated_at = ?, \
+             state_digest = ? WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ? \
+             AND (state_digest = ? OR state_digest IS NULL)",
             vec![
-                Value::from(next.status.as_str()),
-                Value::from(next.pending_reason.map(|p| p.as_str().to_owned())),
-                Value::from(json!(next.spec.approvals)),
-                Value::from(next.spec.expected_state_version),
-                Value::from(next.superseded_by.map(|id| id.as_uuid())),
-                Value::from(next.spec.metadata.clone()),
-                Value::from(as_i64(next.revision)),
-                naive(next.updated_at),
+                Value::from(next.status().as_str()),
+                Value::from(next.pending_reason().map(|p| p.as_str().to_owned())),
+                Value::from(json!(next.spec().approvals)),
+                Value::from(next.spec().expected_state_version),
+                Value::from(next.superseded_by().map(|id| id.as_uuid())),
+                Value::from(next.spec().metadata.clone()),
+                Value::from(as_i64(next.revision())),
+                naive(next.updated_at()),
+                Value::from(next.state_digest()),
                 Value::from(change.workspace.as_str()),
                 Value::from(change.id.as_uuid()),
                 Value::from(as_i64(change.from_revision)),
                 Value::from(change.from_status),
+                Value::from(change.from_digest.map(str::to_owned)),
             ],
         );
         let updated = txn.execute_raw(update).await.map_err(text)?;
@@ -455,13 +467,14 @@ impl Baseline for SeaBaseline {
         Ok(true)
     }
 
-    async fn revision(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<u64> {
+    async fn current(&self, workspace: &WorkspaceId, id: RequestId) -> Outcome<(u64, Option<String>)> {
         let statement = self.statement(
-            "SELECT revision FROM governance_requests WHERE workspace_id = ? AND id = ?",
+            "SELECT revision, state_digest FROM governance_requests WHERE workspace_id = ? AND id = ?",
             vec![Value::from(workspace.as_str()), Value::from(id.as_uuid())],
         );
         let row = self.0.query_one_raw(statement).await.map_err(text)?.ok_or("no such request")?;
-        row.try_get::<i64>("", "revision").map(|r| r as u64).map_err(text)
+        let revision = row.try_get::<i64>("", "revision").map_err(text)?;
+        Ok((revision as u64, row.try_get::<Option<String>>("", "state_digest").map_err(text)?))
     }
 
     async fn pending_page(&self, workspace: &WorkspaceId, limit: u32) -> Outcome<usize> {

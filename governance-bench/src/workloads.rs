@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use audit_history::Recorder;
+use governance_abstractions::provider::{StoredRequest, decode_request};
 use governance_abstractions::{
     Action, Actor, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceRequest, GovernanceStore,
     HistoryFilter, HistoryRecord, NewRequest, PageRequest, PendingReason, Principal, RequestId, RequestRef,
@@ -162,6 +163,33 @@ async fn evidence_append(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Re
     Ok(())
 }
 
+/// `request` with `edit` applied to its fields, for the baseline's rows.
+///
+/// The hand-written code stands for a repository that computes no digest:
+/// the copy keeps `request`'s state digest as it is (so the baseline writes
+/// and compares a digest column of the same size as the provider's), and is
+/// decoded the way a provider decodes a row that has one, which neither
+/// validates nor hashes. The cost is the field copy the baseline made
+/// before the fields were private (a clone).
+fn reshaped(request: &GovernanceRequest, edit: impl FnOnce(&mut StoredRequest)) -> Result<GovernanceRequest, String> {
+    let mut stored = StoredRequest {
+        id: request.id(),
+        spec: request.spec().clone(),
+        status: request.status(),
+        pending_reason: request.pending_reason(),
+        superseded_by: request.superseded_by(),
+        revision: request.revision(),
+        created_at: request.created_at(),
+        updated_at: request.updated_at(),
+        creation_digest: request.creation_digest().to_owned(),
+        state_digest: None,
+    };
+    edit(&mut stored);
+    // Set after the edit: without a digest, decoding would compute one.
+    stored.state_digest = Some(request.state_digest().to_owned());
+    decode_request(stored).map_err(failed)
+}
+
 fn spec(workspace: &WorkspaceId, n: u64) -> NewRequest {
     NewRequest::new(
         workspace.clone(),
@@ -181,9 +209,9 @@ async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>)
     let template = lifecycle::create(spec(&workspace("t"), 0), RequestId::new(), Timestamp::now()).map_err(failed)?;
     let moved =
         lifecycle::apply(template.request(), &Actor::user("dev").into(), &submit, Timestamp::now()).map_err(failed)?;
-    let created_evidence = template.record().evidence.clone();
-    let moved_evidence = moved.records()[0].evidence.clone();
-    let moved_state = moved.request().clone();
+    let created_evidence = template.record().evidence().clone();
+    let moved_evidence = moved.records()[0].evidence().clone();
+    let moved_state = Arc::new(moved.request().clone());
     for &writers in &target.writers {
         let (ours, theirs) = (workspace("flow"), workspace("flow-base"));
         let (store, submit) = (target.store.clone(), submit.clone());
@@ -198,26 +226,39 @@ async fn create_and_transition(target: &Target, plan: Plan, rows: &mut Vec<Row>)
             }
         });
         let base = Arc::clone(&target.baseline);
-        let (template, created_evidence, moved_evidence, moved_state) =
-            (template.request().clone(), created_evidence.clone(), moved_evidence.clone(), moved_state.clone());
+        // Shared, not cloned per operation: `reshaped` makes the one copy.
+        let (template, created_evidence, moved_evidence, moved_state) = (
+            Arc::new(template.request().clone()),
+            created_evidence.clone(),
+            moved_evidence.clone(),
+            Arc::clone(&moved_state),
+        );
         let baseline = op(move |n| {
             let (base, ws) = (Arc::clone(&base), theirs.clone());
-            let (mut request, mut created, mut moved, mut next) =
-                (template.clone(), created_evidence.clone(), moved_evidence.clone(), moved_state.clone());
+            let (template, mut created, mut moved, moved_state) =
+                (Arc::clone(&template), created_evidence.clone(), moved_evidence.clone(), Arc::clone(&moved_state));
             async move {
-                let now = Timestamp::now();
-                request.id = RequestId::new();
-                request.spec.workspace_id = ws.clone();
-                request.spec.target.state_id = format!("flag-{n}");
-                (request.created_at, request.updated_at) = (now, now);
+                let (now, id) = (Timestamp::now(), RequestId::new());
+                let request = reshaped(&template, |r| {
+                    (r.id, r.spec.workspace_id) = (id, ws.clone());
+                    r.spec.target.state_id = format!("flag-{n}");
+                    (r.created_at, r.updated_at) = (now, now);
+                })?;
                 created.workspace_id = ws.clone();
-                created.request = Some(RequestRef { id: request.id, revision: 1 });
+                created.request = Some(RequestRef { id, revision: 1 });
                 moved.workspace_id = ws.clone();
-                moved.request = Some(RequestRef { id: request.id, revision: 2 });
+                moved.request = Some(RequestRef { id, revision: 2 });
                 base.create(&request, Fresh { id: Uuid::now_v7(), at: now, evidence: &created }).await?;
-                (next.id, next.spec.workspace_id, next.updated_at) = (request.id, ws.clone(), now);
-                let change =
-                    Move { workspace: &ws, id: request.id, from_revision: 1, from_status: "created", next: &next };
+                let next =
+                    reshaped(&moved_state, |r| (r.id, r.spec.workspace_id, r.updated_at) = (id, ws.clone(), now))?;
+                let change = Move {
+                    workspace: &ws,
+                    id,
+                    from_revision: 1,
+                    from_status: "created",
+                    from_digest: Some(request.state_digest()),
+                    next: &next,
+                };
                 let moved_now =
                     base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &moved }).await?;
                 if moved_now { Ok(Done::Ok) } else { Err("baseline transition missed".into()) }
@@ -235,18 +276,16 @@ async fn hot_request(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result
     let (ours, theirs) = (workspace("hot"), workspace("hot-base"));
     let creation = lifecycle::create(spec(&ours, 0), RequestId::new(), Timestamp::now()).map_err(failed)?;
     target.store.create_request(&creation).await.map_err(failed)?;
-    let mut base_request = creation.request().clone();
-    base_request.id = RequestId::new();
-    base_request.spec.workspace_id = theirs.clone();
-    let mut created = creation.record().evidence.clone();
-    created.workspace_id = theirs.clone();
-    created.request = Some(RequestRef { id: base_request.id, revision: 1 });
+    // The baseline's own request, made by the lifecycle (not timed).
+    let base_creation = lifecycle::create(spec(&theirs, 0), RequestId::new(), Timestamp::now()).map_err(failed)?;
+    let base_request = Arc::new(base_creation.request().clone());
+    let created = base_creation.record().evidence().clone();
     target
         .baseline
         .create(&base_request, Fresh { id: Uuid::now_v7(), at: Timestamp::now(), evidence: &created })
         .await?;
 
-    let (store, id) = (target.store.clone(), creation.request().id);
+    let (store, id) = (target.store.clone(), creation.request().id());
     let provider = op(move |n| {
         let (store, ws) = (store.clone(), ours.clone());
         async move {
@@ -262,19 +301,27 @@ async fn hot_request(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result
             }
         }
     });
-    let (base, base_id) = (Arc::clone(&target.baseline), base_request.id);
+    let (base, base_id) = (Arc::clone(&target.baseline), base_request.id());
     let baseline = op(move |n| {
-        let (base, ws, mut record, mut next) =
-            (Arc::clone(&base), theirs.clone(), created.clone(), base_request.clone());
+        let (base, ws, mut record, base_request) =
+            (Arc::clone(&base), theirs.clone(), created.clone(), Arc::clone(&base_request));
         async move {
-            let revision = base.revision(&ws, base_id).await?;
+            let (revision, digest) = base.current(&ws, base_id).await?;
             record.code = governance_abstractions::codes::REQUEST_ANNOTATED.into();
             record.request = Some(RequestRef { id: base_id, revision: revision + 1 });
             record.response_json = Some(json!({ "n": n }));
             let now = Timestamp::now();
-            (next.spec.metadata, next.revision, next.updated_at) = (json!({ "n": n }), revision + 1, now);
-            let change =
-                Move { workspace: &ws, id: base_id, from_revision: revision, from_status: "created", next: &next };
+            let next = reshaped(&base_request, |r| {
+                (r.spec.metadata, r.revision, r.updated_at) = (json!({ "n": n }), revision + 1, now);
+            })?;
+            let change = Move {
+                workspace: &ws,
+                id: base_id,
+                from_revision: revision,
+                from_status: "created",
+                from_digest: digest.as_deref(),
+                next: &next,
+            };
             let done = base.transition(change, Fresh { id: Uuid::now_v7(), at: now, evidence: &record }).await?;
             Ok(if done { Done::Ok } else { Done::Conflict })
         }
@@ -331,22 +378,25 @@ async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId),
             .collect();
         target.baseline.insert_evidence(&rows).await?;
     }
+    // Made by the lifecycle (not timed), so every row carries its own state
+    // digest and the provider's reads of them decode as they would in use.
+    let by: Principal = Actor::user("dev").into();
+    let submit = Action::Submit { reason: PendingReason::Approval };
     let requests: Vec<GovernanceRequest> = (0..(records / 10).max(600))
         .map(|n| {
-            let mut request = lifecycle::create(spec(&ws, n), RequestId::new(), now).map_err(failed)?.request().clone();
-            if n.is_multiple_of(10) {
-                request.status = RequestStatus::Pending;
-                request.pending_reason = Some(PendingReason::Approval);
-                request.revision = 2;
+            let created = lifecycle::create(spec(&ws, n), RequestId::new(), now).map_err(failed)?;
+            if !n.is_multiple_of(10) {
+                return Ok(created.request().clone());
             }
-            Ok(request)
+            let pending = lifecycle::apply(created.request(), &by, &submit, now).map_err(failed)?;
+            Ok(pending.request().clone())
         })
         .collect::<Result<_, String>>()?;
     target.baseline.seed_requests(&requests).await?;
     // One request with 30 records.
     let creation = lifecycle::create(spec(&ws, u64::MAX), RequestId::new(), now).map_err(failed)?;
     target.store.create_request(&creation).await.map_err(failed)?;
-    let id = creation.request().id;
+    let id = creation.request().id();
     let mut about: Vec<Evidence> = (0..29).map(|n| evidence(&ws, records + n)).collect();
     for (n, e) in about.iter_mut().enumerate() {
         e.request = Some(RequestRef { id, revision: 1 + n as u64 / 3 });
