@@ -345,6 +345,9 @@ pub struct HistoryRecord {
     /// `None` when the hash came from outside and is not yet checked.
     #[serde(skip)]
     encoded_len: std::sync::OnceLock<usize>,
+    /// Set once the evidence passed today's validation in this process.
+    #[serde(skip)]
+    validated: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for HistoryRecord {
@@ -385,17 +388,24 @@ impl HistoryRecord {
     pub fn with_id(id: RecordId, evidence: Evidence, created_at: Timestamp) -> Result<Self, GovernanceError> {
         evidence.validate()?;
         validate_timestamp("created_at", created_at)?;
-        let mut record =
-            Self { id, created_at, evidence, content_hash: String::new(), encoded_len: std::sync::OnceLock::new() };
+        let mut record = Self::decoded(id, created_at, evidence, String::new());
         let (hash, len) = record.hash_and_len()?;
         record.content_hash = hash;
         record.encoded_len = std::sync::OnceLock::from(len);
+        record.validated = std::sync::OnceLock::from(true);
         Ok(record)
     }
 
     /// A record as a store read it: trusted for nothing until checked.
     pub(crate) fn decoded(id: RecordId, created_at: Timestamp, evidence: Evidence, content_hash: String) -> Self {
-        Self { id, created_at, evidence, content_hash, encoded_len: std::sync::OnceLock::new() }
+        Self {
+            id,
+            created_at,
+            evidence,
+            content_hash,
+            encoded_len: std::sync::OnceLock::new(),
+            validated: std::sync::OnceLock::new(),
+        }
     }
 
     /// Stable id (UUIDv7).
@@ -441,32 +451,50 @@ impl HistoryRecord {
     }
 
     fn hash_and_len(&self) -> Result<(String, usize), GovernanceError> {
-        self.evidence.check_depth()?;
+        for (field, json) in [("request_json", &self.evidence.request_json), ("response_json", &self.evidence.response_json)] {
+            if let Some(json) = json {
+                validate::json_depth_within(field, json, validate::HASHABLE_DEPTH)?;
+            }
+        }
         crate::digest::canonical_sha256_len(
             "history record",
             &HashInput { id: self.id, created_at: self.created_at, evidence: &self.evidence },
         )
     }
 
-    /// Checks every field, and that the content hash matches the content.
-    /// Free for a record built (or already checked) in this process.
+    /// Checks that the content hash matches the content: free for a record
+    /// built (or already checked) in this process, one hash for one read from
+    /// storage or deserialized. This is integrity, not today's limits: a
+    /// record stored under older limits still checks. Sealing, `verify` and
+    /// export rely on it; appending a record also [`validate`](Self::validate)s it.
     pub fn check(&self) -> Result<(), GovernanceError> {
+        self.checked_hash().map(drop)
+    }
+
+    /// Checks every field against today's limits, and the hash: what a store
+    /// requires before it appends a record that was not built in this process.
+    /// Free for a record built here (its evidence was validated then).
+    pub fn validate(&self) -> Result<(), GovernanceError> {
         self.checked_len().map(drop)
     }
 
-    /// Same as [`check`](Self::check).
-    pub fn validate(&self) -> Result<(), GovernanceError> {
-        self.check()
-    }
-
-    /// The length of the record's canonical encoding, after [`check`](Self::check):
-    /// what the batch byte limit counts.
+    /// The length of the record's canonical encoding after
+    /// [`validate`](Self::validate): what the batch byte limit counts.
     pub fn checked_len(&self) -> Result<usize, GovernanceError> {
-        if let Some(len) = self.encoded_len.get() {
+        if let (Some(len), Some(true)) = (self.encoded_len.get(), self.validated.get()) {
             return Ok(*len);
         }
         self.evidence.validate()?;
         validate_timestamp("created_at", self.created_at)?;
+        let len = self.checked_hash()?;
+        let _ = self.validated.set(true);
+        Ok(len)
+    }
+
+    fn checked_hash(&self) -> Result<usize, GovernanceError> {
+        if let Some(len) = self.encoded_len.get() {
+            return Ok(*len);
+        }
         let (hash, len) = self.hash_and_len()?;
         if hash != self.content_hash {
             return Err(GovernanceError::validation(

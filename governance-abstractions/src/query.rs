@@ -80,6 +80,12 @@ impl Position {
     pub fn of_record(record: &HistoryRecord) -> Self {
         Self { created_at: record.created_at(), id: record.id().as_uuid() }
     }
+
+    /// Checks that the position's time lies in the range every backend
+    /// stores, so a position past it is the same validation error everywhere.
+    pub fn validate(&self) -> Result<(), GovernanceError> {
+        crate::request::validate_timestamp("position.created_at", self.created_at)
+    }
 }
 
 /// An opaque page cursor. Pass back what a [`Page`] returned, with the same

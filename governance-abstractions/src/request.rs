@@ -287,6 +287,7 @@ impl NewRequest {
     /// The digest that decides whether a retried creation with the same
     /// idempotency key is the same request.
     pub fn creation_digest(&self) -> Result<String, GovernanceError> {
+        validate::json_depth("metadata", &self.metadata)?;
         canonical_sha256("request", self)
     }
 }
@@ -303,6 +304,7 @@ impl NewRequest {
 /// a store commits a transition only over the stored revision with that
 /// digest. A copy edited in any way is refused.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "RequestRepr")]
 pub struct GovernanceRequest {
     pub(crate) id: RequestId,
     #[serde(flatten)]
@@ -349,6 +351,56 @@ impl PartialEq for GovernanceRequest {
             && self.updated_at == other.updated_at
             && self.creation_digest == other.creation_digest
             && self.spec == other.spec
+    }
+}
+
+/// The serialized form read back: a request serialized before digests were
+/// stored has none, and gets the digest of its content (as a row without one
+/// does); one that has a digest keeps it, unchecked until
+/// [`GovernanceRequest::check`].
+#[derive(Deserialize)]
+struct RequestRepr {
+    id: RequestId,
+    #[serde(flatten)]
+    spec: NewRequest,
+    status: RequestStatus,
+    pending_reason: Option<PendingReason>,
+    superseded_by: Option<RequestId>,
+    revision: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    creation_digest: String,
+    state_digest: Option<String>,
+}
+
+impl TryFrom<RequestRepr> for GovernanceRequest {
+    type Error = GovernanceError;
+
+    fn try_from(repr: RequestRepr) -> Result<Self, Self::Error> {
+        let RequestRepr {
+            id,
+            spec,
+            status,
+            pending_reason,
+            superseded_by,
+            revision,
+            created_at,
+            updated_at,
+            creation_digest,
+            state_digest,
+        } = repr;
+        GovernanceRequest::decoded(StoredRequest {
+            id,
+            spec,
+            status,
+            pending_reason,
+            superseded_by,
+            revision,
+            created_at,
+            updated_at,
+            creation_digest,
+            state_digest,
+        })
     }
 }
 
@@ -448,7 +500,9 @@ impl GovernanceRequest {
         };
         match state_digest {
             Some(digest) => request.state_digest = digest,
-            None => request.seal()?,
+            // A row written before digests were stored: its digest is that of
+            // what it holds, whatever limits applied when it was written.
+            None => request.state_digest = request.compute_state_digest()?,
         }
         Ok(request)
     }
@@ -581,7 +635,13 @@ impl GovernanceRequest {
     }
 
     /// Recomputes the state digest from the fields.
+    ///
+    /// The encoding covers every field but the digest; a field added to the
+    /// request in a later version must be left out of it while it holds its
+    /// default (`skip_serializing_if`), so the digests of stored revisions
+    /// stay valid.
     pub fn compute_state_digest(&self) -> Result<String, GovernanceError> {
+        validate::json_depth_within("metadata", &self.spec.metadata, validate::HASHABLE_DEPTH)?;
         canonical_sha256(
             "request",
             &StateInput {
@@ -598,14 +658,15 @@ impl GovernanceRequest {
         )
     }
 
-    /// Checks that the fields are valid and match [`state_digest`](Self::state_digest):
-    /// free for a value the lifecycle produced in this process, one hash for
-    /// one read from storage or deserialized.
+    /// Checks that the fields match [`state_digest`](Self::state_digest):
+    /// free for a value the lifecycle produced (or already checked) in this
+    /// process, one hash for one read from storage or deserialized. It checks
+    /// integrity, not today's limits: a revision stored under older limits
+    /// still checks (the lifecycle validates every state it produces).
     pub fn check(&self) -> Result<(), GovernanceError> {
         if self.checked.get().is_some() {
             return Ok(());
         }
-        self.validate()?;
         if self.compute_state_digest()? != self.state_digest {
             return Err(GovernanceError::validation(
                 "state_digest",

@@ -299,8 +299,9 @@ pub async fn append_history_with<S: AppendStorage + ?Sized>(
 }
 
 /// Decides whether `transition` may be written over the stored row at
-/// `revision` with `status` and `state_digest` (`None` for a row written
-/// before digests were stored): a different revision is a
+/// `revision` with `status` and `state_digest` — for a row stored without a
+/// digest, the digest of its stored content, which
+/// [`decode_request`](crate::provider::decode_request) computes: a different revision is a
 /// [`Conflict`](crate::GovernanceError::Conflict); the same revision with
 /// another status or digest means the transition was computed from a state
 /// that was never stored (a validation error). SQL providers call this on the
@@ -309,7 +310,7 @@ pub fn check_commit_target(
     transition: &Transition,
     revision: u64,
     status: RequestStatus,
-    state_digest: Option<&str>,
+    state_digest: &str,
 ) -> Result<()> {
     use crate::GovernanceError;
     if revision != transition.expected_revision() {
@@ -319,18 +320,19 @@ pub fn check_commit_target(
             actual: revision,
         });
     }
-    if status != transition.expected_status() || state_digest.is_some_and(|d| d != transition.expected_digest()) {
+    if status != transition.expected_status() || state_digest != transition.expected_digest() {
         return Err(forged());
     }
     Ok(())
 }
 
 /// Decides whether a supersession may be written while its successor is
-/// stored at `stored` (revision and state digest; `None` when missing):
+/// stored at `stored` (revision and state digest — for a row stored without
+/// one, the digest of its stored content; `None` when missing):
 /// missing is [`NotFound`](crate::GovernanceError::NotFound), moved on is a
 /// [`Conflict`](crate::GovernanceError::Conflict) on the successor, the same
 /// revision with another digest a validation error.
-pub fn check_successor(transition: &Transition, stored: Option<(u64, Option<&str>)>) -> Result<()> {
+pub fn check_successor(transition: &Transition, stored: Option<(u64, &str)>) -> Result<()> {
     use crate::{EntityKind, GovernanceError};
     let Some(successor) = transition.successor() else { return Ok(()) };
     let Some((revision, digest)) = stored else {
@@ -343,7 +345,7 @@ pub fn check_successor(transition: &Transition, stored: Option<(u64, Option<&str
     if revision != successor.revision {
         return Err(GovernanceError::Conflict { id: successor.id, expected: successor.revision, actual: revision });
     }
-    if digest.is_some_and(|d| d != successor.state_digest) {
+    if digest != successor.state_digest {
         return Err(forged());
     }
     Ok(())

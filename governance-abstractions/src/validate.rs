@@ -129,6 +129,17 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
 /// Refuses a document nested deeper than [`MAX_JSON_DEPTH`], iteratively and
 /// stopping at the first level past the limit.
 pub(crate) fn json_depth(field: &str, value: &Value) -> Result<(), GovernanceError> {
+    json_depth_within(field, value, MAX_JSON_DEPTH)
+}
+
+/// How deep a document may be to be hashed or compared: what a thread's
+/// stack survives with room to spare. Checking stored content against its
+/// hash uses this, not [`MAX_JSON_DEPTH`], so content stored under an older,
+/// larger limit still checks.
+pub(crate) const HASHABLE_DEPTH: usize = 128;
+
+/// [`json_depth`] against another limit.
+pub(crate) fn json_depth_within(field: &str, value: &Value, max: usize) -> Result<(), GovernanceError> {
     let mut pending: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((value, depth)) = pending.pop() {
         let children: &mut dyn Iterator<Item = &Value> = match value {
@@ -137,8 +148,8 @@ pub(crate) fn json_depth(field: &str, value: &Value) -> Result<(), GovernanceErr
             _ => continue,
         };
         let depth = depth + 1;
-        if depth > MAX_JSON_DEPTH {
-            return Err(problem(field, ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }));
+        if depth > max {
+            return Err(problem(field, ValidationProblem::TooDeep { max }));
         }
         pending.extend(children.map(|child| (child, depth)));
     }

@@ -197,9 +197,9 @@ impl RequestWriter for MemoryStore {
                 .get(&next.id())
                 .ok_or_else(|| not_found(EntityKind::Request, workspace, next.id()))?;
             let stored = &ws.requests[&position];
-            check_commit_target(transition, stored.revision(), stored.status(), Some(stored.state_digest()))?;
+            check_commit_target(transition, stored.revision(), stored.status(), stored.state_digest())?;
             if let Some(successor) = transition.successor() {
-                let current = ws.request(successor.id).map(|s| (s.revision(), Some(s.state_digest())));
+                let current = ws.request(successor.id).map(|s| (s.revision(), s.state_digest()));
                 check_successor(transition, current)?;
             }
             if let Some(record) = transition.records().iter().find(|r| ws.record_positions.contains_key(&r.id())) {
@@ -301,6 +301,7 @@ impl IntegrityStore for MemoryStore {
         limit: u32,
     ) -> Result<Vec<ReadRecord>> {
         use std::ops::Bound::{Excluded, Unbounded};
+        after.as_ref().map(Position::validate).transpose()?;
         let from = after.map_or(Unbounded, Excluded);
         self.read(workspace, |ws| {
             Ok(ws
