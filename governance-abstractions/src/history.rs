@@ -451,7 +451,9 @@ impl HistoryRecord {
     }
 
     fn hash_and_len(&self) -> Result<(String, usize), GovernanceError> {
-        for (field, json) in [("request_json", &self.evidence.request_json), ("response_json", &self.evidence.response_json)] {
+        for (field, json) in
+            [("request_json", &self.evidence.request_json), ("response_json", &self.evidence.response_json)]
+        {
             if let Some(json) = json {
                 validate::json_depth_within(field, json, validate::HASHABLE_DEPTH)?;
             }

@@ -263,6 +263,12 @@ pub fn validate_checkpoint(checkpoint: &Checkpoint, entries: &[SealEntry], lates
     validate_timestamp("checkpoint.created_at", checkpoint.created_at)?;
     crate::validate::list_len("entries", entries.len(), MAX_CHECKPOINT_RECORDS)?;
     if let Some(latest) = latest
+        && latest.compute_digest()? != latest.digest
+    {
+        // Extending it would chain new seals onto a rewritten tail.
+        return inconsistent("checkpoint.previous", "the latest stored checkpoint does not match its digest");
+    }
+    if let Some(latest) = latest
         && latest.seq >= checkpoint.seq
     {
         return Err(GovernanceError::AlreadyExists {

@@ -212,6 +212,12 @@ impl Command {
         self
     }
 
+    /// The action, reason and metadata, by value.
+    pub fn into_parts(mut self) -> (Action, Option<String>, Option<Value>) {
+        let action = std::mem::replace(&mut self.action, Action::Approve);
+        (action, self.reason.take(), self.metadata.take())
+    }
+
     fn validate(&self) -> Result<(), GovernanceError> {
         use crate::validate;
         if let Some(metadata) = &self.metadata {
@@ -424,17 +430,22 @@ pub fn supersede(
     superseded(older, newer, by, Note::default(), now)
 }
 
-/// [`supersede`] with the reason and metadata of `command` recorded (its
-/// action is ignored).
-pub fn supersede_command(
+/// [`supersede`] with a reason and metadata recorded in the change's history.
+pub fn supersede_noted(
     older: &GovernanceRequest,
     newer: &GovernanceRequest,
     by: &Principal,
-    command: &Command,
+    reason: Option<&str>,
+    metadata: Option<&Value>,
     now: Timestamp,
 ) -> Result<Transition, GovernanceError> {
-    command.validate()?;
-    superseded(older, newer, by, Note::of(command), now)
+    if let Some(metadata) = metadata {
+        crate::validate::json("metadata", metadata)?;
+    }
+    if let Some(reason) = reason {
+        crate::validate::text("reason", reason)?;
+    }
+    superseded(older, newer, by, Note { reason, metadata }, now)
 }
 
 fn superseded(
@@ -531,6 +542,10 @@ fn change(
                 }
                 if let Some(reason) = request.pending_reason {
                     map.insert("from_pending_reason".into(), json!(reason));
+                }
+                // The record's reason is the action's own; the command's goes beside it.
+                if let (Some(_), Some(why)) = (&step.reason, note.reason) {
+                    map.insert("command_reason".into(), json!(why));
                 }
             }
             record_for(&next, by, step, note, now)

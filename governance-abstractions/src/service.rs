@@ -4,12 +4,23 @@ use std::sync::Arc;
 
 use crate::lifecycle::{self, Action, Command, Transition};
 use crate::{
-    Actor, GovernanceError, GovernanceRequest, GovernanceStore, NewRequest, Principal, RequestId, Result, Stored,
-    Timestamp, TransitionRule, WorkspaceId,
+    Actor, GovernanceError, GovernanceRequest, GovernanceStore, NewRequest, PageRequest, Principal, RequestFilter,
+    RequestId, RequestStatus, Result, Stored, Timestamp, TransitionRule, WorkspaceId,
 };
 
 /// How many requests one expiry round reads.
 const EXPIRY_BATCH: u32 = 100;
+
+/// What one [`GovernanceService::expire_due`] sweep did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ExpiryReport {
+    /// The requests this sweep expired.
+    pub expired: Vec<RequestId>,
+    /// Due requests that could not be expired, each with why (for example a
+    /// stored state that does not match its digest); the sweep went on.
+    pub refused: Vec<(RequestId, GovernanceError)>,
+}
 
 /// Performs lifecycle changes end to end: read → apply → conditional write
 /// with history → on [`Conflict`](GovernanceError::Conflict), re-read and
@@ -82,13 +93,27 @@ impl GovernanceService {
         newer: RequestId,
         by: &Principal,
     ) -> Result<Transition> {
+        self.supersede_noted(workspace, older, newer, by, None, None).await
+    }
+
+    /// [`supersede`](Self::supersede), recording a reason and metadata with
+    /// the change (see [`Command`]).
+    pub async fn supersede_noted(
+        &self,
+        workspace: &WorkspaceId,
+        older: RequestId,
+        newer: RequestId,
+        by: &Principal,
+        reason: Option<&str>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Transition> {
         // Both are read again on every attempt: the store commits only while
         // the successor is still at the state read here.
         let mut attempt = 1;
         loop {
             let successor = self.store.get_request(workspace, newer).await?;
             let current = self.store.get_request(workspace, older).await?;
-            let transition = lifecycle::supersede(&current, &successor, by, Timestamp::now())?;
+            let transition = lifecycle::supersede_noted(&current, &successor, by, reason, metadata, Timestamp::now())?;
             match self.store.commit_transition(&transition).await {
                 Ok(()) => return Ok(transition),
                 Err(GovernanceError::Conflict { .. }) if attempt < self.max_attempts => attempt += 1,
@@ -98,33 +123,46 @@ impl GovernanceService {
     }
 
     /// Expires every non-terminal request of `workspace` whose `expires_at` ≤
-    /// `now`, and returns the ids this call expired.
+    /// `now`, and reports which this call expired and which it could not.
     ///
     /// Safe with several sweepers at once: each request is expired by exactly
     /// one of them (the conditional write decides), the others skip it. A
     /// request that keeps conflicting with other writers is left for the next
-    /// sweep.
-    pub async fn expire_due(&self, workspace: &WorkspaceId, now: Timestamp) -> Result<Vec<RequestId>> {
+    /// sweep. A request that cannot be expired for a reason of its own (its
+    /// stored state does not match its digest, say) is reported in
+    /// [`ExpiryReport::refused`] and the sweep goes on: one bad row never
+    /// holds back the rest of the workspace. A store failure ends the sweep
+    /// with that error.
+    pub async fn expire_due(&self, workspace: &WorkspaceId, now: Timestamp) -> Result<ExpiryReport> {
         let sweeper = Principal::direct(Actor::system("governance.expiry"));
-        let mut expired = Vec::new();
+        let mut report = ExpiryReport::default();
+        // The filter of `due_for_expiry`, paged: requests this sweep refused
+        // stay due, and the next page starts after them.
+        let filter = RequestFilter {
+            statuses: RequestStatus::ALL.iter().copied().filter(|s| !s.is_terminal()).collect(),
+            expires_by: Some(now),
+            ..RequestFilter::default()
+        };
+        let mut page = PageRequest::first(EXPIRY_BATCH);
         loop {
-            let due = self.store.due_for_expiry(workspace, now, EXPIRY_BATCH).await?;
-            let mut progressed = false;
-            for request in &due {
+            let due = self.store.query_requests(workspace, &filter, &page).await?;
+            for request in &due.items {
                 let expire = |current: &GovernanceRequest| lifecycle::apply(current, &sweeper, &Action::Expire, now);
                 match self.retrying(workspace, request.id(), expire).await {
-                    Ok(_) => {
-                        expired.push(request.id());
-                        progressed = true;
-                    }
+                    Ok(_) => report.expired.push(request.id()),
                     // Another sweeper (or a writer) finished it first.
-                    Err(GovernanceError::InvalidTransition { rule: TransitionRule::Terminal, .. }) => progressed = true,
+                    Err(GovernanceError::InvalidTransition { rule: TransitionRule::Terminal, .. }) => {}
+                    // Busy with other writers: left for the next sweep.
                     Err(GovernanceError::Conflict { .. }) => {}
-                    Err(error) => return Err(error),
+                    Err(error @ (GovernanceError::Unavailable { .. } | GovernanceError::Backend { .. })) => {
+                        return Err(error);
+                    }
+                    Err(error) => report.refused.push((request.id(), error)),
                 }
             }
-            if due.len() < EXPIRY_BATCH as usize || !progressed {
-                return Ok(expired);
+            match due.next {
+                Some(cursor) if due.has_more => page = PageRequest::first(EXPIRY_BATCH).after(cursor),
+                _ => return Ok(report),
             }
         }
     }
