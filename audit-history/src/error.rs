@@ -1,6 +1,7 @@
 //! One error type for the runtime, keeping every source.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use governance_abstractions::{GovernanceError, RecordId};
 
@@ -14,6 +15,12 @@ pub enum AuditError {
     Refused(#[source] GovernanceError),
 
     /// Fail-closed: the store did not take the evidence, so the mutation did not run.
+    ///
+    /// A store that did not answer within the recorder's deadline, or that
+    /// the recorder knows to be down, is
+    /// [`GovernanceError::Unavailable`] whose source is a
+    /// [`DeadlineExceeded`] or a [`BreakerOpen`]; see
+    /// [`AuditError::is_deadline_exceeded`] and [`AuditError::is_breaker_open`].
     #[error("evidence not stored (fail-closed, the mutation did not run): {0}")]
     NotStored(#[source] GovernanceError),
 
@@ -34,18 +41,6 @@ pub enum AuditError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
-    },
-
-    /// A spool line that was acknowledged (complete and synced) no longer
-    /// parses or no longer matches its hash. Nothing after it is skipped.
-    #[error("evidence spool {path} is corrupt at byte {offset}: {problem}")]
-    SpoolCorrupt {
-        /// The file.
-        path: PathBuf,
-        /// Where the bad line starts.
-        offset: u64,
-        /// What is wrong.
-        problem: String,
     },
 
     /// Another process holds the spool directory.
@@ -85,7 +80,53 @@ pub enum AuditError {
     },
 }
 
+/// The store did not answer within the deadline: the write was abandoned.
+///
+/// It may still have committed (the store got the request and its answer
+/// never came); a fail-open recorder has spooled the record anyway, and the
+/// relay's resend of the same record id and hash is then a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the evidence store did not answer within {}", millis(*.deadline))]
+pub struct DeadlineExceeded {
+    /// The deadline that passed.
+    pub deadline: Duration,
+}
+
+/// The store is known to be down (the recorder's circuit breaker is open):
+/// the write was not sent to it at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the evidence store is down (no answer for {}); the next try is in {}", millis(*.down_for), millis(*.retry_in))]
+pub struct BreakerOpen {
+    /// Since the breaker opened.
+    pub down_for: Duration,
+    /// Until a write is sent to the store again to see whether it is back.
+    pub retry_in: Duration,
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{} ms", duration.as_millis())
+}
+
 impl AuditError {
+    /// True when the store did not answer within the deadline.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.unavailable_source().is_some_and(|source| source.is::<DeadlineExceeded>())
+    }
+
+    /// True when the write was refused without trying the store because the
+    /// store is known to be down.
+    pub fn is_breaker_open(&self) -> bool {
+        self.unavailable_source().is_some_and(|source| source.is::<BreakerOpen>())
+    }
+
+    fn unavailable_source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            AuditError::NotStored(GovernanceError::Unavailable { source })
+            | AuditError::Store(GovernanceError::Unavailable { source }) => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn spool(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AuditError {
         let path = path.into();
         move |source| AuditError::Spool { path, source }
@@ -95,6 +136,32 @@ impl AuditError {
         let path = path.into();
         move |source| AuditError::Export { path, source }
     }
+}
+
+/// `error` as `GovernanceError::Unavailable`: what the recorder and relay
+/// make of a store that did not answer in time or is known to be down.
+pub(crate) fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> GovernanceError {
+    GovernanceError::Unavailable { source: Box::new(error) }
+}
+
+/// True when the store did not answer (unreachable, connection lost, past
+/// the deadline): what the circuit breaker counts. A store that answered
+/// with an error, even a retryable one (a deadlock, a busy database), is up.
+pub(crate) fn is_outage(error: &GovernanceError) -> bool {
+    matches!(error, GovernanceError::Unavailable { .. })
+}
+
+/// The error and every source under it, one line: what `rejected.jsonl`
+/// keeps, and what tells one poison failure from another.
+pub(crate) fn chain(error: &GovernanceError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// True for store errors about the record itself (it will never be taken),

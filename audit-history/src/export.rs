@@ -9,13 +9,13 @@
 //!
 //! Only sealed records are exported: seal before exporting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Datelike;
-use governance_abstractions::{HistoryRecord, IntegrityStore, WorkspaceId};
+use governance_abstractions::{HistoryRecord, IntegrityStore, RecordId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AuditError;
@@ -116,12 +116,16 @@ impl Exporter {
         let mut cursor = self.cursor(workspace)?;
         let mut report = ExportReport::default();
         let mut page_size = self.page.max(cursor.page_size);
+        // Checkpoints whose entries were checked against their root already.
+        let mut sound: HashSet<u64> = HashSet::new();
         loop {
             let page =
                 self.store.sealed_records(workspace, cursor.next_index, page_size).await.map_err(AuditError::Store)?;
             let Some((last, _)) = page.last() else { return Ok(report) };
             let next_index = last.index + 1;
             let first_index = cursor.next_index;
+            let checkpoints: Vec<(u64, RecordId)> =
+                page.iter().map(|(entry, _)| (entry.checkpoint, entry.record_id)).collect();
             let mut days: BTreeMap<(i32, u32, u32), Vec<u8>> = BTreeMap::new();
             for ((entry, record), expected) in page.into_iter().zip(first_index..) {
                 if entry.index != expected {
@@ -143,6 +147,13 @@ impl Exporter {
                 bytes.push(b'\n');
                 report.records += 1;
             }
+            for (seq, record) in checkpoints {
+                if sound.insert(seq) && !self.checkpoint_is_sound(workspace, seq).await? {
+                    // A record rewritten together with its seal entry still
+                    // matches the entry: only the checkpoint's root tells.
+                    return Err(AuditError::Tampered { record });
+                }
+            }
             let name = format!("part-{first_index:020}.jsonl");
             for ((year, month, day), bytes) in days {
                 let dir = root
@@ -158,6 +169,25 @@ impl Exporter {
             let bytes = serde_json::to_vec(&cursor).map_err(|e| AuditError::export(&root)(std::io::Error::other(e)))?;
             write_file(&root, CURSOR, &bytes)?;
         }
+    }
+}
+
+impl Exporter {
+    /// True when checkpoint `seq` matches its digest and its stored entries
+    /// make its Merkle root.
+    async fn checkpoint_is_sound(&self, workspace: &WorkspaceId, seq: u64) -> Result<bool, AuditError> {
+        let found = self.store.checkpoints(workspace, seq.saturating_sub(1), 1).await.map_err(AuditError::Store)?;
+        let Some(checkpoint) = found.into_iter().next().filter(|c| c.seq() == seq) else { return Ok(false) };
+        if checkpoint.compute_digest().ok().as_deref() != Some(checkpoint.digest()) {
+            return Ok(false);
+        }
+        let count = u32::try_from(checkpoint.record_count()).unwrap_or(u32::MAX);
+        let entries =
+            self.store.sealed_records(workspace, checkpoint.first_index(), count).await.map_err(AuditError::Store)?;
+        let leaves: Vec<[u8; 32]> = entries.iter().map(|(entry, _)| entry.leaf_hash()).collect();
+        Ok(leaves.len() as u64 == checkpoint.record_count()
+            && entries.iter().all(|(entry, _)| entry.checkpoint == seq)
+            && governance_abstractions::integrity::merkle_root(&leaves) == checkpoint.root())
     }
 }
 

@@ -3,7 +3,11 @@
 //!
 //! - [`Recorder`]: evaluate → persist evidence (approved, denied or error)
 //!   → mutate only if approved. Fail-closed by default; fail-open writes to a
-//!   durable local [`Spool`] that a [`Relay`] replays idempotently.
+//!   durable local [`Spool`] that a [`Relay`] replays idempotently. A store
+//!   deadline and a circuit breaker keep an outage from stalling writes.
+//! - The spool numbers and checksums its lines: lost lines are reported,
+//!   damaged ones quarantined; a record the store keeps refusing is set
+//!   aside rather than holding the spool back.
 //! - Evidence whose payloads are nested deeper than the stores accept is
 //!   refused as input before anything walks them.
 //! - [`RedactionPolicy`] (built in: [`KeyRedaction`]) runs before anything is
@@ -50,6 +54,8 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
+mod breaker;
+mod deadline;
 mod error;
 mod export;
 mod integrity;
@@ -59,10 +65,11 @@ mod redaction;
 mod relay;
 mod spool;
 
-pub use error::AuditError;
+pub use breaker::{BreakerOptions, BreakerState};
+pub use error::{AuditError, BreakerOpen, DeadlineExceeded};
 pub use export::{ExportCursor, ExportLine, ExportReport, Exporter};
 pub use integrity::{Problem, SealReport, Sealer, Verification, verify};
 pub use recorder::{Durability, FailurePolicy, Guarded, Receipt, Recorder};
 pub use redaction::{KeyRedaction, REDACTED, RedactionPolicy};
 pub use relay::{DrainReport, Relay};
-pub use spool::{Spool, SpoolOptions};
+pub use spool::{OpenReport, Spool, SpoolOptions};

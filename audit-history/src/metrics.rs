@@ -1,6 +1,7 @@
 //! Metric names. Every counter carries a `recorder` label (the name given
-//! to the [`Recorder`](crate::Recorder) or [`Relay`](crate::Relay)), so
-//! several instances in one process stay apart.
+//! to the [`Recorder`](crate::Recorder) or [`Relay`](crate::Relay), or the
+//! [`SpoolOptions::name`](crate::SpoolOptions::name) of a spool), so several
+//! instances in one process stay apart.
 //!
 //! Each evidence write ends in exactly one of: stored, spooled, refused
 //! (the mutation did not run) or rejected (kept in the spool's
@@ -17,10 +18,32 @@ pub const SPOOLED: &str = "governance_evidence_spooled_total";
 pub const REFUSED: &str = "governance_evidence_refused_total";
 /// Spooled evidence the relay stored (new or already present).
 pub const REPLAYED: &str = "governance_evidence_replayed_total";
-/// Relay attempts that failed because the store did not answer.
+/// Relay drains stopped by the store: it did not answer, or it refused a
+/// record that is not set aside yet (a possible poison record).
 pub const RELAY_FAILURES: &str = "governance_evidence_relay_failures_total";
-/// Spooled evidence the store refused for good, kept in `rejected.jsonl`.
+/// Spooled evidence the store refused for good, kept in `rejected.jsonl`:
+/// refused as invalid or conflicting at once, or refused with the same
+/// error on the configured number of attempts (a poison record).
 pub const REJECTED: &str = "governance_evidence_rejected_total";
+/// Store calls abandoned at their deadline (recorder or relay). Also
+/// counted as write failures (recorder) or relay failures (relay).
+pub const STORE_TIMEOUTS: &str = "governance_evidence_store_timeouts_total";
+/// Writes not sent to the store because the breaker was open; each is also
+/// counted as spooled (fail-open) or refused (fail-closed).
+pub const SHORT_CIRCUITED: &str = "governance_evidence_short_circuited_total";
+/// Times the recorder's breaker opened.
+pub const BREAKER_OPENED: &str = "governance_evidence_breaker_opened_total";
+/// Gauge: 1 while the recorder's breaker is open, 0 once the store answers.
+pub const BREAKER_OPEN: &str = "governance_evidence_breaker_open";
+/// Acknowledged spool records found missing (a gap in the sequence
+/// numbers): evidence lost to a disk or copy fault. Alert on any.
+pub const SPOOL_LOST: &str = "governance_evidence_spool_lost_total";
+/// Spool lines that failed their checksum (or no longer parse), moved to
+/// `quarantine.jsonl`. Alert on any.
+pub const SPOOL_QUARANTINED: &str = "governance_evidence_spool_quarantined_total";
+/// Torn last lines dropped on open: appends a crash cut short, never
+/// acknowledged.
+pub const SPOOL_TORN: &str = "governance_evidence_spool_torn_total";
 
 /// Unsealed records the sealer found altered and left unsealed (label
 /// `recorder` = `sealer`).
@@ -40,11 +63,18 @@ pub fn describe() {
         (SPOOLED, "Evidence records written to the fail-open spool."),
         (REFUSED, "Mutations refused for lack of durable evidence."),
         (REPLAYED, "Spooled evidence records the relay stored."),
-        (RELAY_FAILURES, "Relay drains stopped by an unavailable store."),
+        (RELAY_FAILURES, "Relay drains stopped by the store (no answer, or a record not yet set aside)."),
         (REJECTED, "Spooled evidence records the store refused for good."),
+        (STORE_TIMEOUTS, "Evidence store calls abandoned at their deadline."),
+        (SHORT_CIRCUITED, "Evidence writes not sent to the store because its breaker was open."),
+        (BREAKER_OPENED, "Times the evidence store breaker opened."),
+        (SPOOL_LOST, "Acknowledged spool records found missing."),
+        (SPOOL_QUARANTINED, "Spool lines that failed their checksum, moved to quarantine."),
+        (SPOOL_TORN, "Torn, never acknowledged last spool lines dropped on open."),
         (UNSEALABLE, "Unsealed records found altered and left unsealed."),
     ];
     for (name, help) in all {
         metrics::describe_counter!(name, help);
     }
+    metrics::describe_gauge!(BREAKER_OPEN, "1 while the evidence store breaker is open.");
 }

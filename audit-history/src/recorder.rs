@@ -1,13 +1,16 @@
 //! The write path: evaluate → persist evidence → mutate only if approved.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use governance_abstractions::{
     Decision, Evidence, GovernanceError, HistoryRecord, HistoryWriter, Outcome, Stored, Timestamp,
 };
 
-use crate::error::{AuditError, is_rejection};
-use crate::metrics::{REFUSED, SPOOLED, STORED, WRITE_FAILURES, count};
+use crate::breaker::{Admit, Breaker, BreakerOptions, BreakerState};
+use crate::deadline::within;
+use crate::error::{AuditError, BreakerOpen, DeadlineExceeded, is_outage, is_rejection, unavailable};
+use crate::metrics::{REFUSED, SHORT_CIRCUITED, SPOOLED, STORE_TIMEOUTS, STORED, WRITE_FAILURES, count};
 use crate::redaction::{self, KeyRedaction, RedactionPolicy};
 use crate::spool::Spool;
 
@@ -61,7 +64,14 @@ impl<T> Guarded<T> {
 /// Records governance evidence around an application's writes.
 ///
 /// Fail-closed by default; redacts with [`KeyRedaction::standard`] unless
-/// told otherwise. Cheap to clone.
+/// told otherwise. Cheap to clone (clones share the breaker).
+///
+/// No write waits for the store longer than the [deadline](Self::deadline)
+/// (default 500 ms): past it, fail-open spools and fail-closed refuses.
+/// After [`BreakerOptions::failures`] writes in a row without an answer the
+/// breaker opens: writes stop trying the store at all (fail-open spools at
+/// once, fail-closed refuses at once) until, after the cool-down, one trial
+/// write gets through. An outage so costs each write at most the deadline.
 ///
 /// ```
 /// # async fn demo() -> Result<(), audit_history::AuditError> {
@@ -89,6 +99,8 @@ pub struct Recorder {
     spool: Option<Arc<Spool>>,
     redaction: Option<Arc<dyn RedactionPolicy>>,
     name: Arc<str>,
+    deadline: Duration,
+    breaker: Arc<Breaker>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -97,6 +109,8 @@ impl std::fmt::Debug for Recorder {
             .field("name", &self.name)
             .field("policy", &self.policy())
             .field("redaction", &self.redaction)
+            .field("deadline", &self.deadline)
+            .field("breaker", &self.breaker.options())
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +118,46 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// A fail-closed recorder over `store`, redacting with [`KeyRedaction::standard`].
     pub fn new(store: Arc<dyn HistoryWriter>) -> Self {
-        Self { store, spool: None, redaction: Some(Arc::new(KeyRedaction::standard())), name: Arc::from("default") }
+        Self {
+            store,
+            spool: None,
+            redaction: Some(Arc::new(KeyRedaction::standard())),
+            name: Arc::from("default"),
+            deadline: Self::DEFAULT_DEADLINE,
+            breaker: Breaker::new(BreakerOptions::default()),
+        }
+    }
+
+    /// The store deadline unless set otherwise: well under a second, well
+    /// over a healthy store's write.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
+
+    /// How long a write may wait for the store (default
+    /// [`DEFAULT_DEADLINE`](Self::DEFAULT_DEADLINE)) before the store
+    /// counts as down for it: fail-open spools it, fail-closed refuses with
+    /// [`AuditError::NotStored`] ([`AuditError::is_deadline_exceeded`]).
+    ///
+    /// Set it above the store's slowest healthy write (a busy pool's wait
+    /// included): a write abandoned at the deadline may still commit, which
+    /// is safe (the relay's resend of a spooled copy is a replay) but, under
+    /// fail-closed, refuses a mutation whose evidence was in fact stored.
+    /// Applies to [`guard_in`](Self::guard_in) as well.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// When the breaker opens and how long it stays open (default
+    /// [`BreakerOptions::default`]). Gives this recorder (and its later
+    /// clones) a breaker of its own.
+    pub fn breaker(mut self, options: BreakerOptions) -> Self {
+        self.breaker = Breaker::new(options);
+        self
+    }
+
+    /// Where the breaker stands: for health checks.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// Fail-open: evidence the store does not take goes to `spool`.
@@ -187,7 +240,9 @@ impl Recorder {
     /// transaction if approved; the caller commits both or neither.
     ///
     /// Always fail-closed: evidence that cannot be written in the transaction
-    /// means no mutation (the transaction is usually broken anyway).
+    /// means no mutation (the transaction is usually broken anyway). The
+    /// deadline applies (roll the transaction back after it passed); the
+    /// breaker does not: the caller's transaction holds a connection already.
     pub async fn guard_in<Tx: ?Sized, T>(
         &self,
         tx: &mut Tx,
@@ -196,18 +251,38 @@ impl Recorder {
         mutate: impl AsyncFnOnce(&mut Tx, &HistoryRecord) -> T,
     ) -> Result<Guarded<T>, AuditError> {
         let record = self.prepare(evidence)?;
-        let receipt = match append(tx, std::slice::from_ref(&record)).await {
-            Ok(stored) => self.stored(record, stored),
-            Err(error) => return Err(self.store_failed_closed(&record, error)),
+        let appended = within(self.deadline, append(tx, std::slice::from_ref(&record))).await;
+        let receipt = match appended {
+            Ok(Ok(stored)) => self.stored(record, stored),
+            Ok(Err(error)) => return Err(self.store_failed_closed(&record, error)),
+            Err(elapsed) => return Err(self.store_failed_closed(&record, self.timed_out(elapsed))),
         };
         let output = if approves(&receipt.record) { Some(mutate(tx, &receipt.record).await) } else { None };
         Ok(Guarded { receipt, output })
     }
 
     async fn persist(&self, record: HistoryRecord) -> Result<Receipt, AuditError> {
-        let error = match self.store.append_history(std::slice::from_ref(&record)).await {
-            Ok(stored) => return Ok(self.stored(record, stored)),
-            Err(error) => error,
+        let permit = match self.breaker.admit() {
+            Admit::Try(permit) => permit,
+            Admit::Skip(open) => return self.short_circuit(record, open).await,
+        };
+        let error = match within(self.deadline, self.store.append_history(std::slice::from_ref(&record))).await {
+            Ok(Ok(stored)) => {
+                permit.answered(&self.name);
+                return Ok(self.stored(record, stored));
+            }
+            Ok(Err(error)) => {
+                if is_outage(&error) {
+                    permit.no_answer(&self.name);
+                } else {
+                    permit.answered(&self.name);
+                }
+                error
+            }
+            Err(elapsed) => {
+                permit.no_answer(&self.name);
+                self.timed_out(elapsed)
+            }
         };
         let Some(spool) = &self.spool else { return Err(self.store_failed_closed(&record, error)) };
         if is_rejection(&error) {
@@ -215,9 +290,34 @@ impl Recorder {
         }
         count(WRITE_FAILURES, &self.name, 1);
         tracing::warn!(
-            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %error,
+            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %describe(&error),
             "evidence store failed; spooling (fail-open)"
         );
+        self.spool(spool, record).await
+    }
+
+    /// The breaker is open: the store is not tried. Each such write is
+    /// counted; it is logged at debug level only, since the breaker's
+    /// opening was logged (at error) and an outage would otherwise log
+    /// every write.
+    async fn short_circuit(&self, record: HistoryRecord, open: BreakerOpen) -> Result<Receipt, AuditError> {
+        count(SHORT_CIRCUITED, &self.name, 1);
+        let Some(spool) = &self.spool else {
+            count(REFUSED, &self.name, 1);
+            tracing::debug!(
+                recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %open,
+                "evidence store down; the mutation does not run (fail-closed)"
+            );
+            return Err(AuditError::NotStored(unavailable(open)));
+        };
+        tracing::debug!(
+            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %open,
+            "evidence store down; spooling (fail-open)"
+        );
+        self.spool(spool, record).await
+    }
+
+    async fn spool(&self, spool: &Arc<Spool>, record: HistoryRecord) -> Result<Receipt, AuditError> {
         let spool = Arc::clone(spool);
         let spooled = record.clone();
         match crate::relay::blocking(move || spool.append(&spooled)).await {
@@ -236,6 +336,11 @@ impl Recorder {
         }
     }
 
+    fn timed_out(&self, elapsed: DeadlineExceeded) -> GovernanceError {
+        count(STORE_TIMEOUTS, &self.name, 1);
+        unavailable(elapsed)
+    }
+
     fn stored(&self, record: HistoryRecord, stored: Vec<Stored<HistoryRecord>>) -> Receipt {
         count(STORED, &self.name, 1);
         match stored.into_iter().next() {
@@ -252,7 +357,7 @@ impl Recorder {
         count(WRITE_FAILURES, &self.name, 1);
         count(REFUSED, &self.name, 1);
         tracing::error!(
-            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %error,
+            recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %describe(&error),
             "evidence not stored; the mutation does not run (fail-closed)"
         );
         AuditError::NotStored(error)
@@ -262,6 +367,17 @@ impl Recorder {
         count(REFUSED, &self.name, 1);
         tracing::warn!(recorder = %self.name, error = %error, "evidence refused as input; the mutation does not run");
         AuditError::Refused(error)
+    }
+}
+
+/// The error for a log line: its own text, and ours under it (a deadline,
+/// an open breaker). A driver's message is left out: it may quote values.
+fn describe(error: &GovernanceError) -> String {
+    match error {
+        GovernanceError::Unavailable { source } if source.is::<DeadlineExceeded>() || source.is::<BreakerOpen>() => {
+            format!("{error}: {source}")
+        }
+        _ => error.to_string(),
     }
 }
 

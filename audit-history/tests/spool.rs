@@ -1,5 +1,6 @@
 //! The spool's durability rules, on disk: torn tails, corruption, bounds,
 //! one process per directory, and records the store refuses for good.
+//! (Damage and loss in detail: `spool_damage.rs`.)
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -24,6 +25,14 @@ fn record(workspace: &str, key: Option<&str>, operation: &str) -> HistoryRecord 
     HistoryRecord::new(evidence, Timestamp::now()).unwrap()
 }
 
+/// The bytes one record takes in a fresh spool (sequence number 1).
+fn line_len(record: &HistoryRecord) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    spool.append(record).unwrap();
+    spool.len_bytes()
+}
+
 fn append_raw(dir: &std::path::Path, bytes: &[u8]) {
     let mut file = OpenOptions::new().append(true).open(dir.join("evidence.jsonl")).unwrap();
     file.write_all(bytes).unwrap();
@@ -45,29 +54,33 @@ fn a_torn_last_line_was_never_acknowledged_and_is_dropped() {
 }
 
 #[test]
-fn a_corrupt_acknowledged_line_is_an_error_not_a_skip() {
+fn a_complete_line_that_no_longer_matches_its_hash_is_quarantined_not_relayed() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
-    let first = record("ws", None, "a");
-    spool.append(&first).unwrap();
+    spool.append(&record("ws", None, "a")).unwrap();
     drop(spool);
+    // A line of the first format (bare JSON, no checksum) whose record was
+    // changed after hashing: only the content hash can tell.
     let mut forged = serde_json::to_value(record("ws", None, "b")).unwrap();
-    forged["evidence"]["operation"] = "other".into(); // the hash no longer matches
+    forged["evidence"]["operation"] = "other".into();
     let mut line = serde_json::to_vec(&forged).unwrap();
     line.push(b'\n');
+    let offset = std::fs::metadata(dir.path().join("evidence.jsonl")).unwrap().len();
     append_raw(dir.path(), &line);
-    let offset = serde_json::to_vec(&first).unwrap().len() as u64 + 1;
-    match Spool::open(dir.path(), SpoolOptions::default()) {
-        Err(AuditError::SpoolCorrupt { offset: at, .. }) => assert_eq!(at, offset),
-        other => panic!("expected SpoolCorrupt, got {other:?}"),
-    }
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    assert_eq!(spool.open_report().quarantined, 1);
+    assert_eq!(spool.pending().unwrap(), 1, "the intact record still waits, the forged one does not");
+    let quarantine = std::fs::read_to_string(dir.path().join("quarantine.jsonl")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(quarantine.trim()).unwrap();
+    assert_eq!(entry["position"], offset);
+    assert!(entry["problem"].as_str().unwrap().contains("content_hash"), "{entry}");
 }
 
 #[test]
 fn a_full_spool_refuses_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let one = serde_json::to_vec(&record("ws", None, "a")).unwrap().len() as u64 + 1;
-    let spool = Spool::open(dir.path(), SpoolOptions { max_bytes: one + one / 2 }).unwrap();
+    let one = line_len(&record("ws", None, "a"));
+    let spool = Spool::open(dir.path(), SpoolOptions { max_bytes: one + one / 2, ..Default::default() }).unwrap();
     spool.append(&record("ws", None, "a")).unwrap();
     match spool.append(&record("ws", None, "b")) {
         Err(AuditError::SpoolFull { used, capacity }) => assert_eq!((used, capacity), (one, one + one / 2)),
@@ -154,8 +167,9 @@ impl HistoryWriter for FailsAfter {
 #[tokio::test]
 async fn a_spool_mostly_relayed_is_compacted_so_its_bound_counts_what_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let line = serde_json::to_vec(&record("ws", None, "op0")).unwrap().len() as u64 + 1;
-    let spool = Arc::new(Spool::open(dir.path(), SpoolOptions { max_bytes: line * 7 + 64 }).unwrap());
+    let line = line_len(&record("ws", None, "op0"));
+    let options = SpoolOptions { max_bytes: line * 7 + 64, ..Default::default() };
+    let spool = Arc::new(Spool::open(dir.path(), options.clone()).unwrap());
     let records: Vec<HistoryRecord> = (0..6).map(|n| record("ws", None, &format!("op{n}"))).collect();
     for r in &records {
         spool.append(r).unwrap();
@@ -170,7 +184,7 @@ async fn a_spool_mostly_relayed_is_compacted_so_its_bound_counts_what_waits() {
     }
     drop(relay);
     drop(spool);
-    let spool = Arc::new(Spool::open(dir.path(), SpoolOptions { max_bytes: line * 7 + 64 }).unwrap());
+    let spool = Arc::new(Spool::open(dir.path(), options).unwrap());
     assert_eq!(spool.pending().unwrap(), 7, "compaction and offset survive reopening");
     store.1.store(100, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(Relay::new(spool.clone(), store.clone()).drain().await.unwrap().stored, 7);

@@ -82,6 +82,30 @@ async fn a_record_and_its_entry_changed_together_break_the_seal() {
     });
     assert!(rewritten);
     assert_eq!(problem(&store, &latest).await, Some(Problem::SealBroken { seq: 2 }));
+    // Each record matches its entry now: only the checkpoint's root shows the
+    // forgery, and the exporter checks it before writing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let exported = Exporter::new(Arc::new(store.clone()), dir.path()).export(&workspace()).await;
+    assert!(matches!(exported, Err(AuditError::Tampered { .. })), "{exported:?}");
+    let written: Vec<_> =
+        walk(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    assert!(
+        written.iter().all(|path| !std::fs::read_to_string(path).unwrap().contains("forged")),
+        "the forged record was exported: {written:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// The memory store, with some rows reading back as unreadable, the way a
