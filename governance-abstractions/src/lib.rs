@@ -78,9 +78,10 @@
 //! 3. **Commit** a [`Transition`] as one conditional update of exactly the
 //!    columns [`provider::TRANSITION_COLUMNS`] names (values from
 //!    [`Transition::write`]) `… WHERE workspace = ? AND id = ? AND revision =
-//!    expected_revision() AND status = expected_status() AND (state_digest =
-//!    expected_digest() OR state_digest IS NULL)` plus its records, in one
-//!    transaction; a supersession ([`Transition::successor`]) also checks and
+//!    expected_revision() AND status = expected_status() AND state_digest =
+//!    expected_digest()` plus its records, in one transaction (a row stored
+//!    without a digest is held to the digest of its stored content: decode
+//!    it, compare, and write `… AND state_digest IS NULL` under a lock); a supersession ([`Transition::successor`]) also checks and
 //!    locks its successor's revision and digest in that transaction. Zero
 //!    rows updated: read the row; missing is [`NotFound`](GovernanceError::NotFound),
 //!    else [`provider::check_commit_target`] and [`provider::check_successor`]

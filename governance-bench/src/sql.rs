@@ -124,7 +124,7 @@ impl Baseline for PgBaseline {
             "UPDATE governance_requests SET status = $1, pending_reason = $2, approvals = $3, \
              expected_state_version = $4, superseded_by = $5, metadata = $6, revision = $7, updated_at = $8, \
              state_digest = $9 WHERE workspace_id = $10 AND id = $11 AND revision = $12 AND status = $13 \
-             AND (state_digest = $14 OR state_digest IS NULL)",
+             AND state_digest IS NOT DISTINCT FROM $14",
         )
         .bind(next.status().as_str())
         .bind(next.pending_reason().map(|p| p.as_str()))
@@ -439,7 +439,7 @@ impl Baseline for SeaBaseline {
             "UPDATE governance_requests SET status = ?, pending_reason = ?, approvals = ?, \
              expected_state_version = ?, superseded_by = ?, metadata = ?, revision = ?, updated_at = ?, \
              state_digest = ? WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ? \
-             AND (state_digest = ? OR state_digest IS NULL)",
+             AND state_digest = ?",
             vec![
                 Value::from(next.status().as_str()),
                 Value::from(next.pending_reason().map(|p| p.as_str().to_owned())),

@@ -47,6 +47,9 @@ pub(crate) async fn unsealed_history(
     after: Option<Position>,
     limit: u32,
 ) -> Result<Vec<ReadRecord>> {
+    // A position outside the storable range is the same validation error on
+    // every provider, before it reaches the server.
+    after.as_ref().map(Position::validate).transpose()?;
     let rows = unsealed_sql(SELECT_UNSEALED, workspace, after, limit).build().fetch_all(pool).await.map_err(map)?;
     rows.iter().map(read_record_from).collect()
 }

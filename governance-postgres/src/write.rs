@@ -66,6 +66,11 @@ const SUCCESSOR_PARAMS: usize = FIRST_WRITTEN + BOUND_TRANSITION_COLUMNS.len();
 /// One statement: the conditional update of the request and the insert of
 /// its history rows, written only if the update matched. `guard` names a
 /// CTE (already in `with`) that must yield a row for the update to match.
+///
+/// The digests compare with `IS NOT DISTINCT FROM`: bound to the expected
+/// digest they match only a row that stores it; bound to NULL (the retry
+/// over a row stored without a digest, after its content was checked) only
+/// a row that stores none. One statement text serves both.
 fn transition_sql(with: &str, guard: &str, history_from: usize) -> String {
     let set: Vec<String> =
         TRANSITION_COLUMNS.iter().zip(FIRST_WRITTEN..).map(|(column, n)| format!("{column} = ${n}")).collect();
@@ -73,7 +78,7 @@ fn transition_sql(with: &str, guard: &str, history_from: usize) -> String {
         concat!(
             "WITH {}moved AS (UPDATE governance_requests SET {} \
              WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 \
-             AND (state_digest = $5 OR state_digest IS NULL){} RETURNING 1), \
+             AND state_digest IS NOT DISTINCT FROM $5{} RETURNING 1), \
              recorded AS (INSERT INTO governance_history (",
             history_columns!(),
             ") {} WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
@@ -85,8 +90,7 @@ fn transition_sql(with: &str, guard: &str, history_from: usize) -> String {
     )
 }
 
-/// A transition. A row without a digest (written before digests were
-/// stored) matches on revision and status alone, and gets one.
+/// A transition.
 static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| transition_sql("", "", SUCCESSOR_PARAMS));
 
 /// A supersession: the older request's transition, written only while the
@@ -99,12 +103,22 @@ static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| {
     transition_sql(
         &format!(
             "guard AS (SELECT 1 FROM governance_requests WHERE workspace_id = $1 AND id = ${id} \
-             AND revision = ${revision} AND (state_digest = ${digest} OR state_digest IS NULL) FOR SHARE), "
+             AND revision = ${revision} AND state_digest IS NOT DISTINCT FROM ${digest} FOR SHARE), "
         ),
         " AND EXISTS (SELECT 1 FROM guard)",
         SUCCESSOR_PARAMS + 3,
     )
 });
+
+/// The stored row of the request a missed transition was computed from,
+/// locked until the end of the slow path's transaction.
+const LOCK_TARGET_SQL: &str =
+    concat!("SELECT ", request_columns!(), " FROM governance_requests WHERE workspace_id = $1 AND id = $2 FOR UPDATE");
+
+/// The stored row of a supersession's successor, share-locked as the
+/// statement's guard locks it.
+const LOCK_SUCCESSOR_SQL: &str =
+    concat!("SELECT ", request_columns!(), " FROM governance_requests WHERE workspace_id = $1 AND id = $2 FOR SHARE");
 
 const APPEND_ONE_SQL: &str = concat!(
     "INSERT INTO governance_history (",
@@ -218,63 +232,106 @@ fn bind_transition<'q>(
 
 pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, transition: &Transition) -> Result<()> {
     validate_transition(transition)?;
+    let expected = Digests {
+        target: Some(transition.expected_digest()),
+        successor: transition.successor().map(|s| s.state_digest.as_str()),
+    };
+    let outcome = run(conn, isolate, transition_query(transition, expected)).await;
+    if moved(transition, outcome)? {
+        return Ok(());
+    }
+    if let Some(refusal) = explain_from_digests(conn, transition).await? {
+        return Err(refusal);
+    }
+    // A row stored without a digest: only its content can tell. This runs
+    // in a transaction of its own (a savepoint inside a caller's), so the
+    // rows it checks stay locked until its retry commits.
+    let mut txn = conn.begin().await.map_err(map)?;
+    match commit_over_rows_without_digest(&mut txn, transition).await {
+        Ok(()) => txn.commit().await.map_err(map),
+        Err(error) => {
+            // Report the refusal, not the rollback's failure.
+            let _ = txn.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// What the transition statement compares each row's `state_digest` with:
+/// the expected digest, or `None` for a row stored without one.
+#[derive(Clone, Copy)]
+struct Digests<'a> {
+    target: Option<&'a str>,
+    successor: Option<&'a str>,
+}
+
+/// The transition statement, bound. Only the transition's columns are
+/// written; the rest is fixed at creation.
+fn transition_query<'q>(transition: &'q Transition, digests: Digests<'q>) -> Query<'q, Postgres, PgArguments> {
     let next = transition.request();
     let sql = match transition.successor() {
         None => TRANSITION_SQL.as_str(),
         Some(_) => SUPERSEDE_SQL.as_str(),
     };
-    // Only the transition's columns are written; the rest is fixed at creation.
     let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(next.workspace_id().as_str())
         .bind(next.id().as_uuid())
         .bind(signed(transition.expected_revision()))
         .bind(transition.expected_status().as_str())
-        .bind(transition.expected_digest());
+        .bind(digests.target);
     let mut query = bind_transition(query, transition.write());
     if let Some(successor) = transition.successor() {
-        query = query.bind(successor.id.as_uuid()).bind(signed(successor.revision)).bind(&successor.state_digest);
+        query = query.bind(successor.id.as_uuid()).bind(signed(successor.revision)).bind(digests.successor);
     }
     let records: Vec<&HistoryRecord> = transition.records().iter().collect();
-    let query = bind_history(query, &records);
-    match run(conn, isolate, query).await {
-        Ok(rows) => {
-            let moved: i64 = rows.first().map_or(Ok(0), |row| row.try_get("moved")).map_err(map)?;
-            if moved == 1 { Ok(()) } else { Err(explain_missed_update(conn, transition).await) }
-        }
+    bind_history(query, &records)
+}
+
+/// Whether the transition statement moved the request.
+fn moved(transition: &Transition, outcome: sqlx::Result<Vec<PgRow>>) -> Result<bool> {
+    match outcome {
+        Ok(rows) => Ok(rows.first().map_or(Ok(0), |row| row.try_get::<i64, _>("moved")).map_err(map)? == 1),
         Err(error) if is_unique_violation(&error) => Err(GovernanceError::AlreadyExists {
             kind: EntityKind::HistoryRecord,
-            workspace: next.workspace_id().clone(),
+            workspace: transition.request().workspace_id().clone(),
             id: transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", "),
         }),
         Err(error) => Err(map(error)),
     }
 }
 
-/// Why the conditional update matched no row: the request missing, moved on
-/// or forged; for a supersession, the successor missing, moved on or forged.
-async fn explain_missed_update(conn: &mut PgConnection, transition: &Transition) -> GovernanceError {
+/// Why the statement matched no row, from the stored revisions, statuses
+/// and digests, read without a lock: a lost race (a `Conflict`) is the
+/// common miss and costs one light read, as before digests. `None` when the
+/// request or its successor stores no digest: only the row's content can
+/// tell (see [`commit_over_rows_without_digest`]).
+async fn explain_from_digests(conn: &mut PgConnection, transition: &Transition) -> Result<Option<GovernanceError>> {
     let next = transition.request();
-    let explained = async {
-        let Some((revision, status, digest)) = stored_state(conn, next.workspace_id(), next.id()).await? else {
-            return Err(GovernanceError::NotFound {
-                kind: EntityKind::Request,
-                workspace: next.workspace_id().clone(),
-                id: next.id().to_string(),
-            });
-        };
-        check_commit_target(transition, revision, status, digest.as_deref())?;
-        if let Some(successor) = transition.successor() {
-            let stored = stored_state(conn, next.workspace_id(), successor.id).await?;
-            check_successor(transition, stored.as_ref().map(|(revision, _, digest)| (*revision, digest.as_deref())))?;
-        }
-        Ok(())
+    let workspace = next.workspace_id();
+    let Some((revision, status, digest)) = stored_state(conn, workspace, next.id()).await? else {
+        return Ok(Some(GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: workspace.clone(),
+            id: next.id().to_string(),
+        }));
     };
-    match explained.await {
-        Err(error) => error,
-        // The update saw a newer row than these reads: the caller's
-        // transaction reads an older snapshot.
-        Ok(()) => invisible_collision(),
+    let Some(digest) = digest else { return Ok(None) };
+    if let Err(refusal) = check_commit_target(transition, revision, status, &digest) {
+        return Ok(Some(refusal));
     }
+    if let Some(successor) = transition.successor() {
+        let refusal = match stored_state(conn, workspace, successor.id).await? {
+            None => check_successor(transition, None),
+            Some((_, _, None)) => return Ok(None),
+            Some((revision, _, Some(digest))) => check_successor(transition, Some((revision, &digest))),
+        };
+        if let Err(refusal) = refusal {
+            return Ok(Some(refusal));
+        }
+    }
+    // The statement saw newer rows than these reads: the caller's
+    // transaction reads an older snapshot.
+    Ok(Some(invisible_collision()))
 }
 
 /// The revision, status and state digest of a stored request, if any.
@@ -296,6 +353,89 @@ async fn stored_state(
     let status: String = row.try_get("status").map_err(map)?;
     let digest: Option<String> = row.try_get("state_digest").map_err(map)?;
     Ok(Some((u64::try_from(revision).unwrap_or(0), status.parse()?, digest)))
+}
+
+/// The statement matched no row and the request or its successor is stored
+/// without a digest.
+///
+/// Reads both rows locked (the successor first, as the statement's guard
+/// does, so the two paths take their locks in one order) and decodes them:
+/// a row without a digest gets the digest of its stored content. Both at
+/// the state the transition was computed from, and one of them without a
+/// digest: the statement runs once more, matching that row on `NULL`, while
+/// the locks keep both as checked. Otherwise the checks name the refusal,
+/// the older request's first: a forged copy of a row without a digest
+/// computes another digest, a validation error.
+async fn commit_over_rows_without_digest(conn: &mut PgConnection, transition: &Transition) -> Result<()> {
+    let next = transition.request();
+    let workspace = next.workspace_id();
+    let successor = match transition.successor() {
+        Some(successor) => Some(locked_state(conn, LOCK_SUCCESSOR_SQL, workspace, successor.id).await?),
+        None => None,
+    };
+    let Some(target) = locked_state(conn, LOCK_TARGET_SQL, workspace, next.id()).await? else {
+        return Err(GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: workspace.clone(),
+            id: next.id().to_string(),
+        });
+    };
+    check_commit_target(transition, target.revision, target.status, &target.digest)?;
+    if let Some(successor) = &successor {
+        check_successor(transition, successor.as_ref().map(|s| (s.revision, s.digest.as_str())))?;
+    }
+    let successor = successor.flatten();
+    if target.stored && successor.as_ref().is_none_or(|s| s.stored) {
+        // Both rows store the digests the statement compared with: it saw
+        // other rows than these reads (the caller's transaction reads an
+        // older snapshot).
+        return Err(invisible_collision());
+    }
+    let digests = Digests {
+        target: target.stored.then_some(transition.expected_digest()),
+        successor: transition
+            .successor()
+            .filter(|_| successor.as_ref().is_some_and(|s| s.stored))
+            .map(|s| s.state_digest.as_str()),
+    };
+    let outcome = transition_query(transition, digests).fetch_all(&mut *conn).await;
+    if moved(transition, outcome)? { Ok(()) } else { Err(invisible_collision()) }
+}
+
+/// A stored request as a commit depends on it.
+struct RowState {
+    revision: u64,
+    status: RequestStatus,
+    /// The stored digest, or for a row without one the digest of its content.
+    digest: String,
+    /// Whether the row stores a digest.
+    stored: bool,
+}
+
+/// Reads (and locks, by `sql`) a stored request, if any.
+async fn locked_state(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    workspace: &WorkspaceId,
+    id: governance_abstractions::RequestId,
+) -> Result<Option<RowState>> {
+    let row = sqlx::query(sql).bind(workspace.as_str()).bind(id.as_uuid()).fetch_optional(conn).await.map_err(map)?;
+    let Some(row) = row else { return Ok(None) };
+    let stored_digest: Option<String> = row.try_get("state_digest").map_err(map)?;
+    let stored = stored_digest.is_some();
+    let (revision, status, digest) = match stored_digest {
+        Some(digest) => {
+            let revision: i64 = row.try_get("revision").map_err(map)?;
+            let status: String = row.try_get("status").map_err(map)?;
+            (u64::try_from(revision).unwrap_or(0), status.parse()?, digest)
+        }
+        // The decoder computes the digest of what the row holds.
+        None => {
+            let request = request_from(&row)?;
+            (request.revision(), request.status(), request.state_digest().to_owned())
+        }
+    };
+    Ok(Some(RowState { revision, status, digest, stored }))
 }
 
 /// The connection as the shared append loop's storage.
@@ -372,5 +512,11 @@ mod tests {
         }
         assert!(SUPERSEDE_SQL.contains("FOR SHARE") && SUPERSEDE_SQL.contains("EXISTS (SELECT 1 FROM guard)"));
         assert!(!TRANSITION_SQL.contains("guard"));
+        // No row matches without its digest: a row stored without one is
+        // matched only by the retry that checked its content and binds NULL.
+        for sql in [TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str()] {
+            assert!(!sql.contains("IS NULL") && !sql.contains(" OR "), "{sql}");
+        }
+        assert_eq!(SUPERSEDE_SQL.matches("state_digest IS NOT DISTINCT FROM $").count(), 2);
     }
 }

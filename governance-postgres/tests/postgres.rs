@@ -956,3 +956,201 @@ async fn migrations_are_all_applied_once() {
     .expect("the column exists");
     assert_eq!((column.get::<String, _>(0), column.get::<String, _>(1)), ("text".to_owned(), "YES".to_owned()));
 }
+
+/// A consistent copy of `request` with `edit` applied and its state digest
+/// recomputed: what a caller could build from a read (the copy checks).
+fn forged(request: &GovernanceRequest, edit: impl FnOnce(&mut serde_json::Value)) -> GovernanceRequest {
+    let mut json = serde_json::to_value(request).expect("serializes");
+    edit(&mut json);
+    let edited: GovernanceRequest = serde_json::from_value(json.clone()).expect("deserializes");
+    json["state_digest"] = edited.compute_state_digest().expect("a digest").into();
+    let forged: GovernanceRequest = serde_json::from_value(json).expect("deserializes");
+    forged.check().expect("the forgery is self-consistent");
+    assert_ne!(forged.state_digest(), request.state_digest());
+    forged
+}
+
+const FORGET_DIGEST: &str = "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = $1 AND id = $2";
+
+/// A row stored without a digest is checked against the digest of its
+/// stored content: a transition computed from a forged copy (approvals
+/// dropped, intent changed, digest recomputed) is a validation error and
+/// changes nothing; an honest one commits and stores its digest.
+#[tokio::test]
+async fn forged_copies_of_rows_without_a_digest_are_refused() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("t", "1"), "update", Actor::user("u"))
+        .intent("as asked")
+        .approval(Actor::user("boss"), 1);
+    let request = created(&store, spec).await;
+    raw(&store, FORGET_DIGEST, &ws, request.id()).await;
+    let read = store.get_request(&ws, request.id()).await.expect("reads");
+    assert_eq!(read, request);
+
+    let no_approvals = forged(&read, |json| json["approvals"] = serde_json::json!([]));
+    let other_intent = forged(&read, |json| json["intent"] = "something else".into());
+    let cancel = Action::Cancel { reason: "no".into() };
+    for (copy, action) in [(&no_approvals, &Action::Approve), (&other_intent, &cancel)] {
+        let transition = lifecycle::apply(copy, &user("u"), action, Timestamp::now()).expect("the copy allows it");
+        let refused = store.commit_transition(&transition).await;
+        assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{action:?}: {refused:?}");
+        assert_eq!(store.get_request(&ws, request.id()).await.expect("reads"), request, "unchanged");
+        assert_eq!(stored_digest(&store, &ws, request.id()).await, None, "still without a digest");
+        assert_eq!(store.history_for_request(&ws, request.id()).await.expect("history").len(), 1);
+    }
+    // Inside a caller's transaction the refusal leaves it usable.
+    let transition = lifecycle::apply(&no_approvals, &user("u"), &Action::Approve, Timestamp::now()).expect("ok");
+    let mut txn = store.pool().begin().await.expect("begin");
+    let refused = store.commit_transition_in(&mut txn, &transition).await;
+    assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
+    sqlx::query("SELECT 1").execute(&mut *txn).await.expect("the transaction is usable");
+    txn.rollback().await.expect("rollback");
+
+    let submit = Action::Submit { reason: PendingReason::Approval };
+    let honest = lifecycle::apply(&read, &user("u"), &submit, Timestamp::now()).expect("allowed");
+    store.commit_transition(&honest).await.expect("an honest transition commits");
+    assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(honest.request().state_digest()));
+    assert_eq!(&store.get_request(&ws, request.id()).await.expect("reads"), honest.request());
+
+    // An honest one inside a caller's transaction commits with it.
+    raw(&store, FORGET_DIGEST, &ws, request.id()).await;
+    let read = store.get_request(&ws, request.id()).await.expect("reads");
+    let decide = Action::Decide { verdict: governance_abstractions::Verdict::Approved, comment: None };
+    let approve = lifecycle::apply(&read, &user("boss"), &decide, Timestamp::now()).expect("allowed");
+    let mut txn = store.pool().begin().await.expect("begin");
+    store.commit_transition_in(&mut txn, &approve).await.expect("commits in the caller's transaction");
+    txn.commit().await.expect("commit");
+    assert_eq!(stored_digest(&store, &ws, request.id()).await.as_deref(), Some(approve.request().state_digest()));
+}
+
+/// The same for a supersession's successor stored without a digest: a
+/// forged copy of it is refused, the honest one accepted (also when the
+/// older request has no digest either).
+#[tokio::test]
+async fn forged_successors_without_a_digest_are_refused() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let spec = || NewRequest::new(ws.clone(), TargetRef::new("flag", "f-3"), "update", Actor::user("u"));
+    for older_without_digest in [false, true] {
+        let older = created(&store, spec()).await;
+        let newer = created(&store, spec().intent("the newer one")).await;
+        raw(&store, FORGET_DIGEST, &ws, newer.id()).await;
+        if older_without_digest {
+            raw(&store, FORGET_DIGEST, &ws, older.id()).await;
+        }
+        let read_newer = store.get_request(&ws, newer.id()).await.expect("reads");
+        let read_older = store.get_request(&ws, older.id()).await.expect("reads");
+
+        let copy = forged(&read_newer, |json| json["intent"] = "another one".into());
+        let supersede = lifecycle::supersede(&read_older, &copy, &user("u"), Timestamp::now()).expect("allowed");
+        let refused = store.commit_transition(&supersede).await;
+        assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
+        assert_eq!(store.get_request(&ws, older.id()).await.expect("older"), older, "nothing written");
+        assert_eq!(store.history_for_request(&ws, older.id()).await.expect("history").len(), 1);
+
+        let supersede = lifecycle::supersede(&read_older, &read_newer, &user("u"), Timestamp::now()).expect("ok");
+        store.commit_transition(&supersede).await.expect("the honest successor is accepted");
+        let stored = store.get_request(&ws, older.id()).await.expect("older");
+        assert_eq!(stored.superseded_by(), Some(newer.id()));
+        assert_eq!(stored_digest(&store, &ws, older.id()).await.as_deref(), Some(supersede.request().state_digest()));
+        assert_eq!(stored_digest(&store, &ws, newer.id()).await, None, "the successor is not written");
+    }
+}
+
+/// The server refuses a time outside 1970..=9999 in every time column, so
+/// no read meets one (the driver's decoder panics on `infinity`).
+#[tokio::test]
+async fn the_server_refuses_times_outside_the_storable_range() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    let request = created(
+        &store,
+        NewRequest::new(ws.clone(), TargetRef::new("t", "1"), "update", Actor::user("u"))
+            .expires_at(Timestamp::now().add_micros(1_000_000).expect("in range")),
+    )
+    .await;
+    appended(&store, &ws, 1).await;
+    let check_violation = |outcome: Result<sqlx::postgres::PgQueryResult, sqlx::Error>, what: &str| {
+        let error = outcome.expect_err(what);
+        let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "{what}: {error}");
+    };
+    for (column, value) in [
+        ("updated_at", "infinity"),
+        ("updated_at", "-infinity"),
+        ("created_at", "1969-12-31 23:59:59.999999+00"),
+        ("expires_at", "10000-01-01 00:00:00+00"),
+        ("expires_at", "infinity"),
+    ] {
+        let sql = format!("UPDATE governance_requests SET {column} = '{value}' WHERE workspace_id = $1 AND id = $2");
+        let outcome =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ws.as_str()).bind(request.id().as_uuid()).execute(store.pool());
+        check_violation(outcome.await, &format!("{column} = {value}"));
+    }
+    let insert = sqlx::query(
+        "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor,
+             object_type, operation, reason_codes, created_at, content_hash)
+         VALUES ($1, $2, 'decision', 'decision.denied', 'user', 'u', '{}', 'flag', 'update', '{}', 'infinity', 'h')",
+    )
+    .bind(ws.as_str())
+    .bind(RecordId::new().as_uuid())
+    .execute(store.pool())
+    .await;
+    check_violation(insert, "history created_at = infinity");
+    let insert =
+        sqlx::query("INSERT INTO governance_checkpoints VALUES ($1, 1, 0, 1, 'root', NULL, 'infinity', 'digest')")
+            .bind(ws.as_str())
+            .execute(store.pool())
+            .await;
+    check_violation(insert, "checkpoint created_at = infinity");
+
+    // The edges of the range are stored and read back.
+    sqlx::query(
+        "UPDATE governance_requests SET expires_at = '9999-12-31 23:59:59.999999+00', \
+         created_at = '1970-01-01 00:00:00+00' WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(ws.as_str())
+    .bind(request.id().as_uuid())
+    .execute(store.pool())
+    .await
+    .expect("the edges are in range");
+    let read = store.get_request(&ws, request.id()).await.expect("reads without a panic");
+    assert_eq!(read.expires_at().map(|t| t.unix_micros()), Some(Timestamp::MAX_MICROS));
+    assert_eq!(read.created_at().unix_micros(), Timestamp::MIN_MICROS);
+    // The creation record and the decision.
+    assert_eq!(store.unsealed_history(&ws, None, 10).await.expect("unsealed").len(), 2);
+}
+
+/// The constraints are validated (the migration's second step ran).
+#[tokio::test]
+async fn the_time_range_constraints_are_validated() {
+    let Some(store) = store().await else { return };
+    let rows = sqlx::query(
+        "SELECT conname::text, convalidated FROM pg_constraint WHERE conname LIKE 'governance_%in_range' ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("catalog");
+    let constraints: Vec<(String, bool)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    assert_eq!(
+        constraints,
+        [
+            ("governance_checkpoints_time_in_range".to_owned(), true),
+            ("governance_history_time_in_range".to_owned(), true),
+            ("governance_requests_times_in_range".to_owned(), true),
+        ]
+    );
+}
+
+/// A position past the storable range is a validation error, as on every provider.
+#[tokio::test]
+async fn unsealed_history_validates_its_position() {
+    let Some(store) = store().await else { return };
+    let ws = workspace();
+    appended(&store, &ws, 1).await;
+    let beyond = Timestamp::from_unix_micros(Timestamp::MAX_MICROS + 1).expect("chrono has it");
+    let after = Position { created_at: beyond, id: uuid::Uuid::nil() };
+    let refused = store.unsealed_history(&ws, Some(after), 10).await;
+    assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
+}

@@ -344,6 +344,9 @@ pub(crate) async fn unsealed_history<C: ConnectionTrait>(
     after: Option<Position>,
     limit: u32,
 ) -> Result<Vec<ReadRecord>> {
+    // Before the query: past the year 9999 SQLite compares text and MySQL
+    // refuses the value, so the same validation error everywhere.
+    after.as_ref().map(Position::validate).transpose()?;
     use history::Column as H;
     let sealed = Query::select()
         .expr(Expr::val(1))

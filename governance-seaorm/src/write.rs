@@ -13,8 +13,8 @@ use governance_abstractions::{
     SealEntry, Stored, Transition, WorkspaceId,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -128,21 +128,90 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
     transition: &Transition,
 ) -> Result<()> {
     validate_transition(transition)?;
-    let next = transition.request();
     let txn = begin(conn).await?;
-    match lock_successor(&txn, transition).await {
-        Ok(Ok(())) => {}
-        Ok(Err(refused)) => {
+    match write_transition(&txn, transition).await {
+        Ok(()) => txn.commit().await.map_err(map),
+        Err(Failure::Driver(error)) => Err(map(abandon(txn, error).await)),
+        Err(Failure::Refused(error)) => {
+            // Report the refusal, not the rollback's failure.
             let _ = txn.rollback().await;
-            return Err(explain_refused_successor(conn, transition, refused).await);
+            Err(error)
         }
-        Err(error) => return Err(map(abandon(txn, error).await)),
     }
-    // A row written before state digests were stored has none: its
-    // revision and status still decide.
-    let digest = Condition::any()
-        .add(request::Column::StateDigest.eq(transition.expected_digest()))
-        .add(request::Column::StateDigest.is_null());
+}
+
+/// Why a write transaction ends without committing.
+enum Failure {
+    /// The driver failed.
+    Driver(DbErr),
+    /// The store refuses the write.
+    Refused(GovernanceError),
+}
+
+impl From<DbErr> for Failure {
+    fn from(error: DbErr) -> Self {
+        Failure::Driver(error)
+    }
+}
+
+impl From<GovernanceError> for Failure {
+    fn from(error: GovernanceError) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+/// The transition's writes inside `txn`.
+///
+/// The update matches the stored digest only. When it matches no row, the
+/// request's row is read locked (`FOR UPDATE` on PostgreSQL and MySQL; on
+/// SQLite `BEGIN IMMEDIATE` already holds the write lock) and decoded: a
+/// row stored without a digest gets the digest of its stored content. At
+/// the revision, status and digest the transition was computed from, and
+/// without a stored digest, the update runs once more, matching on `NULL`,
+/// while the lock keeps the row as checked. Otherwise [`check_commit_target`]
+/// names the refusal: a forged copy of a row without a digest computes
+/// another digest, a validation error.
+async fn write_transition(txn: &DatabaseTransaction, transition: &Transition) -> Result<(), Failure> {
+    let next = transition.request();
+    if let Err(refused) = check_locked_successor(txn, transition).await? {
+        // The older request's own refusal comes first, as on a store that
+        // checks both under one lock, so every provider reports the same
+        // error for the same state.
+        check_target(transition, locked_target(txn, transition).await?)?;
+        return Err(refused.into());
+    }
+    if update_target(txn, transition, Some(transition.expected_digest())).await? == 0 {
+        let target = check_target(transition, locked_target(txn, transition).await?)?;
+        // A row that stores the expected digest, yet the update missed it:
+        // the caller's transaction reads an older snapshot.
+        if target.stored || update_target(txn, transition, None).await? == 0 {
+            return Err(invisible_collision().into());
+        }
+    }
+    let records = transition.records().iter().map(|r| history_row(r).into_active_model().reset_all());
+    match history::Entity::insert_many(records).exec_without_returning(txn).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation(&error) => {
+            let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
+            Err(Failure::Refused(GovernanceError::AlreadyExists {
+                kind: EntityKind::HistoryRecord,
+                workspace: next.workspace_id().clone(),
+                id: taken,
+            }))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The conditional update of exactly the transition's columns, over the
+/// row at the expected revision and status whose stored digest is `digest`
+/// (`None`: a row stored without one). Returns the rows it matched.
+async fn update_target(txn: &DatabaseTransaction, transition: &Transition, digest: Option<&str>) -> Result<u64, DbErr> {
+    let next = transition.request();
+    let digest = match digest {
+        Some(digest) => request::Column::StateDigest.eq(digest),
+        None => request::Column::StateDigest.is_null(),
+    };
     let updated = request::Entity::update_many()
         .set(transition_update(&transition.write()))
         .filter(request::Column::WorkspaceId.eq(workspace_str(next)))
@@ -150,32 +219,9 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
         .filter(request::Column::Revision.eq(revision(transition.expected_revision())))
         .filter(request::Column::Status.eq(transition.expected_status().as_str()))
         .filter(digest)
-        .exec(&txn)
-        .await;
-    let updated = match updated {
-        Ok(updated) => updated,
-        Err(error) => return Err(map(abandon(txn, error).await)),
-    };
-    if updated.rows_affected == 0 {
-        let _ = txn.rollback().await;
-        return Err(explain_missed_update(conn, transition).await);
-    }
-    let records = transition.records().iter().map(|r| history_row(r).into_active_model().reset_all());
-    match history::Entity::insert_many(records).exec_without_returning(&txn).await {
-        Ok(_) => txn.commit().await.map_err(map),
-        Err(error) => {
-            let error = abandon(txn, error).await;
-            if !is_unique_violation(&error) {
-                return Err(map(error));
-            }
-            let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
-            Err(GovernanceError::AlreadyExists {
-                kind: EntityKind::HistoryRecord,
-                workspace: next.workspace_id().clone(),
-                id: taken,
-            })
-        }
-    }
+        .exec(txn)
+        .await?;
+    Ok(updated.rows_affected)
 }
 
 fn revision(value: u64) -> i64 {
@@ -188,75 +234,78 @@ fn stored_revision(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// For a supersession, reads the successor's revision and digest with a
-/// lock that lasts until `txn` ends, so the successor cannot move on between
-/// this check and the commit: `FOR SHARE` on PostgreSQL, `LOCK IN SHARE MODE`
-/// on MySQL/MariaDB (both read the latest committed row, not the snapshot,
-/// and wait for a writer holding it). SQLite has no row locks and needs none:
-/// the write transaction began with `BEGIN IMMEDIATE` and holds the
-/// database's write lock already. The outer error is the driver's, the inner
-/// one the refusal of [`check_successor`].
-async fn lock_successor(txn: &DatabaseTransaction, transition: &Transition) -> Result<Result<()>, DbErr> {
-    let Some(successor) = transition.successor() else { return Ok(Ok(())) };
-    let key = (workspace_str(transition.request()).to_owned(), successor.id.as_uuid());
-    let stored = request::Entity::find_by_id(key)
-        .select_only()
-        .column(request::Column::Revision)
-        .column(request::Column::StateDigest)
-        .lock_shared()
-        .into_tuple::<(i64, Option<String>)>()
-        .one(txn)
-        .await?;
-    let stored = stored.map(|(revision, digest)| (stored_revision(revision), digest));
-    Ok(check_successor(transition, stored.as_ref().map(|(revision, digest)| (*revision, digest.as_deref()))))
+/// A stored request as a commit depends on it.
+struct RowState {
+    revision: u64,
+    status: RequestStatus,
+    /// The stored digest, or for a row without one the digest of its content.
+    digest: String,
+    /// Whether the row stores a digest.
+    stored: bool,
 }
 
-/// Checks the stored row of the transition's request the way the
-/// conditional update does: missing, moved on, or forged is an error.
-async fn check_stored_target<C: ConnectionTrait>(conn: &C, transition: &Transition) -> Result<()> {
+impl RowState {
+    fn of(row: request::Model) -> Result<Self> {
+        match &row.state_digest {
+            Some(digest) => Ok(Self {
+                revision: stored_revision(row.revision),
+                status: row.status.parse()?,
+                digest: digest.clone(),
+                stored: true,
+            }),
+            // The decoder computes the digest of what the row holds.
+            None => {
+                let request = request_from(row)?;
+                Ok(Self {
+                    revision: request.revision(),
+                    status: request.status(),
+                    digest: request.state_digest().to_owned(),
+                    stored: false,
+                })
+            }
+        }
+    }
+}
+
+/// The stored row of the transition's request, locked until `txn` ends.
+async fn locked_target(txn: &DatabaseTransaction, transition: &Transition) -> Result<Option<RowState>, Failure> {
     let next = transition.request();
-    let stored = request::Entity::find_by_id((workspace_str(next).to_owned(), next.id().as_uuid()))
-        .select_only()
-        .column(request::Column::Revision)
-        .column(request::Column::Status)
-        .column(request::Column::StateDigest)
-        .into_tuple::<(i64, String, Option<String>)>()
-        .one(conn)
-        .await
-        .map_err(map)?;
-    let Some((revision, status, digest)) = stored else {
+    let row = request::Entity::find_by_id((workspace_str(next).to_owned(), next.id().as_uuid()))
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    Ok(row.map(RowState::of).transpose()?)
+}
+
+/// Checks the stored row of the transition's request: missing, moved on,
+/// or forged is an error.
+fn check_target(transition: &Transition, stored: Option<RowState>) -> Result<RowState> {
+    let Some(stored) = stored else {
+        let next = transition.request();
         return Err(GovernanceError::NotFound {
             kind: EntityKind::Request,
             workspace: next.workspace_id().clone(),
             id: next.id().to_string(),
         });
     };
-    let status: RequestStatus = status.parse()?;
-    check_commit_target(transition, stored_revision(revision), status, digest.as_deref())
+    check_commit_target(transition, stored.revision, stored.status, &stored.digest)?;
+    Ok(stored)
 }
 
-/// Why a conditional update matched no row: missing, moved on, or forged.
-async fn explain_missed_update<C: ConnectionTrait>(conn: &C, transition: &Transition) -> GovernanceError {
-    match check_stored_target(conn, transition).await {
-        Err(error) => error,
-        // The update saw a newer row than this read: the caller's
-        // transaction reads an older snapshot.
-        Ok(()) => invisible_collision(),
-    }
-}
-
-/// Why a supersession's successor guard refused. The older request's own
-/// refusal comes first, as on a store that checks both under one lock, so
-/// every provider reports the same error for the same state.
-async fn explain_refused_successor<C: ConnectionTrait>(
-    conn: &C,
-    transition: &Transition,
-    refused: GovernanceError,
-) -> GovernanceError {
-    match check_stored_target(conn, transition).await {
-        Err(error) => error,
-        Ok(()) => refused,
-    }
+/// For a supersession, reads the successor with a lock that lasts until
+/// `txn` ends, so it cannot move on between this check and the commit:
+/// `FOR SHARE` on PostgreSQL, `LOCK IN SHARE MODE` on MySQL/MariaDB (both
+/// read the latest committed row, not the snapshot, and wait for a writer
+/// holding it). SQLite has no row locks and needs none: the write
+/// transaction began with `BEGIN IMMEDIATE` and holds the database's write
+/// lock already. A successor stored without a digest is checked against the
+/// digest of its stored content. The outer error is the driver's, the inner
+/// one the refusal of [`check_successor`].
+async fn check_locked_successor(txn: &DatabaseTransaction, transition: &Transition) -> Result<Result<()>, Failure> {
+    let Some(successor) = transition.successor() else { return Ok(Ok(())) };
+    let key = (workspace_str(transition.request()).to_owned(), successor.id.as_uuid());
+    let stored = request::Entity::find_by_id(key).lock_shared().one(txn).await?.map(RowState::of).transpose()?;
+    Ok(check_successor(transition, stored.as_ref().map(|s| (s.revision, s.digest.as_str()))))
 }
 
 /// The connection as the shared append loop's storage.

@@ -9,9 +9,10 @@ use conformance_tests::runner::databases_required;
 use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
     Action, Actor, Checkpoint, CountBy, CountQuery, Creation, Decision, EntityKind, Evidence, GovernanceError,
-    GovernanceService, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, PendingReason,
-    Position, Principal, ReadRecord, RecordId, RequestId, RequestReader, RequestStatus, RequestWriter, SealEntry,
-    SealedRecord, StaleStrategy, TargetRef, TimeRange, Timestamp, Unreadable, Verdict, WorkspaceId, lifecycle,
+    GovernanceRequest, GovernanceService, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, NewRequest,
+    PendingReason, Position, Principal, ReadRecord, RecordId, RequestId, RequestReader, RequestStatus, RequestWriter,
+    SealEntry, SealedRecord, StaleStrategy, TargetRef, TimeRange, Timestamp, Unreadable, Verdict, WorkspaceId,
+    lifecycle,
 };
 use governance_seaorm::entity::{history, request, seal};
 use governance_seaorm::sea_orm::{
@@ -374,8 +375,11 @@ async fn sealer_waits_for_an_uncommitted_rival() {
             let rival = store.begin().await.expect("begin");
             let insert = "INSERT INTO governance_checkpoints \
                 (workspace_id, seq, first_index, record_count, root, previous, created_at, digest) \
-                VALUES (?, 1, 0, 1, ?, NULL, '2026-01-01 00:00:00', ?)";
-            let values = vec![ws.as_str().into(), checkpoint.root().into(), checkpoint.digest().into()];
+                VALUES (?, 1, 0, 1, ?, NULL, ?, ?)";
+            // The rival's checkpoint is the same, valid one: a sealer that
+            // reads it (SQLite, after waiting) must find it taken, not forged.
+            let at = checkpoint.created_at().as_datetime().naive_utc();
+            let values = vec![ws.as_str().into(), checkpoint.root().into(), at.into(), checkpoint.digest().into()];
             raw(&rival, insert, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
             let sealer = store.clone();
             let (c, e) = (checkpoint.clone(), entries.clone());
@@ -824,5 +828,181 @@ async fn count_history_validates_its_window() {
         let query = CountQuery::new(CountBy::Operation, TimeRange { from: Some(before_epoch), until: None });
         let counted = store.count_history(&workspace(), &query).await;
         assert!(matches!(counted, Err(GovernanceError::Validation { .. })), "{name}: {counted:?}");
+    }
+}
+
+/// A consistent copy of `request` with `edit` applied and its state digest
+/// recomputed: what a caller could build from a read (the copy checks).
+fn forged(request: &GovernanceRequest, edit: impl FnOnce(&mut serde_json::Value)) -> GovernanceRequest {
+    let mut json = serde_json::to_value(request).expect("serializes");
+    edit(&mut json);
+    let edited: GovernanceRequest = serde_json::from_value(json.clone()).expect("deserializes");
+    json["state_digest"] = edited.compute_state_digest().expect("a digest").into();
+    let forged: GovernanceRequest = serde_json::from_value(json).expect("deserializes");
+    forged.check().expect("the forgery is self-consistent");
+    assert_ne!(forged.state_digest(), request.state_digest());
+    forged
+}
+
+/// Sets a request's stored digest to NULL, as on a row written before digests.
+async fn forget_digest(store: &SeaOrmStore, ws: &WorkspaceId, id: RequestId) {
+    let sql = "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = ? AND id = ?";
+    raw(store.connection(), sql, vec![ws.as_str().into(), id.as_uuid().into()]).await.expect("legacy row");
+}
+
+/// A row stored without a digest is checked against the digest of its
+/// stored content: a transition computed from a forged copy (approvals
+/// dropped, intent changed, digest recomputed) is a validation error and
+/// changes nothing; an honest one commits and stores its digest.
+#[tokio::test]
+async fn forged_copies_of_rows_without_a_digest_are_refused() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"))
+            .intent("as asked")
+            .approval(Actor::user("lead"), 1);
+        let creation = created(&store, spec).await;
+        let id = creation.request().id();
+        forget_digest(&store, &ws, id).await;
+        let read = store.get_request(&ws, id).await.expect("reads");
+        assert_eq!(&read, creation.request(), "{name}");
+
+        let no_approvals = forged(&read, |json| json["approvals"] = serde_json::json!([]));
+        let other_intent = forged(&read, |json| json["intent"] = "something else".into());
+        let cancel = Action::Cancel { reason: "no".into() };
+        for (copy, action) in [(&no_approvals, &Action::Approve), (&other_intent, &cancel)] {
+            let transition = lifecycle::apply(copy, &user("dev"), action, Timestamp::now()).expect("the copy allows");
+            let refused = store.commit_transition(&transition).await;
+            assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{name}: {action:?}: {refused:?}");
+            assert_eq!(&store.get_request(&ws, id).await.expect("reads"), creation.request(), "{name}: unchanged");
+            assert_eq!(request_row(&store, &ws, id).await.state_digest, None, "{name}: still without a digest");
+            assert_eq!(store.history_for_request(&ws, id).await.expect("history").len(), 1, "{name}");
+        }
+        // Inside a caller's transaction the refusal leaves it usable.
+        let transition = lifecycle::apply(&no_approvals, &user("dev"), &Action::Approve, Timestamp::now()).expect("ok");
+        let txn = store.begin().await.expect("begin");
+        let refused = store.commit_transition_in(&txn, &transition).await;
+        assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{name}: {refused:?}");
+        txn.execute_unprepared("SELECT 1").await.unwrap_or_else(|e| panic!("{name}: the transaction is usable: {e}"));
+        txn.rollback().await.expect("rollback");
+
+        let submit = Action::Submit { reason: PendingReason::Approval };
+        let honest = lifecycle::apply(&read, &user("dev"), &submit, Timestamp::now()).expect("allowed");
+        store.commit_transition(&honest).await.unwrap_or_else(|e| panic!("{name}: honest: {e}"));
+        let row = request_row(&store, &ws, id).await;
+        assert_eq!(row.state_digest.as_deref(), Some(honest.request().state_digest()), "{name}");
+        assert_eq!(&store.get_request(&ws, id).await.expect("reads"), honest.request(), "{name}");
+
+        // An honest one inside a caller's transaction commits with it.
+        forget_digest(&store, &ws, id).await;
+        let read = store.get_request(&ws, id).await.expect("reads");
+        let decide = Action::Decide { verdict: Verdict::Approved, comment: None };
+        let approve = lifecycle::apply(&read, &user("lead"), &decide, Timestamp::now()).expect("allowed");
+        let txn = store.begin().await.expect("begin");
+        store.commit_transition_in(&txn, &approve).await.unwrap_or_else(|e| panic!("{name}: in a transaction: {e}"));
+        txn.commit().await.expect("commit");
+        let row = request_row(&store, &ws, id).await;
+        assert_eq!(row.state_digest.as_deref(), Some(approve.request().state_digest()), "{name}");
+    }
+}
+
+/// The same for a supersession's successor stored without a digest: a
+/// forged copy of it is refused, the honest one accepted (also when the
+/// older request has no digest either).
+#[tokio::test]
+async fn forged_successors_without_a_digest_are_refused() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let spec = || NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+        for older_without_digest in [false, true] {
+            let older = created(&store, spec()).await;
+            let newer = created(&store, spec().intent("the newer one")).await;
+            let (older_id, newer_id) = (older.request().id(), newer.request().id());
+            forget_digest(&store, &ws, newer_id).await;
+            if older_without_digest {
+                forget_digest(&store, &ws, older_id).await;
+            }
+            let read_newer = store.get_request(&ws, newer_id).await.expect("reads");
+            let read_older = store.get_request(&ws, older_id).await.expect("reads");
+
+            let copy = forged(&read_newer, |json| json["intent"] = "another one".into());
+            let supersede = lifecycle::supersede(&read_older, &copy, &user("dev"), Timestamp::now()).expect("ok");
+            let refused = store.commit_transition(&supersede).await;
+            assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{name}: {refused:?}");
+            assert_eq!(&store.get_request(&ws, older_id).await.expect("older"), older.request(), "{name}");
+            assert_eq!(store.history_for_request(&ws, older_id).await.expect("history").len(), 1, "{name}");
+
+            let supersede = lifecycle::supersede(&read_older, &read_newer, &user("dev"), Timestamp::now()).expect("ok");
+            store.commit_transition(&supersede).await.unwrap_or_else(|e| panic!("{name}: honest successor: {e}"));
+            let row = request_row(&store, &ws, older_id).await;
+            assert_eq!(row.superseded_by, Some(newer_id.as_uuid()), "{name}");
+            assert_eq!(row.state_digest.as_deref(), Some(supersede.request().state_digest()), "{name}");
+            assert_eq!(request_row(&store, &ws, newer_id).await.state_digest, None, "{name}: successor not written");
+        }
+    }
+}
+
+/// PostgreSQL: the server refuses a time outside 1970..=9999 in every time
+/// column, so no read meets one (the driver's decoder panics on `infinity`).
+#[tokio::test]
+async fn postgres_refuses_times_outside_the_storable_range() {
+    for (name, store, _dir) in stores().await {
+        if store.connection().get_database_backend() != DbBackend::Postgres {
+            continue;
+        }
+        let ws = workspace();
+        let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"))
+            .expires_at(Timestamp::now().add_micros(1_000_000).expect("in range"));
+        let id = created(&store, spec).await.request().id();
+        decisions(&store, &ws, 1).await;
+        let db = store.connection();
+        let sql = "SELECT COUNT(*) AS n FROM pg_constraint WHERE conname LIKE 'governance_%in_range' AND convalidated";
+        let validated = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.expect("catalog");
+        assert_eq!(validated.expect("a row").try_get::<i64>("", "n").expect("n"), 3, "{name}: validated");
+        for (column, value) in [
+            ("updated_at", "infinity"),
+            ("updated_at", "-infinity"),
+            ("created_at", "1969-12-31 23:59:59.999999"),
+            ("expires_at", "10000-01-01 00:00:00"),
+            ("expires_at", "infinity"),
+        ] {
+            let sql = format!("UPDATE governance_requests SET {column} = '{value}' WHERE workspace_id = ? AND id = ?");
+            let refused = raw(store.connection(), &sql, vec![ws.as_str().into(), id.as_uuid().into()]).await;
+            let error = refused.expect_err(&format!("{name}: {column} = {value}"));
+            assert!(error.to_string().contains("governance_requests_times_in_range"), "{name}: {error}");
+        }
+        let sql = "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, \
+            object_type, operation, reason_codes, created_at, content_hash) \
+            VALUES (?, ?, 'decision', 'decision.approved', 'user', 'u', '{}', 'o', 'op', '[]', 'infinity', 'h')";
+        let error = raw(store.connection(), sql, vec![ws.as_str().into(), uuid::Uuid::now_v7().into()])
+            .await
+            .expect_err("history created_at = infinity");
+        assert!(error.to_string().contains("governance_history_time_in_range"), "{name}: {error}");
+        let sql = "INSERT INTO governance_checkpoints VALUES (?, 1, 0, 1, 'root', NULL, 'infinity', 'digest')";
+        let error = raw(store.connection(), sql, vec![ws.as_str().into()]).await.expect_err("checkpoint");
+        assert!(error.to_string().contains("governance_checkpoints_time_in_range"), "{name}: {error}");
+
+        // The edges of the range are stored and read back.
+        let sql = "UPDATE governance_requests SET expires_at = '9999-12-31 23:59:59.999999', \
+            created_at = '1970-01-01 00:00:00' WHERE workspace_id = ? AND id = ?";
+        raw(store.connection(), sql, vec![ws.as_str().into(), id.as_uuid().into()]).await.expect("in range");
+        let read = store.get_request(&ws, id).await.expect("reads without a panic");
+        assert_eq!(read.expires_at().map(|t| t.unix_micros()), Some(Timestamp::MAX_MICROS), "{name}");
+        assert_eq!(read.created_at().unix_micros(), Timestamp::MIN_MICROS, "{name}");
+        // The creation record and the decision.
+        assert_eq!(store.unsealed_history(&ws, None, 10).await.expect("unsealed").len(), 2, "{name}");
+    }
+}
+
+/// A position past the storable range is the same validation error on every backend.
+#[tokio::test]
+async fn unsealed_history_validates_its_position() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        decisions(&store, &ws, 1).await;
+        let beyond = Timestamp::from_unix_micros(Timestamp::MAX_MICROS + 1).expect("chrono has it");
+        let after = Position { created_at: beyond, id: uuid::Uuid::nil() };
+        let refused = store.unsealed_history(&ws, Some(after), 10).await;
+        assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{name}: {refused:?}");
     }
 }
