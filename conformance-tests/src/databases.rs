@@ -8,10 +8,16 @@
 //! and drops such databases left behind by runs older than six hours. Every
 //! case still works in its own random workspace, so cases share the
 //! process's database in parallel.
+//!
+//! [`application_login`] adds the application's login to such a database
+//! (`<database>_app`, with a random password), so the suite can run as the
+//! role the providers' grant functions set up while the owner keeps the
+//! schema; logins of stale databases are dropped with them. URLs shown in
+//! messages go through [`redacted`]: no output shows a password.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governance_seaorm::sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
+use governance_seaorm::sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 
 use crate::harness::SetupError;
 
@@ -102,7 +108,7 @@ fn now_secs() -> u64 {
 /// URL, after dropping databases of earlier runs that are older than six hours.
 pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<String, SetupError> {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let unavailable = |e: &dyn std::fmt::Display| SetupError::Unavailable(format!("{server_url}: {e}"));
+    let unavailable = |e: &dyn std::fmt::Display| SetupError::Unavailable(format!("{}: {e}", redacted(server_url)));
     let admin = Database::connect(server_url).await.map_err(|e| unavailable(&e))?;
     let listing = match backend {
         DbBackend::Postgres => "SELECT datname AS name FROM pg_database WHERE datname LIKE 'gov\\_cf\\_%'",
@@ -122,6 +128,7 @@ pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<Stri
             let _ = admin.execute_unprepared(&drop).await;
         }
     }
+    drop_stale_logins(&admin, backend, horizon).await;
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("{PREFIX}{}_{}_{n}", now_secs(), std::process::id());
     let create = match backend {
@@ -131,6 +138,173 @@ pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<Stri
     admin.execute_unprepared(&create).await.map_err(|e| unavailable(&e))?;
     let _ = admin.close().await;
     Ok(with_database(server_url, &name))
+}
+
+/// The suffix of a test database's application login (`<database>_app`).
+const LOGIN_SUFFIX: &str = "_app";
+
+/// Drops the application logins of test databases older than `horizon`
+/// (their databases are gone by now, and with them the role's grants).
+/// Failures are ignored: another process may be dropping them too.
+async fn drop_stale_logins(admin: &DatabaseConnection, backend: DbBackend, horizon: u64) {
+    let listing = match backend {
+        DbBackend::Postgres => {
+            "SELECT rolname AS name, '' AS host FROM pg_roles WHERE rolname LIKE 'gov\\_cf\\_%\\_app'"
+        }
+        _ => {
+            "SELECT CAST(User AS CHAR) AS name, CAST(Host AS CHAR) AS host FROM mysql.user WHERE User LIKE 'gov\\_cf\\_%\\_app'"
+        }
+    };
+    let Ok(rows) = admin.query_all_raw(Statement::from_string(backend, listing)).await else { return };
+    for row in rows {
+        let (Ok(name), Ok(host)) = (row.try_get::<String>("", "name"), row.try_get::<String>("", "host")) else {
+            continue;
+        };
+        let created = name.strip_prefix(PREFIX).and_then(|rest| rest.split('_').next()).and_then(|s| s.parse().ok());
+        if created.is_none_or(|secs: u64| secs >= horizon) {
+            continue;
+        }
+        let drop = match backend {
+            DbBackend::Postgres => format!("DROP ROLE IF EXISTS {}", postgres_identifier(&name)),
+            _ => format!("DROP USER IF EXISTS {}@{}", mysql_identifier(&name), mysql_identifier(&host)),
+        };
+        let _ = admin.execute_unprepared(&drop).await;
+    }
+}
+
+/// An application login to one test database: a role (PostgreSQL) or an
+/// account (MySQL/MariaDB) with a random password, holding no privileges
+/// until the provider's grant function gives them.
+#[derive(Clone)]
+pub struct Login {
+    name: String,
+    host: Option<String>,
+    url: String,
+}
+
+impl Login {
+    /// The role or user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The MySQL/MariaDB account's host: where the server sees this
+    /// process connect from. `None` on PostgreSQL.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The database URL with this login's credentials (it holds the
+    /// password: show it only through [`redacted`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("url", &redacted(&self.url))
+            .finish()
+    }
+}
+
+/// Creates the application login of the test database at `database_url`
+/// (connected as its owner): `<database>_app`, unique like the database, so
+/// concurrent test processes never share or collide on one. On MySQL/MariaDB
+/// the account's host is the one the server sees this connection come from,
+/// so no other (anonymous) account can shadow it.
+pub async fn application_login(database_url: &str, backend: DbBackend) -> Result<Login, SetupError> {
+    let unavailable = |e: &dyn std::fmt::Display| SetupError::Unavailable(format!("{}: {e}", redacted(database_url)));
+    let database = database_name(database_url)
+        .ok_or_else(|| SetupError::Unavailable(format!("{}: no database in the URL", redacted(database_url))))?;
+    let name = format!("{database}{LOGIN_SUFFIX}");
+    // Two UUIDv7s: 148 random bits, hex only (nothing to quote or encode).
+    let password = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
+    let owner = Database::connect(database_url).await.map_err(|e| unavailable(&e))?;
+    let created = async {
+        match backend {
+            DbBackend::Postgres => {
+                let sql = format!("CREATE ROLE {} LOGIN PASSWORD '{password}'", postgres_identifier(&name));
+                owner.execute_unprepared(&sql).await?;
+                Ok(None)
+            }
+            _ => {
+                let probe = "SELECT SUBSTRING_INDEX(USER(), '@', -1) AS host";
+                let row = owner.query_one_raw(Statement::from_string(backend, probe)).await?;
+                let host = row.map(|row| row.try_get::<String>("", "host")).transpose()?.unwrap_or_else(|| "%".into());
+                let account = format!("{}@{}", mysql_identifier(&name), mysql_identifier(&host));
+                owner.execute_unprepared(&format!("CREATE USER {account} IDENTIFIED BY '{password}'")).await?;
+                Ok(Some(host))
+            }
+        }
+    };
+    let host: Result<Option<String>, governance_seaorm::sea_orm::DbErr> = created.await;
+    let _ = owner.close().await;
+    // The statement holds the password: never let an error echo it.
+    let host = host.map_err(|e| unavailable(&format!("creating login {name}: {e}").replace(&password, "***")))?;
+    Ok(Login { url: with_login(database_url, &name, &password), name, host })
+}
+
+/// The database name in `url` (its path), if any.
+fn database_name(url: &str) -> Option<&str> {
+    let base = url.split_once('?').map_or(url, |(base, _)| base);
+    let authority_end = base.find("://")? + 3;
+    let path = &base[authority_end..];
+    let name = &path[path.find('/')? + 1..];
+    (!name.is_empty()).then_some(name)
+}
+
+/// `url` with its credentials replaced by `user` and `password`
+/// (percent-encoded).
+pub fn with_login(url: &str, user: &str, password: &str) -> String {
+    let Some(authority_start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = rest[..authority_end].rsplit_once('@').map_or(&rest[..authority_end], |(_, host)| host);
+    format!(
+        "{}{}:{}@{host}{}",
+        &url[..authority_start],
+        percent_encode(user),
+        percent_encode(password),
+        &rest[authority_end..]
+    )
+}
+
+/// `url` with any password replaced by `***`: what messages may show.
+pub fn redacted(url: &str) -> String {
+    let Some(authority_start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+            format!("{}{user}:***@{host}{}", &url[..authority_start], &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn postgres_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn mysql_identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
 }
 
 /// A statement from `sql` written with `?` placeholders, numbered `$1, $2, …`
@@ -156,7 +330,26 @@ pub fn statement(backend: DbBackend, sql: &str, values: impl IntoIterator<Item =
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{database_name, redacted, with_database, with_login};
+
+    #[test]
+    fn logins_replace_the_credentials_and_never_show_the_password() {
+        assert_eq!(
+            with_login("postgres://postgres@127.0.0.1:5432/gov?sslmode=disable", "app", "p@ss/w:rd"),
+            "postgres://app:p%40ss%2Fw%3Ard@127.0.0.1:5432/gov?sslmode=disable"
+        );
+        assert_eq!(with_login("mysql://root:old@h/db", "a", "b"), "mysql://a:b@h/db");
+        assert_eq!(with_login("mysql://h", "a", "b"), "mysql://a:b@h");
+        assert_eq!(redacted("mysql://a:secret@h:3306/db?x=1"), "mysql://a:***@h:3306/db?x=1");
+        assert_eq!(redacted("postgres://p%40ss:se@cret@h/db"), "postgres://p%40ss:***@h/db");
+        assert_eq!(redacted("postgres://postgres@h/db"), "postgres://postgres@h/db");
+        assert_eq!(redacted("sqlite://x.db"), "sqlite://x.db");
+        let url = with_login("postgres://postgres@h/db", "app", "secret");
+        assert!(!redacted(&url).contains("secret"));
+        assert_eq!(database_name("postgres://u@h:1/gov_cf_1?x=y"), Some("gov_cf_1"));
+        assert_eq!(database_name("postgres://u@h:1/"), None);
+        assert_eq!(database_name("postgres://u@h:1"), None);
+    }
 
     #[test]
     fn replaces_the_database_name_only() {

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governance_abstractions::{RecordId, WorkspaceId};
+use governance_abstractions::{RecordId, RequestId, WorkspaceId};
 use governance_memory::MemoryStore;
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 use tokio::sync::OnceCell;
 
-use crate::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url, statement};
+use crate::databases::{
+    Login, MYSQL_URL_ENV, POSTGRES_URL_ENV, application_login, fresh_database, redacted, server_url, statement,
+};
 use crate::harness::{
     Capabilities, Capability, CheckpointChange, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore,
 };
@@ -61,41 +63,127 @@ impl StoreFactory for SeaOrmSqliteFactory {
     }
 }
 
+/// A fresh database migrated by its owner (the server URL's user), and an
+/// application login granted with the provider's own
+/// `grant_application_role`: the store under test connects as the login;
+/// only the privileged test paths (tamper, raw history) use the owner.
+#[derive(Clone)]
+pub struct RoleSplit {
+    owner_url: String,
+    login: Login,
+}
+
+impl RoleSplit {
+    /// The owner's URL (migrations, tamper and raw-history paths).
+    pub fn owner_url(&self) -> &str {
+        &self.owner_url
+    }
+
+    /// The application role's login.
+    pub fn login(&self) -> &Login {
+        &self.login
+    }
+
+    /// The application role's URL (it holds a password: show it only
+    /// through [`redacted`]).
+    pub fn application_url(&self) -> &str {
+        self.login.url()
+    }
+}
+
+impl std::fmt::Debug for RoleSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleSplit").field("owner_url", &redacted(&self.owner_url)).field("login", &self.login).finish()
+    }
+}
+
+/// Why a database is unavailable, with the error's causes (never a password:
+/// the URL is redacted).
+fn unavailable(what: &str, url: &str, error: impl std::fmt::Display) -> SetupError {
+    SetupError::Unavailable(format!("{what} {}: {error}", redacted(url)))
+}
+
+/// `error` with its chain of causes.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// A fresh database on the `GOVERNANCE_POSTGRES_URL` server with the sqlx
+/// provider's schema, and its application login granted by
+/// [`governance_postgres::grant_application_role`].
+pub async fn postgres_role_split() -> Result<RoleSplit, SetupError> {
+    let owner_url = fresh_database(&server_url(POSTGRES_URL_ENV).await?, DbBackend::Postgres).await?;
+    let owner = governance_postgres::PostgresStore::connect(&owner_url)
+        .await
+        .map_err(|e| unavailable("PostgreSQL at", &owner_url, with_causes(&e)))?;
+    owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
+    let login = application_login(&owner_url, DbBackend::Postgres).await?;
+    owner
+        .grant_application_role(login.name())
+        .await
+        .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+    owner.pool().close().await;
+    Ok(RoleSplit { owner_url, login })
+}
+
+/// A fresh database on the server of `backend` (`GOVERNANCE_POSTGRES_URL`
+/// or `GOVERNANCE_MYSQL_URL`) with the SeaORM provider's schema, and its
+/// application login granted by `SeaOrmStore::grant_application_role`.
+pub async fn seaorm_role_split(backend: DbBackend) -> Result<RoleSplit, SetupError> {
+    let variable = if backend == DbBackend::Postgres { POSTGRES_URL_ENV } else { MYSQL_URL_ENV };
+    let owner_url = fresh_database(&server_url(variable).await?, backend).await?;
+    // Two connections: the MySQL migration holds its lock on one.
+    let owner = connect_with(&owner_url, backend, 2).await?;
+    owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
+    let login = application_login(&owner_url, backend).await?;
+    let role = match login.host() {
+        Some(host) => governance_seaorm::ApplicationRole::account(login.name(), host),
+        None => governance_seaorm::ApplicationRole::new(login.name()),
+    }
+    .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+    let granted = owner
+        .grant_application_role(&role)
+        .await
+        .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+    if !matches!(granted, governance_seaorm::RoleGrants::Granted(_)) {
+        return Err(unavailable("granting on", &owner_url, "the backend has no roles"));
+    }
+    let _ = owner.connection().clone().close().await;
+    Ok(RoleSplit { owner_url, login })
+}
+
 /// SeaORM on a server (PostgreSQL or MySQL/MariaDB) named by an environment
-/// variable: one fresh, migrated database per process, a pool per case.
+/// variable: one fresh database per process, migrated by its owner; each
+/// case opens a pool as the application role (see [`RoleSplit`]).
 #[derive(Debug)]
 pub struct SeaOrmServerFactory {
     name: &'static str,
-    variable: &'static str,
     backend: DbBackend,
 }
 
 impl SeaOrmServerFactory {
     /// SeaORM on PostgreSQL (`GOVERNANCE_POSTGRES_URL`).
     pub const fn postgres() -> Self {
-        Self { name: "seaorm-postgres", variable: POSTGRES_URL_ENV, backend: DbBackend::Postgres }
+        Self { name: "seaorm-postgres", backend: DbBackend::Postgres }
     }
 
     /// SeaORM on MySQL/MariaDB (`GOVERNANCE_MYSQL_URL`).
     pub const fn mysql() -> Self {
-        Self { name: "seaorm-mysql", variable: MYSQL_URL_ENV, backend: DbBackend::MySql }
+        Self { name: "seaorm-mysql", backend: DbBackend::MySql }
     }
 
-    /// This process's database, created and migrated on first use.
-    async fn database_url(&self) -> Result<String, SetupError> {
-        static POSTGRES: OnceCell<Result<String, SetupError>> = OnceCell::const_new();
-        static MYSQL: OnceCell<Result<String, SetupError>> = OnceCell::const_new();
+    /// This process's database and login, created on first use.
+    async fn role_split(&self) -> Result<RoleSplit, SetupError> {
+        static POSTGRES: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
+        static MYSQL: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
         let cell = if self.backend == DbBackend::Postgres { &POSTGRES } else { &MYSQL };
-        cell.get_or_init(|| async {
-            let server = server_url(self.variable).await?;
-            let url = fresh_database(&server, self.backend).await?;
-            let store = connect(&url, self.backend).await?;
-            store.migrate().await.map_err(|e| SetupError::Unavailable(format!("migrating {url}: {e}")))?;
-            let _ = store.connection().clone().close().await;
-            Ok(url)
-        })
-        .await
-        .clone()
+        cell.get_or_init(|| seaorm_role_split(self.backend)).await.clone()
     }
 }
 
@@ -109,8 +197,7 @@ async fn connect_with(url: &str, backend: DbBackend, connections: u32) -> Result
     use governance_seaorm::sea_orm::{ConnectOptions, Database};
     let mut options = ConnectOptions::new(url);
     options.max_connections(connections).min_connections(0).sqlx_logging(false);
-    let db =
-        Database::connect(options).await.map_err(|e| SetupError::Unavailable(format!("{backend:?} at {url}: {e}")))?;
+    let db = Database::connect(options).await.map_err(|e| unavailable(&format!("{backend:?} at"), url, e))?;
     Ok(SeaOrmStore::new(db))
 }
 
@@ -132,38 +219,25 @@ impl StoreFactory for SeaOrmServerFactory {
     }
 
     async fn open(&self) -> Result<TestStore, SetupError> {
-        let url = self.database_url().await?;
-        let store = connect(&url, self.backend).await?;
-        let raw = Arc::new(SqlRawHistory(store.connection().clone()));
-        let opened = TestStore::new(Arc::new(store.clone())).with_raw_history(raw);
-        Ok(if self.backend == DbBackend::MySql {
-            opened
-        } else {
-            opened.with_tamper(Arc::new(SqlTamper(store.connection().clone())))
-        })
+        let split = self.role_split().await?;
+        let store = connect(split.application_url(), self.backend).await?;
+        // The privileged paths connect as the owner, bypassing the store.
+        let owner = connect_with(split.owner_url(), self.backend, 1).await?.connection().clone();
+        let opened = TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SqlRawHistory(owner.clone())));
+        Ok(if self.backend == DbBackend::MySql { opened } else { opened.with_tamper(Arc::new(SqlTamper(owner))) })
     }
 }
 
-/// The sqlx PostgreSQL provider (`GOVERNANCE_POSTGRES_URL`): one fresh,
-/// migrated database per process, a pool per case.
+/// The sqlx PostgreSQL provider (`GOVERNANCE_POSTGRES_URL`): one fresh
+/// database per process, migrated by its owner; each case opens a pool as
+/// the application role (see [`RoleSplit`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PostgresFactory;
 
 impl PostgresFactory {
-    async fn database_url(&self) -> Result<String, SetupError> {
-        static DATABASE: OnceCell<Result<String, SetupError>> = OnceCell::const_new();
-        DATABASE
-            .get_or_init(|| async {
-                let url = fresh_database(&server_url(POSTGRES_URL_ENV).await?, DbBackend::Postgres).await?;
-                let store = governance_postgres::PostgresStore::connect(&url)
-                    .await
-                    .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
-                store.migrate().await.map_err(|e| SetupError::Unavailable(format!("migrating {url}: {e}")))?;
-                store.pool().close().await;
-                Ok(url)
-            })
-            .await
-            .clone()
+    async fn role_split(&self) -> Result<RoleSplit, SetupError> {
+        static DATABASE: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
+        DATABASE.get_or_init(postgres_role_split).await.clone()
     }
 }
 
@@ -174,14 +248,14 @@ impl StoreFactory for PostgresFactory {
     }
 
     async fn open(&self) -> Result<TestStore, SetupError> {
-        let url = self.database_url().await?;
+        let split = self.role_split().await?;
         let pool = governance_postgres::sqlx::postgres::PgPoolOptions::new()
             .max_connections(6)
-            .connect(&url)
+            .connect(split.application_url())
             .await
-            .map_err(|e| SetupError::Unavailable(format!("PostgreSQL at {url}: {e}")))?;
-        // Raw access goes through its own connection, bypassing the store.
-        let side = connect_with(&url, DbBackend::Postgres, 1).await?.connection().clone();
+            .map_err(|e| unavailable("PostgreSQL at", split.application_url(), with_causes(&e)))?;
+        // The privileged paths connect as the owner, bypassing the store.
+        let side = connect_with(split.owner_url(), DbBackend::Postgres, 1).await?.connection().clone();
         Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool)))
             .with_raw_history(Arc::new(SqlRawHistory(side.clone())))
             .with_tamper(Arc::new(SqlTamper(side))))
@@ -299,6 +373,16 @@ impl TamperAccess for MemoryTamper {
             .ok_or_else(|| format!("no checkpoint {seq}"))
     }
 
+    async fn alter_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| t.edit_request(id, |r| r.spec.intent = EDITED_INTENT.into()));
+        found.then_some(()).ok_or_else(|| format!("no request {id}"))
+    }
+
+    async fn clear_state_digest(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| t.edit_request(id, |r| r.state_digest = None));
+        found.then_some(()).ok_or_else(|| format!("no request {id}"))
+    }
+
     async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String> {
         let found = self.0.tamper(workspace, |t| t.edit_seal(index, |entry| entry.content_hash = content_hash));
         found.then_some(()).ok_or_else(|| format!("no seal entry {index}"))
@@ -308,6 +392,9 @@ impl TamperAccess for MemoryTamper {
         Err(MEMORY_HOLDS_TYPED_VALUES.into())
     }
 }
+
+/// What a request's intent is changed to behind the store.
+const EDITED_INTENT: &str = "edited behind the store";
 
 const MEMORY_HOLDS_TYPED_VALUES: &str = "in-process store: it holds typed values, so no row can fail to decode";
 
@@ -451,6 +538,18 @@ impl TamperAccess for SqlTamper {
         let mut values = vec![Value::from(change.root), Value::from(change.previous), Value::from(change.digest)];
         values.extend(seq_key(workspace, seq));
         self.unguarded(&["governance_checkpoints"], vec![self.statement(sql, values)]).await
+    }
+
+    async fn alter_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String> {
+        let sql = "UPDATE governance_requests SET intent = ? WHERE workspace_id = ? AND id = ?";
+        let values = vec![Value::from(EDITED_INTENT), Value::from(workspace.as_str()), Value::from(id.as_uuid())];
+        self.unguarded(&[], vec![self.statement(sql, values)]).await
+    }
+
+    async fn clear_state_digest(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String> {
+        let sql = "UPDATE governance_requests SET state_digest = NULL WHERE workspace_id = ? AND id = ?";
+        let values = vec![Value::from(workspace.as_str()), Value::from(id.as_uuid())];
+        self.unguarded(&[], vec![self.statement(sql, values)]).await
     }
 
     async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String> {

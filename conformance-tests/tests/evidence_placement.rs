@@ -1,12 +1,14 @@
 //! The recorder against real providers where the suite's traits cannot
 //! reach: evidence and the domain mutation in one caller transaction
-//! (`Recorder::guard_in`), and servers that really do not answer.
+//! (`Recorder::guard_in`), and servers that really do not answer. On the
+//! servers the stores connect as the application role (the owner only
+//! migrates, and creates the application's own table).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use audit_history::{AuditError, Durability, Recorder, Relay, Spool, SpoolOptions};
-use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
+use conformance_tests::providers::{RoleSplit, postgres_role_split, seaorm_role_split};
 use conformance_tests::random_workspace;
 use conformance_tests::runner::databases_required;
 use governance_abstractions::{
@@ -17,21 +19,23 @@ use governance_postgres::sqlx::{self, Postgres, Transaction};
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseTransaction, DbBackend};
 
-/// A fresh, migrated PostgreSQL database, or `None` (with a notice) when
-/// none is configured and none is required.
-async fn postgres() -> Option<PostgresStore> {
-    let server = match server_url(POSTGRES_URL_ENV).await {
-        Ok(server) => server,
+/// A fresh PostgreSQL database migrated by its owner, or `None` (with a
+/// notice) when none is configured and none is required.
+async fn postgres_split() -> Option<RoleSplit> {
+    match postgres_role_split().await {
+        Ok(split) => Some(split),
         Err(why) if !databases_required() => {
             eprintln!("skipped: PostgreSQL {why}");
-            return None;
+            None
         }
         Err(why) => panic!("PostgreSQL required: {why}"),
-    };
-    let url = fresh_database(&server, DbBackend::Postgres).await.expect("fresh database");
-    let store = PostgresStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
+    }
+}
+
+/// The store on such a database, connected as the application role.
+async fn postgres() -> Option<PostgresStore> {
+    let split = postgres_split().await?;
+    Some(PostgresStore::connect(split.application_url()).await.expect("connect as the application role"))
 }
 
 fn evidence(workspace: &WorkspaceId, decision: Decision) -> Evidence {
@@ -79,8 +83,14 @@ async fn guarded_insert(
 
 #[tokio::test]
 async fn postgres_evidence_and_mutation_share_the_callers_transaction() {
-    let Some(store) = postgres().await else { return };
-    sqlx::query("CREATE TABLE invoices (id text PRIMARY KEY)").execute(store.pool()).await.unwrap();
+    let Some(split) = postgres_split().await else { return };
+    // The application's own table: created by the owner, granted to the role.
+    let owner = PostgresStore::connect(split.owner_url()).await.expect("connect as the owner");
+    sqlx::query("CREATE TABLE invoices (id text PRIMARY KEY)").execute(owner.pool()).await.unwrap();
+    let grant = format!("GRANT SELECT, INSERT ON invoices TO \"{}\"", split.login().name());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grant)).execute(owner.pool()).await.unwrap();
+    owner.pool().close().await;
+    let store = PostgresStore::connect(split.application_url()).await.expect("connect as the application role");
     let recorder = Recorder::new(Arc::new(store.clone()));
     let workspace = random_workspace();
 
@@ -167,14 +177,12 @@ async fn postgres_unreachable_server() {
 
 #[tokio::test]
 async fn seaorm_mysql_unreachable_server() {
-    let server = match server_url(MYSQL_URL_ENV).await {
-        Ok(server) => server,
+    let split = match seaorm_role_split(DbBackend::MySql).await {
+        Ok(split) => split,
         Err(why) if !databases_required() => return eprintln!("skipped: MySQL {why}"),
         Err(why) => panic!("MySQL required: {why}"),
     };
-    let url = fresh_database(&server, DbBackend::MySql).await.unwrap();
-    let alive = SeaOrmStore::new(Database::connect(url.as_str()).await.unwrap());
-    alive.migrate().await.unwrap();
+    let alive = SeaOrmStore::new(Database::connect(split.application_url()).await.unwrap());
     let mut dead = ConnectOptions::new("mysql://root@127.0.0.1:1/none");
     dead.connect_lazy(true).acquire_timeout(Duration::from_secs(2)).sqlx_logging(false);
     let dead = SeaOrmStore::new(Database::connect(dead).await.unwrap());

@@ -43,6 +43,7 @@
 mod error;
 mod integrity;
 mod read;
+mod roles;
 mod rows;
 mod write;
 
@@ -56,6 +57,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 pub use read::{FeedCursor, FeedPage};
+pub use roles::{GOVERNANCE_TABLES, application_role_grants, grant_application_role};
 pub use sqlx;
 
 /// Where the migrations record themselves: apart from the application's own

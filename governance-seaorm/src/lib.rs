@@ -25,10 +25,12 @@
 //!
 //! - **Optimistic concurrency by hand**: a transition is one
 //!   `UPDATE … WHERE workspace_id = ? AND id = ? AND revision = ? AND status = ?
-//!   AND (state_digest = ? OR state_digest IS NULL)` whose affected-row count
-//!   decides (sqlx reports *matched* rows on MySQL, and the revision always
-//!   changes, so the count is exact everywhere), then the history rows, in one
-//!   transaction. The update sets only the columns a transition may change
+//!   AND state_digest = ?` whose affected-row count decides (sqlx reports
+//!   *matched* rows on MySQL, and the revision always changes, so the count is
+//!   exact everywhere), then the history rows, in one transaction. A row
+//!   stored without a digest is read locked and checked against the digest of
+//!   its stored content before the update runs again on `state_digest IS
+//!   NULL`. The update sets only the columns a transition may change
 //!   (status, approvals, metadata, revision, …): what was fixed at creation is
 //!   never rewritten.
 //! - **Supersession**: in the same transaction and before that update, a
@@ -63,6 +65,7 @@ pub mod entity;
 mod error;
 pub mod migration;
 mod read;
+mod roles;
 mod write;
 
 use std::path::Path;
@@ -83,6 +86,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use migration::Migrator;
+pub use roles::{ApplicationRole, GOVERNANCE_TABLES, RoleGrants, application_role_grants};
 pub use sea_orm;
 
 /// How long a SQLite writer waits for the write lock before giving up.
@@ -114,7 +118,11 @@ impl SeaOrmStore {
                 ),
             ));
         }
-        Database::connect(url).await.map(Self::new).map_err(error::map)
+        // Recursive triggers on every SQLite connection, as `open_sqlite`:
+        // without them `INSERT OR REPLACE` deletes guarded rows unseen.
+        let mut options = sea_orm::ConnectOptions::new(url);
+        options.map_sqlx_sqlite_opts(|sqlite| sqlite.pragma("recursive_triggers", "ON"));
+        Database::connect(options).await.map(Self::new).map_err(error::map)
     }
 
     /// Opens (creating if needed) a SQLite database file with WAL journaling,

@@ -10,6 +10,8 @@
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 
+mod frozen;
+
 /// Runs the governance schema migrations. Its bookkeeping table is
 /// `governance_migrations`, so it never mixes with the application's own.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,7 +20,13 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateIntegrityTables), Box::new(AddStateDigest)]
+        vec![
+            Box::new(CreateTables),
+            Box::new(CreateIntegrityTables),
+            Box::new(AddStateDigest),
+            Box::new(frozen::GuardFrozenRequestColumns),
+            Box::new(CheckTimeRange),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -83,6 +91,33 @@ impl MigrationTrait for AddStateDigest {
             return Ok(());
         }
         run(manager, POSTGRES_STATE_DIGEST, MYSQL_STATE_DIGEST, SQLITE_STATE_DIGEST).await
+    }
+}
+
+struct CheckTimeRange;
+
+impl MigrationName for CheckTimeRange {
+    fn name(&self) -> &str {
+        "m20261215_000005_check_time_range"
+    }
+}
+
+/// PostgreSQL only: CHECK constraints keep every time column within the
+/// range the library stores (1970-01-01 up to the end of 9999). The library
+/// never writes anything else, but a role that may update a request could
+/// set `updated_at = 'infinity'`, and the driver's time decoder panics on
+/// it (and on years past 262143): reads, `verify` and the sealer would
+/// panic on the row instead of reporting it. MySQL's `DATETIME` and the
+/// SQLite text the driver parses hold no such value (a bad one is a decode
+/// error, not a panic), so there this migration does nothing.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CheckTimeRange {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        run(manager, POSTGRES_TIME_RANGE, &[], &[]).await
     }
 }
 
@@ -506,3 +541,48 @@ const MYSQL_STATE_DIGEST: &[&str] =
     &["ALTER TABLE governance_requests ADD COLUMN state_digest CHAR(64) COLLATE {collation} NULL"];
 
 const SQLITE_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN state_digest TEXT"];
+
+/// Added NOT VALID, then validated: adding a constraint takes an ACCESS
+/// EXCLUSIVE lock, and NOT VALID skips the scan of existing rows under it;
+/// VALIDATE scans under a SHARE UPDATE EXCLUSIVE lock, which lets reads and
+/// writes go on. `SeaOrmStore::migrate` runs every migration in one
+/// transaction, which keeps the first lock until it commits: on a large
+/// table run these statements by hand first, each in its own transaction
+/// (the migration then finds the constraints, and validating a valid one is
+/// a no-op). Adding and validating a constraint on the history and
+/// checkpoint tables does not fire their append-only triggers (row and
+/// TRUNCATE triggers). The columns are `timestamp` holding UTC: naive
+/// literals.
+const POSTGRES_TIME_RANGE: &[&str] = &[
+    r#"DO $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                       WHERE conrelid = 'governance_requests'::regclass
+                         AND conname = 'governance_requests_times_in_range') THEN
+            ALTER TABLE governance_requests ADD CONSTRAINT governance_requests_times_in_range CHECK (
+                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
+                AND updated_at >= '1970-01-01 00:00:00' AND updated_at < '10000-01-01 00:00:00'
+                -- NULL (no expiry) passes a CHECK.
+                AND expires_at >= '1970-01-01 00:00:00' AND expires_at < '10000-01-01 00:00:00'
+            ) NOT VALID;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                       WHERE conrelid = 'governance_history'::regclass
+                         AND conname = 'governance_history_time_in_range') THEN
+            ALTER TABLE governance_history ADD CONSTRAINT governance_history_time_in_range CHECK (
+                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
+            ) NOT VALID;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                       WHERE conrelid = 'governance_checkpoints'::regclass
+                         AND conname = 'governance_checkpoints_time_in_range') THEN
+            ALTER TABLE governance_checkpoints ADD CONSTRAINT governance_checkpoints_time_in_range CHECK (
+                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
+            ) NOT VALID;
+        END IF;
+    END
+    $$"#,
+    "ALTER TABLE governance_requests VALIDATE CONSTRAINT governance_requests_times_in_range",
+    "ALTER TABLE governance_history VALIDATE CONSTRAINT governance_history_time_in_range",
+    "ALTER TABLE governance_checkpoints VALIDATE CONSTRAINT governance_checkpoints_time_in_range",
+];

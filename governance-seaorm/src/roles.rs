@@ -1,0 +1,465 @@
+//! The application role: what the application's login may do on the
+//! governance tables, granted in one place ([`SeaOrmStore::grant_application_role`]).
+//!
+//! The tables' owner (the user that ran the migrations) keeps everything
+//! else: ALTER, DROP (which TRUNCATE needs on MySQL), triggers. The
+//! application role reads every table, inserts into every table, and
+//! updates only the request columns a transition writes
+//! ([`TRANSITION_COLUMNS`]). SQLite has no roles: see [`RoleGrants::NotApplicable`].
+
+use governance_abstractions::provider::TRANSITION_COLUMNS;
+use governance_abstractions::{GovernanceError, Result, ValidationProblem};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait, Value};
+
+use crate::{SeaOrmStore, error};
+
+/// Every table of the schema, in the order the grants name them.
+pub const GOVERNANCE_TABLES: [&str; 4] =
+    ["governance_requests", "governance_history", "governance_checkpoints", "governance_seals"];
+
+const REQUESTS: &str = "governance_requests";
+
+/// PostgreSQL truncates longer identifiers with only a notice: a longer
+/// name would silently name another role.
+const POSTGRES_MAX_IDENTIFIER_BYTES: usize = 63;
+/// MySQL/MariaDB host names (and a generous bound on any name here).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Table privileges withheld on MySQL/MariaDB beyond what is granted:
+/// revoking one that is not held is a no-op once the table has a grant.
+const MYSQL_WITHHELD: &str =
+    "ALTER, CREATE, CREATE VIEW, DELETE, DROP, GRANT OPTION, INDEX, REFERENCES, SHOW VIEW, TRIGGER";
+
+/// Who receives the application's grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplicationRole {
+    name: String,
+    host: Option<String>,
+}
+
+impl ApplicationRole {
+    /// A role by name: a PostgreSQL role; on MySQL/MariaDB a role, or the
+    /// account `name`@`%`. Empty names and names containing NUL are
+    /// validation errors.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        check(&name, "role")?;
+        Ok(Self { name, host: None })
+    }
+
+    /// A MySQL/MariaDB account, `user`@`host` as in `CREATE USER` (`%`,
+    /// `10.0.0.%`, `127.0.0.1`, …). PostgreSQL refuses a host.
+    pub fn account(user: impl Into<String>, host: impl Into<String>) -> Result<Self> {
+        let (name, host) = (user.into(), host.into());
+        check(&name, "role")?;
+        check(&host, "role.host")?;
+        Ok(Self { name, host: Some(host) })
+    }
+
+    /// The role or user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The account's host (MySQL/MariaDB), if given.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The grantee as SQL: a quoted PostgreSQL identifier, or a MySQL account
+    /// name quoted with backticks.
+    fn grantee(&self, backend: DbBackend) -> Result<String> {
+        match backend {
+            DbBackend::Postgres => {
+                if self.host.is_some() {
+                    return Err(GovernanceError::validation(
+                        "role.host",
+                        ValidationProblem::Inconsistent("a PostgreSQL role has no host"),
+                    ));
+                }
+                if self.name.len() > POSTGRES_MAX_IDENTIFIER_BYTES {
+                    return Err(GovernanceError::validation(
+                        "role",
+                        ValidationProblem::TooLong { max: POSTGRES_MAX_IDENTIFIER_BYTES, actual: self.name.len() },
+                    ));
+                }
+                Ok(postgres_quote(&self.name))
+            }
+            _ => Ok(match &self.host {
+                Some(host) => format!("{}@{}", mysql_quote(&self.name), mysql_quote(host)),
+                None => mysql_quote(&self.name),
+            }),
+        }
+    }
+
+    /// How `information_schema` spells this grantee (MySQL/MariaDB).
+    fn information_schema_grantees(&self) -> [String; 2] {
+        match &self.host {
+            Some(host) => [format!("'{}'@'{host}'", self.name), format!("'{}'@'{host}'", self.name)],
+            None => [format!("'{}'@'%'", self.name), format!("'{}'", self.name)],
+        }
+    }
+}
+
+/// What [`SeaOrmStore::grant_application_role`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum RoleGrants {
+    /// The statements it ran, in order.
+    Granted(Vec<String>),
+    /// SQLite has no roles or grants: whoever can write the database file
+    /// can change every row of it. Nothing was done. The store's own
+    /// connections refuse every statement that would rewrite history,
+    /// checkpoints or seal entries; against someone with the file, seal the
+    /// history and keep the anchor elsewhere (`docs/audit.md`).
+    NotApplicable,
+}
+
+/// The statements [`SeaOrmStore::grant_application_role`] runs for `role`
+/// on `backend`, the tables living in `schema` (the PostgreSQL schema, or
+/// the MySQL/MariaDB database). Empty on SQLite.
+///
+/// - PostgreSQL, in one transaction: revoke everything the role holds on
+///   the governance tables, then grant `USAGE` on the schema, `SELECT,
+///   INSERT` on every table and `UPDATE` of the [`TRANSITION_COLUMNS`] of
+///   `governance_requests`.
+/// - MySQL/MariaDB, per table: grant `SELECT, INSERT` (and on
+///   `governance_requests` `UPDATE` of the transition columns), then revoke
+///   every other table privilege — `UPDATE` too on the insert-only tables —
+///   so the role ends with exactly these (the server commits each statement
+///   on its own, and this order never leaves the role without a privilege
+///   it needs).
+///
+/// Names are quoted (`"` doubled on PostgreSQL, `` ` `` doubled on MySQL).
+pub fn application_role_grants(backend: DbBackend, schema: &str, role: &ApplicationRole) -> Result<Vec<String>> {
+    check(schema, "schema")?;
+    let grantee = role.grantee(backend)?;
+    let updatable = TRANSITION_COLUMNS.join(", ");
+    match backend {
+        DbBackend::Postgres => {
+            let schema = postgres_quote(schema);
+            let tables: Vec<String> = GOVERNANCE_TABLES.iter().map(|table| format!("{schema}.{table}")).collect();
+            let tables = tables.join(", ");
+            Ok(vec![
+                format!("REVOKE ALL ON TABLE {tables} FROM {grantee}"),
+                format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}"),
+                format!("GRANT SELECT, INSERT ON TABLE {tables} TO {grantee}"),
+                format!("GRANT UPDATE ({updatable}) ON TABLE {schema}.{REQUESTS} TO {grantee}"),
+            ])
+        }
+        DbBackend::MySql => {
+            let database = mysql_quote(schema);
+            let mut statements = Vec::new();
+            for table in GOVERNANCE_TABLES {
+                let on = format!("{database}.{}", mysql_quote(table));
+                if table == REQUESTS {
+                    let columns: Vec<String> = TRANSITION_COLUMNS.iter().map(|c| mysql_quote(c)).collect();
+                    statements
+                        .push(format!("GRANT SELECT, INSERT, UPDATE ({}) ON {on} TO {grantee}", columns.join(", ")));
+                    statements.push(format!("REVOKE {MYSQL_WITHHELD} ON {on} FROM {grantee}"));
+                } else {
+                    statements.push(format!("GRANT SELECT, INSERT ON {on} TO {grantee}"));
+                    statements.push(format!("REVOKE {MYSQL_WITHHELD}, UPDATE ON {on} FROM {grantee}"));
+                }
+            }
+            Ok(statements)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+impl SeaOrmStore {
+    /// Grants the application role exactly what the store needs
+    /// ([`application_role_grants`]). Run it on a connection of the tables'
+    /// owner, after [`migrate`](Self::migrate); it is re-runnable.
+    ///
+    /// The role (or account) must exist. It is refused — a validation error
+    /// on `role` — when grants could not hold it: on PostgreSQL a superuser,
+    /// a role with `CREATEROLE`, or a member of the tables' owner (nothing
+    /// is granted then); on both servers a role that afterwards still holds
+    /// more on these tables than the grants give (through `PUBLIC`, a role it
+    /// belongs to, or on MySQL/MariaDB privileges on the whole database or
+    /// server). MySQL/MariaDB can only show this function the privileges its
+    /// user may see in `information_schema`, and not those that come through
+    /// roles granted to the account.
+    ///
+    /// On SQLite nothing is done: [`RoleGrants::NotApplicable`].
+    pub async fn grant_application_role(&self, role: &ApplicationRole) -> Result<RoleGrants> {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => grant_postgres(self, role).await.map(RoleGrants::Granted),
+            DbBackend::MySql => grant_mysql(self, role).await.map(RoleGrants::Granted),
+            _ => Ok(RoleGrants::NotApplicable),
+        }
+    }
+}
+
+async fn grant_postgres(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<String>> {
+    role.grantee(DbBackend::Postgres)?;
+    let txn = store.db.begin().await.map_err(error::map)?;
+    let schema = one_text(
+        &txn,
+        "SELECT n.nspname::text AS v FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = to_regclass('governance_requests')",
+        Vec::new(),
+    )
+    .await?
+    .ok_or_else(missing_tables)?;
+    let sql = "SELECT r.rolsuper AS superuser, r.rolcreaterole AS createrole, \
+               pg_has_role(r.oid, c.relowner, 'MEMBER') AS owner \
+               FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')";
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(role.name())]))
+        .await
+        .map_err(error::map)?
+        .ok_or_else(|| GovernanceError::validation("role", ValidationProblem::UnknownValue))?;
+    let flag = |column: &str| row.try_get::<bool>("", column).map_err(error::map);
+    if flag("superuser")? {
+        return Err(refused("is a superuser: no grant or trigger binds it"));
+    }
+    if flag("createrole")? {
+        return Err(refused("has CREATEROLE: it could make itself a member of the tables' owner"));
+    }
+    if flag("owner")? {
+        return Err(refused("can act as the tables' owner"));
+    }
+    let statements = application_role_grants(DbBackend::Postgres, &schema, role)?;
+    for statement in &statements {
+        txn.execute_unprepared(statement).await.map_err(error::map)?;
+    }
+    // What the role can do now, however it got it (PUBLIC, membership).
+    let quoted_schema = postgres_quote(&schema);
+    for table in GOVERNANCE_TABLES {
+        let qualified = format!("{quoted_schema}.{table}");
+        let sql = beyond_the_grants_sql(table == REQUESTS);
+        let values = [Value::from(role.name()), Value::from(qualified), Value::from(TRANSITION_COLUMNS.join(","))];
+        let more = txn
+            .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+            .await
+            .map_err(error::map)?
+            .map(|row| row.try_get::<bool>("", "more"))
+            .transpose()
+            .map_err(error::map)?
+            .unwrap_or(true);
+        if more {
+            return Err(refused(
+                "still holds more than the application role's privileges (through PUBLIC or a role it belongs to)",
+            ));
+        }
+    }
+    txn.commit().await.map_err(error::map)?;
+    Ok(statements)
+}
+
+async fn grant_mysql(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<String>> {
+    let db = &store.db;
+    let database = one_text(db, "SELECT DATABASE() AS v", Vec::new()).await?.ok_or_else(|| {
+        GovernanceError::validation("database", ValidationProblem::Inconsistent("the connection has no database"))
+    })?;
+    let statements = application_role_grants(DbBackend::MySql, &database, role)?;
+    for statement in &statements {
+        if let Err(e) = db.execute_unprepared(statement).await {
+            // 1133: no such user (and GRANT may not create one); 1141: no such account.
+            return Err(if matches!(mysql_number(&e), Some(1133 | 1141)) {
+                GovernanceError::validation("role", ValidationProblem::UnknownValue)
+            } else {
+                error::map(e)
+            });
+        }
+    }
+    let [grantee, alias] = role.information_schema_grantees();
+    let who = || vec![Value::from(grantee.clone()), Value::from(alias.clone())];
+    let tables = GOVERNANCE_TABLES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+    let updatable = TRANSITION_COLUMNS.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+    let checks = [
+        (
+            "SELECT COUNT(*) AS n FROM information_schema.USER_PRIVILEGES \
+             WHERE GRANTEE IN (?, ?) AND PRIVILEGE_TYPE <> 'USAGE'"
+                .to_owned(),
+            who(),
+            "holds privileges on the whole server (ON *.*), which no table grant narrows",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN (?, ?) AND ? LIKE TABLE_SCHEMA"
+                .to_owned(),
+            [who(), vec![Value::from(database.clone())]].concat(),
+            "holds privileges on the whole database (ON db.*), which no table grant narrows",
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) AS n FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN (?, ?) \
+                 AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) AND PRIVILEGE_TYPE NOT IN ('SELECT', 'INSERT')"
+            ),
+            [who(), vec![Value::from(database.clone())]].concat(),
+            "holds more than SELECT and INSERT on a governance table (UPDATE of the whole request table?)",
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) AS n FROM information_schema.COLUMN_PRIVILEGES WHERE GRANTEE IN (?, ?) \
+                 AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) \
+                 AND NOT (TABLE_NAME = '{REQUESTS}' AND PRIVILEGE_TYPE = 'UPDATE' AND COLUMN_NAME IN ({updatable}))"
+            ),
+            [who(), vec![Value::from(database.clone())]].concat(),
+            "holds column privileges beyond UPDATE of the transition columns",
+        ),
+    ];
+    for (sql, values, why) in checks {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(DbBackend::MySql, sql, values))
+            .await
+            .map_err(error::map)?;
+        let n = row.map(|row| row.try_get::<i64>("", "n")).transpose().map_err(error::map)?.unwrap_or(0);
+        if n > 0 {
+            return Err(refused(why));
+        }
+    }
+    Ok(statements)
+}
+
+/// Whether role `$1` can do more on table `$2` (qualified) than the grants
+/// give, however it got it: any of DELETE, TRUNCATE, REFERENCES, TRIGGER;
+/// UPDATE of any column of an insert-only table; UPDATE of a request column
+/// outside `$3` (the transition columns, comma-separated).
+fn beyond_the_grants_sql(requests: bool) -> String {
+    let update = if requests { "false" } else { "has_any_column_privilege($1::name, $2::text, 'UPDATE')" };
+    format!(
+        "SELECT (has_table_privilege($1::name, $2::text, 'DELETE, TRUNCATE, REFERENCES, TRIGGER') OR {update} \
+         OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = $2::text::regclass AND a.attnum > 0 \
+             AND NOT a.attisdropped AND a.attname::text <> ALL(string_to_array($3::text, ',')) \
+             AND has_column_privilege($1::name, a.attrelid, a.attnum, 'UPDATE'))) AS more"
+    )
+}
+
+/// The first column (`v`) of the first row, if any.
+async fn one_text(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<Option<String>> {
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+    let row = db.query_one_raw(statement).await.map_err(error::map)?;
+    row.map(|row| row.try_get::<Option<String>>("", "v")).transpose().map_err(error::map).map(Option::flatten)
+}
+
+fn mysql_number(error: &DbErr) -> Option<u16> {
+    use sea_orm::{RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error else { return None };
+    e.as_database_error()?.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number())
+}
+
+fn missing_tables() -> GovernanceError {
+    GovernanceError::validation(
+        "database",
+        ValidationProblem::Inconsistent("the governance tables are missing: run migrate() first"),
+    )
+}
+
+fn refused(why: &'static str) -> GovernanceError {
+    GovernanceError::validation("role", ValidationProblem::Inconsistent(why))
+}
+
+fn check(name: &str, field: &'static str) -> Result<()> {
+    if name.is_empty() {
+        return Err(GovernanceError::validation(field, ValidationProblem::Empty));
+    }
+    if name.contains('\0') {
+        return Err(GovernanceError::validation(field, ValidationProblem::ContainsNul));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(GovernanceError::validation(
+            field,
+            ValidationProblem::TooLong { max: MAX_NAME_BYTES, actual: name.len() },
+        ));
+    }
+    Ok(())
+}
+
+fn postgres_quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn mysql_quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_quoted() {
+        let role = ApplicationRole::new("a\"b`c").unwrap();
+        assert_eq!(role.grantee(DbBackend::Postgres).unwrap(), "\"a\"\"b`c\"");
+        assert_eq!(role.grantee(DbBackend::MySql).unwrap(), "`a\"b``c`");
+        let account = ApplicationRole::account("app", "10.0.%").unwrap();
+        assert_eq!(account.grantee(DbBackend::MySql).unwrap(), "`app`@`10.0.%`");
+        assert!(matches!(
+            account.grantee(DbBackend::Postgres),
+            Err(GovernanceError::Validation { problem: ValidationProblem::Inconsistent(_), .. })
+        ));
+        assert!(matches!(
+            ApplicationRole::new(""),
+            Err(GovernanceError::Validation { problem: ValidationProblem::Empty, .. })
+        ));
+        assert!(matches!(
+            ApplicationRole::account("app", "a\0"),
+            Err(GovernanceError::Validation { problem: ValidationProblem::ContainsNul, .. })
+        ));
+        let long = ApplicationRole::new("r".repeat(64)).unwrap();
+        assert!(matches!(
+            long.grantee(DbBackend::Postgres),
+            Err(GovernanceError::Validation { problem: ValidationProblem::TooLong { max: 63, actual: 64 }, .. })
+        ));
+        assert!(long.grantee(DbBackend::MySql).is_ok(), "MySQL refuses a long name itself");
+    }
+
+    #[test]
+    fn grants_are_select_insert_and_the_transition_columns() {
+        let role = ApplicationRole::new("app").unwrap();
+        for backend in [DbBackend::Postgres, DbBackend::MySql] {
+            let statements = application_role_grants(backend, "gov", &role).unwrap();
+            let grants: Vec<&String> = statements.iter().filter(|s| s.starts_with("GRANT")).collect();
+            for grant in &grants {
+                let privileges = grant.trim_start_matches("GRANT ").split(" ON ").next().unwrap();
+                let privileges = privileges.split_once(" (").map_or(privileges, |(kinds, _)| kinds);
+                assert!(
+                    ["USAGE", "SELECT, INSERT", "UPDATE", "SELECT, INSERT, UPDATE"].contains(&privileges),
+                    "{backend:?}: {grant}"
+                );
+            }
+            let updates: Vec<&&String> = grants.iter().filter(|s| s.contains("UPDATE")).collect();
+            assert_eq!(updates.len(), 1, "{backend:?}: {statements:?}");
+            assert!(updates[0].contains("governance_requests"), "{backend:?}");
+            let columns = updates[0].split_once("UPDATE (").and_then(|(_, rest)| rest.split_once(')')).unwrap().0;
+            let columns: Vec<String> = columns.split(", ").map(|c| c.trim_matches('`').to_owned()).collect();
+            assert_eq!(columns, TRANSITION_COLUMNS, "{backend:?}");
+            for table in GOVERNANCE_TABLES {
+                assert!(
+                    grants.iter().any(|g| g.contains(table) && g.contains("SELECT, INSERT")),
+                    "{backend:?} {table}"
+                );
+            }
+        }
+        let mysql = application_role_grants(DbBackend::MySql, "gov", &role).unwrap();
+        for table in &GOVERNANCE_TABLES[1..] {
+            assert!(
+                mysql.iter().any(|s| s.starts_with("REVOKE")
+                    && s.contains(table)
+                    && s.contains("DELETE, DROP")
+                    && s.ends_with(&format!("TRIGGER, UPDATE ON `gov`.`{table}` FROM `app`"))),
+                "{table}: {mysql:?}"
+            );
+        }
+        assert_eq!(application_role_grants(DbBackend::Sqlite, "main", &role).unwrap(), Vec::<String>::new());
+    }
+
+    /// The provider page shows the SQL this function runs, verbatim.
+    #[test]
+    fn the_documented_grants_are_the_ones_run() {
+        let page = include_str!("../../docs/providers/seaorm.md");
+        let role = ApplicationRole::account("governance_app", "%").unwrap();
+        for statement in application_role_grants(DbBackend::MySql, "governance", &role).unwrap() {
+            assert!(page.contains(&format!("{statement};")), "docs/providers/seaorm.md lacks: {statement};");
+        }
+        let role = ApplicationRole::new("governance_app").unwrap();
+        for statement in application_role_grants(DbBackend::Postgres, "public", &role).unwrap() {
+            assert!(page.contains(&format!("{statement};")), "docs/providers/seaorm.md lacks: {statement};");
+        }
+    }
+}
