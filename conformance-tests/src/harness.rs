@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governance_abstractions::{GovernanceService, GovernanceStore, RecordId, WorkspaceId};
+use governance_abstractions::{GovernanceService, GovernanceStore, RecordId, RequestId, WorkspaceId};
 use uuid::Uuid;
 
 /// A contract feature a backend may lack. A case that needs one is skipped,
@@ -94,6 +94,12 @@ pub trait TamperAccess: Send + Sync {
     -> Result<(), String>;
     /// Deletes a checkpoint and its seal entries.
     async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String>;
+    /// Changes a stored request's intent behind the store, leaving its state
+    /// digest as it was.
+    async fn alter_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String>;
+    /// Clears a stored request's state digest, as a row written before
+    /// digests were stored has none.
+    async fn clear_state_digest(&self, workspace: &WorkspaceId, id: RequestId) -> Result<(), String>;
     /// Overwrites the content hash a seal entry kept.
     async fn alter_seal(&self, workspace: &WorkspaceId, index: u64, content_hash: String) -> Result<(), String>;
     /// Sets a column of a stored record to a value that does not decode

@@ -385,3 +385,91 @@ pub async fn contract_transitions_say_why(ctx: CaseContext) -> CaseResult {
     );
     Ok(())
 }
+
+fn tamper(ctx: &CaseContext) -> Outcome<std::sync::Arc<dyn crate::harness::TamperAccess>> {
+    ctx.tamper.clone().ok_or_else(|| CaseFailure("the factory declared tamper access but gave none".into()))
+}
+
+fn tampering(result: Result<(), String>) -> CaseResult {
+    result.map_err(|e| CaseFailure(format!("tampering failed: {e}")))
+}
+
+/// A request changed behind the store no longer matches its digest: every
+/// transition on it is refused, it is reported (not fatal) by an expiry
+/// sweep that still expires the rest, and an operator who accepts the edit
+/// clears its digest, after which it moves again.
+pub async fn contract_row_edited_behind_the_store(ctx: CaseContext) -> CaseResult {
+    let tamper = tamper(&ctx)?;
+    let edited = create(&ctx, spec(&ctx).expires_at(past())).await?;
+    let intact = create(&ctx, spec(&ctx).expires_at(past())).await?;
+    tampering(tamper.alter_request(&ctx.workspace, edited.id()).await)?;
+    let error =
+        expect_err(act(&ctx, edited.id(), &requester(), Action::Cancel { reason: "x".into() }).await, "edited")?;
+    ensure!(matches!(error, GovernanceError::Validation { .. }), "a transition on an edited row: {error:?}");
+    let report = ctx.service.expire_due(&ctx.workspace, Timestamp::now()).await?;
+    ensure_eq!(report.expired, vec![intact.id()], "the intact request expires");
+    ensure!(
+        matches!(report.refused.as_slice(), [(id, GovernanceError::Validation { .. })] if *id == edited.id()),
+        "the edited one is reported: {:?}",
+        report.refused
+    );
+    ensure_eq!(revision_and_history(&ctx, edited.id()).await?, (1, 1), "nothing written to the edited row");
+    tampering(tamper.clear_state_digest(&ctx.workspace, edited.id()).await)?;
+    let report = ctx.service.expire_due(&ctx.workspace, Timestamp::now()).await?;
+    ensure_eq!(report.expired, vec![edited.id()], "once its digest is cleared, the edited request moves again");
+    let stored = ctx.store.get_request(&ctx.workspace, edited.id()).await?;
+    ensure_eq!(stored.state_digest(), stored.compute_state_digest()?, "and carries a digest again");
+    Ok(())
+}
+
+/// A row without a state digest (written before digests were stored) is
+/// held to the digest of what it stores: a transition from a forged copy is
+/// refused, an honest one commits and stores the digest; the same for the
+/// successor of a supersession.
+pub async fn contract_rows_without_a_digest(ctx: CaseContext) -> CaseResult {
+    let tamper = tamper(&ctx)?;
+    let stored = awaiting_approval(&ctx).await?;
+    tampering(tamper.clear_state_digest(&ctx.workspace, stored.id()).await)?;
+    let read = ctx.store.get_request(&ctx.workspace, stored.id()).await?;
+    ensure_eq!(
+        read.state_digest(),
+        stored.state_digest(),
+        "a row without a digest reads with the digest of its content"
+    );
+    let forged = forge(&read, true, &|v| v["approvals"] = json!([]))?;
+    let transition = lifecycle::apply(&forged, &requester(), &Action::Approve, Timestamp::now())?;
+    let error = expect_err(ctx.store.commit_transition(&transition).await, "forged copy of a row without a digest")?;
+    ensure!(matches!(error, GovernanceError::Validation { .. }), "expected a validation error, got {error:?}");
+    ensure_eq!(revision_and_history(&ctx, stored.id()).await?, (2, 2), "the forged transition wrote nothing");
+    let done = act(&ctx, stored.id(), &user("first"), decide(Verdict::Approved)).await?;
+    let after = ctx.store.get_request(&ctx.workspace, stored.id()).await?;
+    ensure_eq!(after.revision(), 3, "an honest transition commits");
+    ensure_eq!(after.state_digest(), done.request().state_digest(), "and stores its digest");
+
+    // A successor without a digest: a forged copy of it does not pass the guard.
+    let older = create(&ctx, spec(&ctx)).await?;
+    let finished = create(&ctx, {
+        let mut s = spec(&ctx);
+        s.target = older.target().clone();
+        s
+    })
+    .await?;
+    act(&ctx, finished.id(), &requester(), Action::Cancel { reason: "done".into() }).await?;
+    tampering(tamper.clear_state_digest(&ctx.workspace, finished.id()).await)?;
+    let read = ctx.store.get_request(&ctx.workspace, finished.id()).await?;
+    let unfinished = forge(&read, true, &|v| v["status"] = json!("created"))?;
+    let transition = lifecycle::supersede(&older, &unfinished, &requester(), Timestamp::now())?;
+    let error = expect_err(ctx.store.commit_transition(&transition).await, "supersede by a forged successor")?;
+    ensure!(matches!(error, GovernanceError::Validation { .. }), "expected a validation error, got {error:?}");
+    ensure_eq!(ctx.store.get_request(&ctx.workspace, older.id()).await?, older, "the older request is unchanged");
+    let successor = create(&ctx, {
+        let mut s = spec(&ctx);
+        s.target = older.target().clone();
+        s
+    })
+    .await?;
+    tampering(tamper.clear_state_digest(&ctx.workspace, successor.id()).await)?;
+    let done = ctx.service.supersede(&ctx.workspace, older.id(), successor.id(), &requester()).await?;
+    ensure_eq!(done.request().superseded_by(), Some(successor.id()), "an honest successor without a digest passes");
+    Ok(())
+}

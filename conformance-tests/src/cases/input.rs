@@ -157,10 +157,14 @@ pub async fn bad_input_inconsistent(ctx: CaseContext) -> CaseResult {
     ensure!(is_validation(&e, nul), "got {e:?}");
     ensure_eq!(revision_and_history(&ctx, request.id()).await?, (1, 1), "the refused transition changed nothing");
 
-    // A tampered copy is refused by the lifecycle before anything reaches the store.
+    // A tampered copy, even one whose digest matches it, is refused by the
+    // lifecycle before anything reaches the store: the state it would produce
+    // is invalid.
     let tampered: GovernanceRequest = {
         let mut value = serde_json::to_value(&request).map_err(|e| CaseFailure(e.to_string()))?;
         value["intent"] = json!("sneaky\0");
+        let copy: GovernanceRequest = serde_json::from_value(value.clone()).map_err(|e| CaseFailure(e.to_string()))?;
+        value["state_digest"] = json!(copy.compute_state_digest()?);
         serde_json::from_value(value).map_err(|e| CaseFailure(e.to_string()))?
     };
     let e = expect_err(

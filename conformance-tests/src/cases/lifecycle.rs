@@ -419,7 +419,7 @@ pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
     let mut want_due = vec![due_created.id(), due_pending.id(), due_approved.id()];
     want_due.sort();
     ensure_eq!(due, want_due, "due: unfinished requests whose expiry passed, never finished ones");
-    let mut expired = ctx.service.expire_due(&ctx.workspace, now).await?;
+    let mut expired = ctx.service.expire_due(&ctx.workspace, now).await?.expired;
     expired.sort();
     let mut want = vec![due_created.id(), due_pending.id(), due_approved.id()];
     want.sort();
@@ -429,7 +429,7 @@ pub async fn expiry_sweep_expires_due_only(ctx: CaseContext) -> CaseResult {
     {
         ensure_eq!(ctx.store.get_request(&ctx.workspace, id).await?.status(), status, "status of {id}");
     }
-    ensure!(ctx.service.expire_due(&ctx.workspace, now).await?.is_empty(), "a second sweep finds nothing");
+    ensure!(ctx.service.expire_due(&ctx.workspace, now).await?.expired.is_empty(), "a second sweep finds nothing");
     Ok(())
 }
 
@@ -448,7 +448,9 @@ pub async fn expiry_concurrent_sweepers(ctx: CaseContext) -> CaseResult {
     }
     let mut expired = Vec::new();
     while let Some(joined) = sweepers.join_next().await {
-        expired.extend(joined.map_err(|e| CaseFailure(format!("sweeper failed: {e}")))??);
+        let report = joined.map_err(|e| CaseFailure(format!("sweeper failed: {e}")))??;
+        ensure!(report.refused.is_empty(), "no request refused: {:?}", report.refused);
+        expired.extend(report.expired);
     }
     expired.sort();
     ids.sort();

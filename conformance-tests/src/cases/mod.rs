@@ -34,6 +34,8 @@ macro_rules! __with_cases {
             contract_json_at_depth_limit: Contract [],
             contract_time_bounds_outside_storable_range: Contract [],
             contract_transitions_say_why: Contract [],
+            contract_row_edited_behind_the_store: Contract [Tamper],
+            contract_rows_without_a_digest: Contract [Tamper],
             round_trip_request_all_fields: RoundTrip [],
             round_trip_request_minimal: RoundTrip [],
             round_trip_large_floats: RoundTrip [],

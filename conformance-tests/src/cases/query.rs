@@ -42,7 +42,10 @@ pub async fn isolation_reads_scoped(ctx: CaseContext) -> CaseResult {
     ensure!(ctx.store.query_history(&other, &by_request, &PageRequest::all()).await?.items.is_empty(), "by request");
     let due = create(&ctx, spec(&ctx).expires_at(past())).await?;
     ensure!(ctx.store.due_for_expiry(&other, Timestamp::now(), 10).await?.is_empty(), "due elsewhere");
-    ensure!(ctx.service.expire_due(&other, Timestamp::now()).await?.is_empty(), "a sweep elsewhere expires nothing");
+    ensure!(
+        ctx.service.expire_due(&other, Timestamp::now()).await?.expired.is_empty(),
+        "a sweep elsewhere expires nothing"
+    );
     ensure_eq!(
         ctx.store.get_request(&ctx.workspace, due.id()).await?.status(),
         RequestStatus::Created,
