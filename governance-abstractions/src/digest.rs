@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 use crate::{GovernanceError, ValidationProblem};
 
 /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `value`.
+///
+/// Serialization recurses: hash only values whose JSON nesting is bounded
+/// (every value of this crate checks its payloads' depth before it hashes
+/// them; for a `serde_json::Value` of your own, validate it first).
 pub fn canonical_sha256<T: Serialize>(field: &str, value: &T) -> Result<String, GovernanceError> {
     canonical_sha256_len(field, value).map(|(hash, _)| hash)
 }
@@ -24,7 +28,8 @@ pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Resu
 /// key to sort it, which made it most of a write's CPU time. Most values
 /// need none of that: when serde_json's compact output is provably already
 /// canonical (see `plain` in the source) it is used as is, and everything else goes
-/// through the reference. The two agree byte for byte (tested).
+/// through the reference. The two agree byte for byte (tested). Like
+/// [`canonical_sha256`], it recurses over `value`.
 pub fn canonical_json<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
     let value = serde_json::to_value(value)?;
     if plain(&value) { serde_json::to_vec(&value) } else { serde_json_canonicalizer::to_vec(&value) }
