@@ -14,14 +14,24 @@ pub enum AuditError {
     #[error("evidence refused: {0}")]
     Refused(#[source] GovernanceError),
 
-    /// Fail-closed: the store did not take the evidence, so the mutation did not run.
+    /// Fail-closed: the evidence is not known to be stored, so the mutation
+    /// did not run.
     ///
     /// A store that did not answer within the recorder's deadline, or that
     /// the recorder knows to be down, is
     /// [`GovernanceError::Unavailable`] whose source is a
     /// [`DeadlineExceeded`] or a [`BreakerOpen`]; see
     /// [`AuditError::is_deadline_exceeded`] and [`AuditError::is_breaker_open`].
-    #[error("evidence not stored (fail-closed, the mutation did not run): {0}")]
+    ///
+    /// Past the deadline the write was abandoned, not undone: the store may
+    /// still commit it. With an open breaker the write was not sent. Either
+    /// way no [`Receipt`](crate::Receipt) exists; a caller that retries
+    /// should give the evidence an idempotency key
+    /// ([`Evidence::idempotency_key`](governance_abstractions::Evidence::idempotency_key)):
+    /// the retry then stores it, or answers
+    /// [`Durability::Replayed`](crate::Durability::Replayed) with the record
+    /// that did commit late, never a second record.
+    #[error("evidence {how} (fail-closed, the mutation did not run): {0}", how = not_stored(.0))]
     NotStored(#[source] GovernanceError),
 
     /// Fail-open, but the spool is full: the mutation did not run.
@@ -101,6 +111,18 @@ pub struct BreakerOpen {
     pub down_for: Duration,
     /// Until a write is sent to the store again to see whether it is back.
     pub retry_in: Duration,
+}
+
+/// How sure a fail-closed refusal is that nothing was stored.
+fn not_stored(error: &GovernanceError) -> &'static str {
+    match error {
+        GovernanceError::Unavailable { source } if source.is::<DeadlineExceeded>() => {
+            "not known to be stored (it may still commit)"
+        }
+        GovernanceError::Unavailable { source } if source.is::<BreakerOpen>() => "not stored (the store was not tried)",
+        GovernanceError::Unavailable { .. } => "not known to be stored",
+        _ => "not stored",
+    }
 }
 
 fn millis(duration: Duration) -> String {

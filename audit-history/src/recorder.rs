@@ -17,7 +17,13 @@ use crate::spool::Spool;
 /// What happens when the store does not take the evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailurePolicy {
-    /// No durable evidence, no mutation (the default).
+    /// No evidence known to be stored, no mutation (the default).
+    ///
+    /// A write abandoned at the deadline may still commit: the refusal
+    /// ([`AuditError::NotStored`]) says the evidence is not *known* to be
+    /// stored. Give fail-closed evidence an idempotency key, so that a
+    /// retry finds a late commit (as [`Durability::Replayed`]) rather than
+    /// storing a second record.
     FailClosed,
     /// The evidence goes to the local spool and the mutation runs; a
     /// [`Relay`](crate::Relay) stores it once the store answers again.
@@ -140,8 +146,10 @@ impl Recorder {
     /// Set it above the store's slowest healthy write (a busy pool's wait
     /// included): a write abandoned at the deadline may still commit, which
     /// is safe (the relay's resend of a spooled copy is a replay) but, under
-    /// fail-closed, refuses a mutation whose evidence was in fact stored.
-    /// Applies to [`guard_in`](Self::guard_in) as well.
+    /// fail-closed, refuses a mutation whose evidence was in fact stored
+    /// (the error says "not known to be stored"; an idempotency key lets a
+    /// retry reconcile with it). Applies to [`guard_in`](Self::guard_in) as
+    /// well.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
@@ -241,8 +249,12 @@ impl Recorder {
     ///
     /// Always fail-closed: evidence that cannot be written in the transaction
     /// means no mutation (the transaction is usually broken anyway). The
-    /// deadline applies (roll the transaction back after it passed); the
-    /// breaker does not: the caller's transaction holds a connection already.
+    /// deadline applies: after it passed, roll the transaction back, and put
+    /// a timeout of your own on that rollback (or drop the connection): the
+    /// abandoned statement is still running on the server, and the
+    /// connection waits for its reply before the rollback gets through. The
+    /// breaker does not apply: the caller's transaction holds a connection
+    /// already.
     pub async fn guard_in<Tx: ?Sized, T>(
         &self,
         tx: &mut Tx,
@@ -358,7 +370,7 @@ impl Recorder {
         count(REFUSED, &self.name, 1);
         tracing::error!(
             recorder = %self.name, workspace = %record.workspace_id(), record = %record.id(), error = %describe(&error),
-            "evidence not stored; the mutation does not run (fail-closed)"
+            "evidence not known to be stored; the mutation does not run (fail-closed)"
         );
         AuditError::NotStored(error)
     }

@@ -2,13 +2,13 @@
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governance_abstractions::{GovernanceError, HistoryRecord, HistoryWriter, Stored};
 
 use crate::deadline::within;
 use crate::error::{AuditError, chain, is_outage, is_rejection, unavailable};
-use crate::metrics::{REJECTED, RELAY_FAILURES, REPLAYED, SPOOL_LOST, STORE_TIMEOUTS, count};
+use crate::metrics::{REJECTED, RELAY_FAILURES, REPLAYED, STORE_TIMEOUTS, count};
 use crate::spool::{Pending, Spool, Suspect};
 
 /// How many records behind a suspected poison record the relay tries, to
@@ -30,11 +30,14 @@ pub struct DrainReport {
     pub rejected: u64,
     /// Acknowledged sequence numbers found missing from the spool (inclusive
     /// ranges): evidence lost to a disk or copy fault, also logged, counted
-    /// and kept in `lost.jsonl`. Each range is reported by one drain only
-    /// (the first to succeed after it was found, when [`Spool::open`] found it).
+    /// and kept in `lost.jsonl` when found. Each range is reported by one
+    /// drain only: the first to succeed after it was found (by
+    /// [`Spool::open`], by this drain, or by an earlier drain that failed
+    /// after finding it).
     pub lost: Vec<RangeInclusive<u64>>,
-    /// Damaged spool lines moved to `quarantine.jsonl` (by this drain, or by
-    /// the [`Spool::open`] before it).
+    /// Damaged spool lines moved to `quarantine.jsonl` since the last drain
+    /// that succeeded (by this drain, by drains that failed, or by the
+    /// [`Spool::open`] before them). Each line is quarantined once.
     pub quarantined: u64,
 }
 
@@ -57,6 +60,7 @@ pub struct Relay {
     name: Arc<str>,
     deadline: Duration,
     poison_after: u32,
+    poison_interval: Duration,
 }
 
 impl std::fmt::Debug for Relay {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for Relay {
             .field("name", &self.name)
             .field("deadline", &self.deadline)
             .field("poison_after", &self.poison_after)
+            .field("poison_interval", &self.poison_interval)
             .finish_non_exhaustive()
     }
 }
@@ -73,7 +78,7 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay from `spool` into `store` (batches of up to 100 records, a
     /// 10 s deadline per store call, poison records set aside after 3
-    /// refusals).
+    /// refusals at least 1 s apart).
     pub fn new(spool: Arc<Spool>, store: Arc<dyn HistoryWriter>) -> Self {
         Self {
             spool,
@@ -82,6 +87,7 @@ impl Relay {
             name: Arc::from("default"),
             deadline: Duration::from_secs(10),
             poison_after: 3,
+            poison_interval: Duration::from_secs(1),
         }
     }
 
@@ -110,12 +116,25 @@ impl Relay {
     /// non-retryable error before it is set aside in `rejected.jsonl`
     /// (default 3, at least 1).
     ///
-    /// An attempt only counts when the store takes the record behind it at
-    /// the same time: a store that refuses everything (a revoked grant, a
-    /// missing table) is a store problem, and holds the spool rather than
-    /// emptying it into `rejected.jsonl`.
+    /// An attempt only counts when the store takes a record of the same
+    /// workspace behind it at the same time: a store that refuses everything
+    /// (a revoked grant, a missing table), or everything of one workspace, is
+    /// a store problem, and holds the spool rather than emptying it into
+    /// `rejected.jsonl`. And it only counts when at least
+    /// [`poison_interval`](Self::poison_interval) has passed since the last
+    /// counted one, so a transient refusal that lasts a few quick rounds
+    /// does not set a record aside.
     pub fn poison_after(mut self, attempts: u32) -> Self {
         self.poison_after = attempts.max(1);
+        self
+    }
+
+    /// How far apart the counted refusals of a suspected poison record must
+    /// be (default 1 s): [`poison_after`](Self::poison_after) attempts span
+    /// at least `poison_after - 1` times this. Refusals in between hold the
+    /// record and are logged, but are not counted.
+    pub fn poison_interval(mut self, interval: Duration) -> Self {
+        self.poison_interval = interval;
         self
     }
 
@@ -134,13 +153,17 @@ impl Relay {
             let batch = self.batch;
             let pending = Arc::new(blocking(move || spool.next_batch(batch)).await?);
             if pending.is_empty() {
+                // Everything found since the last drain that succeeded (by
+                // open, by this drain, or by drains that failed later on):
+                // logged and counted when found, reported here, once.
                 let found = self.spool.take_unreported();
-                report.lost.splice(0..0, found.lost);
+                report.lost.extend(found.lost);
                 report.quarantined += found.quarantined;
                 return Ok(report);
             }
             if !pending.corrupt.is_empty() {
-                // Copied out (and synced) before the offset passes them.
+                // Copied out (and synced) before the offset passes them;
+                // once only, however often the batch is read again.
                 let (spool, read) = (Arc::clone(&self.spool), Arc::clone(&pending));
                 blocking(move || spool.quarantine(&read.corrupt)).await?;
             }
@@ -156,16 +179,6 @@ impl Relay {
                 // drain cancelled mid-commit): read again from theirs.
                 continue;
             }
-            if !pending.lost.is_empty() {
-                let records: u64 = pending.lost.iter().map(|r| r.end() - r.start() + 1).sum();
-                count(SPOOL_LOST, self.spool.name(), records);
-                tracing::error!(
-                    recorder = %self.name, spool = %self.spool.dir().display(), lost = ?pending.lost, records,
-                    "acknowledged evidence is missing from the spool (sequence numbers in `lost`); see lost.jsonl"
-                );
-                report.lost.extend(pending.lost.iter().cloned());
-            }
-            report.quarantined += pending.corrupt.len() as u64;
         }
     }
 
@@ -263,16 +276,24 @@ impl Relay {
                 "relay: the store refuses a spooled record; {why}"
             );
         };
-        // The records behind it, up to a few (another bad record right
-        // behind must not hide that the store takes the rest), then the
-        // first one after this batch.
-        let mut candidates: Vec<HistoryRecord> = pending.records[at + 1..].iter().take(WITNESSES).cloned().collect();
+        // The records of its workspace behind it, up to a few (another bad
+        // record right behind must not hide that the store takes the rest),
+        // then the first one after this batch. Only its own workspace: a
+        // store that refuses a whole workspace (its partition, its grant)
+        // is a store problem.
+        let workspace = record.workspace_id().clone();
+        let mut candidates: Vec<HistoryRecord> = pending.records[at + 1..]
+            .iter()
+            .filter(|r| *r.workspace_id() == workspace)
+            .take(WITNESSES)
+            .cloned()
+            .collect();
         if candidates.len() < WITNESSES {
             let (spool, read) = (Arc::clone(&self.spool), Arc::clone(pending));
-            candidates.extend(blocking(move || spool.record_after(&read)).await?);
+            candidates.extend(blocking(move || spool.record_after(&read, &workspace)).await?);
         }
         if candidates.is_empty() {
-            held("it stays spooled (nothing waits behind it, so it holds nothing back)");
+            held("it stays spooled (nothing of its workspace waits behind it, so it holds nothing back)");
             return Err(AuditError::Store(error));
         }
         let mut witnessed = false;
@@ -285,23 +306,37 @@ impl Relay {
             }
         }
         if !witnessed {
-            held("so do the records behind it: a store problem, not counted against the record");
+            held("so do the records of its workspace behind it: a store problem, not counted against the record");
             return Err(AuditError::Store(error));
         }
         let reason = chain(&error);
-        let attempts = {
+        let now = Instant::now();
+        let (attempts, counted) = {
             let mut suspect = self.spool.suspect.lock().unwrap_or_else(PoisonError::into_inner);
             match suspect.as_mut() {
                 Some(s) if s.record == record.id() && s.error == reason => {
-                    s.attempts += 1;
-                    s.attempts
+                    let counted = now.duration_since(s.counted_at) >= self.poison_interval;
+                    if counted {
+                        s.attempts += 1;
+                        s.counted_at = now;
+                    }
+                    (s.attempts, counted)
                 }
                 _ => {
-                    *suspect = Some(Suspect { record: record.id(), error: reason.clone(), attempts: 1 });
-                    1
+                    *suspect =
+                        Some(Suspect { record: record.id(), error: reason.clone(), attempts: 1, counted_at: now });
+                    (1, true)
                 }
             }
         };
+        if !counted {
+            held(&format!(
+                "refused again within {} ms of the last counted refusal: not counted ({attempts} of {})",
+                self.poison_interval.as_millis(),
+                self.poison_after
+            ));
+            return Err(AuditError::Store(error));
+        }
         if attempts < self.poison_after {
             held(&format!(
                 "refusal {attempts} of {} before it is set aside; the records behind it wait",

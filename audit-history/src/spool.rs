@@ -60,6 +60,8 @@ const FRAME: &[u8] = b"v2 ";
 /// Sequence numbers are 1 ..= this; anything else read from a file is
 /// damage (and would overflow the arithmetic on them).
 const MAX_SEQ: u64 = 1 << 62;
+/// How many lines past a batch [`Spool::record_after`] looks for a witness.
+const WITNESS_SCAN: usize = 10_000;
 
 fn sane(seq: u64) -> Option<u64> {
     (1..=MAX_SEQ).contains(&seq).then_some(seq)
@@ -119,16 +121,31 @@ pub struct Spool {
     /// stopped later in it, or a restart) skips them rather than setting
     /// them aside twice.
     pub(crate) set_aside: Mutex<HashSet<RecordId>>,
+    /// The damaged lines in `quarantine.jsonl` (read from it on open, and
+    /// added to as lines are moved there): a line read again (by a drain
+    /// after one that failed, or on the next open) is not quarantined or
+    /// counted twice.
+    quarantined: Mutex<HashSet<LineKey>>,
     // Held for the spool's lifetime: the lock is released when it closes.
     _lock: File,
 }
 
-/// A possible poison record: refused `attempts` times with `error`.
+/// A possible poison record: refused `attempts` times with `error`, the
+/// last counted refusal at `counted_at`.
 #[derive(Debug)]
 pub(crate) struct Suspect {
     pub(crate) record: RecordId,
     pub(crate) error: String,
     pub(crate) attempts: u32,
+    pub(crate) counted_at: std::time::Instant,
+}
+
+/// What identifies a damaged line: its byte position in `evidence.jsonl`,
+/// its length and the CRC-32 of its bytes.
+type LineKey = (u64, usize, u32);
+
+fn line_key(position: u64, bytes: &[u8]) -> LineKey {
+    (position, bytes.len(), crc32fast::hash(bytes))
 }
 
 #[derive(Debug)]
@@ -146,7 +163,8 @@ struct State {
     next_seq: u64,
     /// Ranges already recorded in `lost.jsonl`: found again, not reported again.
     known_lost: Vec<RangeInclusive<u64>>,
-    /// What open found, for the first drain's report.
+    /// What open and earlier drains found (logged and counted already),
+    /// for the next drain that succeeds to report.
     unreported: Findings,
     /// Bumped whenever the file is emptied or compacted.
     generation: u64,
@@ -200,6 +218,10 @@ pub(crate) struct BadLine {
 impl BadLine {
     fn new(position: u64, seq: Option<u64>, problem: String, bytes: Vec<u8>) -> Self {
         Self { position, seq, problem, bytes, accounts: false }
+    }
+
+    fn key(&self) -> LineKey {
+        line_key(self.position, &self.bytes)
     }
 }
 
@@ -267,7 +289,8 @@ impl Spool {
         let name = options.name.clone();
         // The lock is ours: no other process writes temporaries here now.
         let stale_files = remove_stale(&dir, &name)?;
-        let recovered = Recovery::run(&dir, &name)?;
+        let mut quarantined = read_quarantined(&dir, &name);
+        let recovered = Recovery::run(&dir, &name, &mut quarantined)?;
         let acked_path = dir.join(ACKED);
         let mut acked = OpenOptions::new()
             .create(true)
@@ -311,6 +334,7 @@ impl Spool {
             relay: tokio::sync::Mutex::new(()),
             suspect: Mutex::new(None),
             set_aside: Mutex::new(set_aside),
+            quarantined: Mutex::new(quarantined),
             _lock: lock,
         })
     }
@@ -377,21 +401,21 @@ impl Spool {
         self.lock().len
     }
 
-    /// The spool's metric label.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Up to `max` records (and damaged lines) after the relay's saved offset.
     pub(crate) fn next_batch(&self, max: usize) -> Result<Pending, AuditError> {
         let state = self.lock();
         self.read(&state, max)
     }
 
-    /// The first intact record after `pending`, if the spool has not moved
-    /// since it was read: the relay's witness that the store takes records
-    /// other than a suspected poison record.
-    pub(crate) fn record_after(&self, pending: &Pending) -> Result<Option<HistoryRecord>, AuditError> {
+    /// The first intact record of `workspace` after `pending`, if the spool
+    /// has not moved since it was read: the relay's witness that the store
+    /// takes records of the workspace other than a suspected poison record.
+    /// Looks at most [`WITNESS_SCAN`] lines ahead (the state lock is held).
+    pub(crate) fn record_after(
+        &self,
+        pending: &Pending,
+        workspace: &governance_abstractions::WorkspaceId,
+    ) -> Result<Option<HistoryRecord>, AuditError> {
         let state = self.lock();
         if state.generation != pending.generation || state.offset != pending.start {
             return Ok(None);
@@ -401,20 +425,23 @@ impl Spool {
         file.seek(SeekFrom::Start(pending.end)).map_err(AuditError::spool(&path))?;
         let mut reader = BufReader::new(file.take(state.len.saturating_sub(pending.end)));
         let mut line = Vec::new();
-        loop {
+        for _ in 0..WITNESS_SCAN {
             line.clear();
             let read = reader.read_until(b'\n', &mut line).map_err(AuditError::spool(&path))?;
             if read == 0 || line.last() != Some(&b'\n') {
                 return Ok(None);
             }
             match parse(&line[..read - 1]) {
-                Parsed::Legacy(record) | Parsed::Framed(_, record) => return Ok(Some(record)),
-                Parsed::Corrupt { .. } => {}
+                Parsed::Legacy(record) | Parsed::Framed(_, record) if record.workspace_id() == workspace => {
+                    return Ok(Some(record));
+                }
+                _ => {}
             }
         }
+        Ok(None)
     }
 
-    /// What open found and no drain reported yet.
+    /// What open and earlier drains found and no drain reported yet.
     pub(crate) fn take_unreported(&self) -> Findings {
         std::mem::take(&mut self.lock().unreported)
     }
@@ -424,8 +451,10 @@ impl Spool {
     /// the stored part is over half the bound. Returns `false`, writing
     /// nothing, when another commit happened since `pending` was read.
     ///
-    /// Losses found in `pending` are recorded in `lost.jsonl` first, so they
-    /// are reported once even though the offset moves past them.
+    /// Losses found in `pending` are recorded in `lost.jsonl` first, then
+    /// logged, counted and kept for the next drain that succeeds to report
+    /// (before anything else here can fail), so they are reported once even
+    /// though the offset moves past them.
     pub(crate) fn commit(&self, pending: &Pending) -> Result<bool, AuditError> {
         let mut state = self.lock();
         if state.generation != pending.generation || state.offset != pending.start {
@@ -433,7 +462,9 @@ impl Spool {
         }
         if !pending.lost.is_empty() {
             record_lost(&self.dir, &pending.lost)?;
+            announce_lost(&self.dir, &self.name, &pending.lost);
             state.known_lost.extend(pending.lost.iter().cloned());
+            state.unreported.lost.extend(pending.lost.iter().cloned());
         }
         state.known_lost.extend(accounted(&pending.corrupt));
         let path = self.dir.join(DATA);
@@ -491,9 +522,17 @@ impl Spool {
     }
 
     /// Copies damaged lines found by a drain to `quarantine.jsonl`, synced,
-    /// before the relay's offset passes them.
+    /// before the relay's offset passes them. Lines quarantined already (by
+    /// an earlier drain that then failed, or by open) are skipped; the new
+    /// ones are kept for the next drain that succeeds to report.
     pub(crate) fn quarantine(&self, lines: &[BadLine]) -> Result<(), AuditError> {
-        quarantine(&self.dir, &self.name, lines)
+        let mut known = self.quarantined.lock().unwrap_or_else(PoisonError::into_inner);
+        let new: Vec<BadLine> = lines.iter().filter(|line| !known.contains(&line.key())).cloned().collect();
+        quarantine(&self.dir, &self.name, &new)?;
+        known.extend(new.iter().map(BadLine::key));
+        drop(known);
+        self.lock().unreported.quarantined += new.len() as u64;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -594,7 +633,7 @@ struct Recovery {
 }
 
 impl Recovery {
-    fn run(dir: &Path, name: &str) -> Result<Self, AuditError> {
+    fn run(dir: &Path, name: &str, quarantined: &mut HashSet<LineKey>) -> Result<Self, AuditError> {
         let path = dir.join(DATA);
         let mut bytes = Vec::new();
         open_data(&path)?.read_to_end(&mut bytes).map_err(AuditError::spool(&path))?;
@@ -682,15 +721,13 @@ impl Recovery {
         if !lost.is_empty() {
             record_lost(dir, &lost)?;
             known_lost.extend(lost.iter().cloned());
-            let records: u64 = lost.iter().map(|r| r.end() - r.start() + 1).sum();
-            count(SPOOL_LOST, name, records);
-            tracing::error!(
-                spool = %dir.display(), recorder = name, lost = ?lost, records,
-                "acknowledged evidence is missing from the spool (sequence numbers in `lost`): \
-                 a disk or copy fault removed lines; see lost.jsonl"
-            );
+            announce_lost(dir, name, &lost);
         }
-        quarantine(dir, name, &bad)?;
+        // A line a drain (or an earlier open) quarantined already, still in
+        // the file, is dropped from it below but not quarantined again.
+        let new_bad: Vec<BadLine> = bad.iter().filter(|line| !quarantined.contains(&line.key())).cloned().collect();
+        quarantine(dir, name, &new_bad)?;
+        quarantined.extend(new_bad.iter().map(BadLine::key));
 
         let highest =
             [acknowledged, max_on_disk, gaps.expected.map(|e| e - 1)].into_iter().flatten().max().unwrap_or(0);
@@ -731,7 +768,7 @@ impl Recovery {
             0
         };
         sync_dir(dir)?;
-        Ok(Self { offset, expected, next_seq, lost, known_lost, quarantined: bad.len() as u64, torn, legacy_lines })
+        Ok(Self { offset, expected, next_seq, lost, known_lost, quarantined: new_bad.len() as u64, torn, legacy_lines })
     }
 }
 
@@ -977,6 +1014,51 @@ fn read_accounted(dir: &Path, name: &str) -> Vec<RangeInclusive<u64>> {
         }
     }
     known
+}
+
+/// Logs and counts acknowledged evidence found missing.
+fn announce_lost(dir: &Path, name: &str, lost: &[RangeInclusive<u64>]) {
+    let records: u64 = lost.iter().map(|r| r.end() - r.start() + 1).sum();
+    count(SPOOL_LOST, name, records);
+    tracing::error!(
+        spool = %dir.display(), recorder = name, lost = ?lost, records,
+        "acknowledged evidence is missing from the spool (sequence numbers in `lost`): \
+         a disk or copy fault removed lines; see lost.jsonl"
+    );
+}
+
+/// The lines in `quarantine.jsonl` (position and bytes), so that a line
+/// quarantined before is not quarantined again.
+fn read_quarantined(dir: &Path, name: &str) -> HashSet<LineKey> {
+    let Ok(text) = fs::read_to_string(dir.join(QUARANTINE)) else { return HashSet::new() };
+    let mut keys = HashSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let key = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|entry| {
+            let position = entry.get("position")?.as_u64()?;
+            let text = entry.get("line")?.as_str()?;
+            let bytes = match entry.get("encoding").and_then(serde_json::Value::as_str) {
+                Some("hex") => unhex(text)?,
+                _ => text.as_bytes().to_vec(),
+            };
+            Some(line_key(position, &bytes))
+        });
+        match key {
+            Some(key) => {
+                keys.insert(key);
+            }
+            None => {
+                tracing::warn!(spool = %dir.display(), recorder = name, "a quarantine.jsonl line does not parse; skipped")
+            }
+        }
+    }
+    keys
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 fn record_lost(dir: &Path, lost: &[RangeInclusive<u64>]) -> Result<(), AuditError> {

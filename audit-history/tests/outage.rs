@@ -13,8 +13,14 @@ use common::{Hanging, evidence, stored};
 use governance_abstractions::GovernanceError;
 
 const DEADLINE: Duration = Duration::from_millis(100);
-/// Scheduling and the spool's fsync, on a loaded test machine.
-const MARGIN: Duration = Duration::from_millis(60);
+/// What the latency bounds allow on top of the deadline: scheduling and the
+/// spool's fsync (one at a time, under the spool's lock) on a loaded 2-core
+/// machine. Generous on purpose: the counters say whether writes waited for
+/// the store; the bound only catches a write that waited out a long timeout
+/// (a pool's 30 s) instead of the deadline.
+fn bound(deadline: Duration) -> Duration {
+    deadline + deadline.max(Duration::from_millis(250))
+}
 const WRITERS: usize = 8;
 const OUTAGE: Duration = Duration::from_millis(2500);
 
@@ -72,8 +78,6 @@ async fn fail_open_against_a_store_that_never_answers_spools_within_the_deadline
     let recorder = Recorder::new(store.clone()).fail_open(spool.clone()).deadline(DEADLINE).named(&name);
     let latencies = outage(&recorder, |result| assert_eq!(result.unwrap().durability, Durability::Spooled)).await;
     report("fail-open, store never answers", &latencies);
-    assert!(percentile(&latencies, 0.99) <= DEADLINE + MARGIN, "p99 {:?}", percentile(&latencies, 0.99));
-
     let writes = latencies.len() as u64;
     let tried = store.calls.load(Ordering::SeqCst) as u64;
     // The writes in flight when the breaker opened, then one trial a
@@ -86,12 +90,14 @@ async fn fail_open_against_a_store_that_never_answers_spools_within_the_deadline
     assert_eq!(common::metric(BREAKER_OPENED, &name), 1);
     assert_ne!(recorder.breaker_state(), BreakerState::Closed);
     assert_eq!(spool.pending().unwrap() as u64, writes, "every acknowledged write is in the spool");
+    assert!(percentile(&latencies, 0.99) <= bound(DEADLINE), "p99 {:?}", percentile(&latencies, 0.99));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_against_a_store_that_never_answers_refuses_within_the_deadline() {
+    let name = common::counting("closed");
     let store = Hanging::down();
-    let recorder = Recorder::new(store.clone()).deadline(DEADLINE);
+    let recorder = Recorder::new(store.clone()).deadline(DEADLINE).named(&name);
     let latencies = outage(&recorder, |result| match result {
         Err(error @ AuditError::NotStored(GovernanceError::Unavailable { .. })) => {
             assert!(error.is_deadline_exceeded() || error.is_breaker_open(), "{error}");
@@ -100,8 +106,13 @@ async fn fail_closed_against_a_store_that_never_answers_refuses_within_the_deadl
     })
     .await;
     report("fail-closed, store never answers", &latencies);
-    assert!(percentile(&latencies, 0.99) <= DEADLINE + MARGIN, "p99 {:?}", percentile(&latencies, 0.99));
-    assert!(store.calls.load(Ordering::SeqCst) <= WRITERS + 4);
+    let writes = latencies.len() as u64;
+    let tried = store.calls.load(Ordering::SeqCst) as u64;
+    assert!(tried <= WRITERS as u64 + 4, "{tried} of {writes} writes waited for the store");
+    assert_eq!(common::metric(STORE_TIMEOUTS, &name), tried);
+    assert_eq!(common::metric(SHORT_CIRCUITED, &name), writes - tried, "the rest were refused at once");
+    assert_eq!(common::metric(BREAKER_OPENED, &name), 1);
+    assert!(percentile(&latencies, 0.99) <= bound(DEADLINE), "p99 {:?}", percentile(&latencies, 0.99));
 }
 
 #[tokio::test]
@@ -110,7 +121,9 @@ async fn the_breaker_opens_after_consecutive_failures_and_a_trial_write_closes_i
     let spool = Arc::new(Spool::open(dir.path(), SpoolOptions::default()).unwrap());
     let store = Hanging::down();
     let breaker = BreakerOptions { failures: 2, cool_down: Duration::from_millis(200) };
-    let recorder = Recorder::new(store.clone()).fail_open(spool).deadline(Duration::from_millis(50)).breaker(breaker);
+    let name = common::counting("trial");
+    let recorder =
+        Recorder::new(store.clone()).fail_open(spool).deadline(Duration::from_millis(50)).breaker(breaker).named(&name);
     for n in 0..2 {
         assert_eq!(recorder.breaker_state(), BreakerState::Closed, "write {n}");
         let started = Instant::now();
@@ -120,8 +133,11 @@ async fn the_breaker_opens_after_consecutive_failures_and_a_trial_write_closes_i
     assert_eq!(recorder.breaker_state(), BreakerState::Open);
     let started = Instant::now();
     recorder.record(evidence("ws", "down")).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(50), "open: spooled at once ({:?})", started.elapsed());
-    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    // Open: spooled without trying the store (the counters say so; the
+    // bound only catches a write that waited out a long timeout).
+    assert_eq!(store.calls.load(Ordering::SeqCst), 2, "open: the store was not tried");
+    assert_eq!(common::metric(SHORT_CIRCUITED, &name), 1);
+    assert!(started.elapsed() < bound(Duration::from_millis(50)), "open: spooled at once ({:?})", started.elapsed());
 
     // Still down at the first trial: another cool-down.
     tokio::time::sleep(Duration::from_millis(220)).await;

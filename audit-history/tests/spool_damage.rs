@@ -275,3 +275,140 @@ async fn numbers_that_do_not_parse_or_cannot_be_replay_rather_than_fail() {
         assert_eq!(drain_into(spool, &store).await.stored, 3);
     }
 }
+
+/// A memory store whose calls fail (store unavailable) while `down`, or
+/// when their number (1-based) is in `fail_calls`.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+    fail_calls: Vec<usize>,
+}
+
+#[async_trait::async_trait]
+impl governance_abstractions::HistoryWriter for Flaky {
+    async fn append_history(
+        &self,
+        records: &[HistoryRecord],
+    ) -> governance_abstractions::Result<Vec<governance_abstractions::Stored<HistoryRecord>>> {
+        use std::sync::atomic::Ordering;
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.down.load(Ordering::SeqCst) || self.fail_calls.contains(&call) {
+            let down = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused (test)");
+            return Err(governance_abstractions::GovernanceError::Unavailable { source: Box::new(down) });
+        }
+        self.inner.append_history(records).await
+    }
+}
+
+/// `n` records whose spool lines all have the same length, so a line can
+/// be replaced by another in the file of an open spool.
+fn same_length_records(n: usize) -> Vec<HistoryRecord> {
+    let mut by_len: std::collections::HashMap<usize, Vec<HistoryRecord>> = Default::default();
+    for i in 0.. {
+        let r = record("ws", &format!("op{}", i % 10));
+        let group = by_len.entry(serde_json::to_vec(&r).unwrap().len()).or_default();
+        group.push(r);
+        if group.len() == n {
+            return std::mem::take(group);
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_loss_found_by_a_drain_that_then_fails_is_reported_by_the_next_one_that_succeeds() {
+    let name = common::counting("lostfail");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), options(&name)).unwrap());
+    for r in same_length_records(6) {
+        spool.append(&r).unwrap();
+    }
+    // Sequence number 2 is overwritten with a copy of 3 (same length: the
+    // open spool does not notice): 2 is lost, 3 replays.
+    let mut lines = spool_lines(dir.path());
+    lines[1] = lines[2].clone();
+    write_spool_lines(dir.path(), &lines);
+
+    // The first batch (1, 3) finds the loss and is stored; the second fails.
+    let store = Arc::new(Flaky { fail_calls: vec![2], ..Default::default() });
+    let relay = Relay::new(spool.clone(), store.clone()).batch_size(2);
+    assert!(relay.drain().await.is_err(), "the second batch fails");
+    assert_eq!(common::metric(SPOOL_LOST, &name), 1, "counted when found");
+    assert_eq!(json_lines(dir.path().join("lost.jsonl")).len(), 1);
+
+    let report = relay.drain().await.unwrap();
+    assert_eq!((report.lost.clone(), report.lost_records()), (vec![2..=2], 1), "reported by the next drain");
+    assert_eq!(common::metric(SPOOL_LOST, &name), 1, "counted once (totals)");
+    assert_eq!(json_lines(dir.path().join("lost.jsonl")).len(), 1, "recorded once");
+    assert!(relay.drain().await.unwrap().lost.is_empty(), "reported once");
+}
+
+#[tokio::test]
+async fn a_corrupt_line_is_quarantined_once_however_often_the_store_is_down() {
+    let name = common::counting("quaronce");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), options(&name)).unwrap());
+    for i in 0..4 {
+        spool.append(&record("ws", &format!("op{i}"))).unwrap();
+    }
+    let mut lines = spool_lines(dir.path());
+    let last = lines[1].len() - 3;
+    lines[1][last] ^= 0x20;
+    write_spool_lines(dir.path(), &lines);
+
+    let store = Arc::new(Flaky::default());
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = Relay::new(spool.clone(), store.clone());
+    for round in 0..4 {
+        assert!(relay.drain().await.is_err(), "round {round}");
+    }
+    assert_eq!(json_lines(dir.path().join("quarantine.jsonl")).len(), 1, "copied once");
+    assert_eq!(common::metric(SPOOL_QUARANTINED, &name), 1, "counted once");
+
+    // Restarted before any drain succeeded: the line is still in the file,
+    // and known to be in the quarantine.
+    drop(relay);
+    drop(spool);
+    let spool = Arc::new(Spool::open(dir.path(), options(&name)).unwrap());
+    assert_eq!(spool.open_report().quarantined, 0);
+    assert_eq!(json_lines(dir.path().join("quarantine.jsonl")).len(), 1);
+    assert_eq!(common::metric(SPOOL_QUARANTINED, &name), 1, "still counted once (totals)");
+    let store = Arc::new(MemoryStore::new());
+    let report = Relay::new(spool.clone(), store.clone()).drain().await.unwrap();
+    assert_eq!((report.stored, report.quarantined), (3, 0));
+}
+
+#[tokio::test]
+async fn a_corrupt_line_behind_the_offset_is_not_quarantined_again_on_reopen() {
+    let name = common::counting("quarbehind");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), options(&name)).unwrap());
+    for i in 0..6 {
+        spool.append(&record("ws", &format!("op{i}"))).unwrap();
+    }
+    let mut lines = spool_lines(dir.path());
+    let last = lines[1].len() - 3;
+    lines[1][last] ^= 0x20;
+    write_spool_lines(dir.path(), &lines);
+
+    // The first batch (with the corrupt line) is committed, the second fails:
+    // the corrupt line stays in the file, behind the offset.
+    let store = Arc::new(Flaky { fail_calls: vec![2], ..Default::default() });
+    let relay = Relay::new(spool.clone(), store.clone()).batch_size(3);
+    assert!(relay.drain().await.is_err());
+    let report = relay.drain().await.unwrap();
+    // The first drain's 2 stored records went with its report; its
+    // quarantined line did not.
+    assert_eq!((report.stored, report.quarantined), (3, 1), "reported by the drain that succeeded");
+    spool.append(&record("ws", "later")).unwrap();
+    drop(relay);
+    drop(spool);
+
+    let spool = Spool::open(dir.path(), options(&name)).unwrap();
+    assert_eq!(spool.open_report().quarantined, 0, "quarantined before");
+    assert_eq!(json_lines(dir.path().join("quarantine.jsonl")).len(), 1);
+    assert_eq!(common::metric(SPOOL_QUARANTINED, &name), 1);
+    assert_eq!(spool.pending().unwrap(), 1);
+}
