@@ -17,7 +17,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governance_seaorm::sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+use governance_seaorm::sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value,
+};
 
 use crate::harness::SetupError;
 
@@ -109,7 +111,7 @@ fn now_secs() -> u64 {
 pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<String, SetupError> {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let unavailable = |e: &dyn std::fmt::Display| SetupError::Unavailable(format!("{}: {e}", redacted(server_url)));
-    let admin = Database::connect(server_url).await.map_err(|e| unavailable(&e))?;
+    let admin = quiet_connect(server_url).await.map_err(|e| unavailable(&e))?;
     let listing = match backend {
         DbBackend::Postgres => "SELECT datname AS name FROM pg_database WHERE datname LIKE 'gov\\_cf\\_%'",
         _ => "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE 'gov\\_cf\\_%'",
@@ -138,6 +140,14 @@ pub async fn fresh_database(server_url: &str, backend: DbBackend) -> Result<Stri
     admin.execute_unprepared(&create).await.map_err(|e| unavailable(&e))?;
     let _ = admin.close().await;
     Ok(with_database(server_url, &name))
+}
+
+/// A one-connection pool to `url` that logs no statement (sqlx logs each
+/// statement it runs by default; some of these hold a password).
+async fn quiet_connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(1).min_connections(0).sqlx_logging(false);
+    Database::connect(options).await
 }
 
 /// The suffix of a test database's application login (`<database>_app`).
@@ -223,7 +233,8 @@ pub async fn application_login(database_url: &str, backend: DbBackend) -> Result
     let name = format!("{database}{LOGIN_SUFFIX}");
     // Two UUIDv7s: 148 random bits, hex only (nothing to quote or encode).
     let password = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
-    let owner = Database::connect(database_url).await.map_err(|e| unavailable(&e))?;
+    // Statement logging off: the CREATE statement holds the password.
+    let owner = quiet_connect(database_url).await.map_err(|e| unavailable(&e))?;
     let created = async {
         match backend {
             DbBackend::Postgres => {
@@ -241,7 +252,7 @@ pub async fn application_login(database_url: &str, backend: DbBackend) -> Result
             }
         }
     };
-    let host: Result<Option<String>, governance_seaorm::sea_orm::DbErr> = created.await;
+    let host: Result<Option<String>, DbErr> = created.await;
     let _ = owner.close().await;
     // The statement holds the password: never let an error echo it.
     let host = host.map_err(|e| unavailable(&format!("creating login {name}: {e}").replace(&password, "***")))?;
@@ -273,18 +284,33 @@ pub fn with_login(url: &str, user: &str, password: &str) -> String {
     )
 }
 
-/// `url` with any password replaced by `***`: what messages may show.
+/// `url` with any password replaced by `***`, in the credentials and in a
+/// `password=` query parameter: what messages may show.
 pub fn redacted(url: &str) -> String {
-    let Some(authority_start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
-            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
-            format!("{}{user}:***@{host}{}", &url[..authority_start], &rest[authority_end..])
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let base = match base.find("://").map(|i| i + 3) {
+        None => base.to_owned(),
+        Some(authority_start) => {
+            let rest = &base[authority_start..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((credentials, host)) if credentials.contains(':') => {
+                    let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+                    format!("{}{user}:***@{host}{}", &base[..authority_start], &rest[authority_end..])
+                }
+                _ => base.to_owned(),
+            }
         }
-        _ => url.to_owned(),
-    }
+    };
+    let Some(query) = query else { return base };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 fn percent_encode(text: &str) -> String {
@@ -344,6 +370,9 @@ mod tests {
         assert_eq!(redacted("postgres://p%40ss:se@cret@h/db"), "postgres://p%40ss:***@h/db");
         assert_eq!(redacted("postgres://postgres@h/db"), "postgres://postgres@h/db");
         assert_eq!(redacted("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(redacted("postgres://h/db?user=u&password=secret&x=1"), "postgres://h/db?user=u&password=***&x=1");
+        assert_eq!(redacted("mysql://a:s@h/db?PASSWORD=secret"), "mysql://a:***@h/db?PASSWORD=***");
+        assert_eq!(redacted("postgres://h/db?sslmode=disable"), "postgres://h/db?sslmode=disable");
         let url = with_login("postgres://postgres@h/db", "app", "secret");
         assert!(!redacted(&url).contains("secret"));
         assert_eq!(database_name("postgres://u@h:1/gov_cf_1?x=y"), Some("gov_cf_1"));

@@ -100,7 +100,10 @@ impl std::fmt::Debug for RoleSplit {
 /// Why a database is unavailable, with the error's causes (never a password:
 /// the URL is redacted).
 fn unavailable(what: &str, url: &str, error: impl std::fmt::Display) -> SetupError {
-    SetupError::Unavailable(format!("{what} {}: {error}", redacted(url)))
+    let redacted = redacted(url);
+    // Some driver errors quote the URL they were given.
+    let error = error.to_string().replace(url, &redacted);
+    SetupError::Unavailable(format!("{what} {redacted}: {error}"))
 }
 
 /// `error` with its chain of causes.

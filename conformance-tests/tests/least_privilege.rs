@@ -313,7 +313,73 @@ async fn postgres_grants_are_exact() {
     is(owner.grant_application_role(role).await, |p| matches!(p, ValidationProblem::Inconsistent(_)));
     sqlx::query("REVOKE DELETE ON governance_seals FROM PUBLIC").execute(owner.pool()).await.unwrap();
     owner.grant_application_role(role).await.expect("grants once PUBLIC holds nothing");
+
+    refuses_whoever_can_recreate_the_tables(&split, async || owner.grant_application_role(role).await).await;
     owner.pool().close().await;
+}
+
+/// SeaORM on PostgreSQL: the same refusals of roles that could drop and
+/// recreate the tables.
+#[tokio::test]
+async fn seaorm_postgres_refuses_roles_that_can_recreate_the_tables() {
+    let Some(split) = available(seaorm_role_split(DbBackend::Postgres).await, "PostgreSQL") else { return };
+    let owner = SeaOrmStore::connect(split.owner_url()).await.expect("owner connects");
+    let role = ApplicationRole::new(split.login().name()).unwrap();
+    let grant = async || owner.grant_application_role(&role).await.map(drop);
+    refuses_whoever_can_recreate_the_tables(&split, grant).await;
+    let _ = owner.connection().clone().close().await;
+}
+
+/// The login is refused, nothing granted, while it owns the database
+/// (since PostgreSQL 15 the owner of `public` through `pg_database_owner`),
+/// owns the tables' schema, or has CREATE on it; and granted again once it
+/// does not. `grant` runs the provider's grant function for the login.
+async fn refuses_whoever_can_recreate_the_tables(
+    split: &RoleSplit,
+    grant: impl AsyncFn() -> Result<(), GovernanceError>,
+) {
+    let mut owner = PgConnection::connect(split.owner_url()).await.expect("owner connects");
+    let role = format!("\"{}\"", split.login().name().replace('"', "\"\""));
+    let (database, database_owner, schema, schema_owner): (String, String, String, String) = sqlx::query_as(
+        "SELECT current_database()::text, pg_get_userbyid(d.datdba)::text, n.nspname::text, \
+         n.nspowner::regrole::text FROM pg_database d, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE d.datname = current_database() AND c.oid = to_regclass('governance_requests')",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .expect("catalog reads");
+    let (database, schema) = (format!("\"{database}\""), format!("\"{schema}\""));
+    let cases = [
+        (
+            "owns the database",
+            format!("ALTER DATABASE {database} OWNER TO {role}"),
+            format!("ALTER DATABASE {database} OWNER TO \"{database_owner}\""),
+        ),
+        (
+            "owns the schema",
+            format!("ALTER SCHEMA {schema} OWNER TO {role}"),
+            format!("ALTER SCHEMA {schema} OWNER TO {schema_owner}"),
+        ),
+        (
+            "has CREATE on the schema",
+            format!("GRANT CREATE ON SCHEMA {schema} TO {role}"),
+            format!("REVOKE CREATE ON SCHEMA {schema} FROM {role}"),
+        ),
+    ];
+    for (what, make, undo) in cases {
+        sqlx::raw_sql(AssertSqlSafe(make.clone())).execute(&mut owner).await.expect(&make);
+        let refused = grant().await;
+        sqlx::raw_sql(AssertSqlSafe(undo.clone())).execute(&mut owner).await.expect(&undo);
+        assert!(
+            matches!(
+                &refused,
+                Err(GovernanceError::Validation { field, problem: ValidationProblem::Inconsistent(_) }) if field == "role"
+            ),
+            "a login that {what} is refused: {refused:?}"
+        );
+        grant().await.unwrap_or_else(|e| panic!("granted again once it no longer {what}: {e:?}"));
+    }
+    let _ = owner.close().await;
 }
 
 // -------------------------------------------------------- MySQL/MariaDB
@@ -468,18 +534,20 @@ async fn seaorm_mysql_grants_are_exact() {
         .unwrap()
         .and_then(|row| row.try_get::<String>("", "db").ok())
         .unwrap();
-    run(format!("GRANT DELETE, DROP, ALTER, UPDATE ON `{database}`.`governance_history` TO {account}")).await.unwrap();
-    run(format!("GRANT UPDATE (`intent`) ON `{database}`.`{REQUESTS}` TO {account}")).await.unwrap();
-    // A frozen column's UPDATE cannot be revoked by name without knowing it
-    // was granted: refused until revoked by hand.
     let refused = |result: Result<RoleGrants, GovernanceError>| {
         assert!(
             matches!(result, Err(GovernanceError::Validation { ref field, problem: ValidationProblem::Inconsistent(_) }) if field == "role"),
             "{result:?}"
         )
     };
-    refused(owner.grant_application_role(&role).await);
-    run(format!("REVOKE UPDATE (`intent`) ON `{database}`.`{REQUESTS}` FROM {account}")).await.unwrap();
+    // Leftovers on the tables, table-wide and by column, UPDATE of the
+    // whole request table and of frozen columns among them: all revoked.
+    run(format!("GRANT DELETE, DROP, ALTER, UPDATE ON `{database}`.`governance_history` TO {account}")).await.unwrap();
+    run(format!("GRANT UPDATE ON `{database}`.`{REQUESTS}` TO {account}")).await.unwrap();
+    run(format!("GRANT UPDATE (`intent`), REFERENCES (`actor_id`) ON `{database}`.`{REQUESTS}` TO {account}"))
+        .await
+        .unwrap();
+    run(format!("GRANT UPDATE (`reason`) ON `{database}`.`governance_history` TO {account}")).await.unwrap();
     assert!(matches!(owner.grant_application_role(&role).await, Ok(RoleGrants::Granted(_))), "grants");
     let grants: Vec<String> = owner
         .connection()
@@ -491,6 +559,22 @@ async fn seaorm_mysql_grants_are_exact() {
         .collect();
     let history = grants.iter().find(|g| g.contains("`governance_history`")).expect("history grant");
     assert!(history.starts_with("GRANT SELECT, INSERT ON"), "only SELECT, INSERT left: {history}");
+    let requests = grants.iter().find(|g| g.contains(&format!("`{REQUESTS}`"))).expect("request grant");
+    // SHOW GRANTS lists the columns in no particular order.
+    let granted = requests.strip_prefix("GRANT SELECT, INSERT, UPDATE (").and_then(|rest| rest.split_once(") ON"));
+    let mut granted: Vec<&str> =
+        granted.map(|(columns, _)| columns.split(", ").map(|c| c.trim_matches('`')).collect()).unwrap_or_default();
+    granted.sort_unstable();
+    let mut expected = TRANSITION_COLUMNS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(granted, expected, "only SELECT, INSERT and UPDATE of the transition columns left: {requests}");
+    // Exactly what the application needs still works.
+    let mut app = MySqlConnection::connect(split.application_url()).await.expect("application role connects");
+    let update = format!("UPDATE {REQUESTS} SET status = status WHERE 1 = 0");
+    assert_eq!(mysql_try(&mut app, &update).await, None, "transition columns updatable");
+    let frozen = format!("UPDATE {REQUESTS} SET intent = intent WHERE 1 = 0");
+    assert!(mysql_try(&mut app, &frozen).await.is_some_and(|n| MYSQL_DENIED.contains(&n)), "intent frozen");
+    let _ = app.close().await;
 
     run(format!("GRANT DELETE ON `{database}`.* TO {account}")).await.unwrap();
     refused(owner.grant_application_role(&role).await);

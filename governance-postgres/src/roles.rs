@@ -54,10 +54,15 @@ pub fn application_role_grants(schema: &str, role: &str) -> Result<Vec<String>> 
 /// The role must exist (`CREATE ROLE … LOGIN`), and it is refused (a
 /// validation error on `role`, nothing granted) when grants could not hold
 /// it: a superuser, a role with `CREATEROLE` (it could make itself a member
-/// of the owner), or a member of the tables' owner (the owner itself
-/// included); and when, after granting, the role can still do more on
-/// these tables than the grants give (through `PUBLIC` or a role it belongs
-/// to), the transaction rolls back with the same error. The schema is the one `governance_requests` resolves to on
+/// of the owner), a member of the tables' owner (the owner itself
+/// included), a member of the owner of their schema or of the current
+/// database (either may drop and recreate the tables; since PostgreSQL 15
+/// `public` belongs to `pg_database_owner`, so a database owner owns it),
+/// or a role with `CREATE` on the schema (directly or through `PUBLIC`, as
+/// `public` has by default before PostgreSQL 15); and when, after granting,
+/// the role can still do more on these tables than the grants give (through
+/// `PUBLIC` or a role it belongs to), the transaction rolls back with the
+/// same error. The schema is the one `governance_requests` resolves to on
 /// this connection; missing tables are a validation error on `database`.
 pub async fn grant_application_role(pool: &PgPool, role: &str) -> Result<()> {
     quote(role, "role")?;
@@ -75,22 +80,21 @@ pub async fn grant_application_role(pool: &PgPool, role: &str) -> Result<()> {
             ValidationProblem::Inconsistent("the governance tables are missing: run migrate() first"),
         ));
     };
-    let found: Option<(bool, bool, bool)> = sqlx::query_as(
-        "SELECT r.rolsuper, r.rolcreaterole, pg_has_role(r.oid, c.relowner, 'MEMBER') \
-         FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')",
-    )
-    .bind(role)
-    .fetch_optional(&mut *txn)
-    .await
-    .map_err(error::map)?;
-    match found {
-        None => return Err(GovernanceError::validation("role", ValidationProblem::UnknownValue)),
-        Some((true, _, _)) => return Err(refused("is a superuser: no grant or trigger binds it")),
-        Some((_, true, _)) => {
-            return Err(refused("has CREATEROLE: it could make itself a member of the tables' owner"));
-        }
-        Some((_, _, true)) => return Err(refused("can act as the tables' owner")),
-        Some(_) => {}
+    let found: Option<(bool, bool, bool, bool, bool, bool)> =
+        sqlx::query_as(ROLE_STANDING_SQL).bind(role).fetch_optional(&mut *txn).await.map_err(error::map)?;
+    let Some((superuser, createrole, table_owner, schema_owner, database_owner, schema_create)) = found else {
+        return Err(GovernanceError::validation("role", ValidationProblem::UnknownValue));
+    };
+    let why = [
+        (superuser, SUPERUSER),
+        (createrole, CREATEROLE),
+        (table_owner, TABLE_OWNER),
+        (schema_owner, SCHEMA_OWNER),
+        (database_owner, DATABASE_OWNER),
+        (schema_create, SCHEMA_CREATE),
+    ];
+    if let Some((_, why)) = why.into_iter().find(|(refused, _)| *refused) {
+        return Err(refused(why));
     }
     for statement in application_role_grants(&schema, role)? {
         sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *txn).await.map_err(error::map)?;
@@ -114,6 +118,26 @@ pub async fn grant_application_role(pool: &PgPool, role: &str) -> Result<()> {
     }
     txn.commit().await.map_err(error::map)
 }
+
+/// What role `$1` is, relative to the tables: superuser, `CREATEROLE`, a
+/// member of the owner of `governance_requests`, of its schema, of the
+/// current database, and whether it may `CREATE` in the schema. No row: no
+/// such role.
+const ROLE_STANDING_SQL: &str = "SELECT r.rolsuper, r.rolcreaterole, pg_has_role(r.oid, c.relowner, 'MEMBER'), \
+     pg_has_role(r.oid, n.nspowner, 'MEMBER'), \
+     EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_database() \
+         AND pg_has_role(r.oid, d.datdba, 'MEMBER')), \
+     has_schema_privilege(r.oid, n.oid, 'CREATE') \
+     FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')";
+
+const SUPERUSER: &str = "is a superuser: no grant or trigger binds it";
+const CREATEROLE: &str = "has CREATEROLE: it could make itself a member of the tables' owner";
+const TABLE_OWNER: &str = "can act as the tables' owner";
+const SCHEMA_OWNER: &str = "can act as the owner of the tables' schema, which may drop and recreate them";
+const DATABASE_OWNER: &str = "can act as the database's owner (since PostgreSQL 15 the owner of the public schema), which may drop and recreate the tables";
+const SCHEMA_CREATE: &str =
+    "has CREATE on the tables' schema (directly or through PUBLIC): revoke it (REVOKE CREATE ON SCHEMA … FROM PUBLIC)";
 
 /// Whether role `$1` can do more on table `$2` (qualified) than the grants
 /// give, however it got it: any of DELETE, TRUNCATE, REFERENCES, TRIGGER;

@@ -42,14 +42,16 @@ fn classify(database: &dyn DatabaseError) -> Class {
         return match code {
             "57P01" | "57P02" | "57P03" | "53300" => Class::Unavailable,
             _ if code.starts_with("08") => Class::Unavailable,
-            "40001" | "40P01" | "55P03" => Class::Transient,
+            // 57014: statement timeout (or a cancel): retrying may succeed.
+            "40001" | "40P01" | "55P03" | "57014" => Class::Transient,
             _ => Class::Permanent,
         };
     }
     if let Some(number) = mysql_number(database) {
         return match number {
             1040 | 1053 | 2006 | 2013 => Class::Unavailable,
-            1020 | 1205 | 1213 => Class::Transient,
+            // 1317: query interrupted; 3024: max_execution_time exceeded.
+            1020 | 1205 | 1213 | 1317 | 3024 => Class::Transient,
             _ => Class::Permanent,
         };
     }
@@ -69,8 +71,8 @@ pub(crate) fn transaction_lost(error: &DbErr) -> bool {
 }
 
 /// Maps a SeaORM error: lost or unreachable servers are `Unavailable`;
-/// serialization failures, deadlocks and a busy SQLite a retryable
-/// `Backend`; the rest (bad credentials included) a plain `Backend`.
+/// serialization failures, deadlocks, statement timeouts and interrupted
+/// queries and a busy SQLite a retryable `Backend`; the rest (bad credentials included) a plain `Backend`.
 pub(crate) fn map(error: DbErr) -> GovernanceError {
     let class = match (&error, database_error(&error)) {
         (_, Some(database)) => classify(database),

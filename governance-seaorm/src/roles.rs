@@ -92,12 +92,30 @@ impl ApplicationRole {
         }
     }
 
-    /// How `information_schema` spells this grantee (MySQL/MariaDB).
-    fn information_schema_grantees(&self) -> [String; 2] {
-        match &self.host {
-            Some(host) => [format!("'{}'@'{host}'", self.name), format!("'{}'@'{host}'", self.name)],
-            None => [format!("'{}'@'%'", self.name), format!("'{}'", self.name)],
+    /// How `information_schema` may spell this grantee (MySQL/MariaDB):
+    /// `'name'@'host'` (a role without host also as `'name'@'%'` and
+    /// `'name'`), each as is (MariaDB writes `'` and `\` in names
+    /// unescaped) and with `'` and `\` escaped (`\'` or `''`, and `\\`).
+    fn information_schema_grantees(&self) -> Vec<String> {
+        let forms: Vec<Vec<&str>> = match &self.host {
+            Some(host) => vec![vec![&self.name, host]],
+            None => vec![vec![&self.name, "%"], vec![&self.name]],
+        };
+        let escapes: [fn(&str) -> String; 3] = [
+            |part| part.to_owned(),
+            |part| part.replace('\\', "\\\\").replace('\'', "\\'"),
+            |part| part.replace('\\', "\\\\").replace('\'', "''"),
+        ];
+        let mut grantees = Vec::new();
+        for parts in &forms {
+            for escape in escapes {
+                let grantee = parts.iter().map(|part| format!("'{}'", escape(part))).collect::<Vec<_>>().join("@");
+                if !grantees.contains(&grantee) {
+                    grantees.push(grantee);
+                }
+            }
         }
+        grantees
     }
 }
 
@@ -127,9 +145,13 @@ pub enum RoleGrants {
 /// - MySQL/MariaDB, per table: grant `SELECT, INSERT` (and on
 ///   `governance_requests` `UPDATE` of the transition columns), then revoke
 ///   every other table privilege — `UPDATE` too on the insert-only tables —
-///   so the role ends with exactly these (the server commits each statement
-///   on its own, and this order never leaves the role without a privilege
-///   it needs).
+///   (the server commits each statement on its own, and this order never
+///   leaves the role without a privilege it needs). These fixed statements
+///   cannot name privileges held by column, nor `UPDATE` of the whole
+///   request table (revoking it also revokes the column grants):
+///   [`SeaOrmStore::grant_application_role`] reads those from
+///   `information_schema` and revokes them too, so the role ends with
+///   exactly these.
 ///
 /// Names are quoted (`"` doubled on PostgreSQL, `` ` `` doubled on MySQL).
 pub fn application_role_grants(backend: DbBackend, schema: &str, role: &ApplicationRole) -> Result<Vec<String>> {
@@ -176,8 +198,10 @@ impl SeaOrmStore {
     ///
     /// The role (or account) must exist. It is refused — a validation error
     /// on `role` — when grants could not hold it: on PostgreSQL a superuser,
-    /// a role with `CREATEROLE`, or a member of the tables' owner (nothing
-    /// is granted then); on both servers a role that afterwards still holds
+    /// a role with `CREATEROLE`, a member of the owner of the tables, of
+    /// their schema or of the current database (since PostgreSQL 15 `public`
+    /// belongs to `pg_database_owner`), or a role with `CREATE` on the schema
+    /// (nothing is granted then); on both servers a role that afterwards still holds
     /// more on these tables than the grants give (through `PUBLIC`, a role it
     /// belongs to, or on MySQL/MariaDB privileges on the whole database or
     /// server). MySQL/MariaDB can only show this function the privileges its
@@ -206,22 +230,37 @@ async fn grant_postgres(store: &SeaOrmStore, role: &ApplicationRole) -> Result<V
     .await?
     .ok_or_else(missing_tables)?;
     let sql = "SELECT r.rolsuper AS superuser, r.rolcreaterole AS createrole, \
-               pg_has_role(r.oid, c.relowner, 'MEMBER') AS owner \
-               FROM pg_roles r, pg_class c WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')";
+               pg_has_role(r.oid, c.relowner, 'MEMBER') AS owner, \
+               pg_has_role(r.oid, n.nspowner, 'MEMBER') AS schema_owner, \
+               EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_database() \
+                   AND pg_has_role(r.oid, d.datdba, 'MEMBER')) AS database_owner, \
+               has_schema_privilege(r.oid, n.oid, 'CREATE') AS schema_create \
+               FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')";
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(role.name())]))
         .await
         .map_err(error::map)?
         .ok_or_else(|| GovernanceError::validation("role", ValidationProblem::UnknownValue))?;
     let flag = |column: &str| row.try_get::<bool>("", column).map_err(error::map);
-    if flag("superuser")? {
-        return Err(refused("is a superuser: no grant or trigger binds it"));
-    }
-    if flag("createrole")? {
-        return Err(refused("has CREATEROLE: it could make itself a member of the tables' owner"));
-    }
-    if flag("owner")? {
-        return Err(refused("can act as the tables' owner"));
+    for (column, why) in [
+        ("superuser", "is a superuser: no grant or trigger binds it"),
+        ("createrole", "has CREATEROLE: it could make itself a member of the tables' owner"),
+        ("owner", "can act as the tables' owner"),
+        ("schema_owner", "can act as the owner of the tables' schema, which may drop and recreate them"),
+        (
+            "database_owner",
+            "can act as the database's owner (since PostgreSQL 15 the owner of the public schema), \
+             which may drop and recreate the tables",
+        ),
+        (
+            "schema_create",
+            "has CREATE on the tables' schema (directly or through PUBLIC): revoke it (REVOKE CREATE ON SCHEMA … FROM PUBLIC)",
+        ),
+    ] {
+        if flag(column)? {
+            return Err(refused(why));
+        }
     }
     let statements = application_role_grants(DbBackend::Postgres, &schema, role)?;
     for statement in &statements {
@@ -256,50 +295,102 @@ async fn grant_mysql(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<
     let database = one_text(db, "SELECT DATABASE() AS v", Vec::new()).await?.ok_or_else(|| {
         GovernanceError::validation("database", ValidationProblem::Inconsistent("the connection has no database"))
     })?;
-    let statements = application_role_grants(DbBackend::MySql, &database, role)?;
+    let mut statements = application_role_grants(DbBackend::MySql, &database, role)?;
     for statement in &statements {
-        if let Err(e) = db.execute_unprepared(statement).await {
-            // 1133: no such user (and GRANT may not create one); 1141: no such account.
-            return Err(if matches!(mysql_number(&e), Some(1133 | 1141)) {
-                GovernanceError::validation("role", ValidationProblem::UnknownValue)
-            } else {
-                error::map(e)
-            });
-        }
+        mysql_run(db, statement).await?;
     }
-    let [grantee, alias] = role.information_schema_grantees();
-    let who = || vec![Value::from(grantee.clone()), Value::from(alias.clone())];
+    let grantees = role.information_schema_grantees();
+    let placeholders = vec!["?"; grantees.len()].join(", ");
+    let who = || grantees.iter().cloned().map(Value::from).collect::<Vec<_>>();
     let tables = GOVERNANCE_TABLES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
     let updatable = TRANSITION_COLUMNS.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+    let in_database = || [who(), vec![Value::from(database.clone())]].concat();
+    let grantee = role.grantee(DbBackend::MySql)?;
+    let quoted_database = mysql_quote(&database);
+
+    // Leftovers the fixed statements cannot name: table privileges beyond
+    // SELECT and INSERT (UPDATE of the whole request table among them) and
+    // column privileges beyond UPDATE of the transition columns. A
+    // table-level REVOKE UPDATE also takes the column UPDATE grants, so the
+    // transition columns are granted again right after it.
+    let mut leftovers = Vec::new();
+    let sql = format!(
+        "SELECT CAST(TABLE_NAME AS CHAR) AS t, CAST(PRIVILEGE_TYPE AS CHAR) AS p, '' AS c \
+         FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({placeholders}) \
+         AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) AND PRIVILEGE_TYPE NOT IN ('SELECT', 'INSERT')"
+    );
+    let mut regrant = false;
+    for (table, privilege, _) in mysql_rows(db, sql, in_database()).await? {
+        regrant |= table == REQUESTS && privilege == "UPDATE";
+        leftovers.push(format!("REVOKE {privilege} ON {quoted_database}.{} FROM {grantee}", mysql_quote(&table)));
+    }
+    if regrant {
+        let columns: Vec<String> = TRANSITION_COLUMNS.iter().map(|c| mysql_quote(c)).collect();
+        leftovers.push(format!(
+            "GRANT UPDATE ({}) ON {quoted_database}.{} TO {grantee}",
+            columns.join(", "),
+            mysql_quote(REQUESTS)
+        ));
+    }
+    let sql = format!(
+        "SELECT CAST(TABLE_NAME AS CHAR) AS t, CAST(PRIVILEGE_TYPE AS CHAR) AS p, CAST(COLUMN_NAME AS CHAR) AS c \
+         FROM information_schema.COLUMN_PRIVILEGES WHERE GRANTEE IN ({placeholders}) \
+         AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) \
+         AND NOT (TABLE_NAME = '{REQUESTS}' AND PRIVILEGE_TYPE = 'UPDATE' AND COLUMN_NAME IN ({updatable}))"
+    );
+    for (table, privilege, column) in mysql_rows(db, sql, in_database()).await? {
+        // After a table-level REVOKE UPDATE these are gone already.
+        if regrant && privilege == "UPDATE" {
+            continue;
+        }
+        leftovers.push(format!(
+            "REVOKE {privilege} ({}) ON {quoted_database}.{} FROM {grantee}",
+            mysql_quote(&column),
+            mysql_quote(&table)
+        ));
+    }
+    for statement in leftovers {
+        match db.execute_unprepared(&statement).await {
+            Ok(_) => statements.push(statement),
+            // 1147: not held by this account (the row was another spelling
+            // of the grantee); the checks below decide.
+            Err(e) if mysql_number(&e) == Some(1147) => {}
+            Err(e) => return Err(mysql_error(e)),
+        }
+    }
+
     let checks = [
         (
-            "SELECT COUNT(*) AS n FROM information_schema.USER_PRIVILEGES \
-             WHERE GRANTEE IN (?, ?) AND PRIVILEGE_TYPE <> 'USAGE'"
-                .to_owned(),
+            format!(
+                "SELECT COUNT(*) AS n FROM information_schema.USER_PRIVILEGES \
+                 WHERE GRANTEE IN ({placeholders}) AND PRIVILEGE_TYPE <> 'USAGE'"
+            ),
             who(),
             "holds privileges on the whole server (ON *.*), which no table grant narrows",
         ),
         (
-            "SELECT COUNT(*) AS n FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN (?, ?) AND ? LIKE TABLE_SCHEMA"
-                .to_owned(),
-            [who(), vec![Value::from(database.clone())]].concat(),
+            format!(
+                "SELECT COUNT(*) AS n FROM information_schema.SCHEMA_PRIVILEGES \
+                 WHERE GRANTEE IN ({placeholders}) AND ? LIKE TABLE_SCHEMA"
+            ),
+            in_database(),
             "holds privileges on the whole database (ON db.*), which no table grant narrows",
         ),
         (
             format!(
-                "SELECT COUNT(*) AS n FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN (?, ?) \
+                "SELECT COUNT(*) AS n FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({placeholders}) \
                  AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) AND PRIVILEGE_TYPE NOT IN ('SELECT', 'INSERT')"
             ),
-            [who(), vec![Value::from(database.clone())]].concat(),
+            in_database(),
             "holds more than SELECT and INSERT on a governance table (UPDATE of the whole request table?)",
         ),
         (
             format!(
-                "SELECT COUNT(*) AS n FROM information_schema.COLUMN_PRIVILEGES WHERE GRANTEE IN (?, ?) \
+                "SELECT COUNT(*) AS n FROM information_schema.COLUMN_PRIVILEGES WHERE GRANTEE IN ({placeholders}) \
                  AND TABLE_SCHEMA = ? AND TABLE_NAME IN ({tables}) \
                  AND NOT (TABLE_NAME = '{REQUESTS}' AND PRIVILEGE_TYPE = 'UPDATE' AND COLUMN_NAME IN ({updatable}))"
             ),
-            [who(), vec![Value::from(database.clone())]].concat(),
+            in_database(),
             "holds column privileges beyond UPDATE of the transition columns",
         ),
     ];
@@ -314,6 +405,44 @@ async fn grant_mysql(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<
         }
     }
     Ok(statements)
+}
+
+/// Runs one grant statement; an account that does not exist is a
+/// validation error on `role`.
+async fn mysql_run(db: &impl ConnectionTrait, statement: &str) -> Result<()> {
+    db.execute_unprepared(statement).await.map(drop).map_err(mysql_error)
+}
+
+/// 1133: no such user (and GRANT may not create one); 1141: no such
+/// account; 1410 (MySQL 8): GRANT may not create the missing account.
+fn mysql_error(e: DbErr) -> GovernanceError {
+    if matches!(mysql_number(&e), Some(1133 | 1141 | 1410)) {
+        GovernanceError::validation("role", ValidationProblem::UnknownValue)
+    } else {
+        error::map(e)
+    }
+}
+
+/// Rows of (`t`, `p`, `c`): a table, a privilege and a column (maybe
+/// empty). A privilege or name that could not be written back into a
+/// REVOKE as read is refused.
+async fn mysql_rows(
+    db: &impl ConnectionTrait,
+    sql: String,
+    values: Vec<Value>,
+) -> Result<Vec<(String, String, String)>> {
+    let rows =
+        db.query_all_raw(Statement::from_sql_and_values(DbBackend::MySql, sql, values)).await.map_err(error::map)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let get = |column: &str| row.try_get::<String>("", column).map_err(error::map);
+        let (table, privilege, column) = (get("t")?, get("p")?, get("c")?);
+        if privilege.is_empty() || !privilege.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') {
+            return Err(refused("holds a privilege on a governance table that cannot be revoked by name"));
+        }
+        out.push((table, privilege, column));
+    }
+    Ok(out)
 }
 
 /// Whether role `$1` can do more on table `$2` (qualified) than the grants
@@ -407,6 +536,14 @@ mod tests {
             Err(GovernanceError::Validation { problem: ValidationProblem::TooLong { max: 63, actual: 64 }, .. })
         ));
         assert!(long.grantee(DbBackend::MySql).is_ok(), "MySQL refuses a long name itself");
+    }
+
+    #[test]
+    fn information_schema_grantees_cover_escaped_names() {
+        let account = ApplicationRole::account("o'b\\", "%").unwrap();
+        assert_eq!(account.information_schema_grantees(), ["'o'b\\'@'%'", "'o\\'b\\\\'@'%'", "'o''b\\\\'@'%'"]);
+        let role = ApplicationRole::new("app").unwrap();
+        assert_eq!(role.information_schema_grantees(), ["'app'@'%'", "'app'"]);
     }
 
     #[test]
