@@ -304,7 +304,7 @@ impl NewRequest {
 /// a store commits a transition only over the stored revision with that
 /// digest. A copy edited in any way is refused.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "RequestRepr")]
+#[serde(try_from = "StoredRequest")]
 pub struct GovernanceRequest {
     pub(crate) id: RequestId,
     #[serde(flatten)]
@@ -354,53 +354,33 @@ impl PartialEq for GovernanceRequest {
     }
 }
 
-/// The serialized form read back: a request serialized before digests were
-/// stored has none, and gets the digest of its content (as a row without one
-/// does); one that has a digest keeps it, unchecked until
+/// Deserializing goes through the stored form: a request serialized before
+/// digests were stored has none, and gets the digest of its content (as a
+/// row without one does); one that has a digest keeps it, unchecked until
 /// [`GovernanceRequest::check`].
-#[derive(Deserialize)]
-struct RequestRepr {
-    id: RequestId,
-    #[serde(flatten)]
-    spec: NewRequest,
-    status: RequestStatus,
-    pending_reason: Option<PendingReason>,
-    superseded_by: Option<RequestId>,
-    revision: u64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    creation_digest: String,
-    state_digest: Option<String>,
-}
-
-impl TryFrom<RequestRepr> for GovernanceRequest {
+impl TryFrom<StoredRequest> for GovernanceRequest {
     type Error = GovernanceError;
 
-    fn try_from(repr: RequestRepr) -> Result<Self, Self::Error> {
-        let RequestRepr {
-            id,
-            spec,
-            status,
-            pending_reason,
-            superseded_by,
-            revision,
-            created_at,
-            updated_at,
-            creation_digest,
-            state_digest,
-        } = repr;
-        GovernanceRequest::decoded(StoredRequest {
-            id,
-            spec,
-            status,
-            pending_reason,
-            superseded_by,
-            revision,
-            created_at,
-            updated_at,
-            creation_digest,
-            state_digest,
-        })
+    fn try_from(stored: StoredRequest) -> Result<Self, Self::Error> {
+        GovernanceRequest::decoded(stored)
+    }
+}
+
+impl From<&GovernanceRequest> for StoredRequest {
+    /// The request's fields as a store keeps them, digest included.
+    fn from(request: &GovernanceRequest) -> Self {
+        StoredRequest {
+            id: request.id,
+            spec: request.spec.clone(),
+            status: request.status,
+            pending_reason: request.pending_reason,
+            superseded_by: request.superseded_by,
+            revision: request.revision,
+            created_at: request.created_at,
+            updated_at: request.updated_at,
+            creation_digest: request.creation_digest.clone(),
+            state_digest: Some(request.state_digest.clone()),
+        }
     }
 }
 
@@ -421,11 +401,12 @@ struct StateInput<'a> {
 
 /// A request's fields as a provider stored them, for
 /// [`provider::decode_request`](crate::provider::decode_request).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct StoredRequest {
     /// The id.
     pub id: RequestId,
     /// Everything the creator supplied, as it stands at this revision.
+    #[serde(flatten)]
     pub spec: NewRequest,
     /// Lifecycle status.
     pub status: RequestStatus,
@@ -443,6 +424,7 @@ pub struct StoredRequest {
     pub creation_digest: String,
     /// The stored state digest; `None` for a row written before the library
     /// stored one (it is then computed from the row).
+    #[serde(default)]
     pub state_digest: Option<String>,
 }
 

@@ -48,6 +48,11 @@ fn the_lifecycle_digests_every_revision_and_a_copy_round_trips() {
     let copy: GovernanceRequest = serde_json::from_value(serde_json::to_value(&request).unwrap()).unwrap();
     assert_eq!(copy, request);
     copy.check().unwrap();
+    // Serialized before digests were stored: the digest of its content.
+    let mut old = serde_json::to_value(&request).unwrap();
+    old.as_object_mut().unwrap().remove("state_digest");
+    let old: GovernanceRequest = serde_json::from_value(old).unwrap();
+    assert_eq!(old.state_digest(), request.state_digest());
     let submitted = lifecycle::apply(
         &copy,
         &Actor::user("dev").into(),

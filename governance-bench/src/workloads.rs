@@ -172,18 +172,8 @@ async fn evidence_append(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Re
 /// validates nor hashes. The cost is the field copy the baseline made
 /// before the fields were private (a clone).
 fn reshaped(request: &GovernanceRequest, edit: impl FnOnce(&mut StoredRequest)) -> Result<GovernanceRequest, String> {
-    let mut stored = StoredRequest {
-        id: request.id(),
-        spec: request.spec().clone(),
-        status: request.status(),
-        pending_reason: request.pending_reason(),
-        superseded_by: request.superseded_by(),
-        revision: request.revision(),
-        created_at: request.created_at(),
-        updated_at: request.updated_at(),
-        creation_digest: request.creation_digest().to_owned(),
-        state_digest: None,
-    };
+    let mut stored = StoredRequest::from(request);
+    stored.state_digest = None;
     edit(&mut stored);
     // Set after the edit: without a digest, decoding would compute one.
     stored.state_digest = Some(request.state_digest().to_owned());

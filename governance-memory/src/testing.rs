@@ -43,18 +43,7 @@ impl Tampering<'_> {
     pub fn edit_request(&mut self, id: RequestId, f: impl FnOnce(&mut StoredRequest)) -> bool {
         let Some(position) = self.ws.request_positions.get(&id).copied() else { return false };
         let Some(request) = self.ws.requests.get_mut(&position) else { return false };
-        let mut stored = StoredRequest {
-            id,
-            spec: request.spec().clone(),
-            status: request.status(),
-            pending_reason: request.pending_reason(),
-            superseded_by: request.superseded_by(),
-            revision: request.revision(),
-            created_at: request.created_at(),
-            updated_at: request.updated_at(),
-            creation_digest: request.creation_digest().to_owned(),
-            state_digest: Some(request.state_digest().to_owned()),
-        };
+        let mut stored = StoredRequest::from(&*request);
         f(&mut stored);
         match decode_request(stored) {
             Ok(decoded) => {
