@@ -4,8 +4,13 @@
 //!   workspace (so cases run in parallel on one database);
 //! - [`conformance_suite!`]: expands every case into its own `#[tokio::test]`
 //!   for one backend;
-//! - the `conformance` binary: runs the suite against every provider it can
-//!   reach and prints a provider × case matrix (`--format json` for machines).
+//! - [`runner`]: runs the suite (or one case, within a time limit) against a
+//!   factory and reports each case, for a runner that prints a matrix over
+//!   several backends.
+//!
+//! It depends on the contract only (`governance-abstractions` and
+//! `audit-history`): no driver, no database. Each provider runs the suite
+//! from its own tests, with its own factory.
 //!
 //! # Running the suite against a new backend
 //!
@@ -25,8 +30,13 @@
 //!     fn name(&self) -> &str { "my-backend" }
 //!
 //!     fn capabilities(&self) -> Capabilities {
-//!         // Say what is missing, and why: the skip is printed with this reason.
-//!         Capabilities::all().without(Capability::DatabaseEnforcedAppendOnly, "no SQL access")
+//!         // Say what is missing, and why: the skip is printed with this
+//!         // reason. Tamper and raw access are what a backend's privileged
+//!         // test path provides (see `TestStore::with_tamper`).
+//!         Capabilities::all()
+//!             .without(Capability::DatabaseEnforcedAppendOnly, "no SQL access")
+//!             .without(Capability::Tamper, "no privileged path yet")
+//!             .without(Capability::CorruptRows, "no privileged path yet")
 //!     }
 //!
 //!     async fn open(&self) -> Result<TestStore, SetupError> {
@@ -44,11 +54,9 @@
 //! `cargo test my_backend::cas_` then runs the compare-and-set group.
 
 pub mod cases;
-pub mod databases;
 pub mod faults;
 mod fixtures;
 mod harness;
-pub mod providers;
 pub mod runner;
 
 pub use harness::{

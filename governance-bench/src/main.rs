@@ -35,11 +35,11 @@ mod workloads;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
+use governance_test_support::{Server, fresh_database, server_url};
 use governance_memory::MemoryStore;
 use governance_postgres::PostgresStore;
 use governance_seaorm::SeaOrmStore;
-use governance_seaorm::sea_orm::{ConnectOptions, Database, DbBackend};
+use governance_seaorm::sea_orm::{ConnectOptions, Database};
 
 use crate::baseline::MemoryBaseline;
 use crate::measure::Plan;
@@ -133,9 +133,9 @@ fn options() -> Options {
 }
 
 /// A fresh database on the server named by `variable`, or why not.
-async fn database(variable: &str, backend: DbBackend) -> Result<String, String> {
-    let server = server_url(variable).await.map_err(|e| e.to_string())?;
-    fresh_database(&server, backend).await.map_err(|e| e.to_string())
+async fn database(server: Server) -> Result<String, String> {
+    let url = server_url(server).await.map_err(|e| e.to_string())?;
+    fresh_database(&url, server).await.map_err(|e| e.to_string())
 }
 
 async fn seaorm_server(url: &str) -> Result<SeaOrmStore, String> {
@@ -161,7 +161,7 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             explain: None,
         }),
         "postgres" => {
-            let url = database(POSTGRES_URL_ENV, DbBackend::Postgres).await?;
+            let url = database(Server::Postgres).await?;
             let pool = governance_postgres::sqlx::postgres::PgPoolOptions::new()
                 .max_connections(POOL)
                 .connect(&url)
@@ -173,12 +173,8 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             Ok(Target { explain, ..sql(Arc::new(store), Arc::new(PgBaseline(pool))) })
         }
         "seaorm-postgres" | "seaorm-mysql" => {
-            let (variable, backend) = if name == "seaorm-postgres" {
-                (POSTGRES_URL_ENV, DbBackend::Postgres)
-            } else {
-                (MYSQL_URL_ENV, DbBackend::MySql)
-            };
-            let store = seaorm_server(&database(variable, backend).await?).await?;
+            let server = if name == "seaorm-postgres" { Server::Postgres } else { Server::MySql };
+            let store = seaorm_server(&database(server).await?).await?;
             let connection = store.connection().clone();
             Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
         }

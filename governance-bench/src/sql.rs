@@ -340,7 +340,7 @@ impl SeaBaseline {
     }
 
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        conformance_tests::databases::statement(self.backend(), sql, values)
+        governance_seaorm::testing::statement(self.backend(), sql, values)
     }
 
     fn insert_history(&self, rows: &[Fresh<'_>]) -> Statement {

@@ -33,7 +33,7 @@ use governance_abstractions::{
 };
 
 #[cfg(feature = "testing")]
-mod testing;
+pub mod testing;
 #[cfg(feature = "testing")]
 pub use testing::Tampering;
 

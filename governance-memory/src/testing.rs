@@ -1,6 +1,14 @@
-//! Direct mutation of stored data, bypassing every check: for tamper-evidence
-//! tests only (feature `testing`). A real attacker with database access has
-//! the same power; `verify` must catch what these calls do.
+//! Direct mutation of stored data, bypassing every check, and the
+//! conformance suite's factory for this provider: for tests only (feature
+//! `testing`). A real attacker with database access has the same power;
+//! `verify` must catch what these calls do.
+//!
+//! ```
+//! mod memory {
+//!     conformance_tests::conformance_suite!(governance_memory::testing::MemoryFactory);
+//! }
+//! # fn main() {}
+//! ```
 
 use governance_abstractions::provider::{
     CheckpointParts, StoredRequest, decode_checkpoint, decode_record, decode_request,
@@ -8,6 +16,9 @@ use governance_abstractions::provider::{
 use governance_abstractions::{Evidence, HistoryRecord, Position, RecordId, RequestId, SealEntry, WorkspaceId};
 
 use crate::{MemoryStore, Workspace};
+
+mod conformance;
+pub use conformance::MemoryFactory;
 
 /// A handle on one workspace's raw storage.
 pub struct Tampering<'a> {

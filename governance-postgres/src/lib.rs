@@ -45,6 +45,8 @@ mod integrity;
 mod read;
 mod roles;
 mod rows;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod write;
 
 use async_trait::async_trait;

@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance_tests::databases::{POSTGRES_URL_ENV, fresh_database, server_url};
-use conformance_tests::runner::databases_required;
+use governance_test_support::{Server, databases_required, fresh_database, server_url};
 use governance_abstractions::provider::{CheckpointParts, TRANSITION_COLUMNS, decode_checkpoint};
 use governance_abstractions::{
     Action, Actor, Checkpoint, CountBy, CountQuery, Decision, EntityKind, Evidence, GovernanceError, GovernanceRequest,
@@ -19,13 +18,12 @@ use governance_abstractions::{
 };
 use governance_postgres::sqlx::{self, Row};
 use governance_postgres::{FeedCursor, PostgresStore};
-use governance_seaorm::sea_orm::DbBackend;
 
 /// A migrated store on a database of its own, or `None` (skip) when no
 /// server is configured and none is required.
 async fn store() -> Option<PostgresStore> {
-    let url = match server_url(POSTGRES_URL_ENV).await {
-        Ok(server) => fresh_database(&server, DbBackend::Postgres).await,
+    let url = match server_url(Server::Postgres).await {
+        Ok(server) => fresh_database(&server, Server::Postgres).await,
         Err(error) => Err(error),
     };
     match url {

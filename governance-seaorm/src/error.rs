@@ -22,8 +22,15 @@ fn database_error(error: &DbErr) -> Option<&dyn DatabaseError> {
     sqlx_error(error).and_then(sqlx::Error::as_database_error)
 }
 
-fn mysql_number(database: &dyn DatabaseError) -> Option<u16> {
-    database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number())
+/// The MySQL error number, when the MySQL driver is built and reported it.
+pub(crate) fn mysql_number(database: &dyn DatabaseError) -> Option<u16> {
+    #[cfg(feature = "mysql")]
+    return database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number());
+    #[cfg(not(feature = "mysql"))]
+    return {
+        let _ = database;
+        None
+    };
 }
 
 /// What kind of failure the database reported.
@@ -37,6 +44,7 @@ enum Class {
 }
 
 fn classify(database: &dyn DatabaseError) -> Class {
+    #[cfg(feature = "postgres")]
     if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         let code = pg.code();
         return match code {
@@ -55,6 +63,7 @@ fn classify(database: &dyn DatabaseError) -> Class {
             _ => Class::Permanent,
         };
     }
+    #[cfg(feature = "sqlite")]
     if let Some(lite) = database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
         let extended: i32 = lite.code().and_then(|c| c.parse().ok()).unwrap_or(0);
         if matches!(extended & 0xff, 5 | 6) {

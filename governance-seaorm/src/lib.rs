@@ -66,9 +66,13 @@ mod error;
 pub mod migration;
 mod read;
 mod roles;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod write;
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
+#[cfg(feature = "sqlite")]
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -78,6 +82,7 @@ use governance_abstractions::{
     HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
     RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
+#[cfg(feature = "sqlite")]
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, Statement,
@@ -91,6 +96,19 @@ pub use sea_orm;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why `url` cannot be opened by this build: its backend's feature is off.
+fn missing_driver(url: &str) -> Option<&'static str> {
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "sqlite" if !cfg!(feature = "sqlite") => Some("built without the `sqlite` feature of governance-seaorm"),
+        "postgres" | "postgresql" if !cfg!(feature = "postgres") => {
+            Some("built without the `postgres` feature of governance-seaorm")
+        }
+        "mysql" | "mariadb" if !cfg!(feature = "mysql") => Some("built without the `mysql` feature of governance-seaorm"),
+        _ => None,
+    }
+}
 
 /// A governance store over a SeaORM [`DatabaseConnection`]. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -118,9 +136,17 @@ impl SeaOrmStore {
                 ),
             ));
         }
+        if let Some(feature) = missing_driver(url) {
+            return Err(GovernanceError::validation(
+                "url",
+                governance_abstractions::ValidationProblem::Inconsistent(feature),
+            ));
+        }
+        #[allow(unused_mut)]
+        let mut options = sea_orm::ConnectOptions::new(url);
         // Recursive triggers on every SQLite connection, as `open_sqlite`:
         // without them `INSERT OR REPLACE` deletes guarded rows unseen.
-        let mut options = sea_orm::ConnectOptions::new(url);
+        #[cfg(feature = "sqlite")]
         options.map_sqlx_sqlite_opts(|sqlite| sqlite.pragma("recursive_triggers", "ON"));
         Database::connect(options).await.map(Self::new).map_err(error::map)
     }
@@ -130,6 +156,7 @@ impl SeaOrmStore {
     /// lost after the mutation it allowed), a busy timeout, foreign keys and
     /// recursive triggers (so `INSERT OR REPLACE` cannot bypass the
     /// append-only guard), and migrates it.
+    #[cfg(feature = "sqlite")]
     pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -148,6 +175,7 @@ impl SeaOrmStore {
     /// A migrated in-memory SQLite database. It lives on exactly one pooled
     /// connection that is never closed: with more, each connection would see
     /// its own empty database.
+    #[cfg(feature = "sqlite")]
     pub async fn open_sqlite_in_memory() -> Result<Self> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(unavailable)?
@@ -255,6 +283,7 @@ impl SeaOrmStore {
     }
 }
 
+#[cfg(feature = "sqlite")]
 fn unavailable(error: sea_orm::sqlx::Error) -> GovernanceError {
     GovernanceError::Unavailable { source: Box::new(error) }
 }

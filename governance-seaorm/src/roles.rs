@@ -467,9 +467,9 @@ async fn one_text(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> R
 }
 
 fn mysql_number(error: &DbErr) -> Option<u16> {
-    use sea_orm::{RuntimeErr, sqlx};
+    use sea_orm::RuntimeErr;
     let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error else { return None };
-    e.as_database_error()?.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number())
+    error::mysql_number(e.as_database_error()?)
 }
 
 fn missing_tables() -> GovernanceError {

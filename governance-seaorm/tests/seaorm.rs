@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url};
-use conformance_tests::runner::databases_required;
+use governance_test_support::{Server, databases_required, fresh_database, server_url};
 use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
     Action, Actor, Checkpoint, CountBy, CountQuery, Creation, Decision, EntityKind, Evidence, GovernanceError,
@@ -27,9 +26,9 @@ async fn stores() -> Vec<(String, SeaOrmStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let sqlite = SeaOrmStore::open_sqlite(dir.path().join("g.db")).await.expect("SQLite opens");
     let mut stores = vec![("sqlite".to_owned(), sqlite, dir)];
-    for (variable, backend) in [(POSTGRES_URL_ENV, DbBackend::Postgres), (MYSQL_URL_ENV, DbBackend::MySql)] {
-        let url = match server_url(variable).await {
-            Ok(server) => fresh_database(&server, backend).await,
+    for (server, backend) in [(Server::Postgres, DbBackend::Postgres), (Server::MySql, DbBackend::MySql)] {
+        let url = match server_url(server).await {
+            Ok(url) => fresh_database(&url, server).await,
             Err(error) => Err(error),
         };
         match url {
@@ -38,7 +37,7 @@ async fn stores() -> Vec<(String, SeaOrmStore, tempfile::TempDir)> {
                 store.migrate().await.expect("migrates");
                 stores.push((format!("{backend:?}"), store, tempfile::tempdir().expect("temporary directory")));
             }
-            Err(error) if databases_required() => panic!("{variable}: {error}"),
+            Err(error) if databases_required() => panic!("{}: {error}", server.variable()),
             Err(error) => {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "SKIPPED {backend:?}: {error}");
@@ -131,9 +130,9 @@ async fn migrations_rerun_and_race_safely() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display());
     let mut urls = vec![(file, DbBackend::Sqlite)];
-    for (variable, backend) in [(POSTGRES_URL_ENV, DbBackend::Postgres), (MYSQL_URL_ENV, DbBackend::MySql)] {
-        if let Ok(server) = server_url(variable).await {
-            urls.push((fresh_database(&server, backend).await.expect("fresh database"), backend));
+    for (server, backend) in [(Server::Postgres, DbBackend::Postgres), (Server::MySql, DbBackend::MySql)] {
+        if let Ok(url) = server_url(server).await {
+            urls.push((fresh_database(&url, server).await.expect("fresh database"), backend));
         }
     }
     for (url, backend) in urls {
@@ -477,10 +476,10 @@ async fn migrate_adds_integrity_tables_to_a_first_release_database() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = format!("sqlite://{}?mode=rwc", dir.path().join("upgrade.db").display());
     let mut urls = vec![file];
-    for (variable, backend) in [(POSTGRES_URL_ENV, DbBackend::Postgres), (MYSQL_URL_ENV, DbBackend::MySql)] {
-        match server_url(variable).await {
-            Ok(server) => urls.push(fresh_database(&server, backend).await.expect("fresh database")),
-            Err(error) if databases_required() => panic!("{variable}: {error}"),
+    for server in [Server::Postgres, Server::MySql] {
+        match server_url(server).await {
+            Ok(url) => urls.push(fresh_database(&url, server).await.expect("fresh database")),
+            Err(error) if databases_required() => panic!("{}: {error}", server.variable()),
             Err(_) => {}
         }
     }

@@ -1,51 +1,74 @@
-//! Runs the conformance suite against every provider it can reach and prints
-//! a provider × case matrix.
+//! The `governance` command.
 //!
 //! ```text
-//! conformance [--provider NAME]... [--format text|json] [--parallel N]
+//! governance conformance [--provider NAME]... [--format text|json] [--parallel N]
 //! ```
 //!
-//! Exits 1 when a case fails or a configured provider is unreachable (or, with
-//! `GOVERNANCE_REQUIRE_DATABASES=1`, not configured), 2 on bad arguments.
+//! `conformance` runs the suite against every provider it can reach
+//! (embedded ones first) and prints a provider × case matrix, or one JSON
+//! object. It exits 1 when a case fails or a configured provider is
+//! unreachable (or, with `GOVERNANCE_REQUIRE_DATABASES=1`, not configured),
+//! 2 on bad arguments.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{Parser, Subcommand, ValueEnum};
 use conformance_tests::runner::{self, CaseStatus, ProviderReport, ProviderStatus};
-use conformance_tests::{CASES, StoreFactory, providers};
+use conformance_tests::{CASES, StoreFactory};
+use governance_test_support::{MYSQL_URL_ENV, POSTGRES_URL_ENV, REQUIRE_DATABASES_ENV};
 
-const USAGE: &str = "usage: conformance [--provider NAME]... [--format text|json] [--parallel N]";
-
-struct Args {
-    providers: Vec<String>,
-    json: bool,
-    parallel: usize,
+/// Durable governance persistence: operator commands.
+#[derive(Debug, Parser)]
+#[command(name = "governance", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args { providers: Vec::new(), json: false, parallel: 8 };
-    let mut argv = std::env::args().skip(1);
-    while let Some(arg) = argv.next() {
-        let mut value = || argv.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--provider" => args.providers.push(value()?),
-            "--format" => {
-                args.json = match value()?.as_str() {
-                    "json" => true,
-                    "text" => false,
-                    other => return Err(format!("unknown format {other:?}")),
-                }
-            }
-            "--parallel" => args.parallel = value()?.parse().map_err(|_| "--parallel needs a number".to_owned())?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the conformance suite against every provider it can reach.
+    #[command(after_help = format!(
+        "Providers: {}.\n\nEnvironment:\n  {POSTGRES_URL_ENV}  PostgreSQL server (each run creates its own database)\n  \
+         {MYSQL_URL_ENV}  MySQL/MariaDB server\n  {REQUIRE_DATABASES_ENV}=1  a server that is not configured fails the run",
+        providers().iter().map(|f| f.name().to_owned()).collect::<Vec<_>>().join(", ")
+    ))]
+    Conformance {
+        /// Only this provider (repeatable).
+        #[arg(long = "provider", value_name = "NAME")]
+        providers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Cases run at once per provider.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        parallel: u16,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A provider × case matrix and a summary.
+    Text,
+    /// One JSON object: `{"providers": [...]}`.
+    Json,
+}
+
+/// Every provider this workspace ships, embedded ones first.
+fn providers() -> Vec<Arc<dyn StoreFactory>> {
+    use governance_test_support::{PostgresFactory, SeaOrmServerFactory};
+    vec![
+        Arc::new(governance_memory::testing::MemoryFactory),
+        Arc::new(governance_seaorm::testing::SqliteFactory),
+        Arc::new(PostgresFactory),
+        Arc::new(SeaOrmServerFactory::postgres()),
+        Arc::new(SeaOrmServerFactory::mysql()),
+    ]
 }
 
 fn select(names: &[String]) -> Result<Vec<Arc<dyn StoreFactory>>, String> {
-    let all = providers::all();
+    let all = providers();
     if names.is_empty() {
         return Ok(all);
     }
@@ -125,35 +148,25 @@ fn print_text(reports: &[ProviderReport]) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("conformance: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let factories = match select(&args.providers) {
+    let cli = Cli::parse();
+    let Command::Conformance { providers, format, parallel } = cli.command;
+    let factories = match select(&providers) {
         Ok(factories) => factories,
         Err(message) => {
-            eprintln!("conformance: {message}");
+            eprintln!("governance conformance: {message}");
             return ExitCode::from(2);
         }
     };
     let mut reports = Vec::new();
     for factory in factories {
-        if !args.json {
+        if format == Format::Text {
             eprintln!("conformance: running {} …", factory.name());
         }
-        reports.push(runner::run_suite(factory, args.parallel).await);
+        reports.push(runner::run_suite(factory, usize::from(parallel)).await);
     }
-    if args.json {
-        let document = serde_json::json!({ "providers": reports });
-        println!("{document}");
-    } else {
-        print_text(&reports);
+    match format {
+        Format::Json => println!("{}", serde_json::json!({ "providers": reports })),
+        Format::Text => print_text(&reports),
     }
     if reports.iter().all(succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

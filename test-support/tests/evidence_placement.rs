@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_history::{AuditError, Durability, Recorder, Relay, Spool, SpoolOptions};
-use conformance_tests::providers::{RoleSplit, postgres_role_split, seaorm_role_split};
 use conformance_tests::random_workspace;
-use conformance_tests::runner::databases_required;
+use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 use governance_abstractions::{
     Actor, Decision, Evidence, GovernanceError, HistoryFilter, HistoryReader, HistoryRecord, PageRequest, WorkspaceId,
 };
@@ -177,7 +176,7 @@ async fn postgres_unreachable_server() {
 
 #[tokio::test]
 async fn seaorm_mysql_unreachable_server() {
-    let split = match seaorm_role_split(DbBackend::MySql).await {
+    let split = match seaorm_role_split(Server::MySql).await {
         Ok(split) => split,
         Err(why) if !databases_required() => return eprintln!("skipped: MySQL {why}"),
         Err(why) => panic!("MySQL required: {why}"),

@@ -18,9 +18,8 @@
 use std::sync::Arc;
 
 use audit_history::{Sealer, verify};
-use conformance_tests::providers::{RoleSplit, postgres_role_split, seaorm_role_split};
 use conformance_tests::random_workspace;
-use conformance_tests::runner::databases_required;
+use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
     Action, Actor, Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, GovernanceService,
@@ -270,7 +269,7 @@ async fn postgres_application_role_cannot_rewrite_history() {
 
 #[tokio::test]
 async fn seaorm_postgres_application_role_cannot_rewrite_history() {
-    let Some(split) = available(seaorm_role_split(DbBackend::Postgres).await, "PostgreSQL") else { return };
+    let Some(split) = available(seaorm_role_split(Server::Postgres).await, "PostgreSQL") else { return };
     let store = SeaOrmStore::connect(split.application_url()).await.expect("the application role connects");
     postgres_refuses(&split, Arc::new(store)).await;
 }
@@ -322,7 +321,7 @@ async fn postgres_grants_are_exact() {
 /// recreate the tables.
 #[tokio::test]
 async fn seaorm_postgres_refuses_roles_that_can_recreate_the_tables() {
-    let Some(split) = available(seaorm_role_split(DbBackend::Postgres).await, "PostgreSQL") else { return };
+    let Some(split) = available(seaorm_role_split(Server::Postgres).await, "PostgreSQL") else { return };
     let owner = SeaOrmStore::connect(split.owner_url()).await.expect("owner connects");
     let role = ApplicationRole::new(split.login().name()).unwrap();
     let grant = async || owner.grant_application_role(&role).await.map(drop);
@@ -409,7 +408,7 @@ const MYSQL_GUARD: u16 = 1644;
 
 #[tokio::test]
 async fn seaorm_mysql_application_role_cannot_rewrite_history() {
-    let Some(split) = available(seaorm_role_split(DbBackend::MySql).await, "MySQL") else { return };
+    let Some(split) = available(seaorm_role_split(Server::MySql).await, "MySQL") else { return };
     let store: Arc<dyn GovernanceStore> =
         Arc::new(SeaOrmStore::connect(split.application_url()).await.expect("the application role connects"));
     let ws = random_workspace();
@@ -517,7 +516,7 @@ async fn seaorm_mysql_application_role_cannot_rewrite_history() {
 /// MySQL/MariaDB: a re-run revokes leftovers; broader privileges are refused.
 #[tokio::test]
 async fn seaorm_mysql_grants_are_exact() {
-    let Some(split) = available(seaorm_role_split(DbBackend::MySql).await, "MySQL") else { return };
+    let Some(split) = available(seaorm_role_split(Server::MySql).await, "MySQL") else { return };
     let owner = SeaOrmStore::connect(split.owner_url()).await.expect("owner connects");
     let login = split.login();
     let host = login.host().expect("an account has a host");

@@ -15,9 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audit_history::{AuditError, Durability, Recorder, Relay, Spool, SpoolOptions, verify};
-use conformance_tests::databases::{MYSQL_URL_ENV, POSTGRES_URL_ENV, fresh_database, server_url, with_database};
 use conformance_tests::random_workspace;
-use conformance_tests::runner::databases_required;
+use governance_test_support::{Server, databases_required, fresh_database, server_url, with_database};
 use governance_abstractions::{
     Actor, Decision, Evidence, GovernanceStore, HistoryFilter, HistoryWriter, PageRequest, RecordId, WorkspaceId,
 };
@@ -37,8 +36,9 @@ fn margin(deadline: Duration) -> Duration {
 /// A fresh database on the server in `variable`, dropped when the guard
 /// goes (the test passed or failed); `None` (with a notice) when no server
 /// is configured and none is required.
-async fn database(variable: &str, backend: DbBackend) -> Option<Scratch> {
-    let server = match server_url(variable).await {
+async fn database(kind: Server, backend: DbBackend) -> Option<Scratch> {
+    let variable = kind.variable();
+    let server = match server_url(kind).await {
         Ok(server) => server,
         Err(why) if !databases_required() => {
             eprintln!("skipped: {variable}: {why}");
@@ -46,7 +46,7 @@ async fn database(variable: &str, backend: DbBackend) -> Option<Scratch> {
         }
         Err(why) => panic!("{variable} required: {why}"),
     };
-    let url = fresh_database(&server, backend).await.expect("fresh database");
+    let url = fresh_database(&server, kind).await.expect("fresh database");
     Some(Scratch { server, url, backend })
 }
 
@@ -157,7 +157,7 @@ async fn against_silence(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_server_that_never_answers_costs_each_write_at_most_the_deadline() {
-    let Some(scratch) = database(POSTGRES_URL_ENV, DbBackend::Postgres).await else { return };
+    let Some(scratch) = database(Server::Postgres, DbBackend::Postgres).await else { return };
     let alive = PostgresStore::connect(&scratch.url).await.expect("connect");
     alive.migrate().await.expect("migrate");
     let address = blackhole();
@@ -174,7 +174,7 @@ async fn postgres_server_that_never_answers_costs_each_write_at_most_the_deadlin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_server_that_never_answers_costs_each_write_at_most_the_deadline() {
-    let Some(scratch) = database(MYSQL_URL_ENV, DbBackend::MySql).await else { return };
+    let Some(scratch) = database(Server::MySql, DbBackend::MySql).await else { return };
     let alive = SeaOrmStore::connect(&scratch.url).await.expect("connect");
     alive.migrate().await.expect("migrate");
     let address = blackhole();
@@ -277,7 +277,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_connections_killed_under_load_lose_no_acknowledged_record() {
-    let Some(scratch) = database(POSTGRES_URL_ENV, DbBackend::Postgres).await else { return };
+    let Some(scratch) = database(Server::Postgres, DbBackend::Postgres).await else { return };
     let store = PostgresStore::connect(&scratch.url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let admin = Database::connect(with_database(&scratch.url, "postgres")).await.unwrap();
@@ -298,7 +298,7 @@ async fn postgres_connections_killed_under_load_lose_no_acknowledged_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_connections_killed_under_load_lose_no_acknowledged_record() {
-    let Some(scratch) = database(MYSQL_URL_ENV, DbBackend::MySql).await else { return };
+    let Some(scratch) = database(Server::MySql, DbBackend::MySql).await else { return };
     let store = SeaOrmStore::connect(&scratch.url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let admin = Arc::new(Database::connect(scratch.server.as_str()).await.unwrap());

@@ -1,0 +1,15 @@
+//! The whole conformance suite against SeaORM on each backend: SQLite (a
+//! file per case), PostgreSQL (`GOVERNANCE_POSTGRES_URL`) and MySQL/MariaDB
+//! (`GOVERNANCE_MYSQL_URL`), the server ones as the application role.
+
+mod seaorm_sqlite {
+    conformance_tests::conformance_suite!(governance_seaorm::testing::SqliteFactory);
+}
+
+mod seaorm_postgres {
+    conformance_tests::conformance_suite!(governance_test_support::SeaOrmServerFactory::postgres());
+}
+
+mod seaorm_mysql {
+    conformance_tests::conformance_suite!(governance_test_support::SeaOrmServerFactory::mysql());
+}

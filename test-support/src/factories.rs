@@ -1,0 +1,236 @@
+//! The server-backed providers' conformance factories: one fresh database
+//! per test process, migrated by its owner (the server URL's user), and an
+//! application login granted with the provider's own
+//! `grant_application_role`. Each case opens a pool as that login; only
+//! the privileged test paths (tamper, raw history) connect as the owner.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use conformance_tests::{Capabilities, SetupError, StoreFactory, TestStore};
+use tokio::sync::OnceCell;
+
+use crate::databases::{Login, Server, application_login, fresh_database, server_url};
+use crate::urls::redacted;
+
+/// A fresh database migrated by its owner, and its application login.
+#[derive(Clone)]
+pub struct RoleSplit {
+    owner_url: String,
+    login: Login,
+}
+
+impl RoleSplit {
+    /// The owner's URL (migrations, tamper and raw-history paths).
+    pub fn owner_url(&self) -> &str {
+        &self.owner_url
+    }
+
+    /// The application role's login.
+    pub fn login(&self) -> &Login {
+        &self.login
+    }
+
+    /// The application role's URL (it holds a password: show it only
+    /// through [`redacted`]).
+    pub fn application_url(&self) -> &str {
+        self.login.url()
+    }
+}
+
+impl std::fmt::Debug for RoleSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleSplit").field("owner_url", &redacted(&self.owner_url)).field("login", &self.login).finish()
+    }
+}
+
+/// Why a database is unavailable, with the error's causes (never a password:
+/// the URL is redacted, also where the driver's error quotes it).
+pub fn unavailable(what: &str, url: &str, error: impl std::fmt::Display) -> SetupError {
+    let redacted = redacted(url);
+    let error = error.to_string().replace(url, &redacted);
+    SetupError::Unavailable(format!("{what} {redacted}: {error}"))
+}
+
+/// `error` with its chain of causes.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// A fresh database on the `GOVERNANCE_POSTGRES_URL` server with the sqlx
+/// provider's schema, and its application login granted by
+/// [`governance_postgres::grant_application_role`].
+#[cfg(feature = "postgres")]
+pub async fn postgres_role_split() -> Result<RoleSplit, SetupError> {
+    let owner_url = fresh_database(&server_url(Server::Postgres).await?, Server::Postgres).await?;
+    let owner = governance_postgres::PostgresStore::connect(&owner_url)
+        .await
+        .map_err(|e| unavailable("PostgreSQL at", &owner_url, with_causes(&e)))?;
+    owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
+    let login = application_login(&owner_url, Server::Postgres).await?;
+    owner
+        .grant_application_role(login.name())
+        .await
+        .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+    owner.pool().close().await;
+    Ok(RoleSplit { owner_url, login })
+}
+
+/// A pool of `connections` to `url` (the runner opens up to eight cases at
+/// once, and a server's connection limit bounds them all together).
+#[cfg(feature = "postgres")]
+async fn postgres_pool(url: &str, connections: u32) -> Result<governance_postgres::sqlx::PgPool, SetupError> {
+    governance_postgres::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(url)
+        .await
+        .map_err(|e| unavailable("PostgreSQL at", url, with_causes(&e)))
+}
+
+/// The sqlx PostgreSQL provider (`GOVERNANCE_POSTGRES_URL`).
+#[cfg(feature = "postgres")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostgresFactory;
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl StoreFactory for PostgresFactory {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
+    async fn open(&self) -> Result<TestStore, SetupError> {
+        use governance_postgres::testing::{PostgresRawHistory, PostgresTamper};
+        static DATABASE: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
+        let split = DATABASE.get_or_init(postgres_role_split).await.clone()?;
+        let pool = postgres_pool(split.application_url(), 6).await?;
+        let owner = postgres_pool(split.owner_url(), 1).await?;
+        Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool)))
+            .with_raw_history(Arc::new(PostgresRawHistory::new(owner.clone())))
+            .with_tamper(Arc::new(PostgresTamper::new(owner))))
+    }
+}
+
+#[cfg(any(feature = "seaorm-postgres", feature = "seaorm-mysql"))]
+mod seaorm {
+    use governance_seaorm::SeaOrmStore;
+    use governance_seaorm::sea_orm::{ConnectOptions, Database};
+    use governance_seaorm::testing::{SeaOrmRawHistory, SeaOrmTamper};
+
+    use super::*;
+
+    /// A fresh database on `server` with the SeaORM provider's schema, and
+    /// its application login granted by `SeaOrmStore::grant_application_role`.
+    pub async fn seaorm_role_split(server: Server) -> Result<RoleSplit, SetupError> {
+        let owner_url = fresh_database(&server_url(server).await?, server).await?;
+        // Two connections: the MySQL migration holds its lock on one.
+        let owner = connect(&owner_url, 2).await?;
+        owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
+        let login = application_login(&owner_url, server).await?;
+        let role = match login.host() {
+            Some(host) => governance_seaorm::ApplicationRole::account(login.name(), host),
+            None => governance_seaorm::ApplicationRole::new(login.name()),
+        }
+        .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+        let granted = owner
+            .grant_application_role(&role)
+            .await
+            .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
+        if !matches!(granted, governance_seaorm::RoleGrants::Granted(_)) {
+            return Err(unavailable("granting on", &owner_url, "the backend has no roles"));
+        }
+        let _ = owner.connection().clone().close().await;
+        Ok(RoleSplit { owner_url, login })
+    }
+
+    /// A pool of `connections`, statement logging off.
+    async fn connect(url: &str, connections: u32) -> Result<SeaOrmStore, SetupError> {
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(connections).min_connections(0).sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(|e| unavailable("connecting to", url, e))?;
+        Ok(SeaOrmStore::new(db))
+    }
+
+    /// SeaORM on a server (PostgreSQL or MySQL/MariaDB).
+    #[derive(Debug)]
+    pub struct SeaOrmServerFactory {
+        name: &'static str,
+        server: Server,
+    }
+
+    impl SeaOrmServerFactory {
+        /// SeaORM on PostgreSQL (`GOVERNANCE_POSTGRES_URL`).
+        #[cfg(feature = "seaorm-postgres")]
+        pub const fn postgres() -> Self {
+            Self { name: "seaorm-postgres", server: Server::Postgres }
+        }
+
+        /// SeaORM on MySQL/MariaDB (`GOVERNANCE_MYSQL_URL`).
+        #[cfg(feature = "seaorm-mysql")]
+        pub const fn mysql() -> Self {
+            Self { name: "seaorm-mysql", server: Server::MySql }
+        }
+
+        /// This process's database and login, created on first use.
+        async fn role_split(&self) -> Result<RoleSplit, SetupError> {
+            match self.server {
+                #[cfg(feature = "seaorm-postgres")]
+                Server::Postgres => {
+                    static POSTGRES: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
+                    POSTGRES.get_or_init(|| seaorm_role_split(self.server)).await.clone()
+                }
+                #[cfg(feature = "seaorm-mysql")]
+                Server::MySql => {
+                    static MYSQL: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
+                    MYSQL.get_or_init(|| seaorm_role_split(self.server)).await.clone()
+                }
+                #[allow(unreachable_patterns)]
+                _ => Err(SetupError::NotConfigured(format!("{} is not built in", self.name))),
+            }
+        }
+
+        fn is_mysql(&self) -> bool {
+            self.name == "seaorm-mysql"
+        }
+    }
+
+    #[async_trait]
+    impl StoreFactory for SeaOrmServerFactory {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            if self.is_mysql() {
+                Capabilities::all().without(
+                    conformance_tests::Capability::Tamper,
+                    "lifting MySQL triggers is non-transactional DDL that would unguard the cases running beside it",
+                )
+            } else {
+                Capabilities::all()
+            }
+        }
+
+        async fn open(&self) -> Result<TestStore, SetupError> {
+            let split = self.role_split().await?;
+            let store = connect(split.application_url(), 6).await?;
+            // The privileged paths connect as the owner, bypassing the store.
+            let owner = connect(split.owner_url(), 1).await?.connection().clone();
+            let opened = TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
+            Ok(if self.is_mysql() { opened } else { opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))) })
+        }
+    }
+}
+
+#[cfg(any(feature = "seaorm-postgres", feature = "seaorm-mysql"))]
+pub use seaorm::{SeaOrmServerFactory, seaorm_role_split};

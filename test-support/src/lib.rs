@@ -1,0 +1,41 @@
+//! Test support the providers' tests share (not published): where database
+//! servers are, a fresh database and application login per test process,
+//! and the conformance factories of the server-backed providers.
+//!
+//! Servers come from `GOVERNANCE_POSTGRES_URL` / `GOVERNANCE_MYSQL_URL`; when
+//! one is unset and a Docker engine answers, a `testcontainers` container
+//! (PostgreSQL 16 / MariaDB 11) is started once per process instead. Each
+//! test process creates its own database on that server (named
+//! `gov_cf_<unix seconds>_<pid>_<n>`), so runs never see each other's rows,
+//! and drops such databases left behind by runs older than six hours. Every
+//! case still works in its own random workspace, so cases share the
+//! process's database in parallel.
+//!
+//! The embedded providers need none of this: their factories are
+//! `governance_memory::testing::MemoryFactory` and
+//! `governance_seaorm::testing::SqliteFactory`.
+//!
+//! Features select the providers: `postgres` (sqlx), `seaorm-postgres`,
+//! `seaorm-mysql`.
+
+#[cfg(any(feature = "pg-server", feature = "mysql-server"))]
+mod databases;
+#[cfg(any(feature = "postgres", feature = "seaorm-postgres", feature = "seaorm-mysql"))]
+mod factories;
+mod urls;
+
+pub use conformance_tests::runner::{REQUIRE_DATABASES_ENV, databases_required};
+#[cfg(any(feature = "pg-server", feature = "mysql-server"))]
+pub use databases::{Login, Server, application_login, fresh_database, server_url};
+#[cfg(feature = "postgres")]
+pub use factories::{PostgresFactory, postgres_role_split};
+#[cfg(any(feature = "postgres", feature = "seaorm-postgres", feature = "seaorm-mysql"))]
+pub use factories::{RoleSplit, unavailable, with_causes};
+#[cfg(any(feature = "seaorm-postgres", feature = "seaorm-mysql"))]
+pub use factories::{SeaOrmServerFactory, seaorm_role_split};
+pub use urls::{redacted, with_database, with_login};
+
+/// The PostgreSQL server URL variable.
+pub const POSTGRES_URL_ENV: &str = "GOVERNANCE_POSTGRES_URL";
+/// The MySQL/MariaDB server URL variable.
+pub const MYSQL_URL_ENV: &str = "GOVERNANCE_MYSQL_URL";
