@@ -1,0 +1,309 @@
+//! Evaluate → persist evidence → mutate only if approved, in ONE SeaORM
+//! transaction.
+//!
+//! An application creates invoices through its own SeaORM entity,
+//! `example_invoices`. Every attempt is governed: inside one
+//! `DatabaseTransaction` (from `SeaOrmStore::begin`) it
+//!
+//! 1. records a governance request for the change (`create_request_in`),
+//! 2. evaluates its policy (here a plain function: an amount limit) and
+//!    appends the decision as evidence, approved or denied
+//!    (`append_history_in`),
+//! 3. approved: moves the request to approved, inserts the invoice and marks
+//!    the request executed; denied: rejects the request and writes nothing
+//!    else (`commit_transition_in`),
+//! 4. commits.
+//!
+//! Three attempts show the three outcomes: an approved invoice (request,
+//! evidence and invoice all committed), a denied one (the evidence and the
+//! rejected request are kept, no invoice), and one whose insert fails because
+//! its invoice number is taken (rolled back: no request, no evidence, no
+//! invoice). Each `*_in` call runs in a savepoint of the caller's
+//! transaction, so a refused governance write would leave it usable.
+//!
+//! By default it runs on a SQLite file in a temporary directory
+//! (`SeaOrmStore::open_sqlite`, which migrates). Given a URL as its first
+//! argument (`postgres://…`, `mysql://…` or `sqlite:…?mode=rwc`) it connects
+//! there and migrates (so connect as the tables' owner), creates
+//! `example_invoices` if missing and works in a fresh workspace, so it can run
+//! any number of times.
+//!
+//! ```text
+//! cargo run -p governance-seaorm --example evidence_in_transaction
+//! cargo run -p governance-seaorm --example evidence_in_transaction -- postgres://postgres@127.0.0.1:5432/test
+//! cargo run -p governance-seaorm --example evidence_in_transaction -- mysql://root@127.0.0.1:3306/test
+//! ```
+
+use std::error::Error;
+use std::time::Instant;
+
+use governance_abstractions::{
+    Action, Actor, Decision, Evidence, HistoryFilter, HistoryReader, HistoryRecord, NewRequest, Outcome, PageRequest,
+    Principal, RecordId, RequestId, RequestReader, RequestRef, TargetRef, Timestamp, WorkspaceId, lifecycle,
+};
+use governance_seaorm::SeaOrmStore;
+use governance_seaorm::sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Schema,
+};
+use serde_json::json;
+
+/// The application's own table, the governed state, as a SeaORM entity.
+mod invoice {
+    use governance_seaorm::sea_orm::entity::prelude::*;
+
+    /// One invoice.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "example_invoices")]
+    pub(crate) struct Model {
+        /// The tenant (leads the key, like the governance tables).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) workspace_id: String,
+        /// The invoice number, unique per tenant.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub(crate) number: String,
+        /// Who is billed.
+        pub(crate) customer: String,
+        /// How much.
+        pub(crate) amount_cents: i64,
+        /// The governance request that allowed it.
+        pub(crate) request_id: Uuid,
+        /// The decision evidence that allowed it.
+        pub(crate) evidence_id: Uuid,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The policy's limit: larger invoices are denied.
+const LIMIT_CENTS: i64 = 1_000_000;
+
+/// What a clerk asks for.
+struct Draft {
+    /// The client's key for this attempt: retrying it is safe.
+    key: &'static str,
+    number: &'static str,
+    customer: &'static str,
+    amount_cents: i64,
+}
+
+/// What the policy said.
+struct Verdict {
+    decision: Decision,
+    reason: String,
+    reason_codes: Vec<&'static str>,
+}
+
+/// The policy evaluation. In a real application this is a call to a policy
+/// engine; what matters here is that its answer becomes evidence.
+fn evaluate(draft: &Draft) -> Verdict {
+    if draft.amount_cents > LIMIT_CENTS {
+        Verdict {
+            decision: Decision::Denied,
+            reason: format!("{} cents is over the limit of {LIMIT_CENTS}", draft.amount_cents),
+            reason_codes: vec!["amount.over_limit"],
+        }
+    } else {
+        Verdict { decision: Decision::Approved, reason: "within the limit".into(), reason_codes: vec!["amount.ok"] }
+    }
+}
+
+/// The ids of one attempt's request and evidence, chosen before the
+/// transaction so that they can be looked up whatever happens to it.
+#[derive(Clone, Copy)]
+struct Ids {
+    request: RequestId,
+    evidence: RecordId,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    // Kept alive until the end: the SQLite file lives in it.
+    let dir = tempfile::tempdir()?;
+    let store = match std::env::args().nth(1) {
+        Some(url) => {
+            let store = SeaOrmStore::connect(&url).await?;
+            store.migrate().await?;
+            store
+        }
+        None => SeaOrmStore::open_sqlite(dir.path().join("example.db")).await?,
+    };
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let mut create = Schema::new(backend).create_table_from_entity(invoice::Entity);
+    db.execute(create.if_not_exists()).await?;
+    let ws = WorkspaceId::new(format!("example-{}", uuid::Uuid::now_v7().simple()))?;
+    println!("migrated ({backend:?}); working in workspace {ws}\n");
+
+    let clerk = Principal::from(Actor::user("clerk-17"));
+    let drafts = [
+        Draft { key: "req-001", number: "INV-1001", customer: "Globex", amount_cents: 48_000 },
+        Draft { key: "req-002", number: "INV-1002", customer: "Initech", amount_cents: 2_500_000 },
+        // The number is taken by the first invoice: the insert fails.
+        Draft { key: "req-003", number: "INV-1001", customer: "Umbrella", amount_cents: 9_900 },
+    ];
+    let mut committed = Vec::new();
+    for draft in &drafts {
+        println!("{} {} for {}, {} cents:", draft.key, draft.number, draft.customer, draft.amount_cents);
+        let ids = Ids { request: RequestId::new(), evidence: RecordId::new() };
+        match governed_create(&store, &ws, &clerk, draft, ids).await {
+            Ok(decision) => {
+                println!("  committed ({decision})");
+                committed.push(ids);
+            }
+            Err(error) => {
+                println!("  failed, rolled back: {}", chain(error.as_ref()));
+                // Nothing of the attempt is stored: no request, no evidence.
+                let request = store.get_request(&ws, ids.request).await;
+                let evidence = store.get_history_record(&ws, ids.evidence).await;
+                println!(
+                    "  afterwards: request stored = {}, evidence stored = {}",
+                    !request.is_err_and(|e| e.is_not_found()),
+                    !evidence.is_err_and(|e| e.is_not_found()),
+                );
+            }
+        }
+    }
+
+    println!("\nwhat is stored:");
+    for ids in &committed {
+        let request = store.get_request(&ws, ids.request).await?;
+        let history = store.history_for_request(&ws, ids.request).await?;
+        let codes: Vec<&str> = history.iter().map(|r| r.evidence().code.as_str()).collect();
+        println!(
+            "  request {}: {} at revision {}; history {codes:?}",
+            request.target().state_id,
+            request.status(),
+            request.revision()
+        );
+        let evidence = store.get_history_record(&ws, ids.evidence).await?;
+        let decision = evidence.evidence().decision.map_or("-", Decision::as_str);
+        let hash = evidence.content_hash().get(..12).unwrap_or_default();
+        println!(
+            "    evidence {}: {decision} {:?}, content hash {hash}…",
+            evidence.id(),
+            evidence.evidence().reason_codes
+        );
+    }
+    let denied = HistoryFilter { decision: Some(Decision::Denied), ..HistoryFilter::default() };
+    let denied = store.query_history(&ws, &denied, &PageRequest::all()).await?;
+    println!("  denied decisions in the workspace: {}", denied.items.len());
+    let invoices = invoice::Entity::find()
+        .filter(invoice::Column::WorkspaceId.eq(ws.as_str()))
+        .order_by_asc(invoice::Column::Number)
+        .all(db)
+        .await?;
+    let invoices: Vec<_> = invoices.iter().map(|i| (i.number.as_str(), i.customer.as_str(), i.amount_cents)).collect();
+    println!("  example_invoices: {invoices:?}");
+    Ok(())
+}
+
+/// One governed attempt in one transaction: committed whole, or rolled back
+/// whole.
+async fn governed_create(
+    store: &SeaOrmStore,
+    ws: &WorkspaceId,
+    clerk: &Principal,
+    draft: &Draft,
+    ids: Ids,
+) -> Result<Decision, Box<dyn Error>> {
+    // BEGIN IMMEDIATE on SQLite: the transaction waits for the write lock
+    // instead of failing when another writer holds it.
+    let txn = store.begin().await?;
+    match governed_steps(store, &txn, ws, clerk, draft, ids).await {
+        Ok(decision) => {
+            txn.commit().await?;
+            Ok(decision)
+        }
+        Err(error) => {
+            txn.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
+async fn governed_steps(
+    store: &SeaOrmStore,
+    txn: &DatabaseTransaction,
+    ws: &WorkspaceId,
+    clerk: &Principal,
+    draft: &Draft,
+    ids: Ids,
+) -> Result<Decision, Box<dyn Error>> {
+    // 1. The governance request for this change (revision 1).
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("invoice", draft.number), "create", clerk.clone())
+        .intent(format!("invoice {} for {}", draft.number, draft.customer))
+        .idempotency_key(draft.key)
+        .category("billing");
+    let creation = lifecycle::create(spec, ids.request, Timestamp::now())?;
+    store.create_request_in(txn, &creation).await?;
+    println!("  request created (revision 1)");
+
+    // 2. Evaluate, and persist the decision whatever it is.
+    let started = Instant::now();
+    let verdict = evaluate(draft);
+    let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let evidence = Evidence::decision(ws.clone(), clerk.clone(), "invoice", "create", verdict.decision)
+        .request(RequestRef { id: ids.request, revision: 1 })
+        .outcome(match verdict.decision {
+            Decision::Approved => Outcome::Approved,
+            Decision::Denied => Outcome::Denied,
+        })
+        .reason(verdict.reason.clone())
+        .reason_codes(verdict.reason_codes.iter().copied())
+        .correlation_id(format!("ctx-{}", draft.key))
+        .idempotency_key(format!("{}:decision", draft.key))
+        .policy_version("invoice-limits/1")
+        .latency_us(latency)
+        .request_json(
+            json!({ "number": draft.number, "customer": draft.customer, "amount_cents": draft.amount_cents }),
+        );
+    let record = HistoryRecord::with_id(ids.evidence, evidence, Timestamp::now())?;
+    store.append_history_in(txn, std::slice::from_ref(&record)).await?;
+    println!("  evidence appended: {} ({})", verdict.decision, verdict.reason);
+
+    // 3. Mutate only if approved.
+    let policy = Principal::from(Actor::service("invoice-policy"));
+    if verdict.decision == Decision::Denied {
+        let reject = Action::Reject { reason: verdict.reason };
+        let rejected = lifecycle::apply(creation.request(), &policy, &reject, Timestamp::now())?;
+        store.commit_transition_in(txn, &rejected).await?;
+        println!("  request rejected; no invoice written");
+        return Ok(verdict.decision);
+    }
+    let approved = lifecycle::apply(creation.request(), &policy, &Action::Approve, Timestamp::now())?;
+    store.commit_transition_in(txn, &approved).await?;
+    let row = invoice::ActiveModel {
+        workspace_id: Set(ws.as_str().to_owned()),
+        number: Set(draft.number.to_owned()),
+        customer: Set(draft.customer.to_owned()),
+        amount_cents: Set(draft.amount_cents),
+        request_id: Set(ids.request.as_uuid()),
+        evidence_id: Set(ids.evidence.as_uuid()),
+    };
+    invoice::Entity::insert(row).exec_without_returning(txn).await?;
+    let execute = Action::Execute { current_version: None };
+    let executed = lifecycle::apply(approved.request(), clerk, &execute, Timestamp::now())?;
+    store.commit_transition_in(txn, &executed).await?;
+    println!("  invoice inserted; request approved and executed");
+    Ok(verdict.decision)
+}
+
+/// An error and its sources, on one line.
+fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // Some drivers repeat their source in their own message.
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
