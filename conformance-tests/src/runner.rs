@@ -257,6 +257,71 @@ pub async fn run_named_test(factory: Arc<dyn StoreFactory>, name: &str) {
     }
 }
 
+/// The reports as text: a case × provider matrix of the providers that ran,
+/// every failure and skip with its message, a line per provider and the
+/// totals. What a runner prints for people; `ProviderReport` serialises for
+/// machines.
+pub fn matrix(reports: &[ProviderReport]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ran: Vec<&ProviderReport> = reports.iter().filter(|r| r.status == ProviderStatus::Ran).collect();
+    let width = CASES.iter().map(|c| c.name.len()).max().unwrap_or(4);
+    let mut header = format!("{:width$}  {:20}", "case", "group");
+    for report in &ran {
+        header.push_str(&format!("  {:>14}", report.name));
+    }
+    let _ = writeln!(out, "{header}");
+    for (index, case) in CASES.iter().enumerate() {
+        let mut line = format!("{:width$}  {:20}", case.name, case.group.name());
+        for report in &ran {
+            let cell = match report.cases.get(index).map(|c| c.status) {
+                Some(CaseStatus::Passed) => "pass",
+                Some(CaseStatus::Failed) => "FAIL",
+                Some(CaseStatus::Skipped) => "skip",
+                None => "-",
+            };
+            line.push_str(&format!("  {cell:>14}"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
+    for report in reports {
+        for case in report.cases.iter().filter(|c| c.status != CaseStatus::Passed) {
+            let message = case.message.as_deref().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "{} {}::{}: {message}",
+                if case.status == CaseStatus::Failed { "FAILED" } else { "skipped" },
+                report.name,
+                case.name
+            );
+        }
+    }
+    out.push('\n');
+    for report in reports {
+        let status = match report.status {
+            ProviderStatus::Ran => "ran",
+            ProviderStatus::NotConfigured => "not-configured",
+            ProviderStatus::Unavailable => "unavailable",
+        };
+        let why = report.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:16} {status:15} {} passed, {} failed, {} skipped{why}",
+            report.name, report.passed, report.failed, report.skipped
+        );
+    }
+    let total = |f: fn(&ProviderReport) -> usize| reports.iter().map(f).sum::<usize>();
+    let _ = writeln!(
+        out,
+        "conformance: {} passed, {} failed, {} skipped",
+        total(|r| r.passed),
+        total(|r| r.failed),
+        total(|r| r.skipped)
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,11 +35,11 @@ mod workloads;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governance_test_support::{Server, fresh_database, server_url};
 use governance_memory::MemoryStore;
 use governance_postgres::PostgresStore;
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectOptions, Database};
+use governance_test_support::{Server, fresh_database, server_url};
 
 use crate::baseline::MemoryBaseline;
 use crate::measure::Plan;

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use conformance_tests::runner::{self, CaseStatus, ProviderReport, ProviderStatus};
-use conformance_tests::{CASES, StoreFactory};
+use conformance_tests::StoreFactory;
+use conformance_tests::runner::{self, ProviderReport, ProviderStatus};
 use governance_test_support::{MYSQL_URL_ENV, POSTGRES_URL_ENV, REQUIRE_DATABASES_ENV};
 
 /// Durable governance persistence: operator commands.
@@ -91,61 +91,6 @@ fn succeeded(report: &ProviderReport) -> bool {
     }
 }
 
-fn print_text(reports: &[ProviderReport]) {
-    let ran: Vec<&ProviderReport> = reports.iter().filter(|r| r.status == ProviderStatus::Ran).collect();
-    let width = CASES.iter().map(|c| c.name.len()).max().unwrap_or(4);
-    let mut header = format!("{:width$}  {:20}", "case", "group");
-    for report in &ran {
-        header.push_str(&format!("  {:>14}", report.name));
-    }
-    println!("{header}");
-    for (index, case) in CASES.iter().enumerate() {
-        let mut line = format!("{:width$}  {:20}", case.name, case.group.name());
-        for report in &ran {
-            let cell = match report.cases.get(index).map(|c| c.status) {
-                Some(CaseStatus::Passed) => "pass",
-                Some(CaseStatus::Failed) => "FAIL",
-                Some(CaseStatus::Skipped) => "skip",
-                None => "-",
-            };
-            line.push_str(&format!("  {cell:>14}"));
-        }
-        println!("{line}");
-    }
-    println!();
-    for report in reports {
-        for case in report.cases.iter().filter(|c| c.status != CaseStatus::Passed) {
-            let message = case.message.as_deref().unwrap_or("");
-            println!(
-                "{} {}::{}: {message}",
-                if case.status == CaseStatus::Failed { "FAILED" } else { "skipped" },
-                report.name,
-                case.name
-            );
-        }
-    }
-    println!();
-    for report in reports {
-        let status = match report.status {
-            ProviderStatus::Ran => "ran",
-            ProviderStatus::NotConfigured => "not-configured",
-            ProviderStatus::Unavailable => "unavailable",
-        };
-        let why = report.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
-        println!(
-            "{:16} {status:15} {} passed, {} failed, {} skipped{why}",
-            report.name, report.passed, report.failed, report.skipped
-        );
-    }
-    let total = |f: fn(&ProviderReport) -> usize| reports.iter().map(f).sum::<usize>();
-    println!(
-        "conformance: {} passed, {} failed, {} skipped",
-        total(|r| r.passed),
-        total(|r| r.failed),
-        total(|r| r.skipped)
-    );
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -166,7 +111,7 @@ async fn main() -> ExitCode {
     }
     match format {
         Format::Json => println!("{}", serde_json::json!({ "providers": reports })),
-        Format::Text => print_text(&reports),
+        Format::Text => print!("{}", runner::matrix(&reports)),
     }
     if reports.iter().all(succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -116,7 +116,9 @@ async fn lift_guards_and_run(
         .await?;
         for row in triggers {
             let (name, mode): (String, String) = (row.try_get("name")?, row.try_get("mode")?);
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE {table} DISABLE TRIGGER {name}"))).execute(&mut *conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE {table} DISABLE TRIGGER {name}")))
+                .execute(&mut *conn)
+                .await?;
             let enable = match mode.as_str() {
                 "A" => "ENABLE ALWAYS",
                 "R" => "ENABLE REPLICA",
@@ -212,7 +214,8 @@ impl TamperAccess for PostgresTamper {
     async fn delete_checkpoint(&self, workspace: &WorkspaceId, seq: u64) -> Result<(), String> {
         let seals = "DELETE FROM governance_seals WHERE workspace_id = $1 AND checkpoint_seq = $2";
         let checkpoint = "DELETE FROM governance_checkpoints WHERE workspace_id = $1 AND seq = $2";
-        let changes = vec![(seals.into(), seq_key(workspace, seq).into()), (checkpoint.into(), seq_key(workspace, seq).into())];
+        let changes =
+            vec![(seals.into(), seq_key(workspace, seq).into()), (checkpoint.into(), seq_key(workspace, seq).into())];
         self.unguarded(&["governance_checkpoints", "governance_seals"], changes).await
     }
 

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governance_test_support::{Server, databases_required, fresh_database, server_url};
 use governance_abstractions::provider::{CheckpointParts, TRANSITION_COLUMNS, decode_checkpoint};
 use governance_abstractions::{
     Action, Actor, Checkpoint, CountBy, CountQuery, Decision, EntityKind, Evidence, GovernanceError, GovernanceRequest,
@@ -18,6 +17,7 @@ use governance_abstractions::{
 };
 use governance_postgres::sqlx::{self, Row};
 use governance_postgres::{FeedCursor, PostgresStore};
+use governance_test_support::{Server, databases_required, fresh_database, server_url};
 
 /// A migrated store on a database of its own, or `None` (skip) when no
 /// server is configured and none is required.

@@ -105,7 +105,9 @@ fn missing_driver(url: &str) -> Option<&'static str> {
         "postgres" | "postgresql" if !cfg!(feature = "postgres") => {
             Some("built without the `postgres` feature of governance-seaorm")
         }
-        "mysql" | "mariadb" if !cfg!(feature = "mysql") => Some("built without the `mysql` feature of governance-seaorm"),
+        "mysql" | "mariadb" if !cfg!(feature = "mysql") => {
+            Some("built without the `mysql` feature of governance-seaorm")
+        }
         _ => None,
     }
 }

@@ -28,7 +28,9 @@ use conformance_tests::{
     Capabilities, CheckpointChange, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore,
 };
 use governance_abstractions::{RecordId, RequestId, WorkspaceId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait, Value,
+};
 
 use crate::SeaOrmStore;
 

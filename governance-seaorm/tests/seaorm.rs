@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use governance_test_support::{Server, databases_required, fresh_database, server_url};
 use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
     Action, Actor, Checkpoint, CountBy, CountQuery, Creation, Decision, EntityKind, Evidence, GovernanceError,
@@ -19,6 +18,7 @@ use governance_seaorm::sea_orm::{
     Iterable, ModelTrait, Statement, Value,
 };
 use governance_seaorm::{Migrator, SeaOrmStore};
+use governance_test_support::{Server, databases_required, fresh_database, server_url};
 use sea_orm_migration::MigratorTrait;
 
 /// Stores to test on: a SQLite file, and each configured server.

@@ -118,9 +118,9 @@ impl Admin {
                 url.parse::<sqlx::postgres::PgConnectOptions>()?.disable_statement_logging().connect().await?,
             ),
             #[cfg(feature = "mysql-server")]
-            Server::MySql => {
-                Admin::MySql(url.parse::<sqlx::mysql::MySqlConnectOptions>()?.disable_statement_logging().connect().await?)
-            }
+            Server::MySql => Admin::MySql(
+                url.parse::<sqlx::mysql::MySqlConnectOptions>()?.disable_statement_logging().connect().await?,
+            ),
         })
     }
 
@@ -289,7 +289,9 @@ pub async fn application_login(database_url: &str, server: Server) -> Result<Log
         match server {
             #[cfg(feature = "pg-server")]
             Server::Postgres => {
-                owner.execute(format!("CREATE ROLE {} LOGIN PASSWORD '{password}'", postgres_identifier(&name))).await?;
+                owner
+                    .execute(format!("CREATE ROLE {} LOGIN PASSWORD '{password}'", postgres_identifier(&name)))
+                    .await?;
                 Ok(None)
             }
             #[cfg(feature = "mysql-server")]

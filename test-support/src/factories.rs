@@ -226,7 +226,8 @@ mod seaorm {
             let store = connect(split.application_url(), 6).await?;
             // The privileged paths connect as the owner, bypassing the store.
             let owner = connect(split.owner_url(), 1).await?.connection().clone();
-            let opened = TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
+            let opened =
+                TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
             Ok(if self.is_mysql() { opened } else { opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))) })
         }
     }

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audit_history::{AuditError, Durability, Recorder, Relay, Spool, SpoolOptions, verify};
 use conformance_tests::random_workspace;
-use governance_test_support::{Server, databases_required, fresh_database, server_url, with_database};
 use governance_abstractions::{
     Actor, Decision, Evidence, GovernanceStore, HistoryFilter, HistoryWriter, PageRequest, RecordId, WorkspaceId,
 };
 use governance_postgres::PostgresStore;
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
+use governance_test_support::{Server, databases_required, fresh_database, server_url, with_database};
 
 /// Room over the recorder's deadline for scheduling, the spool's fsync and
 /// a loaded (2-core CI) machine: the larger of 250 ms and half the deadline

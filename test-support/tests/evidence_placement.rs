@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use audit_history::{AuditError, Durability, Recorder, Relay, Spool, SpoolOptions};
 use conformance_tests::random_workspace;
-use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 use governance_abstractions::{
     Actor, Decision, Evidence, GovernanceError, HistoryFilter, HistoryReader, HistoryRecord, PageRequest, WorkspaceId,
 };
@@ -17,6 +16,7 @@ use governance_postgres::PostgresStore;
 use governance_postgres::sqlx::{self, Postgres, Transaction};
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseTransaction, DbBackend};
+use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 
 /// A fresh PostgreSQL database migrated by its owner, or `None` (with a
 /// notice) when none is configured and none is required.

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use audit_history::{Sealer, verify};
 use conformance_tests::random_workspace;
-use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{
     Action, Actor, Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, GovernanceService,
@@ -30,6 +29,7 @@ use governance_postgres::PostgresStore;
 use governance_seaorm::sea_orm::sqlx::{self, AssertSqlSafe, Connection, MySqlConnection, PgConnection, Row};
 use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use governance_seaorm::{ApplicationRole, RoleGrants, SeaOrmStore};
+use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
 
 /// The insert-only tables, each with a text column to rewrite, its MySQL
 /// type, and its primary key.
