@@ -75,6 +75,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let command = Command::from(Action::Execute { current_version: Some(7) }).reason("deploy window 14:00 UTC");
     let executed = service.apply(&ws, request.id(), &dana, command).await?;
     show("executed", executed.request());
+    if executed.request().status() != RequestStatus::Executed {
+        return Err("the first request should be executed".into());
+    }
     print_history(&service.store().history_for_request(&ws, request.id()).await?);
 
     // --- 2. Rejected by the first approver. -----------------------------------
@@ -93,6 +96,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("  executing a rejected request: refused ({})", refusal(late)?);
     let stored = service.store().get_request(&ws, request.id()).await?;
     println!("  still {} at revision {}", stored.status(), stored.revision());
+    if stored.status() != RequestStatus::Rejected {
+        return Err("the second request should stay rejected".into());
+    }
     print_history(&service.store().history_for_request(&ws, request.id()).await?);
 
     // The approval queue is empty again: both requests are finished.

@@ -37,8 +37,9 @@ use std::error::Error;
 use std::time::Instant;
 
 use governance_abstractions::{
-    Action, Actor, Decision, Evidence, HistoryFilter, HistoryReader, HistoryRecord, NewRequest, Outcome, PageRequest,
-    Principal, RecordId, RequestId, RequestReader, RequestRef, TargetRef, Timestamp, WorkspaceId, lifecycle,
+    Action, Actor, Decision, Evidence, GovernanceError, HistoryFilter, HistoryReader, HistoryRecord, NewRequest,
+    Outcome, PageRequest, Principal, RecordId, RequestId, RequestReader, RequestRef, RequestStatus, TargetRef,
+    Timestamp, WorkspaceId, lifecycle,
 };
 use governance_postgres::PostgresStore;
 use governance_postgres::sqlx::{self, Postgres, Transaction};
@@ -67,6 +68,17 @@ struct Draft {
     number: &'static str,
     customer: &'static str,
     amount_cents: i64,
+}
+
+/// How a governed attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Committed: evidence, request (executed) and invoice.
+    Approved,
+    /// Committed: evidence and request (rejected), no invoice.
+    Denied,
+    /// Rolled back: nothing stored at all.
+    RolledBack,
 }
 
 /// What the policy said.
@@ -108,37 +120,43 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("migrated; working in workspace {ws}\n");
 
     let clerk = Principal::from(Actor::user("clerk-17"));
-    let drafts = [
-        Draft { key: "req-001", number: "INV-1001", customer: "Globex", amount_cents: 48_000 },
-        Draft { key: "req-002", number: "INV-1002", customer: "Initech", amount_cents: 2_500_000 },
+    // Each attempt, and how it must end: the example checks, and fails otherwise.
+    let attempts = [
+        ("req-001", "INV-1001", "Globex", 48_000, Ending::Approved),
+        ("req-002", "INV-1002", "Initech", 2_500_000, Ending::Denied),
         // The number is taken by the first invoice: the insert fails.
-        Draft { key: "req-003", number: "INV-1001", customer: "Umbrella", amount_cents: 9_900 },
+        ("req-003", "INV-1001", "Umbrella", 9_900, Ending::RolledBack),
     ];
     let mut committed = Vec::new();
-    for draft in &drafts {
-        println!("{} {} for {}, {} cents:", draft.key, draft.number, draft.customer, draft.amount_cents);
+    for (key, number, customer, amount_cents, expect) in attempts {
+        let draft = &Draft { key, number, customer, amount_cents };
+        println!("{key} {number} for {customer}, {amount_cents} cents:");
         let ids = Ids { request: RequestId::new(), evidence: RecordId::new() };
-        match governed_create(&store, &ws, &clerk, draft, ids).await {
+        let ending = match governed_create(&store, &ws, &clerk, draft, ids).await {
             Ok(decision) => {
                 println!("  committed ({decision})");
-                committed.push(ids);
+                committed.push((ids, expect));
+                if decision == Decision::Approved { Ending::Approved } else { Ending::Denied }
             }
             Err(error) => {
-                println!("  failed, rolled back: {error}");
+                println!("  failed, rolled back: {}", chain(error.as_ref()));
                 // Nothing of the attempt is stored: no request, no evidence.
-                let request = store.get_request(&ws, ids.request).await;
-                let evidence = store.get_history_record(&ws, ids.evidence).await;
-                println!(
-                    "  afterwards: request stored = {}, evidence stored = {}",
-                    !request.is_err_and(|e| e.is_not_found()),
-                    !evidence.is_err_and(|e| e.is_not_found()),
-                );
+                let request_stored = found(store.get_request(&ws, ids.request).await)?;
+                let evidence_stored = found(store.get_history_record(&ws, ids.evidence).await)?;
+                println!("  afterwards: request stored = {request_stored}, evidence stored = {evidence_stored}");
+                if request_stored || evidence_stored {
+                    return Err(format!("{key}: the rolled-back attempt left rows behind").into());
+                }
+                Ending::RolledBack
             }
+        };
+        if ending != expect {
+            return Err(format!("{key}: expected {expect:?}, ended {ending:?}").into());
         }
     }
 
     println!("\nwhat is stored:");
-    for ids in &committed {
+    for (ids, ending) in &committed {
         let request = store.get_request(&ws, ids.request).await?;
         let history = store.history_for_request(&ws, ids.request).await?;
         let codes: Vec<&str> = history.iter().map(|r| r.evidence().code.as_str()).collect();
@@ -148,6 +166,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
             request.status(),
             request.revision()
         );
+        let expected = match ending {
+            Ending::Approved => (RequestStatus::Executed, 3),
+            _ => (RequestStatus::Rejected, 2),
+        };
+        if (request.status(), request.revision()) != expected {
+            return Err(format!("request {}: expected {expected:?}", request.target().state_id).into());
+        }
         let evidence = store.get_history_record(&ws, ids.evidence).await?;
         let decision = evidence.evidence().decision.map_or("-", Decision::as_str);
         let hash = evidence.content_hash().get(..12).unwrap_or_default();
@@ -160,6 +185,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let denied = HistoryFilter { decision: Some(Decision::Denied), ..HistoryFilter::default() };
     let denied = store.query_history(&ws, &denied, &PageRequest::all()).await?;
     println!("  denied decisions in the workspace: {}", denied.items.len());
+    if denied.items.len() != 1 {
+        return Err("expected exactly one denied decision".into());
+    }
     let invoices: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT number, customer, amount_cents FROM example_invoices WHERE workspace_id = $1 ORDER BY number",
     )
@@ -167,6 +195,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     .fetch_all(store.pool())
     .await?;
     println!("  example_invoices: {invoices:?}");
+    if invoices != [("INV-1001".to_owned(), "Globex".to_owned(), 48_000)] {
+        return Err("expected exactly the approved invoice".into());
+    }
     Ok(())
 }
 
@@ -260,4 +291,30 @@ async fn governed_steps(
     store.commit_transition_in(txn, &executed).await?;
     println!("  invoice inserted; request approved and executed");
     Ok(verdict.decision)
+}
+
+/// An error and its sources, on one line.
+fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // Some drivers repeat their source in their own message.
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a lookup found its row: `NotFound` is `false`, any other error is
+/// the example's error.
+fn found<T>(lookup: Result<T, GovernanceError>) -> Result<bool, GovernanceError> {
+    match lookup {
+        Ok(_) => Ok(true),
+        Err(error) if error.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    }
 }
