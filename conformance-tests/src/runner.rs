@@ -360,6 +360,34 @@ mod tests {
     static WAITS: Case =
         Case { name: "waits_forever", group: Group::Cas, requires: &[], run: |_| Box::pin(std::future::pending()) };
 
+    #[test]
+    fn the_matrix_shows_every_case_each_failure_and_the_totals() {
+        let cases: Vec<CaseReport> = CASES
+            .iter()
+            .enumerate()
+            .map(|(i, case)| CaseReport {
+                name: case.name,
+                group: case.group.name(),
+                status: if i == 0 { CaseStatus::Failed } else { CaseStatus::Passed },
+                ms: 1,
+                message: (i == 0).then(|| "it broke".to_owned()),
+            })
+            .collect();
+        let ran = ProviderReport::new("mine".into(), ProviderStatus::Ran, None, cases);
+        let away = ProviderReport::new("away".into(), ProviderStatus::Unavailable, Some("refused".into()), vec![]);
+        let text = matrix(&[ran, away]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("case") && lines[0].contains("mine") && !lines[0].contains("away"), "{text}");
+        for case in CASES.iter() {
+            assert!(lines.iter().any(|l| l.starts_with(case.name)), "{} missing:\n{text}", case.name);
+        }
+        assert!(lines[1].ends_with("FAIL"), "{}", lines[1]);
+        assert!(text.contains(&format!("FAILED mine::{}: it broke", CASES[0].name)), "{text}");
+        assert!(text.contains("unavailable") && text.contains("(refused)"), "{text}");
+        let total = format!("conformance: {} passed, 1 failed, 0 skipped", CASES.len() - 1);
+        assert_eq!(lines.last(), Some(&total.as_str()), "{text}");
+    }
+
     #[tokio::test]
     async fn a_hanging_case_fails_within_its_timeout_naming_the_case() {
         for case in [&SPINS, &WAITS] {
