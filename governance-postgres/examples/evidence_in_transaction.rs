@@ -20,7 +20,8 @@
 //! invoice). Each `*_in` call runs in a savepoint of the caller's
 //! transaction, so a refused governance write would leave it usable; a
 //! failure of the application's own statement aborts it, and the rollback
-//! takes everything with it.
+//! takes everything with it. The example checks that each attempt ended as
+//! described and exits with an error otherwise.
 //!
 //! It reads the server from `GOVERNANCE_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), migrates it (so connect as the

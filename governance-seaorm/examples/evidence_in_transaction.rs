@@ -19,19 +19,25 @@
 //! rejected request are kept, no invoice), and one whose insert fails because
 //! its invoice number is taken (rolled back: no request, no evidence, no
 //! invoice). Each `*_in` call runs in a savepoint of the caller's
-//! transaction, so a refused governance write would leave it usable.
+//! transaction, so a refused governance write would leave it usable. The
+//! example checks that each attempt ended as described and exits with an
+//! error otherwise.
 //!
 //! By default it runs on a SQLite file in a temporary directory
 //! (`SeaOrmStore::open_sqlite`, which migrates). Given a URL as its first
 //! argument (`postgres://…`, `mysql://…` or `sqlite:…?mode=rwc`) it connects
-//! there and migrates (so connect as the tables' owner), creates
-//! `example_invoices` if missing and works in a fresh workspace, so it can run
-//! any number of times.
+//! to that existing database and migrates it (so connect as the tables'
+//! owner), creates `example_invoices` if missing and works in a fresh
+//! workspace, so it can run any number of times. On PostgreSQL, give it a
+//! database that `governance-postgres` has not migrated: the two providers'
+//! tables differ (`tags`, for one, is `text[]` there and `jsonb` here), and
+//! this provider's migration accepts the other's tables without a word (the
+//! writes fail afterwards).
 //!
 //! ```text
 //! cargo run -p governance-seaorm --example evidence_in_transaction
-//! cargo run -p governance-seaorm --example evidence_in_transaction -- postgres://postgres@127.0.0.1:5432/test
-//! cargo run -p governance-seaorm --example evidence_in_transaction -- mysql://root@127.0.0.1:3306/test
+//! cargo run -p governance-seaorm --example evidence_in_transaction -- postgres://postgres@127.0.0.1:5432/seaorm_example
+//! cargo run -p governance-seaorm --example evidence_in_transaction -- mysql://root@127.0.0.1:3306/seaorm_example
 //! ```
 
 use std::error::Error;
