@@ -73,3 +73,8 @@ pub use recorder::{Durability, FailurePolicy, Guarded, Receipt, Recorder};
 pub use redaction::{KeyRedaction, REDACTED, RedactionPolicy};
 pub use relay::{DrainReport, Relay};
 pub use spool::{OpenReport, Spool, SpoolOptions};
+
+/// The crate's README, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

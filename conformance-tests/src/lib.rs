@@ -74,3 +74,8 @@ macro_rules! conformance_suite {
         $crate::__with_cases!(tests $factory);
     };
 }
+
+/// The crate's README, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

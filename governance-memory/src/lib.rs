@@ -353,3 +353,8 @@ impl IntegrityStore for MemoryStore {
         })
     }
 }
+
+/// The crate's README, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -314,3 +314,8 @@ fn explain_lines(rows: sqlx::Result<Vec<sqlx::postgres::PgRow>>) -> Result<Vec<S
     use sqlx::Row;
     rows.map_err(error::map)?.iter().map(|row| row.try_get::<String, _>(0).map_err(error::map)).collect()
 }
+
+/// The crate's README, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

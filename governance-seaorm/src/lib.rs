@@ -375,3 +375,8 @@ impl IntegrityStore for SeaOrmStore {
         read::sealed_records(&self.db, workspace, from, limit).await
     }
 }
+
+/// The crate's README, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

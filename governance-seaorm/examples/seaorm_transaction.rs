@@ -35,9 +35,9 @@
 //! writes fail afterwards).
 //!
 //! ```text
-//! cargo run -p governance-seaorm --example evidence_in_transaction
-//! cargo run -p governance-seaorm --example evidence_in_transaction -- postgres://postgres@127.0.0.1:5432/seaorm_example
-//! cargo run -p governance-seaorm --example evidence_in_transaction -- mysql://root@127.0.0.1:3306/seaorm_example
+//! cargo run -p governance-seaorm --example seaorm_transaction
+//! cargo run -p governance-seaorm --example seaorm_transaction -- postgres://postgres@127.0.0.1:5432/seaorm_example
+//! cargo run -p governance-seaorm --example seaorm_transaction -- mysql://root@127.0.0.1:3306/seaorm_example
 //! ```
 
 use std::error::Error;

@@ -31,7 +31,7 @@
 //!
 //! ```text
 //! GOVERNANCE_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     cargo run -p governance-postgres --example evidence_in_transaction
+//!     cargo run -p governance-postgres --example sqlx_transaction
 //! ```
 
 use std::error::Error;
