@@ -10,15 +10,80 @@ use tokio::task::JoinSet;
 use crate::CASES;
 use crate::harness::{Case, CaseContext, SetupError, StoreFactory};
 
-/// Set to `1` (CI does) to turn a missing or unreachable database into a failure.
+/// Set to a true value (`1`, `true`, `yes`, `on`; CI sets it) to turn a
+/// database that is not configured into a failure too. A database that is
+/// configured but does not answer fails whatever this says.
 pub const REQUIRE_DATABASES_ENV: &str = "GOVERNANCE_REQUIRE_DATABASES";
 
 /// A case that runs longer than this fails.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// True when `GOVERNANCE_REQUIRE_DATABASES=1`.
+/// A value of [`REQUIRE_DATABASES_ENV`] that is not one of the accepted
+/// spellings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidFlag {
+    /// The value as set.
+    pub value: String,
+}
+
+impl std::fmt::Display for InvalidFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{REQUIRE_DATABASES_ENV}={:?} is not a boolean: use 1/0, true/false, yes/no or on/off (any case), or leave it unset",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for InvalidFlag {}
+
+/// Parses a boolean setting: `1/0`, `true/false`, `yes/no`, `on/off`, in
+/// any case, surrounding blanks ignored. Anything else is an error rather
+/// than a silent `false`: a typo in CI must not turn required databases
+/// into optional ones.
+pub fn parse_flag(value: &str) -> Result<bool, InvalidFlag> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(InvalidFlag { value: value.to_owned() }),
+    }
+}
+
+/// [`REQUIRE_DATABASES_ENV`] as set: `false` when unset or empty, an error
+/// when set to something [`parse_flag`] does not accept.
+pub fn require_databases() -> Result<bool, InvalidFlag> {
+    match std::env::var(REQUIRE_DATABASES_ENV) {
+        Ok(value) if value.trim().is_empty() => Ok(false),
+        Ok(value) => parse_flag(&value),
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(InvalidFlag { value: raw.to_string_lossy().into_owned() }),
+    }
+}
+
+/// True when [`REQUIRE_DATABASES_ENV`] is set to a true value.
+///
+/// # Panics
+///
+/// When the variable holds something else than the accepted spellings: this
+/// is what tests call, and a test must fail loudly on a misspelt setting
+/// rather than run with databases optional. Programs should call
+/// [`require_databases`] and report the error themselves.
 pub fn databases_required() -> bool {
-    std::env::var(REQUIRE_DATABASES_ENV).is_ok_and(|v| v == "1")
+    match require_databases() {
+        Ok(required) => required,
+        Err(invalid) => panic!("{invalid}"),
+    }
+}
+
+/// Whether a store that could not be opened fails a case (instead of
+/// skipping it): always when the database is configured but does not
+/// answer, and when it is not configured while databases are required.
+pub fn setup_fails(error: &SetupError) -> bool {
+    match error {
+        SetupError::Unavailable(_) => true,
+        SetupError::NotConfigured(_) => databases_required(),
+    }
 }
 
 /// How one case ended.
@@ -76,6 +141,8 @@ pub struct ProviderReport {
     pub failed: usize,
     /// Cases skipped.
     pub skipped: usize,
+    /// Wall time of the whole provider in milliseconds (opening it included).
+    pub ms: u64,
     /// Every case, in suite order.
     pub cases: Vec<CaseReport>,
 }
@@ -87,6 +154,7 @@ impl ProviderReport {
             passed: count(CaseStatus::Passed),
             failed: count(CaseStatus::Failed),
             skipped: count(CaseStatus::Skipped),
+            ms: 0,
             name,
             status,
             message,
@@ -163,8 +231,11 @@ async fn run_case_here(factory: Arc<dyn StoreFactory>, case: &'static Case, limi
     }
     let opened = match factory.open().await {
         Ok(opened) => opened,
+        // Configured but not answering is never a skip: a green run must
+        // mean the suite ran there.
+        Err(error @ SetupError::Unavailable(_)) => return report(CaseStatus::Failed, Some(error.to_string())),
         Err(error) if databases_required() => {
-            return report(CaseStatus::Failed, Some(format!("{error} ({REQUIRE_DATABASES_ENV}=1)")));
+            return report(CaseStatus::Failed, Some(format!("{error} ({REQUIRE_DATABASES_ENV} is set)")));
         }
         Err(error) => return report(CaseStatus::Skipped, Some(error.to_string())),
     };
@@ -195,6 +266,26 @@ fn panic_message(join: tokio::task::JoinError) -> String {
 
 /// Runs every case against `factory`, `parallelism` at a time.
 pub async fn run_suite(factory: Arc<dyn StoreFactory>, parallelism: usize) -> ProviderReport {
+    run_suite_observed(factory, parallelism, Arc::new(|_: &CaseReport| {})).await
+}
+
+/// Called with each case's report as soon as the case ends (in completion
+/// order, from any thread): what a progress display needs.
+pub type CaseObserver = Arc<dyn Fn(&CaseReport) + Send + Sync>;
+
+/// [`run_suite`], telling `observer` about each case as it ends.
+pub async fn run_suite_observed(
+    factory: Arc<dyn StoreFactory>,
+    parallelism: usize,
+    observer: CaseObserver,
+) -> ProviderReport {
+    let started = Instant::now();
+    let mut report = run_suite_inner(factory, parallelism, observer).await;
+    report.ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+async fn run_suite_inner(factory: Arc<dyn StoreFactory>, parallelism: usize, observer: CaseObserver) -> ProviderReport {
     let name = factory.name().to_owned();
     if let Err(error) = factory.open().await {
         let status = match error {
@@ -206,10 +297,12 @@ pub async fn run_suite(factory: Arc<dyn StoreFactory>, parallelism: usize) -> Pr
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut tasks = JoinSet::new();
     for (index, case) in CASES.iter().enumerate() {
-        let (factory, permits) = (Arc::clone(&factory), Arc::clone(&permits));
+        let (factory, permits, observer) = (Arc::clone(&factory), Arc::clone(&permits), Arc::clone(&observer));
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (index, run_case(factory, case).await)
+            let report = run_case(factory, case).await;
+            observer(&report);
+            (index, report)
         });
     }
     let mut cases: Vec<Option<CaseReport>> = vec![None; CASES.len()];
@@ -307,8 +400,12 @@ pub fn matrix(reports: &[ProviderReport]) -> String {
         let why = report.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:16} {status:15} {} passed, {} failed, {} skipped{why}",
-            report.name, report.passed, report.failed, report.skipped
+            "{:16} {status:15} {} passed, {} failed, {} skipped in {:.1} s{why}",
+            report.name,
+            report.passed,
+            report.failed,
+            report.skipped,
+            report.ms as f64 / 1000.0
         );
     }
     let total = |f: fn(&ProviderReport) -> usize| reports.iter().map(f).sum::<usize>();
@@ -386,6 +483,25 @@ mod tests {
         assert!(text.contains("unavailable") && text.contains("(refused)"), "{text}");
         let total = format!("conformance: {} passed, 1 failed, 0 skipped", CASES.len() - 1);
         assert_eq!(lines.last(), Some(&total.as_str()), "{text}");
+    }
+
+    #[test]
+    fn the_require_flag_takes_the_usual_spellings_and_refuses_the_rest() {
+        for yes in ["1", "true", "TRUE", "Yes", "on", " ON "] {
+            assert_eq!(parse_flag(yes), Ok(true), "{yes}");
+        }
+        for no in ["0", "false", "False", "NO", "off"] {
+            assert_eq!(parse_flag(no), Ok(false), "{no}");
+        }
+        for bad in ["", "2", "y", "enabled", "truee", "-1"] {
+            let error = parse_flag(bad).expect_err(bad);
+            assert!(error.to_string().contains(REQUIRE_DATABASES_ENV) && error.to_string().contains("1/0"), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_database_fails_whatever_the_flag_says() {
+        assert!(setup_fails(&SetupError::Unavailable("refused".into())));
     }
 
     #[tokio::test]
