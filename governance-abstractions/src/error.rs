@@ -195,6 +195,20 @@ pub enum GovernanceError {
         #[source]
         source: BoxError,
     },
+
+    /// [`GovernanceService`](crate::GovernanceService) retried a retryable
+    /// failure and gave up (attempts or deadline spent, or a retry that
+    /// would not be safe): `last` is the failure of the final attempt.
+    /// [`is_conflict`](Self::is_conflict), [`is_retryable`](Self::is_retryable)
+    /// and [`failure`](Self::failure) look through to it.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The final attempt's failure.
+        #[source]
+        last: Box<GovernanceError>,
+    },
 }
 
 impl GovernanceError {
@@ -211,7 +225,7 @@ impl GovernanceError {
     /// True when retrying the same call (after re-reading, for a
     /// [`Conflict`](GovernanceError::Conflict)) may succeed.
     pub fn is_retryable(&self) -> bool {
-        match self {
+        match self.failure() {
             GovernanceError::Conflict { .. } | GovernanceError::Unavailable { .. } => true,
             GovernanceError::Backend { retryable, .. } => *retryable,
             _ => false,
@@ -220,11 +234,29 @@ impl GovernanceError {
 
     /// True for [`NotFound`](GovernanceError::NotFound).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, GovernanceError::NotFound { .. })
+        matches!(self.failure(), GovernanceError::NotFound { .. })
     }
 
-    /// True for [`Conflict`](GovernanceError::Conflict).
+    /// True for [`Conflict`](GovernanceError::Conflict), also after retries.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, GovernanceError::Conflict { .. })
+        matches!(self.failure(), GovernanceError::Conflict { .. })
+    }
+
+    /// The failure itself: for [`RetriesExhausted`](GovernanceError::RetriesExhausted)
+    /// the final attempt's, else this error.
+    pub fn failure(&self) -> &GovernanceError {
+        match self {
+            GovernanceError::RetriesExhausted { last, .. } => last.failure(),
+            other => other,
+        }
+    }
+
+    /// How many attempts [`GovernanceService`](crate::GovernanceService)
+    /// made before giving up, when it retried.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            GovernanceError::RetriesExhausted { attempts, .. } => Some(*attempts),
+            _ => None,
+        }
     }
 }

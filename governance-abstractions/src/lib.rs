@@ -146,7 +146,7 @@ pub use request::{
     ApprovalDecision, ApprovalRequirement, GovernanceRequest, NewRequest, PendingReason, RequestStatus, StaleStrategy,
     TargetRef, Verdict,
 };
-pub use service::{ExpiryReport, GovernanceService};
+pub use service::{ExpiryReport, GovernanceService, RetryPolicy};
 pub use store::{GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored};
 pub use validate::limits;
 

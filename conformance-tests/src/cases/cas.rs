@@ -228,6 +228,7 @@ pub async fn cas_retry_is_bounded(ctx: CaseContext) -> CaseResult {
     let error =
         expect_err(service.apply(&ctx.workspace, request.id(), &requester(), Action::Approve).await, "approve")?;
     ensure!(error.is_conflict(), "expected Conflict after the last attempt, got {error:?}");
+    ensure_eq!(error.attempts(), Some(3), "the error says how many attempts were made");
     let read = ctx.store.get_request(&ctx.workspace, request.id()).await?;
     ensure_eq!((read.status(), read.revision()), (RequestStatus::Created, 4), "three interfering writes, no approval");
     Ok(())
