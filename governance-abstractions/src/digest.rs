@@ -2,10 +2,11 @@
 //! same content hashes the same whichever provider stored it.
 
 use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{GovernanceError, ValidationProblem};
+
+mod canonical;
 
 /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `value`.
 ///
@@ -17,47 +18,42 @@ pub fn canonical_sha256<T: Serialize>(field: &str, value: &T) -> Result<String, 
 }
 
 /// [`canonical_sha256`] and the length of the canonical encoding it hashed.
-pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Result<(String, usize), GovernanceError> {
-    let bytes = canonical_json(value).map_err(|_| GovernanceError::validation(field, ValidationProblem::Malformed))?;
-    Ok((hex(&Sha256::digest(&bytes)), bytes.len()))
-}
-
-/// The RFC 8785 encoding of `value`.
 ///
-/// `serde_json_canonicalizer` is the reference; it re-parses every object
-/// key to sort it, which made it most of a write's CPU time. Most values
-/// need none of that: when serde_json's compact output is provably already
-/// canonical (see `plain` in the source) it is used as is, and everything else goes
-/// through the reference. The two agree byte for byte (tested). Like
-/// [`canonical_sha256`], it recurses over `value`.
-pub fn canonical_json<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
-    let value = serde_json::to_value(value)?;
-    if plain(&value) { serde_json::to_vec(&value) } else { serde_json_canonicalizer::to_vec(&value) }
+/// The canonical bytes go straight into the hasher as they are produced:
+/// no `serde_json::Value` tree, no buffer of the whole encoding (only each
+/// object's members are buffered, to be put in order).
+pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Result<(String, usize), GovernanceError> {
+    let mut hashing = Hashing { hasher: Sha256::new(), len: 0 };
+    canonical::write(&mut hashing, value)
+        .map_err(|_| GovernanceError::validation(field, ValidationProblem::Malformed))?;
+    Ok((hex(&hashing.hasher.finalize()), hashing.len))
 }
 
-/// True when serde_json writes `value` exactly as RFC 8785 does: object keys
-/// already in ascending order (checked, whatever map type serde_json was
-/// built with) and free of characters from U+D800 up (below it, UTF-8 byte
-/// order is the UTF-16 order RFC 8785 sorts by), and every number an integer
-/// of magnitude at most 2^53 (printed the same by both). Strings are escaped
-/// alike by both: `\b \t \n \f \r \" \\` and other controls as `\u00xx`.
-fn plain(value: &Value) -> bool {
-    const SAFE: u64 = 1 << 53;
-    match value {
-        Value::Number(n) => {
-            n.as_u64().is_some_and(|u| u <= SAFE) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= SAFE)
-        }
-        Value::Array(items) => items.iter().all(plain),
-        Value::Object(map) => {
-            let mut previous: Option<&str> = None;
-            map.iter().all(|(key, value)| {
-                let ordered = previous.is_none_or(|p| p < key.as_str()) && key.chars().all(|c| (c as u32) < 0xD800);
-                previous = Some(key);
-                ordered && plain(value)
-            })
-        }
-        Value::Null | Value::Bool(_) | Value::String(_) => true,
+/// A SHA-256 hasher as an `io::Write`, counting what it was given.
+struct Hashing {
+    hasher: Sha256,
+    len: usize,
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(bytes);
+        self.len += bytes.len();
+        Ok(bytes.len())
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The RFC 8785 encoding of `value` (sorted member names, ECMAScript number
+/// formatting, `JSON.stringify` string escapes). Like [`canonical_sha256`],
+/// it recurses over `value`.
+pub fn canonical_json<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    canonical::write(&mut out, value).map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+    Ok(out)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -72,29 +68,144 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
+    use sha2::{Digest, Sha256};
 
     use super::*;
 
-    /// The fast path must agree with the reference on everything it accepts.
+    /// Agrees with the reference byte for byte, and hashes what it encodes.
+    fn agrees(value: &Value) {
+        let reference = serde_json_canonicalizer::to_vec(value).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&canonical_json(value).unwrap()),
+            String::from_utf8_lossy(&reference),
+            "{value}"
+        );
+        let (hash, len) = canonical_sha256_len("v", value).unwrap();
+        assert_eq!((hash, len), (hex(&Sha256::digest(&reference)), reference.len()), "{value}");
+    }
+
     #[test]
-    fn the_fast_path_matches_the_reference() {
-        let mut cases = vec![
+    fn matches_the_reference_on_chosen_values() {
+        let values = [
             json!(null),
             json!({"b": 1, "a": [true, false, null], "c": {"z": "x", "y": -9007199254740992_i64}}),
             json!({"ctl": "\u{0}\u{1f}\u{7f}\u{8}\u{c}\n\r\t\"\\/", "uni": "é漢字😀", "é": 1, "e": 2, "E": 3}),
-            json!([9007199254740992_u64, 0, -1, {"": ""}]),
-            json!({"emoji😀": 1, "\u{e000}": 2, "\u{ffff}": 3, "a": 4}),
-            json!({"float": 1.5, "big": 18446744073709551615_u64, "neg": -0.0, "exp": 1e21}),
+            json!([9007199254740992_u64, 9007199254740993_u64, 0, -1, {"": ""}]),
+            json!({"emoji😀": 1, "\u{e000}": 2, "\u{ffff}": 3, "a": 4, "\u{10000}": 5}),
+            json!({"float": 1.5, "big": 18446744073709551615_u64, "neg": -0.0, "exp": 1e21, "small": 1e-7}),
+            json!([1e300, -1e-300, 0.1, 123456789012345680000.0, 4.35, 5e-324, 1.7976931348623157e308]),
+            json!({"i": i64::MIN, "u": u64::MAX, "n": -9007199254740993_i64}),
         ];
-        for n in 0..200u32 {
-            let key: String = char::from_u32(0x20 + (n * 7919) % 0x2f00).map_or("k".into(), |c| c.to_string());
-            cases.push(json!({ key: n, "k": [n, format!("{n}\u{1}")] }));
+        for value in &values {
+            agrees(value);
         }
-        for value in cases {
-            let reference = serde_json_canonicalizer::to_vec(&value).unwrap();
-            assert_eq!(canonical_json(&value).unwrap(), reference, "{value}");
+    }
+
+    /// A small deterministic generator (xorshift): no dependency for what a
+    /// few lines do.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
         }
-        assert!(!plain(&json!({"x": 1.5})) && !plain(&json!({"😀": 1})) && plain(&json!({"a": {"b": [1]}})));
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn text(&mut self) -> String {
+            const PIECES: [&str; 14] = [
+                "a",
+                "B",
+                "é",
+                "漢",
+                "😀",
+                "\u{e000}",
+                "\u{ffff}",
+                "\u{10ffff}",
+                "\"",
+                "\\",
+                "\n",
+                "\u{1}",
+                "\u{7f}",
+                "/",
+            ];
+            let len = self.below(6);
+            (0..len).map(|_| PIECES[self.below(PIECES.len() as u64) as usize]).collect()
+        }
+
+        fn number(&mut self) -> Value {
+            match self.below(5) {
+                0 => json!(self.below(1000)),
+                1 => json!(self.next()),
+                2 => json!(-(self.next() as i64).abs() - 1),
+                3 => {
+                    let bits = self.next();
+                    let float = f64::from_bits(bits);
+                    if float.is_finite() { json!(float) } else { json!(0.5) }
+                }
+                _ => json!((self.below(2_000_000) as f64 - 1_000_000.0) / 1000.0),
+            }
+        }
+
+        fn value(&mut self, depth: u32) -> Value {
+            let kind = if depth == 0 { self.below(4) } else { self.below(6) };
+            match kind {
+                0 => Value::Null,
+                1 => json!(self.below(2) == 0),
+                2 => self.number(),
+                3 => json!(self.text()),
+                4 => Value::Array((0..self.below(5)).map(|_| self.value(depth - 1)).collect()),
+                _ => Value::Object((0..self.below(6)).map(|_| (self.text(), self.value(depth - 1))).collect()),
+            }
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_on_generated_values() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3_000 {
+            agrees(&rng.value(4));
+        }
+        // Deep, narrow values: every level an object or an array.
+        for depth in [16, 64, 100] {
+            let mut value = json!(rng.number());
+            for level in 0..depth {
+                value = if level % 2 == 0 { json!({ rng.text(): value, "k": level }) } else { json!([value, level]) };
+            }
+            agrees(&value);
+        }
+    }
+
+    #[test]
+    fn typed_values_hash_as_their_json_value_does() {
+        #[derive(serde::Serialize)]
+        enum Shape {
+            Unit,
+            Pair(u8, f32),
+            Named { z: bool, a: Option<i8> },
+            Wrapped(String),
+        }
+        #[derive(serde::Serialize)]
+        struct Doc {
+            zeta: Vec<Shape>,
+            alpha: std::collections::HashMap<u32, &'static str>,
+            bytes: &'static [u8],
+            nan: f64,
+        }
+        let doc = Doc {
+            zeta: vec![Shape::Unit, Shape::Pair(7, 0.1), Shape::Named { z: true, a: None }, Shape::Wrapped("w".into())],
+            alpha: [(10, "ten"), (9, "nine")].into_iter().collect(),
+            bytes: b"\x00\xff",
+            nan: f64::NAN,
+        };
+        let through_value = serde_json::to_value(&doc).unwrap();
+        assert_eq!(canonical_json(&doc).unwrap(), serde_json_canonicalizer::to_vec(&through_value).unwrap());
+        assert_eq!(canonical_sha256("doc", &doc).unwrap(), canonical_sha256("doc", &through_value).unwrap());
     }
 }

@@ -1,0 +1,599 @@
+//! RFC 8785 (JSON Canonicalization Scheme) as a serde serializer that writes
+//! straight to its output — a SHA-256 hasher, or a buffer — with no
+//! `serde_json::Value` tree in between.
+//!
+//! What the scheme asks, and how it is met here:
+//! - object members sorted by their names' UTF-16 code units: the members
+//!   of each object are written to one buffer, their spans sorted, then
+//!   copied out in order (only objects buffer; arrays and scalars stream);
+//! - numbers as ECMAScript prints them: every number is a double, so an
+//!   integer beyond 2^53 prints as the double it rounds to, and floats go
+//!   through `ryu-js` (ECMAScript's shortest round-trip form); NaN and the
+//!   infinities print `null`, as `serde_json::to_value` turns them, so
+//!   hashes equal those of the reference path over a `Value`;
+//! - strings with the escapes `JSON.stringify` uses: `\b \t \n \f \r \" \\`,
+//!   other controls below U+0020 as `\u00xx`, everything else as is.
+//!
+//! `serde_json_canonicalizer` is the reference; the tests compare the two
+//! byte for byte over generated values.
+
+use std::io::{self, Write};
+
+use serde::ser::{self, Impossible, Serialize};
+
+/// Why canonical serialization failed.
+#[derive(Debug)]
+pub(crate) struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ser::Error for Error {
+    fn custom<T: std::fmt::Display>(message: T) -> Self {
+        Error(message.to_string())
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Self {
+        Error(error.to_string())
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, Error>;
+
+/// Writes the canonical form of `value` to `out`.
+pub(crate) fn write<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T) -> Result {
+    value.serialize(Canonical { out })
+}
+
+/// The largest integer a double holds exactly: up to it, an integer prints
+/// as its decimal digits; beyond it, as the double it rounds to.
+const SAFE: u64 = 1 << 53;
+
+fn write_f64<W: Write>(out: &mut W, value: f64) -> Result {
+    if value.is_finite() {
+        out.write_all(ryu_js::Buffer::new().format_finite(value).as_bytes())?;
+    } else {
+        out.write_all(b"null")?;
+    }
+    Ok(())
+}
+
+fn write_u64<W: Write>(out: &mut W, value: u64) -> Result {
+    if value <= SAFE {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        out.write_all(&digits[at..])?;
+        Ok(())
+    } else {
+        write_f64(out, value as f64)
+    }
+}
+
+fn write_i64<W: Write>(out: &mut W, value: i64) -> Result {
+    if value < 0 && value.unsigned_abs() <= SAFE {
+        out.write_all(b"-")?;
+        write_u64(out, value.unsigned_abs())
+    } else if value < 0 {
+        write_f64(out, value as f64)
+    } else {
+        write_u64(out, value.unsigned_abs())
+    }
+}
+
+/// `text` as a JSON string, escaped as `JSON.stringify` does.
+fn write_str<W: Write>(out: &mut W, text: &str) -> Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.write_all(b"\"")?;
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            0x00..=0x1f => &[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]],
+            _ => continue,
+        };
+        out.write_all(&bytes[start..at])?;
+        out.write_all(escape)?;
+        start = at + 1;
+    }
+    out.write_all(&bytes[start..])?;
+    out.write_all(b"\"")?;
+    Ok(())
+}
+
+/// The serializer: each value writes itself to `out`.
+struct Canonical<'a, W> {
+    out: &'a mut W,
+}
+
+impl<'a, W: Write> ser::Serializer for Canonical<'a, W> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Array<'a, W>;
+    type SerializeTuple = Array<'a, W>;
+    type SerializeTupleStruct = Array<'a, W>;
+    type SerializeTupleVariant = Wrapped<Array<'a, W>>;
+    type SerializeMap = Object<'a, W>;
+    type SerializeStruct = Object<'a, W>;
+    type SerializeStructVariant = Wrapped<Object<'a, W>>;
+
+    fn serialize_bool(self, value: bool) -> Result {
+        Ok(self.out.write_all(if value { b"true" } else { b"false" })?)
+    }
+
+    fn serialize_i8(self, value: i8) -> Result {
+        write_i64(self.out, value.into())
+    }
+
+    fn serialize_i16(self, value: i16) -> Result {
+        write_i64(self.out, value.into())
+    }
+
+    fn serialize_i32(self, value: i32) -> Result {
+        write_i64(self.out, value.into())
+    }
+
+    fn serialize_i64(self, value: i64) -> Result {
+        write_i64(self.out, value)
+    }
+
+    fn serialize_i128(self, value: i128) -> Result {
+        match i64::try_from(value) {
+            Ok(value) => write_i64(self.out, value),
+            Err(_) => write_f64(self.out, value as f64),
+        }
+    }
+
+    fn serialize_u8(self, value: u8) -> Result {
+        write_u64(self.out, value.into())
+    }
+
+    fn serialize_u16(self, value: u16) -> Result {
+        write_u64(self.out, value.into())
+    }
+
+    fn serialize_u32(self, value: u32) -> Result {
+        write_u64(self.out, value.into())
+    }
+
+    fn serialize_u64(self, value: u64) -> Result {
+        write_u64(self.out, value)
+    }
+
+    fn serialize_u128(self, value: u128) -> Result {
+        match u64::try_from(value) {
+            Ok(value) => write_u64(self.out, value),
+            Err(_) => write_f64(self.out, value as f64),
+        }
+    }
+
+    fn serialize_f32(self, value: f32) -> Result {
+        write_f64(self.out, value.into())
+    }
+
+    fn serialize_f64(self, value: f64) -> Result {
+        write_f64(self.out, value)
+    }
+
+    fn serialize_char(self, value: char) -> Result {
+        write_str(self.out, value.encode_utf8(&mut [0; 4]))
+    }
+
+    fn serialize_str(self, value: &str) -> Result {
+        write_str(self.out, value)
+    }
+
+    fn serialize_bytes(self, value: &[u8]) -> Result {
+        // As serde_json: an array of numbers.
+        let mut array = self.serialize_seq(Some(value.len()))?;
+        for byte in value {
+            ser::SerializeSeq::serialize_element(&mut array, byte)?;
+        }
+        ser::SerializeSeq::end(array)
+    }
+
+    fn serialize_none(self) -> Result {
+        Ok(self.out.write_all(b"null")?)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result {
+        self.serialize_none()
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result {
+        self.serialize_none()
+    }
+
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
+        write_str(self.out, variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result {
+        // `{"variant": value}`: one member, already in order.
+        self.out.write_all(b"{")?;
+        write_str(self.out, variant)?;
+        self.out.write_all(b":")?;
+        value.serialize(Canonical { out: &mut *self.out })?;
+        Ok(self.out.write_all(b"}")?)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Array<'a, W>> {
+        self.out.write_all(b"[")?;
+        Ok(Array { out: self.out, first: true })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Array<'a, W>> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Array<'a, W>> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Wrapped<Array<'a, W>>> {
+        self.out.write_all(b"{")?;
+        write_str(self.out, variant)?;
+        self.out.write_all(b":")?;
+        Ok(Wrapped(self.serialize_seq(Some(len))?))
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Object<'a, W>> {
+        Ok(Object { out: self.out, buffer: Vec::new(), members: Vec::new(), key: None })
+    }
+
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Object<'a, W>> {
+        self.serialize_map(Some(len))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Wrapped<Object<'a, W>>> {
+        self.out.write_all(b"{")?;
+        write_str(self.out, variant)?;
+        self.out.write_all(b":")?;
+        Ok(Wrapped(self.serialize_map(Some(len))?))
+    }
+}
+
+/// An array being written: elements stream to the output.
+struct Array<'a, W> {
+    out: &'a mut W,
+    first: bool,
+}
+
+impl<'a, W: Write> Array<'a, W> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_all(b",")?;
+        }
+        value.serialize(Canonical { out: &mut *self.out })
+    }
+
+    fn finish(self) -> Result<&'a mut W> {
+        self.out.write_all(b"]")?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> ser::SerializeSeq for Array<'_, W> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+
+    fn end(self) -> Result {
+        self.finish().map(drop)
+    }
+}
+
+impl<W: Write> ser::SerializeTuple for Array<'_, W> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+
+    fn end(self) -> Result {
+        self.finish().map(drop)
+    }
+}
+
+impl<W: Write> ser::SerializeTupleStruct for Array<'_, W> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.element(value)
+    }
+
+    fn end(self) -> Result {
+        self.finish().map(drop)
+    }
+}
+
+/// One member of an object being written: its name, and where its
+/// `"name":value` bytes are in the object's buffer.
+struct Member {
+    name: String,
+    span: std::ops::Range<usize>,
+}
+
+/// An object being written: members go to a buffer, and are copied to the
+/// output in canonical order when the object ends.
+struct Object<'a, W> {
+    out: &'a mut W,
+    buffer: Vec<u8>,
+    members: Vec<Member>,
+    /// The name given by `serialize_key`, awaiting its value.
+    key: Option<String>,
+}
+
+impl<'a, W: Write> Object<'a, W> {
+    fn member<T: Serialize + ?Sized>(&mut self, name: String, value: &T) -> Result {
+        let start = self.buffer.len();
+        write_str(&mut self.buffer, &name)?;
+        self.buffer.push(b':');
+        value.serialize(Canonical { out: &mut self.buffer })?;
+        self.members.push(Member { name, span: start..self.buffer.len() });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<&'a mut W> {
+        // RFC 8785 orders names by UTF-16 code units (not UTF-8 bytes: they
+        // differ from U+E000 up, against characters beyond U+FFFF).
+        self.members.sort_by(|a, b| a.name.encode_utf16().cmp(b.name.encode_utf16()));
+        if let Some(pair) = self.members.windows(2).find(|pair| pair[0].name == pair[1].name) {
+            return Err(Error(format!("duplicate object member {:?}", pair[0].name)));
+        }
+        self.out.write_all(b"{")?;
+        for (index, member) in self.members.iter().enumerate() {
+            if index > 0 {
+                self.out.write_all(b",")?;
+            }
+            self.out.write_all(&self.buffer[member.span.clone()])?;
+        }
+        self.out.write_all(b"}")?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> ser::SerializeMap for Object<'_, W> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
+        self.key = Some(key.serialize(MemberName)?);
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        let name = self.key.take().ok_or_else(|| Error("a map value without its key".into()))?;
+        self.member(name, value)
+    }
+
+    fn end(self) -> Result {
+        self.finish().map(drop)
+    }
+}
+
+impl<W: Write> ser::SerializeStruct for Object<'_, W> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result {
+        self.member(name.to_owned(), value)
+    }
+
+    fn end(self) -> Result {
+        self.finish().map(drop)
+    }
+}
+
+/// A compound value inside `{"variant": …}`: closes the brace after it.
+struct Wrapped<T>(T);
+
+impl<W: Write> ser::SerializeTupleVariant for Wrapped<Array<'_, W>> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.0.element(value)
+    }
+
+    fn end(self) -> Result {
+        Ok(self.0.finish()?.write_all(b"}")?)
+    }
+}
+
+impl<W: Write> ser::SerializeStructVariant for Wrapped<Object<'_, W>> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result {
+        self.0.member(name.to_owned(), value)
+    }
+
+    fn end(self) -> Result {
+        Ok(self.0.finish()?.write_all(b"}")?)
+    }
+}
+
+/// An object member's name, from a map key: strings as they are, and, as
+/// serde_json allows, integers, booleans and unit variants as their text.
+struct MemberName;
+
+impl MemberName {
+    fn refuse<T>(what: &str) -> Result<T> {
+        Err(Error(format!("an object member's name cannot be {what}")))
+    }
+}
+
+impl ser::Serializer for MemberName {
+    type Ok = String;
+    type Error = Error;
+    type SerializeSeq = Impossible<String, Error>;
+    type SerializeTuple = Impossible<String, Error>;
+    type SerializeTupleStruct = Impossible<String, Error>;
+    type SerializeTupleVariant = Impossible<String, Error>;
+    type SerializeMap = Impossible<String, Error>;
+    type SerializeStruct = Impossible<String, Error>;
+    type SerializeStructVariant = Impossible<String, Error>;
+
+    fn serialize_bool(self, value: bool) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_i8(self, value: i8) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_i16(self, value: i16) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_i32(self, value: i32) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_i64(self, value: i64) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_i128(self, value: i128) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_u8(self, value: u8) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_u16(self, value: u16) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_u32(self, value: u32) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_u64(self, value: u64) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_u128(self, value: u128) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_f32(self, _: f32) -> Result<String> {
+        Self::refuse("a float")
+    }
+    fn serialize_f64(self, _: f64) -> Result<String> {
+        Self::refuse("a float")
+    }
+    fn serialize_char(self, value: char) -> Result<String> {
+        Ok(value.to_string())
+    }
+    fn serialize_str(self, value: &str) -> Result<String> {
+        Ok(value.to_owned())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<String> {
+        Self::refuse("bytes")
+    }
+    fn serialize_none(self) -> Result<String> {
+        Self::refuse("null")
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<String> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<String> {
+        Self::refuse("null")
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<String> {
+        Self::refuse("null")
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String> {
+        Self::refuse("a variant with data")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        Self::refuse("an array")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        Self::refuse("an array")
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct> {
+        Self::refuse("an array")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        Self::refuse("an array")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        Self::refuse("an object")
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+        Self::refuse("an object")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        Self::refuse("an object")
+    }
+}
