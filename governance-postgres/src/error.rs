@@ -18,9 +18,11 @@ pub(crate) fn unique_constraint(error: &sqlx::Error) -> Option<&str> {
     postgres(error).filter(|pg| pg.code() == "23505").map(|pg| pg.constraint().unwrap_or_default())
 }
 
-/// Lost, refused or shut-down connections are `Unavailable`; serialization
-/// failures, deadlocks and lock timeouts a retryable `Backend`; the rest
-/// (bad credentials included) a plain `Backend`.
+/// Lost, refused or shut-down connections are `Unavailable`, and so is a
+/// write sent to a read-only server (25006: a standby, or a primary demoted
+/// by a failover — another node takes the writes); serialization failures,
+/// deadlocks and lock timeouts a retryable `Backend`; the rest (bad
+/// credentials included) a plain `Backend`.
 pub(crate) fn map(error: sqlx::Error) -> GovernanceError {
     let unavailable = match &error {
         sqlx::Error::Io(_)
@@ -29,7 +31,7 @@ pub(crate) fn map(error: sqlx::Error) -> GovernanceError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         other => postgres(other).is_some_and(|pg| {
-            pg.code().starts_with("08") || matches!(pg.code(), "57P01" | "57P02" | "57P03" | "53300")
+            pg.code().starts_with("08") || matches!(pg.code(), "57P01" | "57P02" | "57P03" | "53300" | "25006")
         }),
     };
     if unavailable {

@@ -1152,3 +1152,23 @@ async fn unsealed_history_validates_its_position() {
     let refused = store.unsealed_history(&ws, Some(after), 10).await;
     assert!(matches!(refused, Err(GovernanceError::Validation { .. })), "{refused:?}");
 }
+
+/// A write that reaches a read-only server (a standby, or a primary demoted
+/// by a failover) is `Unavailable`: retrying against the node that now takes
+/// writes can succeed, and nothing was written.
+#[tokio::test]
+async fn a_write_on_a_read_only_server_is_unavailable() {
+    let Some(store) = store().await else { return };
+    let options = store.pool().connect_options().as_ref().clone().options([("default_transaction_read_only", "on")]);
+    let read_only = PostgresStore::new(
+        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await.expect("connects"),
+    );
+    let ws = workspace();
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("t", "1"), "update", Actor::user("u"));
+    let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+    let error = read_only.create_request(&creation).await.expect_err("a read-only server refuses writes");
+    assert!(matches!(error, GovernanceError::Unavailable { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    let missing = store.get_request(&ws, creation.request().id()).await.expect_err("nothing was written");
+    assert!(missing.is_not_found(), "{missing:?}");
+}

@@ -48,7 +48,9 @@ fn classify(database: &dyn DatabaseError) -> Class {
     if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         let code = pg.code();
         return match code {
-            "57P01" | "57P02" | "57P03" | "53300" => Class::Unavailable,
+            // 25006: a write on a read-only server (a standby, or a primary
+            // demoted by a failover): another node takes the writes.
+            "57P01" | "57P02" | "57P03" | "53300" | "25006" => Class::Unavailable,
             _ if code.starts_with("08") => Class::Unavailable,
             // 57014: statement timeout (or a cancel): retrying may succeed.
             "40001" | "40P01" | "55P03" | "57014" => Class::Transient,
