@@ -1,5 +1,7 @@
 //! What only providers need: decoding stored rows back into domain values,
-//! the columns a transition writes, and the shared write and append helpers.
+//! the columns a transition writes, the shared write and append helpers,
+//! and the PostgreSQL schema both PostgreSQL providers create
+//! ([`postgres_schema`]).
 //!
 //! Applications never need this module. A backend author uses it to turn rows
 //! into [`GovernanceRequest`]s, [`HistoryRecord`]s and [`Checkpoint`]s (the
@@ -7,6 +9,8 @@
 //! every other provider writes.
 
 use serde_json::Value;
+
+pub mod postgres_schema;
 
 pub use crate::integrity::{CheckpointParts, validate_checkpoint};
 pub use crate::query::rank_counts;
