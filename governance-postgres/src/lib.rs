@@ -109,8 +109,20 @@ impl PostgresStore {
     /// Applies pending migrations. Re-runnable; concurrent runs wait on an
     /// advisory lock. Run it as the tables' owner, not as the application's
     /// INSERT-only role.
+    ///
+    /// The schema is the one `governance-seaorm` creates on PostgreSQL, so
+    /// either may have migrated the database. Governance tables that hold
+    /// another schema are refused before anything is created: a
+    /// non-retryable [`GovernanceError::Backend`] whose source is a
+    /// [`SchemaMismatch`](governance_abstractions::provider::postgres_schema::SchemaMismatch).
     pub async fn migrate(&self) -> Result<()> {
+        use governance_abstractions::provider::postgres_schema::SchemaStage;
         let mut conn = self.pool.acquire().await.map_err(error::map)?;
+        // Tables of the governance names that hold another schema (or the
+        // one governance-seaorm created before the schema was shared) are
+        // refused before any migration touches them, and whatever is still
+        // unlike the shared schema afterwards.
+        read::check_schema(&mut conn, SchemaStage::BeforeMigrating).await?;
         let migrator = migrator();
         // `run_direct` on the concrete connection: `run` with `&mut conn`
         // trips the compiler's "Acquire is not general enough" in async code.
@@ -123,7 +135,8 @@ impl PostgresStore {
         outcome.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(error) => error::map(error),
             other => GovernanceError::backend(false, other),
-        })
+        })?;
+        read::check_schema(&mut conn, SchemaStage::Migrated).await
     }
 
     /// Creates a request inside the caller's transaction (in a savepoint).

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
+use governance_abstractions::provider::postgres_schema::{LIVE_COLUMNS_QUERY, SchemaStage, check_postgres_columns};
 use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
 };
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::error::map;
 use crate::rows::{history_columns, history_from, request_columns, request_from};
@@ -354,4 +355,15 @@ pub(crate) async fn history_feed(
     };
     let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
     Ok(FeedPage { records, next })
+}
+
+/// Compares the governance tables with the schema both PostgreSQL providers
+/// share: tables of these names that hold something else are refused (a
+/// [`SchemaMismatch`](governance_abstractions::provider::postgres_schema::SchemaMismatch)
+/// as the source of a non-retryable `Backend` error), not adopted by the
+/// migrations' `IF NOT EXISTS`.
+pub(crate) async fn check_schema(conn: &mut PgConnection, stage: SchemaStage) -> Result<()> {
+    let live: Vec<(String, String, String)> = sqlx::query_as(LIVE_COLUMNS_QUERY).fetch_all(conn).await.map_err(map)?;
+    check_postgres_columns(live.iter().map(|(t, c, u)| (t.as_str(), c.as_str(), u.as_str())), stage)
+        .map_err(|mismatch| GovernanceError::backend(false, mismatch))
 }
