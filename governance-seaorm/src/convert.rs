@@ -13,11 +13,11 @@ use governance_abstractions::{
     ValidationProblem, WorkspaceId,
 };
 use sea_orm::ActiveValue::Set;
-use sea_orm::{FromQueryResult, QueryResult};
+use sea_orm::{DbBackend, FromQueryResult, QueryResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::entity::{checkpoint, history, request, seal};
+use crate::entity::{TextList, UtcTime, checkpoint, history, request, seal};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
@@ -41,13 +41,21 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// The stored form of a time: naive, in UTC.
-pub(crate) fn naive(at: Timestamp) -> chrono::NaiveDateTime {
-    at.as_datetime().naive_utc()
+/// A time as a time column holds it.
+pub(crate) fn stored(at: Timestamp) -> UtcTime {
+    UtcTime(at.as_datetime())
 }
 
-fn utc(at: chrono::NaiveDateTime) -> Timestamp {
-    Timestamp::from_datetime(at.and_utc())
+/// A time bound as `backend` compares it with a time column: zoned on
+/// PostgreSQL (`timestamptz`, no session time zone applies), naive UTC
+/// elsewhere.
+pub(crate) fn time_value(backend: DbBackend, at: Timestamp) -> sea_orm::Value {
+    let value = stored(at).into();
+    if backend == DbBackend::Postgres { UtcTime::on_postgres(value) } else { value }
+}
+
+fn utc(at: UtcTime) -> Timestamp {
+    Timestamp::from_datetime(at.0)
 }
 
 fn revision(what: &str, value: i64) -> Result<u64, GovernanceError> {
@@ -77,15 +85,15 @@ pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
         approvals: to_json(&spec.approvals),
         expected_state_version: spec.expected_state_version,
         stale_strategy: spec.stale_strategy.as_str().to_owned(),
-        expires_at: spec.expires_at.map(naive),
+        expires_at: spec.expires_at.map(stored),
         superseded_by: request.superseded_by().map(|id| id.as_uuid()),
         idempotency_key: spec.idempotency_key.clone(),
         category: spec.category.clone(),
-        tags: to_json(&spec.tags),
+        tags: TextList(spec.tags.clone()),
         metadata: spec.metadata.clone(),
         revision: signed(request.revision()),
-        created_at: naive(request.created_at()),
-        updated_at: naive(request.updated_at()),
+        created_at: stored(request.created_at()),
+        updated_at: stored(request.updated_at()),
         creation_digest: request.creation_digest().to_owned(),
         state_digest: Some(request.state_digest().to_owned()),
     }
@@ -105,7 +113,7 @@ pub(crate) fn transition_update(write: &TransitionWrite<'_>) -> request::ActiveM
         superseded_by: Set(write.superseded_by.map(|id| id.as_uuid())),
         metadata: Set(write.metadata.clone()),
         revision: Set(signed(write.revision)),
-        updated_at: Set(naive(write.updated_at)),
+        updated_at: Set(stored(write.updated_at)),
         state_digest: Set(Some(write.state_digest.to_owned())),
         ..Default::default()
     }
@@ -129,7 +137,7 @@ pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, Gov
     spec.expires_at = row.expires_at.map(utc);
     spec.idempotency_key = row.idempotency_key;
     spec.category = row.category;
-    spec.tags = json("tags", row.tags)?;
+    spec.tags = row.tags.0;
     spec.metadata = stored_json(row.metadata);
     decode_request(StoredRequest {
         id: RequestId::from_uuid(row.id),
@@ -164,7 +172,7 @@ pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
         decision: e.decision.map(|d| d.as_str().to_owned()),
         outcome: e.outcome.map(|o| o.as_str().to_owned()),
         reason: e.reason.clone(),
-        reason_codes: to_json(&e.reason_codes),
+        reason_codes: TextList(e.reason_codes.clone()),
         correlation_id: e.correlation_id.clone(),
         trace_hash: e.trace_hash.clone(),
         idempotency_key: e.idempotency_key.clone(),
@@ -174,7 +182,7 @@ pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
         response_json: e.response_json.clone(),
         redaction_policy: e.redaction.as_ref().map(|r| r.policy.clone()),
         redaction_version: e.redaction.as_ref().map(|r| r.version.clone()),
-        created_at: naive(record.created_at()),
+        created_at: stored(record.created_at()),
         content_hash: record.content_hash().to_owned(),
     }
 }
@@ -203,7 +211,7 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
     evidence.decision = row.decision.as_deref().map(|d| parse("decision", d)).transpose()?;
     evidence.outcome = row.outcome.as_deref().map(|o| parse("outcome", o)).transpose()?;
     evidence.reason = row.reason;
-    evidence.reason_codes = json("reason_codes", row.reason_codes)?;
+    evidence.reason_codes = row.reason_codes.0;
     evidence.correlation_id = row.correlation_id;
     evidence.trace_hash = row.trace_hash;
     evidence.idempotency_key = row.idempotency_key;
@@ -229,8 +237,7 @@ pub(crate) fn read_record(row: &QueryResult, prefix: &str) -> Result<ReadRecord,
         Err(error) => corrupt("history row", error).to_string(),
     };
     let id: Uuid = row.try_get(prefix, "id").map_err(|_| corrupt("history row", &problem))?;
-    let created_at: chrono::NaiveDateTime =
-        row.try_get(prefix, "created_at").map_err(|_| corrupt("history row", &problem))?;
+    let created_at: UtcTime = row.try_get(prefix, "created_at").map_err(|_| corrupt("history row", &problem))?;
     Ok(Err(Unreadable { id: RecordId::from_uuid(id), created_at: utc(created_at), problem }))
 }
 
@@ -248,7 +255,7 @@ pub(crate) fn checkpoint_row(checkpoint: &Checkpoint) -> Result<checkpoint::Mode
         record_count: bigint("checkpoint.record_count", checkpoint.record_count())?,
         root: checkpoint.root().to_owned(),
         previous: checkpoint.previous().map(str::to_owned),
-        created_at: naive(checkpoint.created_at()),
+        created_at: stored(checkpoint.created_at()),
         digest: checkpoint.digest().to_owned(),
     })
 }

@@ -1,8 +1,224 @@
 //! The tables as SeaORM entities. Enum columns hold the abstractions'
 //! `as_str` text; JSON columns hold what has no column of its own.
 //!
-//! Times are UTC held as naive date-times: MySQL binds a zoned value as a
-//! `TIMESTAMP` (which ends in 2038), a naive one as `DATETIME` (to 9999).
+//! Two column types differ per backend, so they have value types of their
+//! own: times ([`UtcTime`]) and lists of text ([`TextList`]). On PostgreSQL
+//! the tables are the ones `governance-postgres` creates (`timestamptz`,
+//! `text[]`), so that either provider can use a database the other
+//! migrated; on MySQL and SQLite times are naive UTC date-times and lists
+//! are JSON arrays. Both types decode every backend's form. Their
+//! [`Value`]s are the MySQL and SQLite forms (SeaORM builds
+//! values without knowing the backend, and MySQL binds a zoned time as a
+//! `TIMESTAMP`, which ends in 2038): the store binds them as PostgreSQL
+//! stores them when it writes there, see [`UtcTime::on_postgres`] and
+//! [`TextList::on_postgres`].
+
+pub use values::{TextList, UtcTime};
+
+use sea_orm::sea_query::{ColumnType, Expr, Query};
+use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityName, EntityTrait, Iterable, ModelTrait, Statement, Value};
+
+/// `value`, of `column`, bound as `backend` stores that column: the
+/// entities' values are the MySQL and SQLite forms, and PostgreSQL's time
+/// and list columns (`timestamptz`, `text[]`, as the entities declare
+/// them) take theirs ([`UtcTime::on_postgres`], [`TextList::on_postgres`]).
+pub fn bind_value<C: ColumnTrait>(backend: DbBackend, column: C, value: Value) -> Value {
+    if backend != DbBackend::Postgres {
+        return value;
+    }
+    match column.def().get_column_type() {
+        ColumnType::TimestampWithTimeZone => UtcTime::on_postgres(value),
+        #[cfg(feature = "postgres")]
+        ColumnType::Array(_) => TextList::on_postgres(value),
+        _ => value,
+    }
+}
+
+/// One `INSERT` of `rows` (all columns) for `backend`, each value bound by
+/// [`bind_value`]; `None` for no rows. SeaORM's own `Entity::insert` binds
+/// the entities' values as they are, which PostgreSQL's `text[]` columns
+/// refuse: write these tables there through the store, or through this.
+pub fn insert_statement<M: ModelTrait>(backend: DbBackend, rows: &[M]) -> Result<Option<Statement>, DbErr> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let columns: Vec<<M::Entity as EntityTrait>::Column> = <M::Entity as EntityTrait>::Column::iter().collect();
+    let mut insert = Query::insert();
+    insert.into_table(M::Entity::default().table_ref()).columns(columns.iter().copied());
+    for row in rows {
+        let values = columns.iter().map(|column| Expr::val(bind_value(backend, *column, row.get(*column))));
+        // Fails only for a row with another number of values than columns.
+        insert.values(values).map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    Ok(Some(backend.build(&insert)))
+}
+
+mod values {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    use sea_orm::sea_query::{ArrayType, ColumnType, Nullable, ValueType, ValueTypeErr};
+    use sea_orm::{ColIdx, DbErr, QueryResult, TryGetError, TryGetable, Value};
+
+    /// A time column: an instant in UTC, with microseconds.
+    ///
+    /// Stored as `timestamptz` on PostgreSQL (zoned values are bound and
+    /// decoded there, so no session time zone applies), as a naive UTC
+    /// `DATETIME(6)` on MySQL and as naive UTC text on SQLite. Its
+    /// [`Value`] is the naive form.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct UtcTime(pub DateTime<Utc>);
+
+    impl UtcTime {
+        /// `value` (this type's [`Value`]) as PostgreSQL's `timestamptz`
+        /// takes it: zoned, so the server does not read it in the
+        /// session's time zone. Other values are returned as they are.
+        pub fn on_postgres(value: Value) -> Value {
+            match value {
+                Value::ChronoDateTime(naive) => Value::ChronoDateTimeUtc(naive.map(|at| at.and_utc())),
+                other => other,
+            }
+        }
+    }
+
+    impl From<UtcTime> for Value {
+        fn from(time: UtcTime) -> Self {
+            Value::ChronoDateTime(Some(time.0.naive_utc()))
+        }
+    }
+
+    impl Nullable for UtcTime {
+        fn null() -> Value {
+            Value::ChronoDateTime(None)
+        }
+    }
+
+    impl ValueType for UtcTime {
+        fn try_from(value: Value) -> Result<Self, ValueTypeErr> {
+            match value {
+                Value::ChronoDateTime(Some(naive)) => Ok(Self(naive.and_utc())),
+                Value::ChronoDateTimeUtc(Some(at)) => Ok(Self(at)),
+                _ => Err(ValueTypeErr),
+            }
+        }
+
+        fn type_name() -> String {
+            "UtcTime".to_owned()
+        }
+
+        fn array_type() -> ArrayType {
+            ArrayType::ChronoDateTimeUtc
+        }
+
+        /// The shared PostgreSQL schema's type, by which
+        /// [`bind_value`](super::bind_value) binds these columns there (the migrations
+        /// write each backend's DDL themselves).
+        fn column_type() -> ColumnType {
+            ColumnType::TimestampWithTimeZone
+        }
+    }
+
+    impl TryGetable for UtcTime {
+        fn try_get_by<I: ColIdx>(row: &QueryResult, index: I) -> Result<Self, TryGetError> {
+            // The PostgreSQL driver decodes `timestamptz` into zoned values
+            // only; the others store naive UTC.
+            #[cfg(feature = "postgres")]
+            if row.try_as_pg_row().is_some() {
+                return DateTime::<Utc>::try_get_by(row, index).map(Self);
+            }
+            NaiveDateTime::try_get_by(row, index).map(|naive| Self(naive.and_utc()))
+        }
+    }
+
+    /// A list of text (a request's tags, a record's reason codes), in order.
+    ///
+    /// Stored as `text[]` on PostgreSQL and as a JSON array on MySQL and
+    /// SQLite. Its [`Value`] is the JSON array.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct TextList(pub Vec<String>);
+
+    impl TextList {
+        /// `value` (this type's [`Value`]) as PostgreSQL's `text[]` takes
+        /// it. Other values are returned as they are.
+        #[cfg(feature = "postgres")]
+        pub fn on_postgres(value: Value) -> Value {
+            let Value::Json(json) = value else { return value };
+            let items = json.map(|json| match *json {
+                serde_json::Value::Array(items) => items.into_iter().map(text).collect(),
+                // This type's value is always an array; anything else is
+                // one element, never a panic in the driver.
+                other => vec![text(other)],
+            });
+            Value::Array(ArrayType::String, items.map(Box::new))
+        }
+    }
+
+    /// One element of a `text[]`: the driver expects a string value for
+    /// each, and panics on anything else.
+    #[cfg(feature = "postgres")]
+    fn text(item: serde_json::Value) -> Value {
+        match item {
+            serde_json::Value::String(text) => Value::String(Some(text)),
+            other => Value::String(Some(other.to_string())),
+        }
+    }
+
+    impl From<TextList> for Value {
+        fn from(list: TextList) -> Self {
+            let items = list.0.into_iter().map(serde_json::Value::String).collect();
+            Value::Json(Some(Box::new(serde_json::Value::Array(items))))
+        }
+    }
+
+    impl Nullable for TextList {
+        fn null() -> Value {
+            Value::Json(None)
+        }
+    }
+
+    impl ValueType for TextList {
+        fn try_from(value: Value) -> Result<Self, ValueTypeErr> {
+            match value {
+                Value::Json(Some(json)) => serde_json::from_value(*json).map(Self).map_err(|_| ValueTypeErr),
+                #[cfg(feature = "postgres")]
+                Value::Array(ArrayType::String, Some(items)) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::String(Some(text)) => Ok(text),
+                        _ => Err(ValueTypeErr),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Self),
+                _ => Err(ValueTypeErr),
+            }
+        }
+
+        fn type_name() -> String {
+            "TextList".to_owned()
+        }
+
+        fn array_type() -> ArrayType {
+            ArrayType::String
+        }
+
+        /// The shared PostgreSQL schema's type, `text[]`, by which
+        /// [`bind_value`](super::bind_value) binds these columns there.
+        fn column_type() -> ColumnType {
+            ColumnType::Array(sea_orm::sea_query::RcOrArc::new(ColumnType::Text))
+        }
+    }
+
+    impl TryGetable for TextList {
+        fn try_get_by<I: ColIdx>(row: &QueryResult, index: I) -> Result<Self, TryGetError> {
+            #[cfg(feature = "postgres")]
+            if row.try_as_pg_row().is_some() {
+                return Vec::<String>::try_get_by(row, index).map(Self);
+            }
+            let json = serde_json::Value::try_get_by(row, index)?;
+            serde_json::from_value(json)
+                .map(Self)
+                .map_err(|e| TryGetError::DbErr(DbErr::Type(format!("a list of text as JSON: {e}"))))
+        }
+    }
+}
 
 /// `governance_requests`: one row per request, its current state.
 pub mod request {
@@ -43,23 +259,23 @@ pub mod request {
         /// Strategy when that version is stale.
         pub stale_strategy: String,
         /// Expiry.
-        pub expires_at: Option<DateTime>,
+        pub expires_at: Option<super::UtcTime>,
         /// The newer request that superseded this one.
         pub superseded_by: Option<Uuid>,
         /// Unique per workspace when set.
         pub idempotency_key: Option<String>,
         /// Free category.
         pub category: Option<String>,
-        /// Free tags (JSON array).
-        pub tags: Json,
+        /// Free tags.
+        pub tags: super::TextList,
         /// Free JSON.
         pub metadata: Json,
         /// Optimistic-concurrency revision.
         pub revision: i64,
         /// Creation time.
-        pub created_at: DateTime,
+        pub created_at: super::UtcTime,
         /// Last write time.
-        pub updated_at: DateTime,
+        pub updated_at: super::UtcTime,
         /// Digest of the creation input, for idempotent retries.
         pub creation_digest: String,
         /// Digest of the whole request at this revision; none on rows
@@ -112,8 +328,8 @@ pub mod history {
         pub outcome: Option<String>,
         /// Human-readable reason.
         pub reason: Option<String>,
-        /// Machine-readable reasons (JSON array).
-        pub reason_codes: Json,
+        /// Machine-readable reasons.
+        pub reason_codes: super::TextList,
         /// Correlation id.
         pub correlation_id: Option<String>,
         /// Trace hash.
@@ -133,7 +349,7 @@ pub mod history {
         /// Redaction policy version.
         pub redaction_version: Option<String>,
         /// Record time.
-        pub created_at: DateTime,
+        pub created_at: super::UtcTime,
         /// SHA-256 over the canonical record.
         pub content_hash: String,
     }
@@ -168,7 +384,7 @@ pub mod checkpoint {
         /// Digest of the checkpoint before (none for the first).
         pub previous: Option<String>,
         /// Seal time.
-        pub created_at: DateTime,
+        pub created_at: super::UtcTime,
         /// Digest of the checkpoint's fields.
         pub digest: String,
     }
@@ -207,4 +423,73 @@ pub mod seal {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[cfg(test)]
+mod tests {
+    use governance_abstractions::provider::postgres_schema::POSTGRES_COLUMNS;
+    use sea_orm::IdenStatic;
+    use sea_orm::sea_query::ValueType;
+
+    use super::*;
+
+    /// The entity's column types for PostgreSQL's time and list columns
+    /// are what [`bind_value`] converts by: exactly the shared schema's
+    /// `timestamptz` and `text[]` columns, and every shared column but the
+    /// server-stamped `tx_id` is an entity column.
+    #[test]
+    fn entities_declare_the_shared_postgres_types() {
+        fn declared<E: EntityTrait>(entity: E) -> Vec<(String, String)> {
+            let table = entity.table_name().to_owned();
+            E::Column::iter()
+                .map(|column| {
+                    let expected = POSTGRES_COLUMNS
+                        .iter()
+                        .find(|c| c.table == table && c.column == column.as_str())
+                        .unwrap_or_else(|| panic!("{table}.{} is not in the shared schema", column.as_str()));
+                    let is_time = matches!(column.def().get_column_type(), ColumnType::TimestampWithTimeZone);
+                    let is_list = matches!(column.def().get_column_type(), ColumnType::Array(_));
+                    assert_eq!(is_time, expected.udt_name == "timestamptz", "{table}.{}", column.as_str());
+                    assert_eq!(is_list, expected.udt_name == "_text", "{table}.{}", column.as_str());
+                    (table.clone(), column.as_str().to_owned())
+                })
+                .collect()
+        }
+        let mut columns = declared(request::Entity);
+        columns.extend(declared(history::Entity));
+        columns.extend(declared(checkpoint::Entity));
+        columns.extend(declared(seal::Entity));
+        let shared: Vec<(String, String)> = POSTGRES_COLUMNS
+            .iter()
+            .filter(|c| c.column != "tx_id")
+            .map(|c| (c.table.to_owned(), c.column.to_owned()))
+            .collect();
+        assert_eq!(columns, shared);
+    }
+
+    #[test]
+    fn values_are_bound_in_each_backend_s_form() {
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("in range");
+        let time: Value = UtcTime(at).into();
+        assert_eq!(time, Value::ChronoDateTime(Some(at.naive_utc())));
+        let list: Value = TextList(vec!["a".into(), "b, \"c\"".into()]).into();
+        assert_eq!(list, Value::Json(Some(Box::new(serde_json::json!(["a", "b, \"c\""])))));
+        for backend in [DbBackend::MySql, DbBackend::Sqlite] {
+            assert_eq!(bind_value(backend, history::Column::CreatedAt, time.clone()), time);
+            assert_eq!(bind_value(backend, history::Column::ReasonCodes, list.clone()), list);
+        }
+        let postgres = DbBackend::Postgres;
+        assert_eq!(bind_value(postgres, history::Column::CreatedAt, time.clone()), Value::ChronoDateTimeUtc(Some(at)));
+        let texts = vec![Value::String(Some("a".into())), Value::String(Some("b, \"c\"".into()))];
+        let array = Value::Array(sea_orm::sea_query::ArrayType::String, Some(Box::new(texts)));
+        assert_eq!(bind_value(postgres, request::Column::Tags, list.clone()), array);
+        // Other JSON stays JSON, NULL stays NULL.
+        assert_eq!(bind_value(postgres, request::Column::Metadata, list.clone()), list);
+        let none: Value = Option::<UtcTime>::None.into();
+        assert_eq!(bind_value(postgres, request::Column::ExpiresAt, none), Value::ChronoDateTimeUtc(None));
+        // Decoded back from either form.
+        assert_eq!(<UtcTime as ValueType>::try_from(Value::ChronoDateTimeUtc(Some(at))).ok(), Some(UtcTime(at)));
+        let decoded = <TextList as ValueType>::try_from(array).ok();
+        assert_eq!(decoded, Some(TextList(vec!["a".into(), "b, \"c\"".into()])));
+    }
 }

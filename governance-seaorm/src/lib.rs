@@ -213,13 +213,26 @@ impl SeaOrmStore {
     /// processes start at once: the run holds a lock (PostgreSQL advisory
     /// lock, a MySQL `GET_LOCK` named after the database, the SQLite write
     /// lock).
+    ///
+    /// On PostgreSQL the schema is `governance-postgres`'s (either may have
+    /// migrated the database), and governance tables that hold another
+    /// schema are refused, in one transaction that then changes nothing: a
+    /// non-retryable [`GovernanceError::Backend`] whose source is a
+    /// [`SchemaMismatch`](governance_abstractions::provider::postgres_schema::SchemaMismatch).
     pub async fn migrate(&self) -> Result<()> {
         let db = &self.db;
         match db.get_database_backend() {
             DbBackend::Postgres => {
+                use governance_abstractions::provider::postgres_schema::SchemaStage;
                 let txn = db.begin().await.map_err(error::map)?;
                 txn.execute_unprepared("SELECT pg_advisory_xact_lock(7254365001)").await.map_err(error::map)?;
+                // Tables of the governance names that hold another schema are
+                // refused before any migration touches them; anything still
+                // unlike the shared schema afterwards is refused too, and the
+                // transaction (DDL included) rolls back on drop.
+                migration::check_postgres_schema(&txn, SchemaStage::BeforeMigrating).await?;
                 Migrator::up(&txn, None).await.map_err(error::map)?;
+                migration::check_postgres_schema(&txn, SchemaStage::Migrated).await?;
                 txn.commit().await.map_err(error::map)
             }
             DbBackend::MySql => {

@@ -3,14 +3,19 @@
 //! serialises concurrent runs).
 //!
 //! Each backend gets its own DDL: binary collation for identifiers and
-//! `DATETIME(6)` on MySQL, `jsonb` on PostgreSQL, and on every backend the
-//! database itself refuses UPDATE, DELETE (and TRUNCATE) of history rows,
-//! checkpoints and seal entries.
+//! `DATETIME(6)` on MySQL; on PostgreSQL exactly the schema of
+//! `governance-postgres` (`migration/postgres.rs`), so that either provider can
+//! migrate and use the same database. On every backend the database itself
+//! refuses UPDATE, DELETE (and TRUNCATE) of history rows, checkpoints and
+//! seal entries.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 
 mod frozen;
+mod postgres;
+
+pub(crate) use postgres::check_schema as check_postgres_schema;
 
 /// Runs the governance schema migrations. Its bookkeeping table is
 /// `governance_migrations`, so it never mixes with the application's own.
@@ -26,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddStateDigest),
             Box::new(frozen::GuardFrozenRequestColumns),
             Box::new(CheckTimeRange),
+            Box::new(postgres::SharePostgresSchema),
         ]
     }
 
@@ -47,7 +53,7 @@ impl MigrationName for CreateTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, POSTGRES, MYSQL, SQLITE).await
+        run(manager, postgres::TABLES, MYSQL, SQLITE).await
     }
 }
 
@@ -63,7 +69,7 @@ impl MigrationName for CreateIntegrityTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateIntegrityTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, POSTGRES_INTEGRITY, MYSQL_INTEGRITY, SQLITE_INTEGRITY).await
+        run(manager, postgres::INTEGRITY, MYSQL_INTEGRITY, SQLITE_INTEGRITY).await
     }
 }
 
@@ -90,7 +96,7 @@ impl MigrationTrait for AddStateDigest {
         {
             return Ok(());
         }
-        run(manager, POSTGRES_STATE_DIGEST, MYSQL_STATE_DIGEST, SQLITE_STATE_DIGEST).await
+        run(manager, postgres::STATE_DIGEST, MYSQL_STATE_DIGEST, SQLITE_STATE_DIGEST).await
     }
 }
 
@@ -117,7 +123,7 @@ impl MigrationTrait for CheckTimeRange {
         if manager.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
-        run(manager, POSTGRES_TIME_RANGE, &[], &[]).await
+        run(manager, postgres::TIME_RANGE, &[], &[]).await
     }
 }
 
@@ -137,8 +143,6 @@ async fn run(manager: &SchemaManager<'_>, postgres: &[&str], mysql: &[&str], sql
     Ok(())
 }
 
-// Times are `timestamp` holding UTC: the provider binds naive UTC values on
-// every backend (see the entity module), so no session time zone applies.
 /// MariaDB's `utf8mb4_nopad_bin`, or MySQL 8's `utf8mb4_0900_bin` (NO PAD).
 async fn mysql_nopad_collation(manager: &SchemaManager<'_>) -> Result<&'static str, DbErr> {
     use sea_orm::{ConnectionTrait, Statement};
@@ -147,94 +151,6 @@ async fn mysql_nopad_collation(manager: &SchemaManager<'_>) -> Result<&'static s
     let mariadb = row.map(|row| row.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) > 0;
     Ok(if mariadb { "utf8mb4_nopad_bin" } else { "utf8mb4_0900_bin" })
 }
-
-const POSTGRES: &[&str] = &[
-    r#"CREATE TABLE IF NOT EXISTS governance_requests (
-        workspace_id text NOT NULL,
-        id uuid NOT NULL,
-        state_type text NOT NULL,
-        state_id text NOT NULL,
-        operation text NOT NULL,
-        actor_kind text NOT NULL,
-        actor_id text NOT NULL,
-        requested_by jsonb NOT NULL,
-        intent text NOT NULL,
-        status text NOT NULL,
-        pending_reason text,
-        approvals jsonb NOT NULL,
-        expected_state_version bigint,
-        stale_strategy text NOT NULL,
-        expires_at timestamp,
-        superseded_by uuid,
-        idempotency_key text,
-        category text,
-        tags jsonb NOT NULL,
-        metadata jsonb NOT NULL,
-        revision bigint NOT NULL,
-        created_at timestamp NOT NULL,
-        updated_at timestamp NOT NULL,
-        creation_digest text NOT NULL,
-        PRIMARY KEY (workspace_id, id)
-    )"#,
-    "CREATE UNIQUE INDEX IF NOT EXISTS governance_requests_idempotency
-        ON governance_requests (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS governance_requests_created ON governance_requests (workspace_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_requests_pending
-        ON governance_requests (workspace_id, pending_reason, created_at, id) WHERE status = 'pending'",
-    "CREATE INDEX IF NOT EXISTS governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_requests_target
-        ON governance_requests (workspace_id, state_type, state_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_requests_expiry ON governance_requests (workspace_id, created_at, id)
-        WHERE expires_at IS NOT NULL AND status IN ('created', 'pending', 'approved')",
-    r#"CREATE TABLE IF NOT EXISTS governance_history (
-        workspace_id text NOT NULL,
-        id uuid NOT NULL,
-        request_id uuid,
-        request_revision bigint,
-        category text NOT NULL,
-        code text NOT NULL,
-        actor_kind text NOT NULL,
-        actor_id text NOT NULL,
-        actor jsonb NOT NULL,
-        object_type text NOT NULL,
-        operation text NOT NULL,
-        decision text,
-        outcome text,
-        reason text,
-        reason_codes jsonb NOT NULL,
-        correlation_id text,
-        trace_hash text,
-        idempotency_key text,
-        policy_version text,
-        latency_us bigint,
-        request_json jsonb,
-        response_json jsonb,
-        redaction_policy text,
-        redaction_version text,
-        created_at timestamp NOT NULL,
-        content_hash text NOT NULL,
-        PRIMARY KEY (workspace_id, id)
-    )"#,
-    "CREATE UNIQUE INDEX IF NOT EXISTS governance_history_idempotency
-        ON governance_history (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS governance_history_created ON governance_history (workspace_id, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS governance_history_request
-        ON governance_history (workspace_id, request_id, request_revision, created_at, id) WHERE request_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS governance_history_decision
-        ON governance_history (workspace_id, decision, created_at) WHERE decision IS NOT NULL",
-    r#"CREATE OR REPLACE FUNCTION governance_history_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'governance_history is append-only: % refused', TG_OP USING ERRCODE = '55000';
-        END
-    $$"#,
-    "CREATE OR REPLACE TRIGGER governance_history_no_rewrite BEFORE UPDATE OR DELETE ON governance_history
-        FOR EACH ROW EXECUTE FUNCTION governance_history_append_only()",
-    "CREATE OR REPLACE TRIGGER governance_history_no_truncate BEFORE TRUNCATE ON governance_history
-        FOR EACH STATEMENT EXECUTE FUNCTION governance_history_append_only()",
-    // ALWAYS: the triggers fire under session_replication_role = replica too.
-    "ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_no_rewrite",
-    "ALTER TABLE governance_history ENABLE ALWAYS TRIGGER governance_history_no_truncate",
-];
 
 // Identifiers are VARCHAR with a binary NO PAD collation (`{collation}`):
 // byte-exact and case-sensitive, and "acme" differs from "acme " (utf8mb4_bin
@@ -409,46 +325,6 @@ const SQLITE: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'governance_history is append-only: DELETE refused'); END",
 ];
 
-const POSTGRES_INTEGRITY: &[&str] = &[
-    r#"CREATE TABLE IF NOT EXISTS governance_checkpoints (
-        workspace_id text NOT NULL,
-        seq bigint NOT NULL,
-        first_index bigint NOT NULL,
-        record_count bigint NOT NULL,
-        root text NOT NULL,
-        previous text,
-        created_at timestamp NOT NULL,
-        digest text NOT NULL,
-        PRIMARY KEY (workspace_id, seq)
-    )"#,
-    r#"CREATE TABLE IF NOT EXISTS governance_seals (
-        workspace_id text NOT NULL,
-        leaf_index bigint NOT NULL,
-        record_id uuid NOT NULL,
-        content_hash text NOT NULL,
-        checkpoint_seq bigint NOT NULL,
-        PRIMARY KEY (workspace_id, leaf_index),
-        CONSTRAINT governance_seals_record UNIQUE (workspace_id, record_id)
-    )"#,
-    r#"CREATE OR REPLACE FUNCTION governance_integrity_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = '55000';
-        END
-    $$"#,
-    "CREATE OR REPLACE TRIGGER governance_checkpoints_no_rewrite BEFORE UPDATE OR DELETE ON governance_checkpoints
-        FOR EACH ROW EXECUTE FUNCTION governance_integrity_append_only()",
-    "CREATE OR REPLACE TRIGGER governance_checkpoints_no_truncate BEFORE TRUNCATE ON governance_checkpoints
-        FOR EACH STATEMENT EXECUTE FUNCTION governance_integrity_append_only()",
-    "CREATE OR REPLACE TRIGGER governance_seals_no_rewrite BEFORE UPDATE OR DELETE ON governance_seals
-        FOR EACH ROW EXECUTE FUNCTION governance_integrity_append_only()",
-    "CREATE OR REPLACE TRIGGER governance_seals_no_truncate BEFORE TRUNCATE ON governance_seals
-        FOR EACH STATEMENT EXECUTE FUNCTION governance_integrity_append_only()",
-    "ALTER TABLE governance_checkpoints ENABLE ALWAYS TRIGGER governance_checkpoints_no_rewrite",
-    "ALTER TABLE governance_checkpoints ENABLE ALWAYS TRIGGER governance_checkpoints_no_truncate",
-    "ALTER TABLE governance_seals ENABLE ALWAYS TRIGGER governance_seals_no_rewrite",
-    "ALTER TABLE governance_seals ENABLE ALWAYS TRIGGER governance_seals_no_truncate",
-];
-
 // Hashes are 64 hex digits, as `content_hash` in the history table.
 const MYSQL_INTEGRITY: &[&str] = &[
     r#"CREATE TABLE IF NOT EXISTS governance_checkpoints (
@@ -533,56 +409,9 @@ const SQLITE_INTEGRITY: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'governance_seals is append-only: DELETE refused'); END",
 ];
 
-const POSTGRES_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN IF NOT EXISTS state_digest text"];
-
 // A hash of 64 hex digits, as `creation_digest`, in the binary NO PAD
 // collation of every other text column.
 const MYSQL_STATE_DIGEST: &[&str] =
     &["ALTER TABLE governance_requests ADD COLUMN state_digest CHAR(64) COLLATE {collation} NULL"];
 
 const SQLITE_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN state_digest TEXT"];
-
-/// Added NOT VALID, then validated: adding a constraint takes an ACCESS
-/// EXCLUSIVE lock, and NOT VALID skips the scan of existing rows under it;
-/// VALIDATE scans under a SHARE UPDATE EXCLUSIVE lock, which lets reads and
-/// writes go on. `SeaOrmStore::migrate` runs every migration in one
-/// transaction, which keeps the first lock until it commits: on a large
-/// table run these statements by hand first, each in its own transaction
-/// (the migration then finds the constraints, and validating a valid one is
-/// a no-op). Adding and validating a constraint on the history and
-/// checkpoint tables does not fire their append-only triggers (row and
-/// TRUNCATE triggers). The columns are `timestamp` holding UTC: naive
-/// literals.
-const POSTGRES_TIME_RANGE: &[&str] = &[
-    r#"DO $$
-    BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                       WHERE conrelid = 'governance_requests'::regclass
-                         AND conname = 'governance_requests_times_in_range') THEN
-            ALTER TABLE governance_requests ADD CONSTRAINT governance_requests_times_in_range CHECK (
-                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
-                AND updated_at >= '1970-01-01 00:00:00' AND updated_at < '10000-01-01 00:00:00'
-                -- NULL (no expiry) passes a CHECK.
-                AND expires_at >= '1970-01-01 00:00:00' AND expires_at < '10000-01-01 00:00:00'
-            ) NOT VALID;
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                       WHERE conrelid = 'governance_history'::regclass
-                         AND conname = 'governance_history_time_in_range') THEN
-            ALTER TABLE governance_history ADD CONSTRAINT governance_history_time_in_range CHECK (
-                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
-            ) NOT VALID;
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                       WHERE conrelid = 'governance_checkpoints'::regclass
-                         AND conname = 'governance_checkpoints_time_in_range') THEN
-            ALTER TABLE governance_checkpoints ADD CONSTRAINT governance_checkpoints_time_in_range CHECK (
-                created_at >= '1970-01-01 00:00:00' AND created_at < '10000-01-01 00:00:00'
-            ) NOT VALID;
-        END IF;
-    END
-    $$"#,
-    "ALTER TABLE governance_requests VALIDATE CONSTRAINT governance_requests_times_in_range",
-    "ALTER TABLE governance_history VALIDATE CONSTRAINT governance_history_time_in_range",
-    "ALTER TABLE governance_checkpoints VALIDATE CONSTRAINT governance_checkpoints_time_in_range",
-];

@@ -12,8 +12,9 @@ use governance_abstractions::{
     Checkpoint, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result,
     SealEntry, Stored, Transition, WorkspaceId,
 };
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Iterable, ModelTrait,
     QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use crate::convert::{
     checkpoint_row, history_from, history_row, request_from, request_row, seal_row, transition_update,
 };
-use crate::entity::{checkpoint, history, request, seal};
+use crate::entity::{bind_value, history, insert_statement, request, seal};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
 
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
@@ -49,6 +50,16 @@ fn workspace_str(request: &GovernanceRequest) -> &str {
     request.workspace_id().as_str()
 }
 
+/// Inserts `rows` in one statement, each value bound as the connection's
+/// backend stores its column ([`insert_statement`]: SeaORM's own insert
+/// would bind the entities' MySQL and SQLite forms on PostgreSQL too).
+async fn insert<C: ConnectionTrait, M: ModelTrait>(conn: &C, rows: &[M]) -> Result<(), DbErr> {
+    match insert_statement(conn.get_database_backend(), rows)? {
+        Some(statement) => conn.execute_raw(statement).await.map(drop),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     creation: &Creation,
@@ -57,12 +68,8 @@ pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transac
     let request = creation.request();
     let txn = begin(conn).await?;
     let inserted = async {
-        request::Entity::insert(request_row(request).into_active_model().reset_all())
-            .exec_without_returning(&txn)
-            .await?;
-        history::Entity::insert(history_row(creation.record()).into_active_model().reset_all())
-            .exec_without_returning(&txn)
-            .await
+        insert(&txn, &[request_row(request)]).await?;
+        insert(&txn, &[history_row(creation.record())]).await
     }
     .await;
     match inserted {
@@ -188,8 +195,8 @@ async fn write_transition(txn: &DatabaseTransaction, transition: &Transition) ->
             return Err(invisible_collision().into());
         }
     }
-    let records = transition.records().iter().map(|r| history_row(r).into_active_model().reset_all());
-    match history::Entity::insert_many(records).exec_without_returning(txn).await {
+    let records: Vec<history::Model> = transition.records().iter().map(history_row).collect();
+    match insert(txn, &records).await {
         Ok(_) => Ok(()),
         Err(error) if is_unique_violation(&error) => {
             let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
@@ -212,8 +219,16 @@ async fn update_target(txn: &DatabaseTransaction, transition: &Transition, diges
         Some(digest) => request::Column::StateDigest.eq(digest),
         None => request::Column::StateDigest.is_null(),
     };
-    let updated = request::Entity::update_many()
-        .set(transition_update(&transition.write()))
+    // The transition's columns, each bound as the backend stores it.
+    let backend = txn.get_database_backend();
+    let values = transition_update(&transition.write());
+    let mut update = request::Entity::update_many();
+    for column in request::Column::iter() {
+        if let Some(value) = values.get(column).into_value() {
+            update = update.col_expr(column, Expr::val(bind_value(backend, column, value)));
+        }
+    }
+    let updated = update
         .filter(request::Column::WorkspaceId.eq(workspace_str(next)))
         .filter(request::Column::Id.eq(next.id().as_uuid()))
         .filter(request::Column::Revision.eq(revision(transition.expected_revision())))
@@ -344,12 +359,12 @@ async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = Data
     records: &[&HistoryRecord],
     savepoint: bool,
 ) -> Result<(), DbErr> {
-    let rows = || records.iter().map(|r| history_row(r).into_active_model().reset_all());
+    let rows: Vec<history::Model> = records.iter().map(|r| history_row(r)).collect();
     if !savepoint {
-        return history::Entity::insert_many(rows()).exec_without_returning(conn).await.map(drop);
+        return insert(conn, &rows).await;
     }
     let point = conn.begin().await?;
-    match history::Entity::insert_many(rows()).exec_without_returning(&point).await {
+    match insert(&point, &rows).await {
         Ok(_) => point.commit().await,
         Err(error) => Err(abandon(point, error).await),
     }
@@ -398,9 +413,7 @@ pub(crate) async fn append_checkpoint<C: ConnectionTrait + TransactionTrait<Tran
         let _ = txn.rollback().await;
         return Err(error);
     }
-    if let Err(error) =
-        checkpoint::Entity::insert(row.into_active_model().reset_all()).exec_without_returning(&txn).await
-    {
+    if let Err(error) = insert(&txn, &[row]).await {
         let error = abandon(txn, error).await;
         if !is_unique_violation(&error) {
             return Err(map(error));
@@ -411,8 +424,7 @@ pub(crate) async fn append_checkpoint<C: ConnectionTrait + TransactionTrait<Tran
             id: checkpoint.seq().to_string(),
         });
     }
-    let rows = seals.into_iter().map(|seal| seal.into_active_model().reset_all());
-    match seal::Entity::insert_many(rows).exec_without_returning(&txn).await {
+    match insert(&txn, &seals).await {
         Ok(_) => txn.commit().await.map_err(map),
         Err(error) => {
             let error = abandon(txn, error).await;

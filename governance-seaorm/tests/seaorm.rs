@@ -12,7 +12,7 @@ use governance_abstractions::{
     SealEntry, SealedRecord, StaleStrategy, TargetRef, TimeRange, Timestamp, Unreadable, Verdict, WorkspaceId,
     lifecycle,
 };
-use governance_seaorm::entity::{history, request, seal};
+use governance_seaorm::entity::{history, insert_statement, request, seal};
 use governance_seaorm::sea_orm::{
     ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic, IntoActiveModel,
     Iterable, ModelTrait, Statement, Value,
@@ -757,23 +757,23 @@ async fn integrity_reads_report_unreadable_rows() {
         for (n, forge) in forgeries.iter().enumerate() {
             let mut row = template.clone();
             row.id = uuid::Uuid::now_v7();
-            row.created_at += chrono_micros(n as i64 + 1);
+            row.created_at.0 += chrono_micros(n as i64 + 1);
             forge(&mut row);
-            bad.push((RecordId::from_uuid(row.id), Timestamp::from_datetime(row.created_at.and_utc())));
-            history::Entity::insert(row.into_active_model().reset_all())
-                .exec_without_returning(store.connection())
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            bad.push((RecordId::from_uuid(row.id), Timestamp::from_datetime(row.created_at.0)));
+            // Bound as the backend stores each column (PostgreSQL: text[]).
+            let backend = store.connection().get_database_backend();
+            let insert = insert_statement(backend, &[row]).expect("a statement").expect("one row");
+            store.connection().execute_raw(insert).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         if store.connection().get_database_backend() == DbBackend::Sqlite {
             let id = uuid::Uuid::now_v7();
-            let at = template.created_at + chrono_micros(3);
+            let at = template.created_at.0 + chrono_micros(3);
             let sql = "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, \
                 object_type, operation, reason_codes, created_at, content_hash) \
                 VALUES (?, ?, 'decision', 'decision.approved', 'user', 'u', 'not json', 'o', 'op', '[]', ?, ?)";
-            let values = vec![ws.as_str().into(), id.into(), at.into(), good.content_hash().into()];
+            let values = vec![ws.as_str().into(), id.into(), at.naive_utc().into(), good.content_hash().into()];
             raw(store.connection(), sql, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-            bad.push((RecordId::from_uuid(id), Timestamp::from_datetime(at.and_utc())));
+            bad.push((RecordId::from_uuid(id), Timestamp::from_datetime(at)));
         }
 
         let unsealed = store.unsealed_history(&ws, None, 10).await.unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -972,7 +972,7 @@ async fn postgres_refuses_times_outside_the_storable_range() {
         }
         let sql = "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, \
             object_type, operation, reason_codes, created_at, content_hash) \
-            VALUES (?, ?, 'decision', 'decision.approved', 'user', 'u', '{}', 'o', 'op', '[]', 'infinity', 'h')";
+            VALUES (?, ?, 'decision', 'decision.approved', 'user', 'u', '{}', 'o', 'op', '{}', 'infinity', 'h')";
         let error = raw(store.connection(), sql, vec![ws.as_str().into(), uuid::Uuid::now_v7().into()])
             .await
             .expect_err("history created_at = infinity");
