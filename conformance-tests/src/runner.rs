@@ -287,13 +287,18 @@ pub async fn run_suite_observed(
 
 async fn run_suite_inner(factory: Arc<dyn StoreFactory>, parallelism: usize, observer: CaseObserver) -> ProviderReport {
     let name = factory.name().to_owned();
-    if let Err(error) = factory.open().await {
-        let status = match error {
-            SetupError::NotConfigured(_) => ProviderStatus::NotConfigured,
-            SetupError::Unavailable(_) => ProviderStatus::Unavailable,
-        };
-        return ProviderReport::new(name, status, Some(error.to_string()), Vec::new());
-    }
+    // Held until every case is done: a factory that shares one database
+    // among the stores open at once keeps it for the whole suite.
+    let _probe = match factory.open().await {
+        Ok(probe) => probe,
+        Err(error) => {
+            let status = match error {
+                SetupError::NotConfigured(_) => ProviderStatus::NotConfigured,
+                SetupError::Unavailable(_) => ProviderStatus::Unavailable,
+            };
+            return ProviderReport::new(name, status, Some(error.to_string()), Vec::new());
+        }
+    };
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut tasks = JoinSet::new();
     for (index, case) in CASES.iter().enumerate() {

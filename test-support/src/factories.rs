@@ -8,16 +8,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use conformance_tests::{Capabilities, SetupError, StoreFactory, TestStore};
-use tokio::sync::OnceCell;
 
-use crate::databases::{Login, Server, application_login, fresh_database, server_url};
-use crate::urls::redacted;
+use crate::databases::{Login, Server, TestDatabase, application_login, fresh_test_database, server_url};
+use crate::urls::{redacted, scrubbed};
 
-/// A fresh database migrated by its owner, and its application login.
+/// A fresh database migrated by its owner, and its application login. The
+/// database (and the login) is dropped when the last clone goes.
 #[derive(Clone)]
 pub struct RoleSplit {
     owner_url: String,
     login: Login,
+    _database: TestDatabase,
 }
 
 impl RoleSplit {
@@ -44,12 +45,114 @@ impl std::fmt::Debug for RoleSplit {
     }
 }
 
+/// A factory's database, shared by the cases open at once in this process
+/// and dropped when the last of them is done.
+///
+/// Opening a database costs a create, a migration and a grant, so cases
+/// share one; a case holds a [`Lease`] for as long as its store is open.
+/// When the last lease goes, the database is dropped unless another case
+/// takes a lease within [`LINGER`] (the test harness starts the next test
+/// right after one ends); a later case creates a new one. A failure to open
+/// is kept for the process: every case reports it without trying again.
+pub(crate) struct Shared {
+    opening: tokio::sync::Mutex<()>,
+    state: std::sync::Mutex<SharedState>,
+}
+
+struct SharedState {
+    current: Option<Result<RoleSplit, SetupError>>,
+    users: usize,
+    generation: u64,
+}
+
+/// How long a factory's database outlives its last lease.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Shared {
+    pub(crate) const fn new() -> Self {
+        Self {
+            opening: tokio::sync::Mutex::const_new(()),
+            state: std::sync::Mutex::new(SharedState { current: None, users: 0, generation: 0 }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A lease on the current database, created with `open` if there is none.
+    pub(crate) async fn lease<F, Fut>(&'static self, open: F) -> Result<Lease, SetupError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<RoleSplit, SetupError>>,
+    {
+        let _opening = self.opening.lock().await;
+        if let Some(lease) = self.current()? {
+            return Ok(lease);
+        }
+        let opened = open().await;
+        let mut state = self.state();
+        state.current = Some(opened);
+        state.generation += 1;
+        drop(state);
+        self.current()?.ok_or_else(|| SetupError::Unavailable("the test database went while it was opened".into()))
+    }
+
+    fn current(&'static self) -> Result<Option<Lease>, SetupError> {
+        let mut state = self.state();
+        match &state.current {
+            None => Ok(None),
+            Some(Err(error)) => Err(error.clone()),
+            Some(Ok(split)) => {
+                let split = split.clone();
+                state.users += 1;
+                Ok(Some(Lease { shared: self, split, generation: state.generation }))
+            }
+        }
+    }
+}
+
+/// One case's hold on a factory's database (see [`Shared`]).
+pub(crate) struct Lease {
+    shared: &'static Shared,
+    split: RoleSplit,
+    generation: u64,
+}
+
+impl Lease {
+    pub(crate) fn split(&self) -> &RoleSplit {
+        &self.split
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        state.users -= 1;
+        if state.users > 0 || state.generation != self.generation {
+            return;
+        }
+        drop(state);
+        // Blocking, on purpose: the test that ends here must not finish
+        // before its process's last database is dropped, or the process may
+        // exit first and leave it to the next run's sweep.
+        std::thread::sleep(LINGER);
+        let mut state = self.shared.state();
+        if state.users > 0 || state.generation != self.generation {
+            return;
+        }
+        let split = state.current.take();
+        drop(state);
+        // With this lease's own clone, dropped right after, the last ones:
+        // the database goes with them.
+        drop(split);
+    }
+}
+
 /// Why a database is unavailable, with the error's causes (never a password:
 /// the URL is redacted, also where the driver's error quotes it).
 pub fn unavailable(what: &str, url: &str, error: impl std::fmt::Display) -> SetupError {
-    let redacted = redacted(url);
-    let error = error.to_string().replace(url, &redacted);
-    SetupError::Unavailable(format!("{what} {redacted}: {error}"))
+    SetupError::Unavailable(format!("{what} {}: {}", redacted(url), scrubbed(&error.to_string(), url)))
 }
 
 /// `error` with its chain of causes.
@@ -68,7 +171,8 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 /// [`governance_postgres::grant_application_role`].
 #[cfg(feature = "postgres")]
 pub async fn postgres_role_split() -> Result<RoleSplit, SetupError> {
-    let owner_url = fresh_database(&server_url(Server::Postgres).await?, Server::Postgres).await?;
+    let database = fresh_test_database(&server_url(Server::Postgres).await?, Server::Postgres).await?;
+    let owner_url = database.url().to_owned();
     let owner = governance_postgres::PostgresStore::connect(&owner_url)
         .await
         .map_err(|e| unavailable("PostgreSQL at", &owner_url, with_causes(&e)))?;
@@ -79,7 +183,7 @@ pub async fn postgres_role_split() -> Result<RoleSplit, SetupError> {
         .await
         .map_err(|e| unavailable("granting on", &owner_url, with_causes(&e)))?;
     owner.pool().close().await;
-    Ok(RoleSplit { owner_url, login })
+    Ok(RoleSplit { owner_url, login, _database: database })
 }
 
 /// A pool of `connections` to `url` (the runner opens up to eight cases at
@@ -111,13 +215,15 @@ impl StoreFactory for PostgresFactory {
 
     async fn open(&self) -> Result<TestStore, SetupError> {
         use governance_postgres::testing::{PostgresRawHistory, PostgresTamper};
-        static DATABASE: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
-        let split = DATABASE.get_or_init(postgres_role_split).await.clone()?;
+        static DATABASE: Shared = Shared::new();
+        let lease = DATABASE.lease(postgres_role_split).await?;
+        let split = lease.split().clone();
         let pool = postgres_pool(split.application_url(), 6).await?;
         let owner = postgres_pool(split.owner_url(), 1).await?;
         Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool)))
             .with_raw_history(Arc::new(PostgresRawHistory::new(owner.clone())))
-            .with_tamper(Arc::new(PostgresTamper::new(owner))))
+            .with_tamper(Arc::new(PostgresTamper::new(owner)))
+            .keeping(Arc::new(lease)))
     }
 }
 
@@ -132,7 +238,8 @@ mod seaorm {
     /// A fresh database on `server` with the SeaORM provider's schema, and
     /// its application login granted by `SeaOrmStore::grant_application_role`.
     pub async fn seaorm_role_split(server: Server) -> Result<RoleSplit, SetupError> {
-        let owner_url = fresh_database(&server_url(server).await?, server).await?;
+        let database = fresh_test_database(&server_url(server).await?, server).await?;
+        let owner_url = database.url().to_owned();
         // Two connections: the MySQL migration holds its lock on one.
         let owner = connect(&owner_url, 2).await?;
         owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
@@ -150,7 +257,7 @@ mod seaorm {
             return Err(unavailable("granting on", &owner_url, "the backend has no roles"));
         }
         let _ = owner.connection().clone().close().await;
-        Ok(RoleSplit { owner_url, login })
+        Ok(RoleSplit { owner_url, login, _database: database })
     }
 
     /// A pool of `connections`, statement logging off.
@@ -182,17 +289,17 @@ mod seaorm {
         }
 
         /// This process's database and login, created on first use.
-        async fn role_split(&self) -> Result<RoleSplit, SetupError> {
+        async fn role_split(&self) -> Result<Lease, SetupError> {
             match self.server {
                 #[cfg(feature = "seaorm-postgres")]
                 Server::Postgres => {
-                    static POSTGRES: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
-                    POSTGRES.get_or_init(|| seaorm_role_split(self.server)).await.clone()
+                    static POSTGRES: Shared = Shared::new();
+                    POSTGRES.lease(|| seaorm_role_split(self.server)).await
                 }
                 #[cfg(feature = "seaorm-mysql")]
                 Server::MySql => {
-                    static MYSQL: OnceCell<Result<RoleSplit, SetupError>> = OnceCell::const_new();
-                    MYSQL.get_or_init(|| seaorm_role_split(self.server)).await.clone()
+                    static MYSQL: Shared = Shared::new();
+                    MYSQL.lease(|| seaorm_role_split(self.server)).await
                 }
                 #[allow(unreachable_patterns)]
                 _ => Err(SetupError::NotConfigured(format!("{} is not built in", self.name))),
@@ -222,13 +329,15 @@ mod seaorm {
         }
 
         async fn open(&self) -> Result<TestStore, SetupError> {
-            let split = self.role_split().await?;
+            let lease = self.role_split().await?;
+            let split = lease.split().clone();
             let store = connect(split.application_url(), 6).await?;
             // The privileged paths connect as the owner, bypassing the store.
             let owner = connect(split.owner_url(), 1).await?.connection().clone();
             let opened =
                 TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
-            Ok(if self.is_mysql() { opened } else { opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))) })
+            let opened = if self.is_mysql() { opened } else { opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))) };
+            Ok(opened.keeping(Arc::new(lease)))
         }
     }
 }

@@ -24,16 +24,19 @@ mod databases;
 mod factories;
 mod urls;
 
-pub use conformance_tests::runner::{REQUIRE_DATABASES_ENV, databases_required};
+pub use conformance_tests::runner::{REQUIRE_DATABASES_ENV, databases_required, require_databases, setup_fails};
 #[cfg(any(feature = "pg-server", feature = "mysql-server"))]
-pub use databases::{Login, Server, application_login, fresh_database, server_url};
+pub use databases::{
+    CONNECT_TIMEOUT, Login, Server, TestDatabase, application_login, drop_created_databases, fresh_database,
+    fresh_test_database, server_url,
+};
 #[cfg(feature = "postgres")]
 pub use factories::{PostgresFactory, postgres_role_split};
 #[cfg(any(feature = "postgres", feature = "seaorm-postgres", feature = "seaorm-mysql"))]
 pub use factories::{RoleSplit, unavailable, with_causes};
 #[cfg(any(feature = "seaorm-postgres", feature = "seaorm-mysql"))]
 pub use factories::{SeaOrmServerFactory, seaorm_role_split};
-pub use urls::{redacted, with_database, with_login};
+pub use urls::{redacted, scrubbed, with_database, with_login};
 
 /// The PostgreSQL server URL variable.
 pub const POSTGRES_URL_ENV: &str = "GOVERNANCE_POSTGRES_URL";

@@ -69,6 +69,64 @@ pub fn redacted(url: &str) -> String {
     format!("{base}?{}", query.join("&"))
 }
 
+/// The password in `url` (in its credentials or a `password=` parameter),
+/// as written and percent-decoded: what [`scrubbed`] hides.
+fn passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    if let Some(start) = base.find("://").map(|i| i + 3) {
+        let rest = &base[start..];
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some((credentials, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = credentials.split_once(':')
+        {
+            found.push(password.to_owned());
+        }
+    }
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some((key, value)) = pair.split_once('=')
+            && key.eq_ignore_ascii_case("password")
+        {
+            found.push(value.to_owned());
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|p| percent_decode(p)).collect();
+    found.extend(decoded);
+    found.retain(|p| !p.is_empty());
+    // Longest first, so a password containing another is hidden whole.
+    found.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    found.dedup();
+    found
+}
+
+/// `text` (an error message, a log line) with `url` shown only redacted and
+/// its password nowhere, also where a driver quoted it decoded.
+pub fn scrubbed(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redacted(url));
+    for password in passwords(url) {
+        out = out.replace(&password, "***");
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -91,7 +149,18 @@ pub(crate) fn mysql_identifier(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{database_name, redacted, with_database, with_login};
+    use super::{database_name, redacted, scrubbed, with_database, with_login};
+
+    #[test]
+    fn scrubbing_hides_the_password_as_written_and_decoded() {
+        let url = "postgres://app:s%40cret@h:1/db?x=1";
+        let message = format!("error connecting to {url}: password s@cret rejected (s%40cret)");
+        let clean = scrubbed(&message, url);
+        assert!(!clean.contains("s@cret") && !clean.contains("s%40cret"), "{clean}");
+        assert!(clean.contains("postgres://app:***@h:1/db?x=1"), "{clean}");
+        assert_eq!(scrubbed("refused", "postgres://u@h/db"), "refused");
+        assert_eq!(scrubbed("x secret y", "mysql://h/db?password=secret"), "x *** y");
+    }
 
     #[test]
     fn logins_replace_the_credentials_and_never_show_the_password() {

@@ -16,14 +16,14 @@ use governance_postgres::PostgresStore;
 use governance_postgres::sqlx::{self, Postgres, Transaction};
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseTransaction, DbBackend};
-use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
+use governance_test_support::{RoleSplit, Server, postgres_role_split, seaorm_role_split, setup_fails};
 
 /// A fresh PostgreSQL database migrated by its owner, or `None` (with a
 /// notice) when none is configured and none is required.
 async fn postgres_split() -> Option<RoleSplit> {
     match postgres_role_split().await {
         Ok(split) => Some(split),
-        Err(why) if !databases_required() => {
+        Err(why) if !setup_fails(&why) => {
             eprintln!("skipped: PostgreSQL {why}");
             None
         }
@@ -31,10 +31,12 @@ async fn postgres_split() -> Option<RoleSplit> {
     }
 }
 
-/// The store on such a database, connected as the application role.
-async fn postgres() -> Option<PostgresStore> {
+/// The store on such a database, connected as the application role, and
+/// the split itself: the database is dropped when it goes.
+async fn postgres() -> Option<(PostgresStore, RoleSplit)> {
     let split = postgres_split().await?;
-    Some(PostgresStore::connect(split.application_url()).await.expect("connect as the application role"))
+    let store = PostgresStore::connect(split.application_url()).await.expect("connect as the application role");
+    Some((store, split))
 }
 
 fn evidence(workspace: &WorkspaceId, decision: Decision) -> Evidence {
@@ -166,7 +168,7 @@ async fn unreachable_then_relay(
 
 #[tokio::test]
 async fn postgres_unreachable_server() {
-    let Some(alive) = postgres().await else { return };
+    let Some((alive, _split)) = postgres().await else { return };
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy("postgres://postgres@127.0.0.1:1/none")
@@ -178,7 +180,7 @@ async fn postgres_unreachable_server() {
 async fn seaorm_mysql_unreachable_server() {
     let split = match seaorm_role_split(Server::MySql).await {
         Ok(split) => split,
-        Err(why) if !databases_required() => return eprintln!("skipped: MySQL {why}"),
+        Err(why) if !setup_fails(&why) => return eprintln!("skipped: MySQL {why}"),
         Err(why) => panic!("MySQL required: {why}"),
     };
     let alive = SeaOrmStore::new(Database::connect(split.application_url()).await.unwrap());

@@ -29,7 +29,7 @@ use governance_postgres::PostgresStore;
 use governance_seaorm::sea_orm::sqlx::{self, AssertSqlSafe, Connection, MySqlConnection, PgConnection, Row};
 use governance_seaorm::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use governance_seaorm::{ApplicationRole, RoleGrants, SeaOrmStore};
-use governance_test_support::{RoleSplit, Server, databases_required, postgres_role_split, seaorm_role_split};
+use governance_test_support::{RoleSplit, Server, postgres_role_split, seaorm_role_split, setup_fails};
 
 /// The insert-only tables, each with a text column to rewrite, its MySQL
 /// type, and its primary key.
@@ -48,7 +48,7 @@ const REQUESTS: &str = "governance_requests";
 fn available(split: Result<RoleSplit, conformance_tests::SetupError>, what: &str) -> Option<RoleSplit> {
     match split {
         Ok(split) => Some(split),
-        Err(why) if !databases_required() => {
+        Err(why) if !setup_fails(&why) => {
             eprintln!("skipped: {what}: {why}");
             None
         }
