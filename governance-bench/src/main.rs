@@ -176,6 +176,13 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             let server = if name == "seaorm-postgres" { Server::Postgres } else { Server::MySql };
             let store = seaorm_server(&database(server).await?).await?;
             let connection = store.connection().clone();
+            if server == Server::Postgres {
+                // One PostgreSQL schema for both providers: the hand-written
+                // baseline is the same SQL as the sqlx provider's, on
+                // SeaORM's own pool.
+                let pool = connection.get_postgres_connection_pool().clone();
+                return Ok(sql(Arc::new(store), Arc::new(PgBaseline(pool))));
+            }
             Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
         }
         "seaorm-sqlite" => {

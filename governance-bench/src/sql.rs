@@ -293,8 +293,9 @@ fn pg_history(row: &sqlx::postgres::PgRow) -> Outcome<usize> {
 
 // ---------------------------------------------------------------- SeaORM provider schema, any backend
 
-/// Hand-written statements against `governance-seaorm`'s tables, through
-/// the provider's own pool.
+/// Hand-written statements against `governance-seaorm`'s MySQL and SQLite
+/// tables, through the provider's own pool (on PostgreSQL both providers
+/// share one schema, and [`PgBaseline`] is the baseline of both).
 #[derive(Debug, Clone)]
 pub(crate) struct SeaBaseline(pub(crate) DatabaseConnection);
 
@@ -504,7 +505,6 @@ impl Baseline for SeaBaseline {
 
     async fn top_deny_reasons(&self, workspace: &WorkspaceId, since: Timestamp, limit: u32) -> Outcome<usize> {
         let codes = match self.backend() {
-            DbBackend::Postgres => "jsonb_array_elements_text(h.reason_codes) AS c(code)",
             DbBackend::MySql => "JSON_TABLE(h.reason_codes, '$[*]' COLUMNS (code VARCHAR(255) PATH '$')) AS c",
             _ => "json_each(h.reason_codes) AS c",
         };
