@@ -28,11 +28,8 @@
 //! argument (`postgres://…`, `mysql://…` or `sqlite:…?mode=rwc`) it connects
 //! to that existing database and migrates it (so connect as the tables'
 //! owner), creates `example_invoices` if missing and works in a fresh
-//! workspace, so it can run any number of times. On PostgreSQL, give it a
-//! database that `governance-postgres` has not migrated: the two providers'
-//! tables differ (`tags`, for one, is `text[]` there and `jsonb` here), and
-//! this provider's migration accepts the other's tables without a word (the
-//! writes fail afterwards).
+//! workspace, so it can run any number of times. On PostgreSQL it may
+//! share the database with `governance-postgres`: both use one schema.
 //!
 //! ```text
 //! cargo run -p governance-seaorm --example seaorm_transaction
