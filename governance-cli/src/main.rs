@@ -1,22 +1,43 @@
 //! The `governance` command.
 //!
 //! ```text
-//! governance conformance [--provider NAME]... [--format text|json] [--parallel N]
+//! governance conformance [--provider NAME]... [--format text|json|junit] [--parallel N] [--keep-going]
+//! governance migrate     --url URL [--provider postgres|seaorm]
+//! governance seal        --url URL --workspace ID [--anchor-out FILE] [--format text|json]
+//! governance verify      --url URL --workspace ID [--anchor FILE|JSON] [--format text|json]
+//! governance export      --url URL --workspace ID --dir DIR [--day DATE | --since DATE --until DATE]
+//! governance stats       --url URL --workspace ID [--since T] [--until T] [--limit N] [--format table|json]
 //! ```
 //!
 //! `conformance` runs the suite against every provider it can reach
-//! (embedded ones first) and prints a provider × case matrix, or one JSON
-//! object. It exits 1 when a case fails or a configured provider is
-//! unreachable (or, with `GOVERNANCE_REQUIRE_DATABASES=1`, not configured),
-//! 2 on bad arguments.
+//! (embedded ones first). The other commands work on one database named by
+//! `--url` or `GOVERNANCE_URL`: `postgres://` opens the sqlx provider (or
+//! SeaORM with `--provider seaorm`), `mysql://` SeaORM on MySQL/MariaDB,
+//! `sqlite:` SeaORM on SQLite.
+//!
+//! Exit codes: 0 done (and clean), 1 something was found wrong (a failed
+//! case, an unreachable provider, a verification problem, a tampered
+//! record), 2 bad arguments, 3 the command could not do its work (the
+//! database does not answer, the store refused, a file could not be
+//! written). No output shows a password: every URL is shown masked.
 
+mod conformance;
+mod error;
+mod export;
+mod integrity;
+mod open;
+mod stats;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use conformance_tests::StoreFactory;
-use conformance_tests::runner::{self, ProviderReport, ProviderStatus};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use governance_test_support::{MYSQL_URL_ENV, POSTGRES_URL_ENV, REQUIRE_DATABASES_ENV};
+
+use crate::error::CliError;
+
+/// The variable the database commands read their URL from.
+const URL_ENV: &str = "GOVERNANCE_URL";
 
 /// Durable governance persistence: operator commands.
 #[derive(Debug, Parser)]
@@ -31,87 +52,103 @@ enum Command {
     /// Run the conformance suite against every provider it can reach.
     #[command(after_help = format!(
         "Providers: {}.\n\nEnvironment:\n  {POSTGRES_URL_ENV}  PostgreSQL server (each run creates its own database)\n  \
-         {MYSQL_URL_ENV}  MySQL/MariaDB server\n  {REQUIRE_DATABASES_ENV}=1  a server that is not configured fails the run",
-        providers().iter().map(|f| f.name().to_owned()).collect::<Vec<_>>().join(", ")
+         {MYSQL_URL_ENV}  MySQL/MariaDB server\n  {REQUIRE_DATABASES_ENV}=1  a server that is not configured fails the run\n\n\
+         Exit status: 0 every case passed; 1 a case failed or a configured provider did not answer.",
+        conformance::provider_names().join(", ")
     ))]
-    Conformance {
-        /// Only this provider (repeatable).
-        #[arg(long = "provider", value_name = "NAME")]
-        providers: Vec<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Cases run at once per provider.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-        parallel: u16,
-    },
+    Conformance(conformance::Options),
+    /// Apply the schema migrations (as the tables' owner).
+    Migrate(Target),
+    /// Seal the workspace's unsealed history into checkpoints.
+    Seal(integrity::SealOptions),
+    /// Check every checkpoint, seal and record of a workspace.
+    #[command(after_help = "Exit status: 0 clean; 1 a problem was found (it is named); 3 the check could not run.")]
+    Verify(integrity::VerifyOptions),
+    /// Export sealed history as JSON lines partitioned by day.
+    Export(export::Options),
+    /// Decision counts over a window: top deny reasons, per principal, operation and decision.
+    Stats(stats::Options),
 }
 
+/// The database a command works on.
+#[derive(Clone, Debug, Args)]
+struct Target {
+    /// The database: postgres://…, mysql://…, sqlite:PATH.
+    #[arg(long, env = URL_ENV, hide_env_values = true, value_name = "URL")]
+    url: String,
+    /// Which provider opens a postgres:// URL (mysql:// and sqlite: are SeaORM's).
+    #[arg(long, value_enum)]
+    provider: Option<UrlProvider>,
+}
+
+/// The provider that opens a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// A provider × case matrix and a summary.
+enum UrlProvider {
+    /// governance-postgres (sqlx): PostgreSQL only.
+    Postgres,
+    /// governance-seaorm: PostgreSQL, MySQL/MariaDB, SQLite.
+    Seaorm,
+}
+
+/// How a database command prints its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Lines for people.
     Text,
-    /// One JSON object: `{"providers": [...]}`.
+    /// One JSON object.
     Json,
 }
 
-/// Every provider this workspace ships, embedded ones first.
-fn providers() -> Vec<Arc<dyn StoreFactory>> {
-    use governance_test_support::{PostgresFactory, SeaOrmServerFactory};
-    vec![
-        Arc::new(governance_memory::testing::MemoryFactory),
-        Arc::new(governance_seaorm::testing::SqliteFactory),
-        Arc::new(PostgresFactory),
-        Arc::new(SeaOrmServerFactory::postgres()),
-        Arc::new(SeaOrmServerFactory::mysql()),
-    ]
-}
-
-fn select(names: &[String]) -> Result<Vec<Arc<dyn StoreFactory>>, String> {
-    let all = providers();
-    if names.is_empty() {
-        return Ok(all);
-    }
-    names
-        .iter()
-        .map(|name| {
-            all.iter().find(|f| f.name() == name).cloned().ok_or_else(|| {
-                let known: Vec<&str> = all.iter().map(|f| f.name()).collect();
-                format!("unknown provider {name:?}; known: {}", known.join(", "))
-            })
-        })
-        .collect()
-}
-
-fn succeeded(report: &ProviderReport) -> bool {
-    match report.status {
-        ProviderStatus::Ran => report.failed == 0,
-        ProviderStatus::Unavailable => false,
-        ProviderStatus::NotConfigured => !runner::databases_required(),
-    }
+/// What a command ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Done, nothing wrong.
+    Clean,
+    /// Done, and something was found wrong (exit 1).
+    Findings,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Conformance { providers, format, parallel } = cli.command;
-    let factories = match select(&providers) {
-        Ok(factories) => factories,
-        Err(message) => {
-            eprintln!("governance conformance: {message}");
-            return ExitCode::from(2);
-        }
+    let url = match &cli.command {
+        Command::Conformance(_) => None,
+        Command::Migrate(target) => Some(target.url.clone()),
+        Command::Seal(o) => Some(o.target.url.clone()),
+        Command::Verify(o) => Some(o.target.url.clone()),
+        Command::Export(o) => Some(o.target.url.clone()),
+        Command::Stats(o) => Some(o.target.url.clone()),
     };
-    let mut reports = Vec::new();
-    for factory in factories {
-        if format == Format::Text {
-            eprintln!("conformance: running {} …", factory.name());
+    let outcome = match cli.command {
+        Command::Conformance(options) => conformance::run(options).await,
+        Command::Migrate(target) => migrate(target).await,
+        Command::Seal(options) => integrity::seal(options).await,
+        Command::Verify(options) => integrity::verify(options).await,
+        Command::Export(options) => export::run(options).await,
+        Command::Stats(options) => stats::run(options).await,
+    };
+    // Test databases the suite created on a server go now, not with a
+    // later run's sweep.
+    governance_test_support::drop_created_databases().await;
+    match outcome {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(error) => {
+            let message = error::mask(&error.to_string(), url.as_deref());
+            eprintln!("governance: {message}");
+            ExitCode::from(error.exit_code())
         }
-        reports.push(runner::run_suite(factory, usize::from(parallel)).await);
     }
-    match format {
-        Format::Json => println!("{}", serde_json::json!({ "providers": reports })),
-        Format::Text => print!("{}", runner::matrix(&reports)),
-    }
-    if reports.iter().all(succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn migrate(target: Target) -> Result<Outcome, CliError> {
+    let opened = open::open(&target, open::Mode::Migrate).await?;
+    opened.migrate().await?;
+    println!("migrated {} ({})", opened.shown_url(), opened.provider());
+    Ok(Outcome::Clean)
+}
+
+/// Reads a file argument, naming it when it cannot.
+fn read_file(path: &PathBuf) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Io { path: path.clone(), cause: e.to_string() })
 }
