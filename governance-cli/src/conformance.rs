@@ -171,10 +171,11 @@ impl Progress {
             ),
             _ => format!("{}: not run: {}", report.name, report.message.as_deref().unwrap_or("")),
         };
-        match self.bar {
-            Some(bar) => bar.finish_with_message(String::new()),
-            None => eprintln!("conformance: {}", mask(&line, None)),
+        if let Some(bar) = self.bar {
+            // The bar gives way to its one-line outcome, which stays.
+            bar.finish_and_clear();
         }
+        eprintln!("conformance: {}", mask(&line, None));
     }
 }
 
