@@ -23,9 +23,12 @@ pub fn canonical_sha256<T: Serialize>(field: &str, value: &T) -> Result<String, 
 /// no `serde_json::Value` tree, no buffer of the whole encoding (only each
 /// object's members are buffered, to be put in order).
 pub(crate) fn canonical_sha256_len<T: Serialize>(field: &str, value: &T) -> Result<(String, usize), GovernanceError> {
-    let mut hashing = Hashing { hasher: Sha256::new(), len: 0 };
-    canonical::write(&mut hashing, value)
-        .map_err(|_| GovernanceError::validation(field, ValidationProblem::Malformed))?;
+    // Buffered: the serializer writes a few bytes at a time, and the hasher
+    // is fastest fed whole blocks.
+    let mut hashing = std::io::BufWriter::with_capacity(4096, Hashing { hasher: Sha256::new(), len: 0 });
+    let malformed = || GovernanceError::validation(field, ValidationProblem::Malformed);
+    canonical::write(&mut hashing, value).map_err(|_| malformed())?;
+    let hashing = hashing.into_inner().map_err(|_| malformed())?;
     Ok((hex(&hashing.hasher.finalize()), hashing.len))
 }
 

@@ -280,7 +280,7 @@ impl<'a, W: Write> ser::Serializer for Canonical<'a, W> {
     }
 
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a, W>> {
-        Ok(Object { out: self.out, buffer: Vec::new(), members: Vec::new(), key: None })
+        Ok(Object { out: self.out, buffer: Vec::new(), names: Vec::new(), members: Vec::new(), key: None })
     }
 
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<Object<'a, W>> {
@@ -360,27 +360,48 @@ impl<W: Write> ser::SerializeTupleStruct for Array<'_, W> {
     }
 }
 
-/// One member of an object being written: its name, and where its
-/// `"name":value` bytes are in the object's buffer.
+/// One member of an object being written: where its name is in the
+/// object's name buffer, and where its `"name":value` bytes are in the
+/// object's member buffer.
 struct Member {
-    name: String,
+    name: std::ops::Range<usize>,
     span: std::ops::Range<usize>,
 }
 
 /// An object being written: members go to a buffer, and are copied to the
-/// output in canonical order when the object ends.
+/// output in canonical order when the object ends. Names are kept, unescaped,
+/// in one buffer of their own (no allocation per name).
 struct Object<'a, W> {
     out: &'a mut W,
     buffer: Vec<u8>,
+    names: Vec<u8>,
     members: Vec<Member>,
     /// The name given by `serialize_key`, awaiting its value.
-    key: Option<String>,
+    key: Option<std::ops::Range<usize>>,
+}
+
+/// RFC 8785 orders names by UTF-16 code units. UTF-8 bytes order the same
+/// way unless characters from U+E000 up meet characters beyond U+FFFF, so
+/// names in ASCII (nearly all) are compared as bytes.
+fn name_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    let (a, b) = (std::str::from_utf8(a).unwrap_or_default(), std::str::from_utf8(b).unwrap_or_default());
+    a.encode_utf16().cmp(b.encode_utf16())
 }
 
 impl<'a, W: Write> Object<'a, W> {
-    fn member<T: Serialize + ?Sized>(&mut self, name: String, value: &T) -> Result {
+    fn name(&mut self, name: &str) -> std::ops::Range<usize> {
+        let start = self.names.len();
+        self.names.extend_from_slice(name.as_bytes());
+        start..self.names.len()
+    }
+
+    fn member<T: Serialize + ?Sized>(&mut self, name: std::ops::Range<usize>, value: &T) -> Result {
         let start = self.buffer.len();
-        write_str(&mut self.buffer, &name)?;
+        let text = std::str::from_utf8(&self.names[name.clone()]).map_err(|e| Error(e.to_string()))?;
+        write_str(&mut self.buffer, text)?;
         self.buffer.push(b':');
         value.serialize(Canonical { out: &mut self.buffer })?;
         self.members.push(Member { name, span: start..self.buffer.len() });
@@ -388,11 +409,14 @@ impl<'a, W: Write> Object<'a, W> {
     }
 
     fn finish(mut self) -> Result<&'a mut W> {
-        // RFC 8785 orders names by UTF-16 code units (not UTF-8 bytes: they
-        // differ from U+E000 up, against characters beyond U+FFFF).
-        self.members.sort_by(|a, b| a.name.encode_utf16().cmp(b.name.encode_utf16()));
-        if let Some(pair) = self.members.windows(2).find(|pair| pair[0].name == pair[1].name) {
-            return Err(Error(format!("duplicate object member {:?}", pair[0].name)));
+        let names = &self.names;
+        let order = |a: &Member, b: &Member| name_order(&names[a.name.clone()], &names[b.name.clone()]);
+        if !self.members.is_sorted_by(|a, b| order(a, b).is_lt()) {
+            self.members.sort_by(order);
+            if let Some(pair) = self.members.windows(2).find(|pair| order(&pair[0], &pair[1]).is_eq()) {
+                let name = String::from_utf8_lossy(&names[pair[0].name.clone()]);
+                return Err(Error(format!("duplicate object member {name:?}")));
+            }
         }
         self.out.write_all(b"{")?;
         for (index, member) in self.members.iter().enumerate() {
@@ -411,7 +435,9 @@ impl<W: Write> ser::SerializeMap for Object<'_, W> {
     type Error = Error;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
-        self.key = Some(key.serialize(MemberName)?);
+        let start = self.names.len();
+        key.serialize(MemberName(&mut self.names))?;
+        self.key = Some(start..self.names.len());
         Ok(())
     }
 
@@ -430,7 +456,8 @@ impl<W: Write> ser::SerializeStruct for Object<'_, W> {
     type Error = Error;
 
     fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result {
-        self.member(name.to_owned(), value)
+        let name = self.name(name);
+        self.member(name, value)
     }
 
     fn end(self) -> Result {
@@ -459,7 +486,8 @@ impl<W: Write> ser::SerializeStructVariant for Wrapped<Object<'_, W>> {
     type Error = Error;
 
     fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result {
-        self.0.member(name.to_owned(), value)
+        let name = self.0.name(name);
+        self.0.member(name, value)
     }
 
     fn end(self) -> Result {
@@ -469,89 +497,94 @@ impl<W: Write> ser::SerializeStructVariant for Wrapped<Object<'_, W>> {
 
 /// An object member's name, from a map key: strings as they are, and, as
 /// serde_json allows, integers, booleans and unit variants as their text.
-struct MemberName;
+struct MemberName<'a>(&'a mut Vec<u8>);
 
-impl MemberName {
+impl MemberName<'_> {
     fn refuse<T>(what: &str) -> Result<T> {
         Err(Error(format!("an object member's name cannot be {what}")))
     }
+
+    fn text(self, text: impl std::fmt::Display) -> Result {
+        Ok(write!(self.0, "{text}")?)
+    }
 }
 
-impl ser::Serializer for MemberName {
-    type Ok = String;
+impl ser::Serializer for MemberName<'_> {
+    type Ok = ();
     type Error = Error;
-    type SerializeSeq = Impossible<String, Error>;
-    type SerializeTuple = Impossible<String, Error>;
-    type SerializeTupleStruct = Impossible<String, Error>;
-    type SerializeTupleVariant = Impossible<String, Error>;
-    type SerializeMap = Impossible<String, Error>;
-    type SerializeStruct = Impossible<String, Error>;
-    type SerializeStructVariant = Impossible<String, Error>;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
 
-    fn serialize_bool(self, value: bool) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_bool(self, value: bool) -> Result {
+        self.text(value)
     }
-    fn serialize_i8(self, value: i8) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_i8(self, value: i8) -> Result {
+        self.text(value)
     }
-    fn serialize_i16(self, value: i16) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_i16(self, value: i16) -> Result {
+        self.text(value)
     }
-    fn serialize_i32(self, value: i32) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_i32(self, value: i32) -> Result {
+        self.text(value)
     }
-    fn serialize_i64(self, value: i64) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_i64(self, value: i64) -> Result {
+        self.text(value)
     }
-    fn serialize_i128(self, value: i128) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_i128(self, value: i128) -> Result {
+        self.text(value)
     }
-    fn serialize_u8(self, value: u8) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_u8(self, value: u8) -> Result {
+        self.text(value)
     }
-    fn serialize_u16(self, value: u16) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_u16(self, value: u16) -> Result {
+        self.text(value)
     }
-    fn serialize_u32(self, value: u32) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_u32(self, value: u32) -> Result {
+        self.text(value)
     }
-    fn serialize_u64(self, value: u64) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_u64(self, value: u64) -> Result {
+        self.text(value)
     }
-    fn serialize_u128(self, value: u128) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_u128(self, value: u128) -> Result {
+        self.text(value)
     }
-    fn serialize_f32(self, _: f32) -> Result<String> {
+    fn serialize_f32(self, _: f32) -> Result {
         Self::refuse("a float")
     }
-    fn serialize_f64(self, _: f64) -> Result<String> {
+    fn serialize_f64(self, _: f64) -> Result {
         Self::refuse("a float")
     }
-    fn serialize_char(self, value: char) -> Result<String> {
-        Ok(value.to_string())
+    fn serialize_char(self, value: char) -> Result {
+        self.text(value)
     }
-    fn serialize_str(self, value: &str) -> Result<String> {
-        Ok(value.to_owned())
+    fn serialize_str(self, value: &str) -> Result {
+        self.0.extend_from_slice(value.as_bytes());
+        Ok(())
     }
-    fn serialize_bytes(self, _: &[u8]) -> Result<String> {
+    fn serialize_bytes(self, _: &[u8]) -> Result {
         Self::refuse("bytes")
     }
-    fn serialize_none(self) -> Result<String> {
+    fn serialize_none(self) -> Result {
         Self::refuse("null")
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<String> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result {
         value.serialize(self)
     }
-    fn serialize_unit(self) -> Result<String> {
+    fn serialize_unit(self) -> Result {
         Self::refuse("null")
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<String> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result {
         Self::refuse("null")
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String> {
-        Ok(variant.to_owned())
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
+        self.serialize_str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -560,7 +593,7 @@ impl ser::Serializer for MemberName {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<String> {
+    ) -> Result {
         Self::refuse("a variant with data")
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
