@@ -461,3 +461,33 @@ fn help_names_every_subcommand() {
         assert!(help.contains(command), "{command} in:\n{help}");
     }
 }
+
+/// A TCP server that accepts every connection and never sends a byte: a
+/// host that answers nothing, the case a refused port does not cover.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_that_never_answers_is_reported_within_seconds() {
+    let url = format!("postgres://ops:Quiet-pw-7@127.0.0.1:{}/gov", silent_server());
+    let started = Instant::now();
+    let output = governance(&["verify", "--url", &url, "--workspace", "w"], &[]);
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no answer within 5 s"), "{}", stderr(&output));
+    let started = Instant::now();
+    let output = governance(&["conformance", "--provider", "postgres"], &[("GOVERNANCE_POSTGRES_URL", &url)]);
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let all = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(all.contains("no answer within 5 s") && !all.contains("Quiet-pw-7"), "{all}");
+}

@@ -52,7 +52,12 @@ impl std::fmt::Debug for RoleSplit {
 /// share one; a case holds a [`Lease`] for as long as its store is open.
 /// When the last lease goes, the database is dropped unless another case
 /// takes a lease within [`LINGER`] (the test harness starts the next test
-/// right after one ends); a later case creates a new one. A failure to open
+/// right after one ends); a later case creates a new one. The linger blocks
+/// the thread dropping the last lease on purpose: the test that ends there
+/// does not finish, and so its process does not exit, before the database
+/// is gone. When cases come one at a time (a single test thread) and the
+/// database is needed again right after it went, it is kept from then on and
+/// goes with the process (the next run's sweep drops it). A failure to open
 /// is kept for the process: every case reports it without trying again.
 pub(crate) struct Shared {
     opening: tokio::sync::Mutex<()>,
@@ -63,16 +68,32 @@ struct SharedState {
     current: Option<Result<RoleSplit, SetupError>>,
     users: usize,
     generation: u64,
+    /// When the last database was dropped for want of users.
+    dropped_at: Option<std::time::Instant>,
+    /// Keep the database until the process ends: cases here come one at a
+    /// time (`--test-threads=1`), so each would otherwise drop it and the
+    /// next create it again. The process's end then leaves it to the sweep.
+    keep: bool,
 }
 
 /// How long a factory's database outlives its last lease.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A database created again this soon after the last one was dropped is
+/// kept from then on (see `SharedState::keep`).
+const RECREATED_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Shared {
     pub(crate) const fn new() -> Self {
         Self {
             opening: tokio::sync::Mutex::const_new(()),
-            state: std::sync::Mutex::new(SharedState { current: None, users: 0, generation: 0 }),
+            state: std::sync::Mutex::new(SharedState {
+                current: None,
+                users: 0,
+                generation: 0,
+                dropped_at: None,
+                keep: false,
+            }),
         }
     }
 
@@ -94,6 +115,10 @@ impl Shared {
         let mut state = self.state();
         state.current = Some(opened);
         state.generation += 1;
+        // Needed again right after it went: stop dropping it.
+        if state.dropped_at.is_some_and(|at| at.elapsed() < RECREATED_WITHIN) {
+            state.keep = true;
+        }
         drop(state);
         self.current()?.ok_or_else(|| SetupError::Unavailable("the test database went while it was opened".into()))
     }
@@ -129,7 +154,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = self.shared.state();
         state.users -= 1;
-        if state.users > 0 || state.generation != self.generation {
+        if state.users > 0 || state.generation != self.generation || state.keep {
             return;
         }
         drop(state);
@@ -142,6 +167,7 @@ impl Drop for Lease {
             return;
         }
         let split = state.current.take();
+        state.dropped_at = Some(std::time::Instant::now());
         drop(state);
         // With this lease's own clone, dropped right after, the last ones:
         // the database goes with them.
