@@ -49,7 +49,11 @@ pub(crate) struct Options {
     require_databases: bool,
 }
 
+/// The runner's spellings; empty counts as unset, as the runner reads it.
 fn parse_flag(value: &str) -> Result<bool, String> {
+    if value.trim().is_empty() {
+        return Ok(false);
+    }
     runner::parse_flag(value).map_err(|e| e.to_string())
 }
 

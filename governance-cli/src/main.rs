@@ -119,13 +119,25 @@ async fn main() -> ExitCode {
         Command::Export(o) => Some(o.target.url.clone()),
         Command::Stats(o) => Some(o.target.url.clone()),
     };
-    let outcome = match cli.command {
-        Command::Conformance(options) => conformance::run(options).await,
-        Command::Migrate(target) => migrate(target).await,
-        Command::Seal(options) => integrity::seal(options).await,
-        Command::Verify(options) => integrity::verify(options).await,
-        Command::Export(options) => export::run(options).await,
-        Command::Stats(options) => stats::run(options).await,
+    let command = async {
+        match cli.command {
+            Command::Conformance(options) => conformance::run(options).await,
+            Command::Migrate(target) => migrate(target).await,
+            Command::Seal(options) => integrity::seal(options).await,
+            Command::Verify(options) => integrity::verify(options).await,
+            Command::Export(options) => export::run(options).await,
+            Command::Stats(options) => stats::run(options).await,
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = command => outcome,
+        // Interrupted: what the command held is released as it is dropped
+        // here, and its test databases go below, before the process ends.
+        _ = tokio::signal::ctrl_c() => {
+            governance_test_support::drop_created_databases().await;
+            eprintln!("governance: interrupted");
+            return ExitCode::from(130);
+        }
     };
     // Test databases the suite created on a server go now, not with a
     // later run's sweep.

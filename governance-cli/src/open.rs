@@ -141,7 +141,8 @@ pub(crate) async fn open(target: &Target, mode: Mode) -> Result<Opened, CliError
         }
         (Scheme::Postgres | Scheme::MySql, _) => {
             probe_server(scheme, &url).await.map_err(unreachable)?;
-            let mut options = ConnectOptions::new(url.clone());
+            // SeaORM knows MariaDB by the MySQL scheme.
+            let mut options = ConnectOptions::new(url.replacen("mariadb://", "mysql://", 1));
             options
                 .max_connections(4)
                 .min_connections(0)
