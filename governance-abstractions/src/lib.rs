@@ -129,6 +129,7 @@ pub mod provider;
 mod query;
 mod request;
 mod service;
+mod settings;
 mod store;
 mod validate;
 
@@ -147,6 +148,7 @@ pub use request::{
     TargetRef, Verdict,
 };
 pub use service::{ExpiryReport, GovernanceService, RetryPolicy};
+pub use settings::ConnectionSettings;
 pub use store::{GovernanceStore, HistoryReader, HistoryWriter, RequestReader, RequestWriter, Stored};
 pub use validate::limits;
 

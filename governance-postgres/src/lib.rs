@@ -50,13 +50,14 @@ pub mod testing;
 mod write;
 
 use async_trait::async_trait;
+use governance_abstractions::ConnectionSettings;
 use governance_abstractions::{
     Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
     HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
     RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
 };
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 pub use read::{FeedCursor, FeedPage};
 pub use roles::{GOVERNANCE_TABLES, application_role_grants, grant_application_role};
@@ -87,17 +88,48 @@ impl PostgresStore {
         Self { pool }
     }
 
-    /// Connects with a pool of at most 10 connections (not migrated). For
-    /// other pool settings build the pool yourself and use [`new`](Self::new).
+    /// Connects with the default [`ConnectionSettings`] (a pool of 10, 5 s
+    /// to open a connection); not migrated.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &ConnectionSettings::default()).await
+    }
+
+    /// Connects with `settings` (not migrated). One connection is opened
+    /// first, within the connect timeout, so a refused, unreachable or
+    /// silent server is `Unavailable` at once with its cause (the driver's
+    /// pool would retry a refused port until its acquire timeout and then
+    /// report only that it timed out). For anything else, build the pool
+    /// yourself and use [`new`](Self::new).
+    pub async fn connect_with(url: &str, settings: &ConnectionSettings) -> Result<Self> {
+        let mut options: PgConnectOptions = url.parse().map_err(error::map)?;
+        if let Some(name) = settings.application_name() {
+            options = options.application_name(name);
+        }
+        let probe = tokio::time::timeout(settings.connect_timeout(), PgConnection::connect_with(&options)).await;
+        match probe {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+            Ok(Err(error)) => return Err(error::map(error)),
+            Err(_) => {
+                let silent = format!(
+                    "no answer from {}:{} within {:?}",
+                    options.get_host(),
+                    options.get_port(),
+                    settings.connect_timeout()
+                );
+                return Err(GovernanceError::Unavailable {
+                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, silent)),
+                });
+            }
+        }
         // No ping before each acquire: it would add a round trip to every
         // write, and a dead connection surfaces as `Unavailable` anyway.
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .max_connections(settings.max_connections())
+            .acquire_timeout(settings.acquire_timeout())
             .test_before_acquire(false)
-            .connect(url)
-            .await
-            .map_err(error::map)?;
+            .connect_lazy_with(options);
         Ok(Self::new(pool))
     }
 

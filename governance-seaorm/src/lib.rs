@@ -78,9 +78,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
-    HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
-    RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition, WorkspaceId,
+    Checkpoint, ConnectionSettings, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter,
+    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId,
+    RequestFilter, RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition,
+    WorkspaceId,
 };
 #[cfg(feature = "sqlite")]
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -96,6 +97,53 @@ pub use sea_orm;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Without a server driver built there is nothing to probe: SQLite is a file.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+async fn probe(_: &str, _: &ConnectionSettings) -> Result<()> {
+    Ok(())
+}
+
+/// Opens and closes one connection to the server `url` names, within the
+/// connect timeout (nothing to probe for SQLite: a file).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn probe(url: &str, settings: &ConnectionSettings) -> Result<()> {
+    use sea_orm::sqlx::Connection;
+    let timeout = settings.connect_timeout();
+    let silent = || GovernanceError::Unavailable {
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the server did not answer within {timeout:?}"),
+        )),
+    };
+    // One arm per built driver: the connection is closed again at once.
+    let opened: std::result::Result<(), sea_orm::sqlx::Error> = match url.split_once(':').map(|(scheme, _)| scheme) {
+        #[cfg(feature = "postgres")]
+        Some("postgres" | "postgresql") => {
+            match tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect(url)).await {
+                Err(_) => return Err(silent()),
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                    Ok(())
+                }
+                Ok(Err(error)) => Err(error),
+            }
+        }
+        #[cfg(feature = "mysql")]
+        Some("mysql" | "mariadb") => {
+            match tokio::time::timeout(timeout, sea_orm::sqlx::MySqlConnection::connect(url)).await {
+                Err(_) => return Err(silent()),
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                    Ok(())
+                }
+                Ok(Err(error)) => Err(error),
+            }
+        }
+        _ => Ok(()),
+    };
+    opened.map_err(|e| error::map(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))))
+}
 
 /// Why `url` cannot be opened by this build: its backend's feature is off.
 fn missing_driver(url: &str) -> Option<&'static str> {
@@ -125,11 +173,21 @@ impl SeaOrmStore {
         Self { db }
     }
 
-    /// Connects to a `postgres://`, `mysql://` or `sqlite:` URL (not migrated).
-    /// For an in-memory SQLite database use
-    /// [`open_sqlite_in_memory`](Self::open_sqlite_in_memory): through a URL,
-    /// the database vanishes whenever the pool recycles its connection.
+    /// Connects to a `postgres://`, `mysql://` or `sqlite:` URL with the
+    /// default [`ConnectionSettings`] (not migrated). For an in-memory SQLite
+    /// database use [`open_sqlite_in_memory`](Self::open_sqlite_in_memory):
+    /// through a URL, the database vanishes whenever the pool recycles its
+    /// connection.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &ConnectionSettings::default()).await
+    }
+
+    /// [`connect`](Self::connect) with `settings`. On a server, one
+    /// connection is opened first, within the connect timeout, so a
+    /// refused, unreachable or silent server is `Unavailable` at once with
+    /// its cause (the driver's pool would retry a refused port until its
+    /// acquire timeout and then report only that it timed out).
+    pub async fn connect_with(url: &str, settings: &ConnectionSettings) -> Result<Self> {
         if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
             return Err(GovernanceError::validation(
                 "url",
@@ -144,8 +202,17 @@ impl SeaOrmStore {
                 governance_abstractions::ValidationProblem::Inconsistent(feature),
             ));
         }
-        #[allow(unused_mut)]
+        probe(url, settings).await?;
         let mut options = sea_orm::ConnectOptions::new(url);
+        options
+            .max_connections(settings.max_connections())
+            .connect_timeout(settings.connect_timeout())
+            .acquire_timeout(settings.acquire_timeout());
+        #[cfg(feature = "postgres")]
+        if let Some(name) = settings.application_name() {
+            let name = name.to_owned();
+            options.map_sqlx_postgres_opts(move |pg| pg.application_name(&name));
+        }
         // Recursive triggers on every SQLite connection, as `open_sqlite`:
         // without them `INSERT OR REPLACE` deletes guarded rows unseen.
         #[cfg(feature = "sqlite")]

@@ -1,0 +1,50 @@
+//! Connecting fails fast and says why, and never shows the password.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use governance_abstractions::{ConnectionSettings, GovernanceError};
+use governance_postgres::PostgresStore;
+
+/// The error and its causes, as a log line would show them.
+fn chain(error: &GovernanceError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+#[tokio::test]
+async fn a_refused_port_is_unavailable_at_once_with_its_cause() {
+    let url = format!("postgres://app:s3cret-pw@127.0.0.1:{}/db", closed_port());
+    let started = Instant::now();
+    let error = PostgresStore::connect(&url).await.expect_err("nothing listens there");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(error, GovernanceError::Unavailable { .. }), "{error:?}");
+    let shown = chain(&error);
+    assert!(shown.to_lowercase().contains("refused"), "{shown}");
+    assert!(!shown.contains("s3cret-pw") && !format!("{error:?}").contains("s3cret-pw"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_within_the_connect_timeout() {
+    // Accepts connections (the kernel's backlog does) and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("postgres://app:s3cret-pw@127.0.0.1:{}/db", silent.local_addr().unwrap().port());
+    let settings = ConnectionSettings::default().with_connect_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let error = PostgresStore::connect_with(&url, &settings).await.expect_err("no answer");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(error, GovernanceError::Unavailable { .. }), "{error:?}");
+    let shown = chain(&error);
+    assert!(shown.contains("no answer from 127.0.0.1"), "{shown}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+}
