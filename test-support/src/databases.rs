@@ -285,14 +285,26 @@ fn new_name() -> String {
 /// Creates a fresh database on the `server` at `server_url` and returns its
 /// URL, after dropping the test databases of processes that are gone.
 ///
-/// The database lives until this process ends: the server sees that end
-/// (the connection holding its lock closes, whether the process exited,
-/// panicked or was killed) and the next run's sweep on that server drops it.
-/// A program with its own `main` drops it at the end with
-/// [`drop_created_databases`]; [`fresh_test_database`] drops it as soon as
-/// its guard goes.
+/// The database is dropped when the Tokio runtime this is called on shuts
+/// down — the end of a `#[tokio::test]`, or of a `#[tokio::main]` — so use
+/// the URL on that runtime. Should the process end first (killed, aborted),
+/// the server sees it (the connection holding the database's lock closes)
+/// and the next run's sweep on that server drops it. [`fresh_test_database`]
+/// drops it as soon as its guard goes instead.
 pub async fn fresh_database(server_url: &str, server: Server) -> Result<String, SetupError> {
-    Ok(create(server_url, server).await?.0)
+    let (url, name) = create(server_url, server).await?;
+    // Off Tokio there is no runtime to tie it to: it goes with the process
+    // (the sweep, or `drop_created_databases`).
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let guard = DatabaseGuard { server, server_url: server_url.to_owned(), name };
+        // A task that never ends holds the guard: the runtime drops it, and
+        // so the database, when it shuts down.
+        runtime.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+    }
+    Ok(url)
 }
 
 /// A test database that is dropped when the last clone of it goes.

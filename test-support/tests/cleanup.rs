@@ -106,3 +106,21 @@ async fn a_closed_port_is_reported_at_once_with_its_cause_and_no_password() {
     let error = fresh_database(&url, Server::MySql).await.expect_err("nor there");
     assert!(!error.to_string().contains("hunter2secret"), "{error}");
 }
+
+#[test]
+fn an_unguarded_database_goes_when_its_runtime_shuts_down() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let Some(server) = runtime.block_on(postgres()) else { return };
+    let url = runtime.block_on(fresh_database(&server, Server::Postgres)).expect("fresh database");
+    let name = name_of(&url);
+    let check = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let exists_now = |check: &tokio::runtime::Runtime| {
+        check.block_on(async {
+            let mut admin = PgConnection::connect(&server).await.expect("admin connection");
+            exists(&mut admin, &name).await
+        })
+    };
+    assert!(exists_now(&check), "{name} lives while its runtime runs");
+    drop(runtime);
+    assert!(!exists_now(&check), "{name} is dropped with its runtime");
+}
