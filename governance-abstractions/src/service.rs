@@ -286,6 +286,54 @@ impl GovernanceService {
         .await
     }
 
+    /// Applies `action` by `by` to `held` — the request as the caller has
+    /// it, say what [`create`](Self::create) or the previous transition
+    /// returned — without reading it first: one round trip when nothing
+    /// changed since. The store commits only while the stored request is
+    /// still exactly `held` (same revision, status and state digest), so a
+    /// stale `held` costs a [`Conflict`](GovernanceError::Conflict), after
+    /// which the action is re-applied to a fresh read as in
+    /// [`apply`](Self::apply), under the same retry policy.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use governance_abstractions::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// let service = GovernanceService::new(Arc::new(governance_memory::MemoryStore::new()));
+    /// let ws = WorkspaceId::new("acme")?;
+    /// let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f-1"), "enable", Actor::user("dana"));
+    /// let created = service.create(spec).await?.into_inner();
+    /// let dana: Principal = Actor::user("dana").into();
+    /// let submitted =
+    ///     service.apply_to(&created, &dana, Action::Submit { reason: PendingReason::Quota }).await?;
+    /// assert_eq!(submitted.request().revision(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn apply_to(
+        &self,
+        held: &GovernanceRequest,
+        by: &Principal,
+        action: impl Into<Command>,
+    ) -> Result<Transition> {
+        let command = action.into();
+        let (command, workspace, id) = (&command, held.workspace_id(), held.id());
+        // The first attempt starts from `held`; every later one re-reads.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        self.retrying(workspace, || {
+            let from_held = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if from_held {
+                    return lifecycle::apply_command(held, by, command, Timestamp::now());
+                }
+                let current = self.store.get_request(workspace, id).await?;
+                lifecycle::apply_command(&current, by, command, Timestamp::now())
+            }
+        })
+        .await
+    }
+
     /// Marks `older` as superseded by `newer`: both in `workspace`, `newer`
     /// unfinished and for the same target.
     pub async fn supersede(

@@ -48,6 +48,7 @@ struct Flaky {
     creates: Mutex<VecDeque<Fault>>,
     commits: Mutex<VecDeque<Fault>>,
     reads: Mutex<VecDeque<Fault>>,
+    read_calls: AtomicU32,
     commit_calls: AtomicU32,
     create_calls: AtomicU32,
 }
@@ -92,6 +93,7 @@ impl RequestWriter for Flaky {
 #[async_trait]
 impl RequestReader for Flaky {
     async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
+        self.read_calls.fetch_add(1, Ordering::SeqCst);
         match Flaky::next(&self.reads) {
             None => self.inner.get_request(workspace, id).await,
             Some(fault) => Err(error(fault, id)),
@@ -318,4 +320,24 @@ async fn a_creation_is_retried_as_the_same_request() {
         assert_eq!(all[0].id(), created.id());
         assert_eq!(codes(&store, created.id()).await.len(), 1, "{fault:?}: one creation record");
     }
+}
+
+#[tokio::test]
+async fn a_held_request_is_changed_without_reading_it_and_a_stale_one_after_a_conflict() {
+    let store = std::sync::Arc::new(Flaky::default());
+    let (service, created) = service(&store, immediate(5)).await;
+    let by = Actor::user("dana").into();
+    let first = service.apply_to(&created, &by, annotate(1)).await.expect("from the held state");
+    assert_eq!(first.request().revision(), 2);
+    assert_eq!(store.read_calls.load(Ordering::SeqCst), 0, "nothing read: the caller held the state");
+    let second = service.apply_to(first.request(), &by, annotate(2)).await.expect("chained");
+    assert_eq!((second.request().revision(), store.read_calls.load(Ordering::SeqCst)), (3, 0));
+    // `created` is two revisions old now: the store refuses it, the service
+    // re-reads once and applies on top of what is stored.
+    let late = service.apply_to(&created, &by, annotate(3)).await.expect("after one conflict");
+    assert_eq!(late.request().revision(), 4);
+    assert_eq!(store.read_calls.load(Ordering::SeqCst), 1);
+    let stored = store.inner.get_request(&workspace(), created.id()).await.unwrap();
+    assert_eq!((stored.revision(), stored.spec().metadata.clone()), (4, json!({"n": 3})));
+    assert_eq!(codes(&store, created.id()).await.len(), 4, "created + three annotations, none lost");
 }

@@ -234,6 +234,24 @@ pub async fn cas_retry_is_bounded(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// A change applied to the state the caller holds commits in one write
+/// while that state is current; once it is stale, the store refuses it and
+/// the service re-applies on top of what is stored — nothing overwritten.
+pub async fn cas_held_state_commits_or_conflicts(ctx: CaseContext) -> CaseResult {
+    let service = GovernanceService::new(Arc::clone(&ctx.store));
+    let created = create(&ctx, spec(&ctx)).await?;
+    let first = service.apply_to(&created, &requester(), annotate(1)).await?;
+    ensure_eq!(first.request().revision(), 2, "applied to the held state");
+    let stale = lifecycle::apply(&created, &requester(), &annotate(2), Timestamp::now())?;
+    let refused = expect_err(ctx.store.commit_transition(&stale).await, "a transition from a stale held state")?;
+    ensure!(refused.is_conflict(), "expected Conflict, got {refused:?}");
+    let late = service.apply_to(&created, &requester(), annotate(3)).await?;
+    ensure_eq!(late.request().revision(), 3, "re-applied on top of the stored state");
+    let read = ctx.store.get_request(&ctx.workspace, created.id()).await?;
+    ensure_eq!((read.revision(), read.spec().metadata.clone()), (3, json!({"counter": 3})), "both changes kept");
+    Ok(())
+}
+
 /// 16 writers × 50 compare-and-set increments on one request end at exactly
 /// revision 801 with 800 update records and no lost increment.
 pub async fn concurrency_cas_increments(ctx: CaseContext) -> CaseResult {

@@ -50,6 +50,7 @@ macro_rules! __with_cases {
             cas_service_retries_on_conflict: Cas [],
             cas_retry_revalidates: Cas [],
             cas_retry_is_bounded: Cas [],
+            cas_held_state_commits_or_conflicts: Cas [],
             lifecycle_moves_from_created: Lifecycle [],
             lifecycle_moves_from_pending: Lifecycle [],
             lifecycle_moves_from_approved: Lifecycle [],
