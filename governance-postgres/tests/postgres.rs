@@ -17,7 +17,7 @@ use governance_abstractions::{
 };
 use governance_postgres::sqlx::{self, Row};
 use governance_postgres::{FeedCursor, PostgresStore};
-use governance_test_support::{Server, databases_required, fresh_database, server_url};
+use governance_test_support::{Server, fresh_database, server_url, setup_fails};
 
 /// A migrated store on a database of its own, or `None` (skip) when no
 /// server is configured and none is required.
@@ -33,7 +33,7 @@ async fn store() -> Option<PostgresStore> {
             store.migrate().await.expect("migrations re-run as a no-op");
             Some(store)
         }
-        Err(error) if databases_required() => panic!("{error}"),
+        Err(error) if setup_fails(&error) => panic!("{error}"),
         Err(error) => {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "SKIPPED PostgreSQL: {error}");

@@ -24,7 +24,7 @@ use governance_seaorm::sea_orm::{
     IntoActiveModel, Statement,
 };
 use governance_seaorm::{Migrator, SeaOrmStore};
-use governance_test_support::{Server, databases_required, fresh_database, server_url};
+use governance_test_support::{Server, fresh_database, server_url, setup_fails};
 use sea_orm_migration::MigratorTrait;
 
 /// A fresh database on the PostgreSQL server, or `None` (with a notice)
@@ -36,7 +36,7 @@ async fn database() -> Option<String> {
     };
     match url {
         Ok(url) => Some(url),
-        Err(error) if databases_required() => panic!("{}: {error}", Server::Postgres.variable()),
+        Err(error) if setup_fails(&error) => panic!("{}: {error}", Server::Postgres.variable()),
         Err(error) => {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "SKIPPED PostgreSQL: {error}");
