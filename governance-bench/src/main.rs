@@ -80,6 +80,7 @@ fn options() -> Options {
         plan: Plan { slice: Duration::from_millis(250), rounds: 4 },
         query_records: 20_000,
         query_samples: 200,
+        cpu_records: 20_000,
     };
     let mut tiny = false;
     let (mut json, mut explain, mut providers, mut cpu_records) = (false, false, Vec::new(), None);
@@ -127,6 +128,7 @@ fn options() -> Options {
             plan: Plan { slice: Duration::from_millis(20), rounds: 2 },
             query_records: 1_000,
             query_samples: 10,
+            cpu_records: 500,
         };
     }
     Options { sizes, json, explain, providers, cpu_records }
@@ -208,6 +210,9 @@ fn markdown(rows: &[Row]) -> String {
         }
         if let (Some(ours), Some(theirs)) = (r.conflicts_per_s, r.baseline_conflicts_per_s) {
             notes.push(format!("conflicts/s {ours:.0} (baseline {theirs:.0})"));
+        }
+        if let Some(note) = &r.notes {
+            notes.push(note.clone());
         }
         out.push_str(&format!(
             "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} |\n",

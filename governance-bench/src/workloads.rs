@@ -46,6 +46,9 @@ pub(crate) struct Row {
     pub(crate) conflicts_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) baseline_conflicts_per_s: Option<f64>,
+    /// What the figures mean where the columns do not say it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) notes: Option<String>,
 }
 
 fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, baseline: &Tally) -> Row {
@@ -61,6 +64,7 @@ fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, basel
         baseline_p50_us: None,
         conflicts_per_s: None,
         baseline_conflicts_per_s: None,
+        notes: None,
     }
 }
 
@@ -553,6 +557,8 @@ pub(crate) struct Sizes {
     pub(crate) plan: Plan,
     pub(crate) query_records: u64,
     pub(crate) query_samples: usize,
+    /// Records timed for the `client-cpu-per-record` row.
+    pub(crate) cpu_records: u64,
 }
 
 /// Every workload that applies to `target`.
@@ -565,6 +571,36 @@ pub(crate) async fn run(target: &Target, sizes: Sizes) -> Result<Vec<Row>, Strin
         queries(target, sizes.query_records, sizes.query_samples, &mut rows).await?;
     } else {
         workspace_scaling(target, sizes.plan, &mut rows).await?;
+        rows.push(client_cpu(target.name, sizes.cpu_records).await?);
     }
     Ok(rows)
+}
+
+/// `client-cpu-per-record`: the client CPU of one realistic record (one
+/// float in its payload) through `Recorder::record` into the memory store,
+/// in µs (`p50_us` holds the mean), against the floor measured in the same
+/// run (`to_vec` of the record plus its canonical SHA-256): throughputs are
+/// per thread, and `ratio` is floor ÷ record, so 1.0 is the floor.
+async fn client_cpu(provider: &str, records: u64) -> Result<Row, String> {
+    // Its own current-thread runtime, on a thread of its own: one thread's CPU.
+    let measured =
+        tokio::task::spawn_blocking(move || crate::cpu::measure(records)).await.map_err(|e| e.to_string())??;
+    let (us, floor) = (measured.record_us(), measured.floor_us());
+    Ok(Row {
+        provider: provider.to_owned(),
+        workload: "client-cpu-per-record".to_owned(),
+        concurrency: 1,
+        ops_per_s: 1e6 / us.max(1e-9),
+        p50_us: us,
+        p99_us: us,
+        baseline_ops_per_s: 1e6 / floor.max(1e-9),
+        ratio: floor / us.max(1e-9),
+        baseline_p50_us: Some(floor),
+        conflicts_per_s: None,
+        baseline_conflicts_per_s: None,
+        notes: Some(format!(
+            "{:.1}x floor ({us:.1} µs against {floor:.1} µs, {records} records)",
+            us / floor.max(1e-9)
+        )),
+    })
 }
