@@ -1172,3 +1172,28 @@ async fn a_write_on_a_read_only_server_is_unavailable() {
     let missing = store.get_request(&ws, creation.request().id()).await.expect_err("nothing was written");
     assert!(missing.is_not_found(), "{missing:?}");
 }
+
+/// Reads can be served from a standby: a store over a read-only pool
+/// answers every read the application makes (and the feed), while writes
+/// stay with the primary's store.
+#[tokio::test]
+async fn a_store_over_a_read_only_pool_serves_reads() {
+    let Some(primary) = store().await else { return };
+    let options = primary.pool().connect_options().as_ref().clone().options([("default_transaction_read_only", "on")]);
+    let standby = PostgresStore::new(
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options).await.expect("connects"),
+    );
+    let ws = workspace();
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("t", "1"), "update", Actor::user("u"));
+    let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+    primary.create_request(&creation).await.expect("the primary takes the write");
+    let id = creation.request().id();
+    assert_eq!(standby.get_request(&ws, id).await.expect("read").revision(), 1);
+    let page = standby.query_requests(&ws, &RequestFilter::default(), &PageRequest::first(10)).await.expect("query");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(standby.history_for_request(&ws, id).await.expect("history").len(), 1);
+    // The feed holds a record back while older transactions may still
+    // commit (anywhere on the server); it arrives.
+    let (seen, _) = feed_until(&standby, &ws, &FeedCursor::start(), 1).await;
+    assert_eq!(seen, vec![creation.record().id()]);
+}
