@@ -314,17 +314,20 @@ async fn reason_code_counts<C: ConnectionTrait>(
             format!("{mark}{part}")
         })
         .collect::<String>();
-    // Keys come back as bytes on MySQL: its JSON_TABLE columns would
-    // otherwise group case-insensitively in the connection's collation.
+    // MySQL's JSON_TABLE column gets a binary collation, or it would group
+    // case-insensitively in the connection's collation; that collation pads
+    // ("a" equals "a "), so the byte length is grouped on too. Grouping on
+    // `CAST(… AS BINARY)` instead costs a conversion per row.
     let sql = match backend {
         DbBackend::Postgres => format!(
             "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h \
              CROSS JOIN LATERAL unnest(h.reason_codes) AS r(code) WHERE {conditions} GROUP BY r.code"
         ),
         DbBackend::MySql => format!(
-            "SELECT CAST(r.code AS BINARY) AS k, COUNT(*) AS n FROM governance_history h, \
-             JSON_TABLE(h.reason_codes, '$[*]' COLUMNS (code VARCHAR(255) PATH '$')) AS r \
-             WHERE {conditions} GROUP BY CAST(r.code AS BINARY)"
+            "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h, \
+             JSON_TABLE(h.reason_codes, '$[*]' COLUMNS \
+             (code VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS r \
+             WHERE {conditions} GROUP BY r.code, OCTET_LENGTH(r.code)"
         ),
         _ => format!(
             "SELECT r.value AS k, COUNT(*) AS n FROM governance_history h, json_each(h.reason_codes) AS r \
@@ -334,12 +337,7 @@ async fn reason_code_counts<C: ConnectionTrait>(
     let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(map)?;
     rows.iter()
         .map(|row| {
-            let key = if backend == DbBackend::MySql {
-                let bytes: Vec<u8> = row.try_get("", "k").map_err(map)?;
-                String::from_utf8(bytes).map_err(|e| GovernanceError::backend(false, e))?
-            } else {
-                row.try_get::<String>("", "k").map_err(map)?
-            };
+            let key = row.try_get::<String>("", "k").map_err(map)?;
             let n: i64 = row.try_get("", "n").map_err(map)?;
             Ok(Count { key, count: u64::try_from(n).unwrap_or(0) })
         })

@@ -159,15 +159,16 @@ pub async fn history_query_filters(ctx: CaseContext) -> CaseResult {
 /// Analytics: top deny reasons, per principal, per operation, per decision,
 /// over a window, with a limit; lifecycle records are not counted.
 pub async fn history_counts(ctx: CaseContext) -> CaseResult {
-    let rows: [(&str, &str, Decision, &[&str], i64); 7] = [
+    let rows: [(&str, &str, Decision, &[&str], i64); 8] = [
         ("eve", "create", Decision::Denied, &["limit", "currency"], 10),
         ("eve", "create", Decision::Denied, &["limit"], 20),
         ("bob", "delete", Decision::Denied, &["role"], 30),
         ("bob", "create", Decision::Approved, &[], 40),
         ("amy", "create", Decision::Approved, &[], 50),
         ("eve", "update", Decision::Denied, &["limit"], 5_000),
-        // Keys are byte-exact: "Limit" is not "limit".
+        // Keys are byte-exact: "Limit" is not "limit", nor is "limit ".
         ("amy", "create", Decision::Denied, &["Limit"], 60),
+        ("amy", "create", Decision::Denied, &["limit "], 70),
     ];
     for (actor, operation, decision, reasons, offset) in rows {
         let mut e = evidence(&ctx, decision);
@@ -185,17 +186,21 @@ pub async fn history_counts(ctx: CaseContext) -> CaseResult {
     let c = |key: &str, count: u64| Count { key: key.into(), count };
 
     let deny_reasons = count(CountQuery::new(CountBy::ReasonCode, window).decision(Decision::Denied)).await?;
-    ensure_eq!(deny_reasons, vec![c("limit", 2), c("Limit", 1), c("currency", 1), c("role", 1)], "top deny reasons");
+    ensure_eq!(
+        deny_reasons,
+        vec![c("limit", 2), c("Limit", 1), c("currency", 1), c("limit ", 1), c("role", 1)],
+        "top deny reasons"
+    );
     let top_one = count(CountQuery::new(CountBy::ReasonCode, window).decision(Decision::Denied).limit(1)).await?;
     ensure_eq!(top_one, vec![c("limit", 2)], "limit 1");
     let principals = count(CountQuery::new(CountBy::Principal, window)).await?;
-    ensure_eq!(principals, vec![c("user:amy", 2), c("user:bob", 2), c("user:eve", 2)], "per principal");
+    ensure_eq!(principals, vec![c("user:amy", 3), c("user:bob", 2), c("user:eve", 2)], "per principal");
     let denied_principals = count(CountQuery::new(CountBy::Principal, window).decision(Decision::Denied)).await?;
-    ensure_eq!(denied_principals, vec![c("user:eve", 2), c("user:amy", 1), c("user:bob", 1)], "denials per principal");
+    ensure_eq!(denied_principals, vec![c("user:amy", 2), c("user:eve", 2), c("user:bob", 1)], "denials per principal");
     let operations = count(CountQuery::new(CountBy::Operation, window)).await?;
-    ensure_eq!(operations, vec![c("create", 5), c("delete", 1)], "per operation");
+    ensure_eq!(operations, vec![c("create", 6), c("delete", 1)], "per operation");
     let decisions = count(CountQuery::new(CountBy::Decision, TimeRange::default())).await?;
-    ensure_eq!(decisions, vec![c("denied", 5), c("approved", 2)], "per decision, all time");
+    ensure_eq!(decisions, vec![c("denied", 6), c("approved", 2)], "per decision, all time");
     let empty = count(CountQuery::new(CountBy::Decision, TimeRange::between(instant(-100), instant(-50)))).await?;
     ensure!(empty.is_empty(), "an empty window counts nothing: {empty:?}");
     Ok(())
