@@ -8,23 +8,12 @@ use governance_postgres::PostgresStore;
 
 /// The error and its causes, as a log line would show them.
 fn chain(error: &GovernanceError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+    governance_test_support::with_causes(error)
 }
 
 #[tokio::test]
 async fn a_refused_port_is_unavailable_at_once_with_its_cause() {
-    let url = format!("postgres://app:s3cret-pw@127.0.0.1:{}/db", closed_port());
+    let url = format!("postgres://app:s3cret-pw@127.0.0.1:{}/db", governance_test_support::closed_port());
     let started = Instant::now();
     let error = PostgresStore::connect(&url).await.expect_err("nothing listens there");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());

@@ -42,3 +42,10 @@ pub use urls::{redacted, scrubbed, with_database, with_login};
 pub const POSTGRES_URL_ENV: &str = "GOVERNANCE_POSTGRES_URL";
 /// The MySQL/MariaDB server URL variable.
 pub const MYSQL_URL_ENV: &str = "GOVERNANCE_MYSQL_URL";
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released): a
+/// connection to it is refused.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0");
+    listener.and_then(|l| l.local_addr()).map_or(1, |address| address.port())
+}
