@@ -116,3 +116,13 @@ fn workspace_ids_are_validated_when_deserialized() {
     assert!(serde_json::from_str::<WorkspaceId>("\"a\\u0000\"").is_err());
     assert_eq!(serde_json::from_str::<WorkspaceId>("\"acme\"").unwrap(), WorkspaceId::new("acme").unwrap());
 }
+
+/// The text enums honour width and alignment, as `str` does: a table of
+/// statuses lines up.
+#[test]
+fn text_enums_pad_like_strings() {
+    use governance_abstractions::{Decision, RequestStatus};
+    assert_eq!(format!("[{:<9}]", RequestStatus::Pending), "[pending  ]");
+    assert_eq!(format!("[{:>8}]", Decision::Denied), "[  denied]");
+    assert_eq!(RequestStatus::Pending.to_string(), "pending");
+}
