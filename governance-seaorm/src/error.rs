@@ -33,6 +33,11 @@ pub(crate) fn mysql_number(database: &dyn DatabaseError) -> Option<u16> {
     };
 }
 
+/// The MySQL error number of a SeaORM error, if the server reported one.
+pub(crate) fn mysql_error_number(error: &DbErr) -> Option<u16> {
+    database_error(error).and_then(mysql_number)
+}
+
 /// What kind of failure the database reported.
 enum Class {
     /// The server went away or refuses connections: retry later.
@@ -78,7 +83,7 @@ fn classify(database: &dyn DatabaseError) -> Class {
 /// True when the server rolled back the whole transaction, not just the
 /// statement (MySQL/MariaDB on a deadlock): savepoints are gone with it.
 pub(crate) fn transaction_lost(error: &DbErr) -> bool {
-    database_error(error).and_then(mysql_number) == Some(1213)
+    mysql_error_number(error) == Some(1213)
 }
 
 /// Maps a SeaORM error: lost or unreachable servers are `Unavailable`;

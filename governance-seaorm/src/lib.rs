@@ -279,7 +279,13 @@ impl SeaOrmStore {
     /// Applies pending migrations. Re-runnable, and safe when several
     /// processes start at once: the run holds a lock (PostgreSQL advisory
     /// lock, a MySQL `GET_LOCK` named after the database, the SQLite write
-    /// lock).
+    /// lock). On a MariaDB Galera cluster, where `GET_LOCK` holds on one
+    /// node only, the lock is a row in
+    /// [`governance_migrations_lock`](migration::LOCK_TABLE) that one node's
+    /// commit alone can take, with a lease that a crashed run's successor
+    /// takes over; a run that waited [`migration::LOCK_WAIT`] in vain fails
+    /// with a retryable [`GovernanceError::Backend`] whose source is a
+    /// [`MigrationLocked`](migration::MigrationLocked).
     ///
     /// On PostgreSQL the schema is `governance-postgres`'s (either may have
     /// migrated the database), and governance tables that hold another
@@ -301,6 +307,14 @@ impl SeaOrmStore {
                 Migrator::up(&txn, None).await.map_err(error::map)?;
                 migration::check_postgres_schema(&txn, SchemaStage::Migrated).await?;
                 txn.commit().await.map_err(error::map)
+            }
+            DbBackend::MySql if migration::lock::is_galera(db).await? => {
+                // GET_LOCK is node-local on Galera: the lock is a row that
+                // only one node's commit can insert (migration::lock).
+                let held = migration::lock::acquire(db).await?;
+                let migrated = Migrator::up(db, None).await.map_err(error::map);
+                let released = held.release().await;
+                migrated.and(released)
             }
             DbBackend::MySql => {
                 // A transaction pins one pooled connection to hold the named lock;

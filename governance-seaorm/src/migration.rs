@@ -13,8 +13,13 @@ use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
 
 mod frozen;
+pub(crate) mod lock;
 mod postgres;
 
+pub use lock::{
+    LEASE as LOCK_LEASE, LOCK_TABLE, MigrationLockLost, MigrationLocked, RENEW_EVERY as LOCK_RENEW_EVERY,
+    WAIT as LOCK_WAIT,
+};
 pub(crate) use postgres::check_schema as check_postgres_schema;
 
 /// Runs the governance schema migrations. Its bookkeeping table is
@@ -138,9 +143,66 @@ async fn run(manager: &SchemaManager<'_>, postgres: &[&str], mysql: &[&str], sql
     };
     let collation = if backend == DbBackend::MySql { mysql_nopad_collation(manager).await? } else { "" };
     for statement in statements {
-        manager.get_connection().execute_unprepared(&statement.replace("{collation}", collation)).await?;
+        let statement = statement.replace("{collation}", collation);
+        if backend == DbBackend::MySql && statement.starts_with(CREATE_TRIGGER_IF_NOT_EXISTS) {
+            create_mysql_trigger(manager, &statement).await?;
+        } else {
+            manager.get_connection().execute_unprepared(&statement).await?;
+        }
     }
     Ok(())
+}
+
+const CREATE_TRIGGER_IF_NOT_EXISTS: &str = "CREATE TRIGGER IF NOT EXISTS ";
+
+/// Runs a `CREATE TRIGGER IF NOT EXISTS` statement on MySQL/MariaDB.
+/// MariaDB and MySQL 8.0.29+ take it as it is; an older MySQL does not
+/// know the clause, so there the trigger is looked up first and created
+/// without it when missing (the migration lock keeps the check and the
+/// creation together).
+pub(crate) async fn create_mysql_trigger(manager: &SchemaManager<'_>, statement: &str) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let connection = manager.get_connection();
+    let version = connection
+        .query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT VERSION() AS v"))
+        .await?
+        .map(|row| row.try_get::<String>("", "v"))
+        .transpose()?
+        .unwrap_or_default();
+    if trigger_if_not_exists_supported(&version) {
+        connection.execute_unprepared(statement).await?;
+        return Ok(());
+    }
+    let Some(rest) = statement.strip_prefix(CREATE_TRIGGER_IF_NOT_EXISTS) else {
+        return Err(DbErr::Migration(format!("not a CREATE TRIGGER IF NOT EXISTS statement: {statement}")));
+    };
+    let name = rest.split_whitespace().next().unwrap_or_default();
+    let exists = connection
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT COUNT(*) AS n FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME = ?",
+            [name.into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0)
+        > 0;
+    if !exists {
+        connection.execute_unprepared(&format!("CREATE TRIGGER {rest}")).await?;
+    }
+    Ok(())
+}
+
+/// MariaDB (since 10.1.4) and MySQL from 8.0.29 accept `CREATE TRIGGER IF
+/// NOT EXISTS`.
+fn trigger_if_not_exists_supported(version: &str) -> bool {
+    if version.contains("MariaDB") {
+        return true;
+    }
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor, patch) >= (8, 0, 29)
 }
 
 /// MariaDB's `utf8mb4_nopad_bin`, or MySQL 8's `utf8mb4_0900_bin` (NO PAD).
@@ -223,12 +285,13 @@ const MYSQL: &[&str] = &[
         KEY governance_history_request (workspace_id, request_id, request_revision, created_at, id),
         KEY governance_history_decision (workspace_id, decision, created_at)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
-    // DDL is not transactional here: re-running after a crash must work.
-    "DROP TRIGGER IF EXISTS governance_history_no_update",
-    "CREATE TRIGGER governance_history_no_update BEFORE UPDATE ON governance_history FOR EACH ROW
+    // DDL is not transactional here: re-running after a crash must work, so
+    // each trigger is created unless it is there (a run that stopped between
+    // statements left it whole: DDL is atomic). Creating, never dropping,
+    // also keeps the guard on while a second run passes over it.
+    "CREATE TRIGGER IF NOT EXISTS governance_history_no_update BEFORE UPDATE ON governance_history FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: UPDATE refused'",
-    "DROP TRIGGER IF EXISTS governance_history_no_delete",
-    "CREATE TRIGGER governance_history_no_delete BEFORE DELETE ON governance_history FOR EACH ROW
+    "CREATE TRIGGER IF NOT EXISTS governance_history_no_delete BEFORE DELETE ON governance_history FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_history is append-only: DELETE refused'",
     // TRUNCATE fires no trigger on MySQL; InnoDB refuses to truncate a table
     // that a foreign key references, so this empty table guards it.
@@ -347,17 +410,13 @@ const MYSQL_INTEGRITY: &[&str] = &[
         PRIMARY KEY (workspace_id, leaf_index),
         UNIQUE KEY governance_seals_record (workspace_id, record_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"#,
-    "DROP TRIGGER IF EXISTS governance_checkpoints_no_update",
-    "CREATE TRIGGER governance_checkpoints_no_update BEFORE UPDATE ON governance_checkpoints FOR EACH ROW
+    "CREATE TRIGGER IF NOT EXISTS governance_checkpoints_no_update BEFORE UPDATE ON governance_checkpoints FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_checkpoints is append-only: UPDATE refused'",
-    "DROP TRIGGER IF EXISTS governance_checkpoints_no_delete",
-    "CREATE TRIGGER governance_checkpoints_no_delete BEFORE DELETE ON governance_checkpoints FOR EACH ROW
+    "CREATE TRIGGER IF NOT EXISTS governance_checkpoints_no_delete BEFORE DELETE ON governance_checkpoints FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_checkpoints is append-only: DELETE refused'",
-    "DROP TRIGGER IF EXISTS governance_seals_no_update",
-    "CREATE TRIGGER governance_seals_no_update BEFORE UPDATE ON governance_seals FOR EACH ROW
+    "CREATE TRIGGER IF NOT EXISTS governance_seals_no_update BEFORE UPDATE ON governance_seals FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_seals is append-only: UPDATE refused'",
-    "DROP TRIGGER IF EXISTS governance_seals_no_delete",
-    "CREATE TRIGGER governance_seals_no_delete BEFORE DELETE ON governance_seals FOR EACH ROW
+    "CREATE TRIGGER IF NOT EXISTS governance_seals_no_delete BEFORE DELETE ON governance_seals FOR EACH ROW
         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'governance_seals is append-only: DELETE refused'",
     // The history table's TRUNCATE guard, once per table.
     r#"CREATE TABLE IF NOT EXISTS governance_checkpoints_truncate_guard (
@@ -415,3 +474,29 @@ const MYSQL_STATE_DIGEST: &[&str] =
     &["ALTER TABLE governance_requests ADD COLUMN state_digest CHAR(64) COLLATE {collation} NULL"];
 
 const SQLITE_STATE_DIGEST: &[&str] = &["ALTER TABLE governance_requests ADD COLUMN state_digest TEXT"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_if_not_exists_by_server_version() {
+        assert!(trigger_if_not_exists_supported("10.11.19-MariaDB-0+deb12u1"));
+        assert!(trigger_if_not_exists_supported("11.4.2-MariaDB"));
+        assert!(trigger_if_not_exists_supported("8.0.29"));
+        assert!(trigger_if_not_exists_supported("8.4.0"));
+        assert!(trigger_if_not_exists_supported("9.1.0-commercial"));
+        assert!(!trigger_if_not_exists_supported("8.0.28"));
+        assert!(!trigger_if_not_exists_supported("5.7.44-log"));
+    }
+
+    #[test]
+    fn mysql_triggers_are_created_once_never_dropped() {
+        for statement in MYSQL.iter().chain(MYSQL_INTEGRITY) {
+            assert!(!statement.contains("DROP TRIGGER"), "{statement}");
+            if statement.contains("CREATE TRIGGER") {
+                assert!(statement.starts_with(CREATE_TRIGGER_IF_NOT_EXISTS), "{statement}");
+            }
+        }
+    }
+}

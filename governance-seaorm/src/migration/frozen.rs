@@ -32,10 +32,9 @@ impl MigrationTrait for GuardFrozenRequestColumns {
             return Ok(());
         }
         // DDL commits on its own here: re-running after a crash must work.
-        let connection = manager.get_connection();
-        connection.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {TRIGGER}")).await?;
-        connection.execute_unprepared(&create_trigger()).await?;
-        Ok(())
+        // Created unless it is there, never dropped first: a second run
+        // (or one on another Galera node) never leaves the columns unguarded.
+        super::create_mysql_trigger(manager, &create_trigger()).await
     }
 }
 
@@ -70,7 +69,7 @@ fn create_trigger() -> String {
         .map(|column| format!("CAST(OLD.`{column}` AS BINARY) <=> CAST(NEW.`{column}` AS BINARY)"))
         .collect();
     format!(
-        "CREATE TRIGGER {TRIGGER} BEFORE UPDATE ON governance_requests FOR EACH ROW \
+        "CREATE TRIGGER IF NOT EXISTS {TRIGGER} BEFORE UPDATE ON governance_requests FOR EACH ROW \
          BEGIN IF NOT ({}) THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = \
          'governance_requests: a column fixed at creation cannot change'; END IF; END",
         unchanged.join(" AND ")
