@@ -207,16 +207,25 @@ async fn renew(db: DatabaseConnection, owner: String, lost: std::sync::Arc<std::
 impl Held {
     /// Stops renewing and deletes the row (only this run's own). Reports
     /// [`MigrationLockLost`] when the row was taken over meanwhile.
-    pub(crate) async fn release(self) -> Result<()> {
+    pub(crate) async fn release(mut self) -> Result<()> {
         self.renewing.abort();
-        let _ = self.renewing.await;
+        let _ = (&mut self.renewing).await;
         let sql = format!("DELETE FROM {LOCK_TABLE} WHERE name = ? AND owner = ?");
-        let deleted = self.db.execute_raw(statement(&sql, vec![NAME.into(), self.owner.into()])).await;
+        let deleted = self.db.execute_raw(statement(&sql, vec![NAME.into(), self.owner.clone().into()])).await;
         let deleted = deleted.map_err(error::map)?;
         if deleted.rows_affected() == 0 || self.lost.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(GovernanceError::backend(true, MigrationLockLost));
         }
         Ok(())
+    }
+}
+
+/// A run dropped before it released (its `migrate()` future cancelled)
+/// stops renewing: its row then runs out after [`LEASE`] instead of being
+/// kept alive by a task nobody waits for.
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewing.abort();
     }
 }
 
