@@ -15,8 +15,33 @@ use crate::harness::{Case, CaseContext, SetupError, StoreFactory};
 /// configured but does not answer fails whatever this says.
 pub const REQUIRE_DATABASES_ENV: &str = "GOVERNANCE_REQUIRE_DATABASES";
 
-/// A case that runs longer than this fails.
+/// A case that runs longer than this fails, unless [`CASE_TIMEOUT_ENV`] says
+/// otherwise.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Seconds each case may run (a whole number, at least 1), in place of
+/// [`CASE_TIMEOUT`]: longer for a slow remote database, shorter for a
+/// mutation-testing run where a hang should fail fast.
+pub const CASE_TIMEOUT_ENV: &str = "GOVERNANCE_CASE_TIMEOUT_SECS";
+
+/// The time each case may run: [`CASE_TIMEOUT_ENV`] when set, else
+/// [`CASE_TIMEOUT`]. A value that is not a whole number of seconds of at
+/// least 1 is an error, never silently the default.
+pub fn case_timeout() -> Result<Duration, String> {
+    timeout_setting(std::env::var(CASE_TIMEOUT_ENV))
+}
+
+fn timeout_setting(setting: Result<String, std::env::VarError>) -> Result<Duration, String> {
+    let invalid = |value: &str| format!("{CASE_TIMEOUT_ENV}={value:?} is not a whole number of seconds of at least 1");
+    match setting {
+        Err(std::env::VarError::NotPresent) => Ok(CASE_TIMEOUT),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(invalid(&raw.to_string_lossy())),
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) if seconds >= 1 => Ok(Duration::from_secs(seconds)),
+            _ => Err(invalid(&value)),
+        },
+    }
+}
 
 /// A value of [`REQUIRE_DATABASES_ENV`] that is not one of the accepted
 /// spellings.
@@ -164,9 +189,18 @@ impl ProviderReport {
 }
 
 /// Runs one case on a fresh store from `factory`, failing it after
-/// [`CASE_TIMEOUT`].
+/// [`case_timeout`].
 pub async fn run_case(factory: Arc<dyn StoreFactory>, case: &'static Case) -> CaseReport {
-    run_case_within(factory, case, CASE_TIMEOUT).await
+    match case_timeout() {
+        Ok(limit) => run_case_within(factory, case, limit).await,
+        Err(message) => CaseReport {
+            name: case.name,
+            group: case.group.name(),
+            status: CaseStatus::Failed,
+            ms: 0,
+            message: Some(message),
+        },
+    }
 }
 
 /// Runs one case on a fresh store from `factory`, failing it, by name, when
@@ -507,6 +541,18 @@ mod tests {
     #[test]
     fn an_unreachable_database_fails_whatever_the_flag_says() {
         assert!(setup_fails(&SetupError::Unavailable("refused".into())));
+    }
+
+    #[test]
+    fn the_case_timeout_is_whole_seconds_or_an_error() {
+        use std::env::VarError::NotPresent;
+        assert_eq!(timeout_setting(Err(NotPresent)), Ok(CASE_TIMEOUT));
+        assert_eq!(timeout_setting(Ok("5".into())), Ok(Duration::from_secs(5)));
+        assert_eq!(timeout_setting(Ok(" 600 ".into())), Ok(Duration::from_secs(600)));
+        for bad in ["", "0", "-1", "1.5", "10s", "ten"] {
+            let error = timeout_setting(Ok(bad.into())).expect_err(bad);
+            assert!(error.contains(CASE_TIMEOUT_ENV) && error.contains(&format!("{bad:?}")), "{error}");
+        }
     }
 
     #[tokio::test]
