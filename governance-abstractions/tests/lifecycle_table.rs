@@ -89,3 +89,15 @@ fn every_action_of_the_table_is_a_known_kind_and_moves_are_listed_once() {
     assert!(!is_allowed(RequestStatus::Approved, RequestStatus::Pending, ActionKind::Submit));
     assert!(is_allowed(RequestStatus::Approved, RequestStatus::Pending, ActionKind::Execute));
 }
+
+#[test]
+fn a_move_is_allowed_exactly_when_some_action_of_the_table_makes_it() {
+    for from in RequestStatus::ALL {
+        for to in RequestStatus::ALL {
+            let by_some_action = ActionKind::ALL.iter().any(|action| is_allowed(*from, *to, *action));
+            assert_eq!(is_allowed_move(*from, *to), by_some_action, "{from} → {to}");
+        }
+    }
+    assert!(is_allowed_move(RequestStatus::Created, RequestStatus::Pending));
+    assert!(!is_allowed_move(RequestStatus::Pending, RequestStatus::Created));
+}

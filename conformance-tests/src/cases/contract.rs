@@ -346,6 +346,10 @@ pub async fn contract_time_bounds_outside_storable_range(ctx: CaseContext) -> Ca
         out_of_range(counts.map(|c| c.iter().map(|c| c.key.clone()).collect()), what)?;
     }
     out_of_range(ctx.store.due_for_expiry(&ctx.workspace, year_10000, 10).await.map(ids), "due by year 10000")?;
+    // A feed position past the storable range is refused the same way.
+    let beyond = governance_abstractions::Position { created_at: year_10000, id: uuid::Uuid::nil() };
+    let feed = ctx.store.unsealed_history(&ctx.workspace, Some(beyond), 10).await;
+    out_of_range(feed.map(|records| records.iter().map(|r| format!("{r:?}")).collect()), "feed after year 10000")?;
     let filter = RequestFilter { created: TimeRange { from: None, until: Some(last) }, ..RequestFilter::default() };
     let found = ctx.store.query_requests(&ctx.workspace, &filter, &PageRequest::all()).await?;
     ensure_eq!(ids(found.items), vec![request.id().to_string()], "until the last storable instant");

@@ -2,7 +2,8 @@
 
 use governance_abstractions::{
     Action, Actor, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryFilter, HistoryRecord, NewRequest,
-    PageRequest, RequestFilter, RequestId, TargetRef, Timestamp, ValidationProblem, WorkspaceId, lifecycle, limits,
+    PageRequest, RequestFilter, RequestId, RequestStatus, TargetRef, Timestamp, ValidationProblem, Verdict,
+    WorkspaceId, lifecycle, limits,
 };
 use serde_json::{Value, json};
 
@@ -96,6 +97,40 @@ pub async fn bad_input_nul_rejected(ctx: CaseContext) -> CaseResult {
     e.response_json = Some(json!({"deep": {"deeper": "\u{0}"}}));
     refused_record(&ctx, "evidence payload", e, nul).await?;
     ensure_empty(&ctx).await
+}
+
+/// An action's own input (a reject or cancel reason, a decision comment, an
+/// execution's current version, annotation metadata) is a validation error
+/// naming that field, checked before the request's state: the same answer
+/// on a live request and on a finished one, and nothing changes.
+pub async fn bad_input_actions_refused_first(ctx: CaseContext) -> CaseResult {
+    let too_long_text = "r".repeat(limits::MAX_TEXT_BYTES + 1);
+    let cases: Vec<(&str, Action, fn(&ValidationProblem) -> bool)> = vec![
+        ("reason", Action::Reject { reason: "no\0".into() }, nul),
+        ("reason", Action::Cancel { reason: too_long_text.clone() }, too_long),
+        ("comment", Action::Decide { verdict: Verdict::Approved, comment: Some("\0".into()) }, nul),
+        ("comment", Action::Decide { verdict: Verdict::Rejected, comment: Some(too_long_text) }, too_long),
+        ("current_version", Action::Execute { current_version: Some(limits::MAX_SAFE_INTEGER + 1) }, out_of_range),
+        ("current_version", Action::Execute { current_version: Some(-limits::MAX_SAFE_INTEGER - 1) }, out_of_range),
+        ("metadata", Action::Annotate { metadata: json!({ "k": "\0" }) }, nul),
+    ];
+    let live = request_in(&ctx, RequestStatus::Pending).await?;
+    let finished = request_in(&ctx, RequestStatus::Canceled).await?;
+    for (field, action, want) in cases {
+        for request in [&live, &finished] {
+            let what = format!("{} on a {} request", action.kind(), request.status());
+            let refused = |error: &GovernanceError| matches!(error, GovernanceError::Validation { field: f, problem } if f == field && want(problem));
+            let direct = expect_err(lifecycle::apply(request, &requester(), &action, Timestamp::now()), &what)?;
+            ensure!(refused(&direct), "{what}: expected a validation error on {field}, got {direct:?}");
+            let served = expect_err(act(&ctx, request.id(), &requester(), action.clone()).await, &what)?;
+            ensure!(refused(&served), "{what} via the service: expected one on {field}, got {served:?}");
+        }
+    }
+    for request in [&live, &finished] {
+        let stored = ctx.store.get_request(&ctx.workspace, request.id()).await?;
+        ensure_eq!(stored.revision(), request.revision(), "refused actions change nothing");
+    }
+    Ok(())
 }
 
 /// Sizes over the documented limits are validation errors; at the limit they are accepted.

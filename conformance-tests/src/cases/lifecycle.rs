@@ -176,6 +176,14 @@ pub async fn lifecycle_history_records(ctx: CaseContext) -> CaseResult {
         (Some(4), HistoryCategory::Lifecycle, codes::REQUEST_EXECUTED, "requester"),
     ];
     ensure_eq!(seen, want, "history of submit → approve → execute");
+    // Each lifecycle record says which move it made, and why it waited.
+    let moves: Vec<Option<&serde_json::Value>> = history.iter().map(|r| r.evidence().response_json.as_ref()).collect();
+    let want = [
+        serde_json::json!({ "to": "created" }),
+        serde_json::json!({ "from": "created", "to": "pending", "pending_reason": "external_check" }),
+        serde_json::json!({ "from": "pending", "to": "approved", "from_pending_reason": "external_check" }),
+    ];
+    ensure_eq!(moves[..3], want.each_ref().map(Some), "the moves the records describe");
     ensure!(
         history.iter().all(|r| r.evidence().object_type == "flag" && r.evidence().operation == "update"),
         "records carry the request's object type and operation"

@@ -114,6 +114,7 @@ macro_rules! __with_cases {
             concurrency_many_workspaces: Concurrency [],
             bad_input_nul_rejected: BadInput [],
             bad_input_over_limits: BadInput [],
+            bad_input_actions_refused_first: BadInput [],
             bad_input_empty_ids: BadInput [],
             bad_input_inconsistent: BadInput [],
             bad_input_filters_and_json: BadInput [],
