@@ -2,7 +2,7 @@
 //! replaces, on the same server, in the same run, interleaved.
 //!
 //! ```text
-//! cargo run --release -p governance-bench -- [--scale N|tiny] [--format markdown|json] [--provider NAME]…
+//! cargo run --release -p governance-bench -- [--scale N|tiny] [--format markdown|json] [--provider NAME]… [--workload GROUP]…
 //! cargo run --release -p governance-bench -- --cpu-per-record N [--format markdown|json]
 //! ```
 //!
@@ -12,6 +12,14 @@
 //! for the query workload (default 20 000, at most 1 000 000); `--scale tiny`
 //! is a smoke run of every workload in seconds. `--explain` prints the plans
 //! PostgreSQL chooses for the PostgreSQL provider's queries.
+//!
+//! `--workload GROUP` (repeatable; default all) runs only some groups:
+//! `sql-baseline` (every provider against the hand-written SQL on its own
+//! tables: the `results` of the JSON), `event-sourced` (the SQL providers
+//! against a hand-written event-sourced shape of the same domain work,
+//! `vs-event-sourced/…` rows: `event_sourced` in the JSON), `bytes` (bytes
+//! of table and index per create + transition of each side:
+//! `bytes_per_operation` in the JSON).
 //!
 //! `--cpu-per-record N` measures something else, with no database: the
 //! client CPU that recording one piece of evidence costs. N realistic
@@ -28,8 +36,11 @@
 
 mod baseline;
 mod cpu;
+mod event_sourced;
+mod footprint;
 mod measure;
 mod sql;
+mod vs_event_sourced;
 mod workloads;
 
 use std::sync::Arc;
@@ -42,11 +53,15 @@ use governance_seaorm::sea_orm::{ConnectOptions, Database};
 use governance_test_support::{Server, fresh_database, server_url};
 
 use crate::baseline::MemoryBaseline;
+use crate::event_sourced::{pg_events, sea_events};
+use crate::footprint::{Footprint, Sizer};
 use crate::measure::Plan;
 use crate::sql::{PgBaseline, SeaBaseline};
-use crate::workloads::{Row, Sizes, Target};
+use crate::workloads::{Groups, Row, Sizes, Target};
 
 const PROVIDERS: [&str; 5] = ["postgres", "seaorm-postgres", "seaorm-sqlite", "seaorm-mysql", "memory"];
+
+const GROUPS: [&str; 3] = ["sql-baseline", "event-sourced", "bytes"];
 
 /// Connections per server pool: enough for 32 writers.
 const POOL: u32 = 40;
@@ -57,15 +72,20 @@ struct Options {
     json: bool,
     explain: bool,
     providers: Vec<String>,
+    groups: Groups,
     /// `--cpu-per-record N`: records to time instead of the workloads.
     cpu_records: Option<u64>,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!("governance-bench: {problem}");
-    eprintln!("usage: governance-bench [--scale N|tiny] [--format markdown|json] [--provider NAME]... [--explain]");
+    eprintln!(
+        "usage: governance-bench [--scale N|tiny] [--format markdown|json] [--provider NAME]... \
+         [--workload GROUP]... [--explain]"
+    );
     eprintln!("       governance-bench --cpu-per-record N [--format markdown|json]");
     eprintln!("providers: {}", PROVIDERS.join(", "));
+    eprintln!("workload groups: {}", GROUPS.join(", "));
     eprintln!(
         "--cpu-per-record N: no databases; times N realistic records (1 ..= 10000000) through \
          Recorder::record into a MemoryStore on one thread and prints µs per record for the whole call, \
@@ -81,8 +101,10 @@ fn options() -> Options {
         query_records: 20_000,
         query_samples: 200,
         cpu_records: 20_000,
+        footprint_ops: 1_000,
     };
     let mut tiny = false;
+    let mut groups = Vec::new();
     let (mut json, mut explain, mut providers, mut cpu_records) = (false, false, Vec::new(), None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -111,6 +133,13 @@ fn options() -> Options {
                 }
                 providers.push(name);
             }
+            "--workload" => {
+                let group = value();
+                if !GROUPS.contains(&group.as_str()) {
+                    usage(&format!("unknown workload group {group}"));
+                }
+                groups.push(group);
+            }
             "--explain" => explain = true,
             "--cpu-per-record" => match value().parse::<u64>() {
                 Ok(n) if (1..=10_000_000).contains(&n) => cpu_records = Some(n),
@@ -120,8 +149,8 @@ fn options() -> Options {
             other => usage(&format!("unknown argument {other}")),
         }
     }
-    if cpu_records.is_some() && (explain || !providers.is_empty()) {
-        usage("--cpu-per-record runs no provider: it takes neither --provider nor --explain");
+    if cpu_records.is_some() && (explain || !providers.is_empty() || !groups.is_empty()) {
+        usage("--cpu-per-record runs no provider: it takes neither --provider, --workload nor --explain");
     }
     if tiny {
         sizes = Sizes {
@@ -129,9 +158,12 @@ fn options() -> Options {
             query_records: 1_000,
             query_samples: 10,
             cpu_records: 500,
+            footprint_ops: 40,
         };
     }
-    Options { sizes, json, explain, providers, cpu_records }
+    let wants = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
+    let groups = Groups { sql: wants(GROUPS[0]), event_sourced: wants(GROUPS[1]), bytes: wants(GROUPS[2]) };
+    Options { sizes, json, explain, providers, groups, cpu_records }
 }
 
 /// A fresh database on the server named by `variable`, or why not.
@@ -148,10 +180,20 @@ async fn seaorm_server(url: &str) -> Result<SeaOrmStore, String> {
     Ok(store)
 }
 
-/// Opens `name` with its baseline on the same pool, or says why it is skipped.
+/// Opens `name` with its baselines on the same pool, or says why it is skipped.
 async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result<Target, String> {
-    let sql = |store: Arc<dyn governance_abstractions::GovernanceStore>, baseline: Arc<dyn baseline::Baseline>| {
-        Target { name, store, baseline, writers: vec![1, 8, 32], queries: true, explain: None }
+    let sql = |store: Arc<dyn governance_abstractions::GovernanceStore>,
+               baseline: Arc<dyn baseline::Baseline>,
+               events: Arc<dyn event_sourced::EventStore>,
+               sizer: Sizer| Target {
+        name,
+        store,
+        baseline,
+        writers: vec![1, 8, 32],
+        queries: true,
+        explain: None,
+        events: Some(events),
+        sizer: Some(sizer),
     };
     match name {
         "memory" => Ok(Target {
@@ -161,6 +203,8 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             writers: vec![1, 2],
             queries: false,
             explain: None,
+            events: None,
+            sizer: None,
         }),
         "postgres" => {
             let url = database(Server::Postgres).await?;
@@ -172,27 +216,34 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             let store = PostgresStore::new(pool.clone());
             store.migrate().await.map_err(|e| e.to_string())?;
             let explain = Some(store.clone());
-            Ok(Target { explain, ..sql(Arc::new(store), Arc::new(PgBaseline(pool))) })
+            let events = pg_events(pool.clone()).await?;
+            let sizer = Sizer::Postgres(pool.clone());
+            Ok(Target { explain, ..sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer) })
         }
         "seaorm-postgres" | "seaorm-mysql" => {
             let server = if name == "seaorm-postgres" { Server::Postgres } else { Server::MySql };
             let store = seaorm_server(&database(server).await?).await?;
             let connection = store.connection().clone();
+            // The event-sourced baseline goes through SeaORM's raw statements
+            // on the provider's pool, as a SeaORM user would write it.
+            let events = sea_events(connection.clone()).await?;
             if server == Server::Postgres {
                 // One PostgreSQL schema for both providers: the hand-written
                 // baseline is the same SQL as the sqlx provider's, on
                 // SeaORM's own pool.
                 let pool = connection.get_postgres_connection_pool().clone();
-                return Ok(sql(Arc::new(store), Arc::new(PgBaseline(pool))));
+                let sizer = Sizer::Postgres(pool.clone());
+                return Ok(sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer));
             }
-            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
+            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection.clone())), events, Sizer::Sea(connection)))
         }
         "seaorm-sqlite" => {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
             let store = SeaOrmStore::open_sqlite(dir.path().join("bench.db")).await.map_err(|e| e.to_string())?;
             keep.push(dir);
             let connection = store.connection().clone();
-            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection))))
+            let events = sea_events(connection.clone()).await?;
+            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection.clone())), events, Sizer::Sea(connection)))
         }
         other => Err(format!("unknown provider {other}")),
     }
@@ -230,6 +281,21 @@ fn markdown(rows: &[Row]) -> String {
     out
 }
 
+/// Bytes per operation: one line per side and provider with its total,
+/// then every relation that grew.
+fn markdown_bytes(lines: &[Footprint]) -> String {
+    let mut out = String::from(
+        "| provider | side | table | relation | kind | bytes/op |\n| --- | --- | --- | --- | --- | ---: |\n",
+    );
+    for l in lines {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.0} |\n",
+            l.provider, l.side, l.table, l.relation, l.kind, l.bytes_per_op
+        ));
+    }
+    out
+}
+
 fn main() {
     let options = options();
     if let Some(records) = options.cpu_records {
@@ -257,7 +323,7 @@ async fn workloads_main(options: Options) {
         .into_iter()
         .filter(|p| options.providers.is_empty() || options.providers.iter().any(|w| w == p))
         .collect();
-    let mut rows = Vec::new();
+    let (mut rows, mut event_sourced, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     let mut skipped = Vec::new();
     let mut keep = Vec::new();
     let mut failed = false;
@@ -272,8 +338,12 @@ async fn workloads_main(options: Options) {
             }
         };
         eprintln!("governance-bench: {name} …");
-        match workloads::run(&target, options.sizes).await {
-            Ok(done) => rows.extend(done),
+        match workloads::run(&target, options.sizes, options.groups).await {
+            Ok(done) => {
+                rows.extend(done.rows);
+                event_sourced.extend(done.event_sourced);
+                bytes.extend(done.bytes);
+            }
             Err(error) => {
                 eprintln!("governance-bench: {name} failed: {error}");
                 failed = true;
@@ -283,12 +353,24 @@ async fn workloads_main(options: Options) {
     if options.json {
         let report = serde_json::json!({
             "results": rows,
+            "event_sourced": event_sourced,
+            "bytes_per_operation": bytes,
             "skipped": skipped,
             "query_records": options.sizes.query_records,
         });
         println!("{report}");
     } else {
-        print!("{}", markdown(&rows));
+        if !rows.is_empty() {
+            print!("{}", markdown(&rows));
+        }
+        if !event_sourced.is_empty() {
+            println!("\nAgainst the event-sourced shape (baseline = event-sourced):\n");
+            print!("{}", markdown(&event_sourced));
+        }
+        if !bytes.is_empty() {
+            println!("\nBytes of table and index per create + one transition:\n");
+            print!("{}", markdown_bytes(&bytes));
+        }
     }
     if failed {
         std::process::exit(1);

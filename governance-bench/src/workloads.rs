@@ -1,5 +1,5 @@
-//! The workloads of issue #6, each as a provider operation and its
-//! hand-written counterpart, measured in the same run on the same store.
+//! The workloads, each as a provider operation and its hand-written
+//! counterpart, measured in the same run on the same store.
 
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::baseline::{Baseline, Fresh, Move};
+use crate::event_sourced::EventStore;
+use crate::footprint::{Footprint, Sizer};
 use crate::measure::{Done, Op, Plan, Tally, alternating, interleaved, op};
 
 /// One provider under test and its baseline on the same store.
@@ -27,6 +29,10 @@ pub(crate) struct Target {
     pub(crate) queries: bool,
     /// The sqlx PostgreSQL provider, whose query plans `--explain` prints.
     pub(crate) explain: Option<governance_postgres::PostgresStore>,
+    /// The event-sourced baseline on the same server and pool (SQL providers).
+    pub(crate) events: Option<Arc<dyn EventStore>>,
+    /// Reads the sizes of the tables of both (SQL providers).
+    pub(crate) sizer: Option<Sizer>,
 }
 
 /// One line of the report.
@@ -51,7 +57,7 @@ pub(crate) struct Row {
     pub(crate) notes: Option<String>,
 }
 
-fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, baseline: &Tally) -> Row {
+pub(crate) fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, baseline: &Tally) -> Row {
     Row {
         provider: target.to_owned(),
         workload: workload.to_owned(),
@@ -68,11 +74,11 @@ fn row(target: &str, workload: &str, concurrency: usize, provider: &Tally, basel
     }
 }
 
-fn failed(error: impl std::fmt::Display) -> String {
+pub(crate) fn failed(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
-fn workspace(label: &str) -> WorkspaceId {
+pub(crate) fn workspace(label: &str) -> WorkspaceId {
     WorkspaceId::new(format!("bench-{label}-{}", Uuid::now_v7().simple())).expect("generated ids are valid")
 }
 
@@ -184,7 +190,7 @@ fn reshaped(request: &GovernanceRequest, edit: impl FnOnce(&mut StoredRequest)) 
     decode_request(stored).map_err(failed)
 }
 
-fn spec(workspace: &WorkspaceId, n: u64) -> NewRequest {
+pub(crate) fn spec(workspace: &WorkspaceId, n: u64) -> NewRequest {
     NewRequest::new(
         workspace.clone(),
         TargetRef::new("feature-flag", format!("flag-{n}")),
@@ -559,21 +565,59 @@ pub(crate) struct Sizes {
     pub(crate) query_samples: usize,
     /// Records timed for the `client-cpu-per-record` row.
     pub(crate) cpu_records: u64,
+    /// Creates + one transition per side that bytes per operation are
+    /// measured over.
+    pub(crate) footprint_ops: u64,
 }
 
-/// Every workload that applies to `target`.
-pub(crate) async fn run(target: &Target, sizes: Sizes) -> Result<Vec<Row>, String> {
-    let mut rows = Vec::new();
-    evidence_append(target, sizes.plan, &mut rows).await?;
-    create_and_transition(target, sizes.plan, &mut rows).await?;
-    hot_request(target, sizes.plan, &mut rows).await?;
-    if target.queries {
-        queries(target, sizes.query_records, sizes.query_samples, &mut rows).await?;
-    } else {
-        workspace_scaling(target, sizes.plan, &mut rows).await?;
-        rows.push(client_cpu(target.name, sizes.cpu_records).await?);
+/// Which groups of workloads run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Groups {
+    /// Every provider against the hand-written SQL on its own tables.
+    pub(crate) sql: bool,
+    /// `vs-event-sourced/…`: against the event-sourced shape.
+    pub(crate) event_sourced: bool,
+    /// Bytes of table and index per create + transition, both shapes.
+    pub(crate) bytes: bool,
+}
+
+/// What one provider's run measured.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) event_sourced: Vec<Row>,
+    pub(crate) bytes: Vec<Footprint>,
+}
+
+/// Every workload of `groups` that applies to `target`.
+pub(crate) async fn run(target: &Target, sizes: Sizes, groups: Groups) -> Result<Report, String> {
+    let mut report = Report::default();
+    if groups.bytes
+        && let (Some(sizer), Some(events)) = (&target.sizer, &target.events)
+    {
+        // First, while the tables hold nothing else: what grows is this.
+        let service = governance_abstractions::GovernanceService::new(target.store.clone());
+        report.bytes = crate::footprint::measure(target.name, sizer, &service, &**events, sizes.footprint_ops).await?;
     }
-    Ok(rows)
+    if groups.sql {
+        let rows = &mut report.rows;
+        evidence_append(target, sizes.plan, rows).await?;
+        create_and_transition(target, sizes.plan, rows).await?;
+        hot_request(target, sizes.plan, rows).await?;
+        if target.queries {
+            queries(target, sizes.query_records, sizes.query_samples, rows).await?;
+        } else {
+            workspace_scaling(target, sizes.plan, rows).await?;
+            rows.push(client_cpu(target.name, sizes.cpu_records).await?);
+        }
+    }
+    if groups.event_sourced
+        && let Some(events) = &target.events
+    {
+        report.event_sourced =
+            crate::vs_event_sourced::run(target.name, &target.store, events, &target.writers, sizes.plan).await?;
+    }
+    Ok(report)
 }
 
 /// `client-cpu-per-record`: the client CPU of one realistic record (one
