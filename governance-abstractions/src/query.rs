@@ -424,3 +424,15 @@ pub fn rank_counts(mut counts: Vec<Count>, limit: Option<u32>) -> Vec<Count> {
     }
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_fetches_one_row_more_than_it_shows() {
+        assert_eq!(PageRequest::first(10).fetch_limit(), Some(11));
+        assert_eq!(PageRequest::first(u32::MAX).fetch_limit(), Some(u64::from(u32::MAX) + 1), "no overflow");
+        assert_eq!(PageRequest::all().fetch_limit(), None, "reading to the end needs no probe row");
+    }
+}

@@ -275,6 +275,15 @@ mod tests {
                 }
                 defuse(&mut value);
                 drop(value);
+                // Objects in objects, and arrays and objects mixed, the same.
+                let mut objects = Value::Null;
+                for n in 0..200_000 {
+                    let mut map = serde_json::Map::new();
+                    map.insert("k".into(), objects);
+                    objects = if n % 3 == 0 { Value::Array(vec![Value::Object(map)]) } else { Value::Object(map) };
+                }
+                defuse(&mut objects);
+                drop(objects);
                 let mut shallow = json!({ "a": [1, { "b": 2 }] });
                 defuse(&mut shallow);
                 assert_eq!(shallow, json!({ "a": [1, { "b": 2 }] }), "a shallow value is left as it was");

@@ -64,6 +64,9 @@ async fn refused_record(
     Ok(())
 }
 
+/// Which validation problem a refusal must report.
+type Want = fn(&ValidationProblem) -> bool;
+
 fn nul(p: &ValidationProblem) -> bool {
     *p == ValidationProblem::ContainsNul
 }
@@ -105,7 +108,7 @@ pub async fn bad_input_nul_rejected(ctx: CaseContext) -> CaseResult {
 /// on a live request and on a finished one, and nothing changes.
 pub async fn bad_input_actions_refused_first(ctx: CaseContext) -> CaseResult {
     let too_long_text = "r".repeat(limits::MAX_TEXT_BYTES + 1);
-    let cases: Vec<(&str, Action, fn(&ValidationProblem) -> bool)> = vec![
+    let cases: Vec<(&str, Action, Want)> = vec![
         ("reason", Action::Reject { reason: "no\0".into() }, nul),
         ("reason", Action::Cancel { reason: too_long_text.clone() }, too_long),
         ("comment", Action::Decide { verdict: Verdict::Approved, comment: Some("\0".into()) }, nul),
