@@ -26,6 +26,7 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use governance_abstractions::{GovernanceError, Result};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 
@@ -152,7 +153,13 @@ pub(crate) async fn acquire(db: &DatabaseConnection) -> Result<Held> {
          WHERE name = ? AND expires_at < UTC_TIMESTAMP(6)"
     );
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
+    // Jittered, so contenders on several nodes do not retry in lockstep.
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .without_max_times()
+        .build();
     loop {
         match db.execute_raw(statement(&insert, vec![NAME.into(), owner.clone().into()])).await {
             Ok(_) => break,
@@ -173,11 +180,7 @@ pub(crate) async fn acquire(db: &DatabaseConnection) -> Result<Held> {
                 MigrationLocked { holder, acquired_at, expires_at, waited: started.elapsed() },
             ));
         }
-        // Jitter from the random bits of a v7 id, so contenders on several
-        // nodes do not retry in lockstep.
-        let jitter = (uuid::Uuid::now_v7().as_u128() as u64) % (delay.as_millis() as u64 + 1);
-        tokio::time::sleep(delay / 2 + Duration::from_millis(jitter / 2)).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
     }
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let renewing = tokio::spawn(renew(db.clone(), owner.clone(), lost.clone()));
