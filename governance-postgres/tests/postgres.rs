@@ -336,6 +336,15 @@ async fn hot_queries_use_indexes_on_a_large_table() {
     let plan = store.explain_query_requests(&ws, &pending, &PageRequest::first(50)).await.expect("explain");
     assert!(plan.iter().any(|l| l.contains("governance_requests_pending")), "the pending index serves it: {plan:#?}");
     assert!(!plan.iter().any(|l| l.contains("Seq Scan")), "the pending queue scans the table: {plan:#?}");
+    // Without a reason, the same index over pending requests only, in queue
+    // order: no sort, and no index over every request's status.
+    let queue = RequestFilter { statuses: vec![RequestStatus::Pending], ..RequestFilter::default() };
+    let plan = store.explain_query_requests(&ws, &queue, &PageRequest::first(50)).await.expect("explain");
+    assert!(
+        plan.iter().any(|l| l.contains("Index Scan using governance_requests_pending ")),
+        "the pending index serves the queue: {plan:#?}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("Seq Scan") || l.contains("Sort")), "the queue sorts or scans: {plan:#?}");
 
     let request: uuid::Uuid =
         sqlx::query("SELECT request_id FROM governance_history WHERE workspace_id = 'big' LIMIT 1")

@@ -37,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(frozen::GuardFrozenRequestColumns),
             Box::new(CheckTimeRange),
             Box::new(postgres::SharePostgresSchema),
+            Box::new(LeanRequestIndexes),
         ]
     }
 
@@ -131,6 +132,47 @@ impl MigrationTrait for CheckTimeRange {
         run(manager, postgres::TIME_RANGE, &[], &[]).await
     }
 }
+
+struct LeanRequestIndexes;
+
+impl MigrationName for LeanRequestIndexes {
+    fn name(&self) -> &str {
+        "m20261229_000007_lean_request_indexes"
+    }
+}
+
+/// Fewer index entries per request write. PostgreSQL and SQLite: the
+/// pending queue, with or without a reason, on one partial index over
+/// pending requests in queue order, and no status index over every request
+/// (the only status query with an order of its own is the pending queue; a
+/// filter on another status walks the `(created_at, id)` order like any
+/// other filter). MySQL/MariaDB have no partial indexes: there the status
+/// index serves the pending queue, and the index by status and reason,
+/// which held every request too, goes.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for LeanRequestIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // MySQL DDL commits on its own and has no `DROP INDEX IF EXISTS`
+        // (MariaDB has): an interrupted run must still re-run.
+        if manager.get_database_backend() == DbBackend::MySql
+            && !manager.has_index("governance_requests", "governance_requests_pending").await?
+        {
+            return Ok(());
+        }
+        run(manager, postgres::LEAN_REQUEST_INDEXES, MYSQL_LEAN_REQUEST_INDEXES, SQLITE_LEAN_REQUEST_INDEXES).await
+    }
+}
+
+const MYSQL_LEAN_REQUEST_INDEXES: &[&str] = &["ALTER TABLE governance_requests DROP INDEX governance_requests_pending"];
+
+// SQLite DDL is transactional: the migration applies whole or not at all.
+const SQLITE_LEAN_REQUEST_INDEXES: &[&str] = &[
+    "DROP INDEX IF EXISTS governance_requests_pending",
+    "CREATE INDEX governance_requests_pending ON governance_requests (workspace_id, created_at, id)
+        WHERE status = 'pending'",
+    "DROP INDEX IF EXISTS governance_requests_status",
+];
 
 /// Runs the backend's statements, with MySQL's collation filled in.
 async fn run(manager: &SchemaManager<'_>, postgres: &[&str], mysql: &[&str], sqlite: &[&str]) -> Result<(), DbErr> {

@@ -97,7 +97,12 @@ fn request_condition(backend: DbBackend, workspace: &WorkspaceId, filter: &Reque
     use request::Column as C;
     let mut c = Condition::all().add(C::WorkspaceId.eq(workspace.as_str()));
     if !filter.statuses.is_empty() {
-        c = c.add(C::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        // Literals (fixed enum texts), not parameters: a partial index (the
+        // pending queue's, the expiry sweep's) serves only a query whose
+        // predicate implies the index's, which a bound value does not in a
+        // generic PostgreSQL plan or in SQLite's planner.
+        let statuses = filter.statuses.iter().map(|s| Expr::cust(format!("'{}'", s.as_str())));
+        c = c.add(Expr::col((request::Entity, C::Status)).is_in(statuses));
     }
     if let Some(reason) = filter.pending_reason {
         c = c.add(C::PendingReason.eq(reason.as_str()));

@@ -155,7 +155,7 @@ async fn every_order_of_migrations_leaves_the_same_schema() {
         ("governance_", 4),
         ("column ", 65),
         ("CREATE UNIQUE INDEX ", 7),
-        ("CREATE INDEX ", 9),
+        ("CREATE INDEX ", 8),
         ("constraint ", 8),
         ("trigger A ", 7),
         ("CREATE OR REPLACE FUNCTION ", 3),
@@ -163,6 +163,13 @@ async fn every_order_of_migrations_leaves_the_same_schema() {
         let found = reference.iter().filter(|line| line.starts_with(kind)).count();
         assert_eq!(found, count, "{kind} in {reference:#?}");
     }
+
+    // The pending queue's index holds pending requests only, in queue
+    // order; there is no index over every request's status.
+    let pending = reference.iter().find(|line| line.starts_with("CREATE INDEX governance_requests_pending "));
+    let pending = pending.expect("the pending index");
+    assert!(pending.ends_with("(workspace_id, created_at, id) WHERE (status = 'pending'::text)"), "{pending}");
+    assert!(!reference.iter().any(|line| line.contains("governance_requests_status ")), "{reference:#?}");
 
     for order in [&["seaorm"][..], &["sqlx", "seaorm"], &["seaorm", "sqlx"], &["seaorm", "sqlx", "seaorm", "sqlx"]] {
         let Some(url) = migrated(order).await else { return };
@@ -172,6 +179,35 @@ async fn every_order_of_migrations_leaves_the_same_schema() {
         sqlx_store(&url).await.migrate().await.expect("governance-postgres again");
         db.migrate().await.expect("governance-seaorm again");
         assert_eq!(catalog(db.connection()).await, reference, "migrated by {order:?}, then both again");
+    }
+}
+
+/// A database with the request indexes of before (the pending index keyed
+/// by reason first, the status index over every request) gets the lean
+/// ones from either provider's migration, and then has the same schema.
+#[tokio::test]
+async fn the_earlier_request_indexes_are_replaced() {
+    let Some(reference) = migrated(&["sqlx"]).await else { return };
+    let reference = catalog(seaorm_store(&reference).await.connection()).await;
+    for provider in ["sqlx", "seaorm"] {
+        let Some(url) = migrated(&["sqlx", "seaorm"]).await else { return };
+        let db = seaorm_store(&url).await;
+        for statement in [
+            "DROP INDEX governance_requests_pending",
+            "CREATE INDEX governance_requests_pending
+                ON governance_requests (workspace_id, pending_reason, created_at, id) WHERE status = 'pending'",
+            "CREATE INDEX governance_requests_status ON governance_requests (workspace_id, status, created_at, id)",
+            "DELETE FROM governance_sqlx_migrations WHERE version = 20261229000006",
+            "DELETE FROM governance_migrations WHERE version = 'm20261229_000007_lean_request_indexes'",
+        ] {
+            db.connection().execute_unprepared(statement).await.expect("the earlier indexes");
+        }
+        assert_ne!(catalog(db.connection()).await, reference);
+        match provider {
+            "sqlx" => sqlx_store(&url).await.migrate().await.expect("governance-postgres migrates"),
+            _ => db.migrate().await.expect("governance-seaorm migrates"),
+        }
+        assert_eq!(catalog(db.connection()).await, reference, "migrated by {provider}");
     }
 }
 

@@ -216,6 +216,26 @@ pub(super) const TIME_RANGE: &[&str] = &[
     "ALTER TABLE governance_checkpoints VALIDATE CONSTRAINT governance_checkpoints_time_in_range",
 ];
 
+/// `20261229000006_lean_request_indexes.sql`: the pending queue on one index
+/// over pending requests only, in queue order, and no index over every
+/// request's status (each row version of every request went into it, and no
+/// query of the contract but the pending queue orders by status). An
+/// earlier pending index (keyed by reason first: four columns) is replaced
+/// under the same name; a re-run keeps the new one.
+pub(super) const LEAN_REQUEST_INDEXES: &[&str] = &[
+    r#"DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index
+               WHERE indexrelid = to_regclass('governance_requests_pending') AND indnatts = 4) THEN
+        DROP INDEX governance_requests_pending;
+    END IF;
+END
+$$"#,
+    "CREATE INDEX IF NOT EXISTS governance_requests_pending
+    ON governance_requests (workspace_id, created_at, id) WHERE status = 'pending'",
+    "DROP INDEX IF EXISTS governance_requests_status",
+];
+
 /// `20261123000003_covering_decision_index.sql`, and what is left of the
 /// schema this crate created before it was shared: its decision index and
 /// the integrity tables' trigger function under another name (the triggers
