@@ -100,9 +100,15 @@ fn request_condition(backend: DbBackend, workspace: &WorkspaceId, filter: &Reque
         // Literals (fixed enum texts), not parameters: a partial index (the
         // pending queue's, the expiry sweep's) serves only a query whose
         // predicate implies the index's, which a bound value does not in a
-        // generic PostgreSQL plan or in SQLite's planner.
-        let statuses = filter.statuses.iter().map(|s| Expr::cust(format!("'{}'", s.as_str())));
-        c = c.add(Expr::col((request::Entity, C::Status)).is_in(statuses));
+        // generic PostgreSQL plan or in SQLite's planner. One status is an
+        // equality: SQLite matches `status IN ('pending')` to no partial
+        // index's `WHERE status = 'pending'`.
+        let status = Expr::col((request::Entity, C::Status));
+        let mut statuses: Vec<Expr> = filter.statuses.iter().map(|s| Expr::cust(format!("'{}'", s.as_str()))).collect();
+        c = c.add(match statuses.len() {
+            1 => status.eq(statuses.remove(0)),
+            _ => status.is_in(statuses),
+        });
     }
     if let Some(reason) = filter.pending_reason {
         c = c.add(C::PendingReason.eq(reason.as_str()));
@@ -454,4 +460,67 @@ pub(crate) async fn sealed_records<C: ConnectionTrait>(
             Ok((seal_from(entry)?, record))
         })
         .collect()
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use governance_abstractions::{PendingReason, RequestStatus};
+    use sea_orm::Statement;
+
+    use super::*;
+    use crate::SeaOrmStore;
+
+    /// SQLite's plan of the request query this crate sends for `filter`.
+    async fn plan(store: &SeaOrmStore, workspace: &WorkspaceId, filter: &RequestFilter) -> Vec<String> {
+        let backend = DbBackend::Sqlite;
+        let select = request::Entity::find().filter(request_condition(backend, workspace, filter));
+        let select = keyset(backend, select, &PageRequest::first(50), request::Column::CreatedAt, request::Column::Id)
+            .expect("a first page");
+        let statement = select.build(backend);
+        let explain = Statement { sql: format!("EXPLAIN QUERY PLAN {}", statement.sql), ..statement };
+        let rows = store.connection().query_all_raw(explain).await.expect("explain");
+        rows.iter().map(|row| row.try_get::<String>("", "detail").expect("detail")).collect()
+    }
+
+    /// The pending queue, with and without a reason, is a search of the
+    /// index over pending requests only (SQLite uses a partial index only
+    /// where the query's terms match its `WHERE`), and the expiry sweep of
+    /// its own partial index.
+    #[tokio::test]
+    async fn the_queues_use_their_partial_indexes_on_sqlite() {
+        let store = SeaOrmStore::open_sqlite_in_memory().await.expect("SQLite");
+        let connection = store.connection();
+        connection
+            .execute_unprepared(
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+                 INSERT INTO governance_requests
+                 SELECT 'big', randomblob(16), 'flag', 's' || n, 'update', 'user', 'u', '{}', '',
+                        CASE WHEN n % 10 = 0 THEN 'pending' ELSE 'executed' END,
+                        CASE WHEN n % 10 = 0 THEN 'approval' END, '[]', NULL, 'reject_stale', NULL, NULL, NULL,
+                        NULL, '[]', '{}', 1, printf('2026-11-%02d 00:00:00.%06d', 1 + n % 28, n), '2026-11-01',
+                        'digest', NULL
+                 FROM g",
+            )
+            .await
+            .expect("requests");
+        connection.execute_unprepared("ANALYZE").await.expect("analyze");
+        let ws = WorkspaceId::new("big").expect("valid");
+        let queue = RequestFilter { statuses: vec![RequestStatus::Pending], ..RequestFilter::default() };
+        let by_reason = RequestFilter { pending_reason: Some(PendingReason::Approval), ..queue.clone() };
+        for filter in [&queue, &by_reason] {
+            let plan = plan(&store, &ws, filter).await;
+            assert!(
+                plan.iter().any(|l| l.contains("USING INDEX governance_requests_pending ")),
+                "{filter:?}: {plan:?}"
+            );
+            assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{filter:?} sorts: {plan:?}");
+        }
+        let due = RequestFilter {
+            statuses: vec![RequestStatus::Created, RequestStatus::Pending, RequestStatus::Approved],
+            expires_by: Some(governance_abstractions::Timestamp::now()),
+            ..RequestFilter::default()
+        };
+        let plan = plan(&store, &ws, &due).await;
+        assert!(plan.iter().any(|l| l.contains("USING INDEX governance_requests_expiry ")), "{plan:?}");
+    }
 }
