@@ -3,16 +3,15 @@
 //! memory provider.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use conformance_tests::faults::{Call, Hook, Hooked};
 use governance_abstractions::{
-    Action, Actor, Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService,
-    HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, NewRequest, Page, PageRequest,
-    PendingReason, Position, ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus,
-    RequestWriter, Result, RetryPolicy, SealEntry, SealedRecord, Stored, TargetRef, Transition, WorkspaceId,
+    Action, Actor, GovernanceError, GovernanceRequest, GovernanceService, GovernanceStore, NewRequest, PageRequest,
+    PendingReason, RequestFilter, RequestId, RequestStatus, Result, RetryPolicy, TargetRef, WorkspaceId,
 };
 use governance_memory::MemoryStore;
 use serde_json::json;
@@ -43,17 +42,18 @@ fn error(fault: Fault, id: RequestId) -> GovernanceError {
 
 /// Fails the next calls of each kind as queued, then behaves.
 #[derive(Default)]
-struct Flaky {
-    inner: MemoryStore,
+struct Faults {
     creates: Mutex<VecDeque<Fault>>,
     commits: Mutex<VecDeque<Fault>>,
     reads: Mutex<VecDeque<Fault>>,
     read_calls: AtomicU32,
     commit_calls: AtomicU32,
     create_calls: AtomicU32,
+    /// The write let through now is to lose its reply.
+    lose_reply: AtomicBool,
 }
 
-impl Flaky {
+impl Faults {
     fn failing(queue: &Mutex<VecDeque<Fault>>, fault: Fault, times: usize) {
         queue.lock().unwrap().extend(std::iter::repeat_n(fault, times));
     }
@@ -61,112 +61,50 @@ impl Flaky {
     fn next(queue: &Mutex<VecDeque<Fault>>) -> Option<Fault> {
         queue.lock().unwrap().pop_front()
     }
-}
 
-#[async_trait]
-impl RequestWriter for Flaky {
-    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        self.create_calls.fetch_add(1, Ordering::SeqCst);
-        match Flaky::next(&self.creates) {
-            None => self.inner.create_request(creation).await,
+    /// The write's queued fault: a lost reply lets the write through.
+    fn write(&self, calls: &AtomicU32, queue: &Mutex<VecDeque<Fault>>, id: RequestId) -> Result<()> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        match Faults::next(queue) {
+            None => Ok(()),
             Some(Fault::LostReply) => {
-                self.inner.create_request(creation).await?;
-                Err(error(Fault::LostReply, creation.request().id()))
+                self.lose_reply.store(true, Ordering::SeqCst);
+                Ok(())
             }
-            Some(fault) => Err(error(fault, creation.request().id())),
-        }
-    }
-
-    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        self.commit_calls.fetch_add(1, Ordering::SeqCst);
-        match Flaky::next(&self.commits) {
-            None => self.inner.commit_transition(transition).await,
-            Some(Fault::LostReply) => {
-                self.inner.commit_transition(transition).await?;
-                Err(error(Fault::LostReply, transition.request().id()))
-            }
-            Some(fault) => Err(error(fault, transition.request().id())),
-        }
-    }
-}
-
-#[async_trait]
-impl RequestReader for Flaky {
-    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-        self.read_calls.fetch_add(1, Ordering::SeqCst);
-        match Flaky::next(&self.reads) {
-            None => self.inner.get_request(workspace, id).await,
             Some(fault) => Err(error(fault, id)),
         }
     }
-
-    async fn query_requests(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &RequestFilter,
-        page: &PageRequest,
-    ) -> Result<Page<GovernanceRequest>> {
-        self.inner.query_requests(workspace, filter, page).await
-    }
 }
 
 #[async_trait]
-impl HistoryWriter for Flaky {
-    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        self.inner.append_history(records).await
+impl Hook for Faults {
+    async fn before(&self, _: &dyn GovernanceStore, call: Call<'_>) -> Result<()> {
+        match call {
+            Call::CreateRequest(creation) => self.write(&self.create_calls, &self.creates, creation.request().id()),
+            Call::CommitTransition(change) => self.write(&self.commit_calls, &self.commits, change.request().id()),
+            Call::GetRequest(_, id) => {
+                self.read_calls.fetch_add(1, Ordering::SeqCst);
+                Faults::next(&self.reads).map_or(Ok(()), |fault| Err(error(fault, id)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn after(&self, call: Call<'_>, failed: Option<&GovernanceError>) -> Option<GovernanceError> {
+        let id = match call {
+            Call::CreateRequest(creation) => creation.request().id(),
+            Call::CommitTransition(change) => change.request().id(),
+            _ => return None,
+        };
+        // Stored, then the connection dropped before the reply.
+        let lost = self.lose_reply.swap(false, Ordering::SeqCst) && failed.is_none();
+        lost.then(|| error(Fault::LostReply, id))
     }
 }
 
-#[async_trait]
-impl HistoryReader for Flaky {
-    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-        self.inner.get_history_record(workspace, id).await
-    }
-
-    async fn history_for_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<Vec<HistoryRecord>> {
-        self.inner.history_for_request(workspace, id).await
-    }
-
-    async fn query_history(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &HistoryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<HistoryRecord>> {
-        self.inner.query_history(workspace, filter, page).await
-    }
-
-    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        self.inner.count_history(workspace, query).await
-    }
-}
-
-#[async_trait]
-impl IntegrityStore for Flaky {
-    async fn unsealed_history(
-        &self,
-        workspace: &WorkspaceId,
-        after: Option<Position>,
-        limit: u32,
-    ) -> Result<Vec<ReadRecord>> {
-        self.inner.unsealed_history(workspace, after, limit).await
-    }
-
-    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        self.inner.append_checkpoint(checkpoint, entries).await
-    }
-
-    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
-        self.inner.checkpoints(workspace, after, limit).await
-    }
-
-    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
-        self.inner.latest_checkpoint(workspace).await
-    }
-
-    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
-        self.inner.sealed_records(workspace, from, limit).await
-    }
+/// The memory provider behind [`Faults`].
+fn flaky() -> Arc<Hooked<Faults>> {
+    Arc::new(Hooked::new(Arc::new(MemoryStore::new()), Faults::default()))
 }
 
 /// No waiting between attempts: the tests count attempts, not time.
@@ -186,15 +124,15 @@ fn annotate(n: u64) -> Action {
     Action::Annotate { metadata: json!({ "n": n }) }
 }
 
-async fn service(store: &std::sync::Arc<Flaky>, policy: RetryPolicy) -> (GovernanceService, GovernanceRequest) {
+async fn service(store: &Arc<Hooked<Faults>>, policy: RetryPolicy) -> (GovernanceService, GovernanceRequest) {
     let service = GovernanceService::new(store.clone()).with_retry_policy(policy);
     let request = service.create(spec()).await.unwrap().into_inner();
     (service, request)
 }
 
-async fn codes(store: &Flaky, id: RequestId) -> Vec<String> {
+async fn codes(store: &Hooked<Faults>, id: RequestId) -> Vec<String> {
     store
-        .inner
+        .inner()
         .history_for_request(&workspace(), id)
         .await
         .unwrap()
@@ -206,15 +144,15 @@ async fn codes(store: &Flaky, id: RequestId) -> Vec<String> {
 #[tokio::test]
 async fn each_retryable_commit_failure_is_retried_and_the_change_lands_once() {
     for fault in [Fault::Conflict, Fault::Deadlock, Fault::Lost] {
-        let store = std::sync::Arc::new(Flaky::default());
+        let store = flaky();
         let (service, request) = service(&store, immediate(5)).await;
-        Flaky::failing(&store.commits, fault, 3);
+        Faults::failing(&store.hook().commits, fault, 3);
         let by = Actor::user("dana").into();
         let done = service.apply(&workspace(), request.id(), &by, annotate(1)).await;
         let done = done.unwrap_or_else(|e| panic!("{fault:?}: {e}"));
         assert_eq!(done.request().revision(), 2, "{fault:?}");
-        assert_eq!(store.commit_calls.load(Ordering::SeqCst), 4, "{fault:?}: three failures, then the commit");
-        let stored = store.inner.get_request(&workspace(), request.id()).await.unwrap();
+        assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 4, "{fault:?}: three failures, then the commit");
+        let stored = store.inner().get_request(&workspace(), request.id()).await.unwrap();
         assert_eq!((stored.revision(), stored.spec().metadata.clone()), (2, json!({"n": 1})), "{fault:?}");
         assert_eq!(codes(&store, request.id()).await.len(), 2, "{fault:?}: created + one annotation");
     }
@@ -222,36 +160,36 @@ async fn each_retryable_commit_failure_is_retried_and_the_change_lands_once() {
 
 #[tokio::test]
 async fn a_commit_whose_reply_was_lost_is_found_not_applied_twice() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let (service, request) = service(&store, immediate(5)).await;
-    Flaky::failing(&store.commits, Fault::LostReply, 1);
+    Faults::failing(&store.hook().commits, Fault::LostReply, 1);
     let by = Actor::user("dana").into();
     let done = service.apply(&workspace(), request.id(), &by, annotate(7)).await.expect("the committed change");
     assert_eq!(done.request().revision(), 2);
-    assert_eq!(store.commit_calls.load(Ordering::SeqCst), 1, "no second commit of a committed change");
-    let stored = store.inner.get_request(&workspace(), request.id()).await.unwrap();
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 1, "no second commit of a committed change");
+    let stored = store.inner().get_request(&workspace(), request.id()).await.unwrap();
     assert_eq!(stored.revision(), 2, "annotated once, not twice");
     assert_eq!(codes(&store, request.id()).await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_lost_commit_then_a_lost_reply_still_applies_once() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let (service, request) = service(&store, immediate(5)).await;
-    store.commits.lock().unwrap().extend([Fault::Lost, Fault::LostReply]);
+    store.hook().commits.lock().unwrap().extend([Fault::Lost, Fault::LostReply]);
     let by = Actor::user("dana").into();
     let ws = workspace();
     let done = service.apply(&ws, request.id(), &by, Action::Submit { reason: PendingReason::Quota }).await;
     assert_eq!(done.expect("submitted").request().status(), RequestStatus::Pending);
-    assert_eq!(store.commit_calls.load(Ordering::SeqCst), 2);
-    assert_eq!(store.inner.get_request(&workspace(), request.id()).await.unwrap().revision(), 2);
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(store.inner().get_request(&workspace(), request.id()).await.unwrap().revision(), 2);
 }
 
 #[tokio::test]
 async fn failed_reads_are_retried() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let (service, request) = service(&store, immediate(5)).await;
-    store.reads.lock().unwrap().extend([Fault::Lost, Fault::Deadlock]);
+    store.hook().reads.lock().unwrap().extend([Fault::Lost, Fault::Deadlock]);
     let by = Actor::user("dana").into();
     let done = service.apply(&workspace(), request.id(), &by, annotate(1)).await.expect("applied after two reads");
     assert_eq!(done.request().revision(), 2);
@@ -260,41 +198,41 @@ async fn failed_reads_are_retried() {
 #[tokio::test]
 async fn retries_are_bounded_and_the_caller_learns_how_many_were_made() {
     for fault in [Fault::Conflict, Fault::Deadlock, Fault::Lost] {
-        let store = std::sync::Arc::new(Flaky::default());
+        let store = flaky();
         let (service, request) = service(&store, immediate(4)).await;
-        Flaky::failing(&store.commits, fault, 100);
+        Faults::failing(&store.hook().commits, fault, 100);
         let by = Actor::user("dana").into();
         let error = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap_err();
         assert_eq!(error.attempts(), Some(4), "{fault:?}: {error}");
         assert!(error.is_retryable(), "{fault:?}: still retryable by the caller: {error}");
         assert_eq!(error.is_conflict(), fault == Fault::Conflict, "{error}");
         assert!(error.to_string().contains("4 attempts"), "{error}");
-        assert_eq!(store.commit_calls.load(Ordering::SeqCst), 4, "{fault:?}");
-        assert_eq!(store.inner.get_request(&workspace(), request.id()).await.unwrap().revision(), 1, "{fault:?}");
+        assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 4, "{fault:?}");
+        assert_eq!(store.inner().get_request(&workspace(), request.id()).await.unwrap().revision(), 1, "{fault:?}");
     }
 }
 
 #[tokio::test]
 async fn a_failure_no_retry_can_help_comes_back_at_once() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let (service, request) = service(&store, immediate(5)).await;
-    Flaky::failing(&store.commits, Fault::Fatal, 1);
+    Faults::failing(&store.hook().commits, Fault::Fatal, 1);
     let by = Actor::user("dana").into();
     let error = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap_err();
     assert!(matches!(error, GovernanceError::Backend { retryable: false, .. }), "{error:?}");
     assert_eq!(error.attempts(), None);
-    assert_eq!(store.commit_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn the_deadline_bounds_the_total_time() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let policy = RetryPolicy::default()
         .with_max_attempts(1_000)
         .with_delays(Duration::from_millis(40), Duration::from_millis(40))
         .with_deadline(Some(Duration::from_millis(150)));
     let (service, request) = service(&store, policy).await;
-    Flaky::failing(&store.commits, Fault::Deadlock, 1_000);
+    Faults::failing(&store.hook().commits, Fault::Deadlock, 1_000);
     let started = Instant::now();
     let by = Actor::user("dana").into();
     let error = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap_err();
@@ -308,13 +246,13 @@ async fn a_creation_is_retried_as_the_same_request() {
     for (fault, key) in
         [(Fault::Lost, false), (Fault::LostReply, false), (Fault::LostReply, true), (Fault::Deadlock, true)]
     {
-        let store = std::sync::Arc::new(Flaky::default());
+        let store = flaky();
         let service = GovernanceService::new(store.clone()).with_retry_policy(immediate(5));
-        Flaky::failing(&store.creates, fault, 1);
+        Faults::failing(&store.hook().creates, fault, 1);
         let spec = if key { spec().idempotency_key("change-1") } else { spec() };
         let created = service.create(spec).await.unwrap_or_else(|e| panic!("{fault:?}: {e}")).into_inner();
-        assert_eq!(store.create_calls.load(Ordering::SeqCst), 2, "{fault:?}");
-        let all = store.inner.query_requests(&workspace(), &RequestFilter::default(), &PageRequest::first(10)).await;
+        assert_eq!(store.hook().create_calls.load(Ordering::SeqCst), 2, "{fault:?}");
+        let all = store.inner().query_requests(&workspace(), &RequestFilter::default(), &PageRequest::first(10)).await;
         let all = all.unwrap().items;
         assert_eq!(all.len(), 1, "{fault:?} (key: {key}): one request, not two");
         assert_eq!(all[0].id(), created.id());
@@ -324,20 +262,20 @@ async fn a_creation_is_retried_as_the_same_request() {
 
 #[tokio::test]
 async fn a_held_request_is_changed_without_reading_it_and_a_stale_one_after_a_conflict() {
-    let store = std::sync::Arc::new(Flaky::default());
+    let store = flaky();
     let (service, created) = service(&store, immediate(5)).await;
     let by = Actor::user("dana").into();
     let first = service.apply_to(&created, &by, annotate(1)).await.expect("from the held state");
     assert_eq!(first.request().revision(), 2);
-    assert_eq!(store.read_calls.load(Ordering::SeqCst), 0, "nothing read: the caller held the state");
+    assert_eq!(store.hook().read_calls.load(Ordering::SeqCst), 0, "nothing read: the caller held the state");
     let second = service.apply_to(first.request(), &by, annotate(2)).await.expect("chained");
-    assert_eq!((second.request().revision(), store.read_calls.load(Ordering::SeqCst)), (3, 0));
+    assert_eq!((second.request().revision(), store.hook().read_calls.load(Ordering::SeqCst)), (3, 0));
     // `created` is two revisions old now: the store refuses it, the service
     // re-reads once and applies on top of what is stored.
     let late = service.apply_to(&created, &by, annotate(3)).await.expect("after one conflict");
     assert_eq!(late.request().revision(), 4);
-    assert_eq!(store.read_calls.load(Ordering::SeqCst), 1);
-    let stored = store.inner.get_request(&workspace(), created.id()).await.unwrap();
+    assert_eq!(store.hook().read_calls.load(Ordering::SeqCst), 1);
+    let stored = store.inner().get_request(&workspace(), created.id()).await.unwrap();
     assert_eq!((stored.revision(), stored.spec().metadata.clone()), (4, json!({"n": 3})));
     assert_eq!(codes(&store, created.id()).await.len(), 4, "created + three annotations, none lost");
 }

@@ -5,15 +5,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use governance_abstractions::{
-    Action, Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceService,
-    GovernanceStore, HistoryFilter, HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest,
-    PendingReason, Position, ReadRecord, RecordId, RequestFilter, RequestId, RequestReader, RequestStatus,
-    RequestWriter, Result, SealEntry, SealedRecord, Stored, Timestamp, Transition, TransitionRule, WorkspaceId, codes,
-    lifecycle,
+    Action, GovernanceError, GovernanceService, GovernanceStore, PageRequest, PendingReason, RequestFilter, RequestId,
+    RequestStatus, Result, Timestamp, TransitionRule, codes, lifecycle,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use crate::faults::{Call, Hook, Hooked};
 use crate::fixtures::*;
 use crate::harness::{CaseContext, CaseResult};
 
@@ -63,110 +61,29 @@ pub async fn cas_missing_request_not_found(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
-/// A store that lets another writer commit `interference` just before each of
-/// the next `injections` commits, forcing them to conflict.
+/// Lets another writer commit `interference` just before each of the next
+/// `injections` commits, forcing them to conflict.
 struct Interfering {
-    inner: Arc<dyn GovernanceStore>,
     injections: AtomicU32,
     interference: Action,
 }
 
 #[async_trait]
-impl RequestWriter for Interfering {
-    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        self.inner.create_request(creation).await
-    }
-
-    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        let inject = self.injections.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if inject {
-            let current =
-                self.inner.get_request(transition.request().workspace_id(), transition.request().id()).await?;
+impl Hook for Interfering {
+    async fn before(&self, store: &dyn GovernanceStore, call: Call<'_>) -> Result<()> {
+        let Call::CommitTransition(transition) = call else { return Ok(()) };
+        if self.injections.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            let current = store.get_request(transition.request().workspace_id(), transition.request().id()).await?;
             let other = lifecycle::apply(&current, &user("intruder"), &self.interference, Timestamp::now())?;
-            self.inner.commit_transition(&other).await?;
+            store.commit_transition(&other).await?;
         }
-        self.inner.commit_transition(transition).await
-    }
-}
-
-#[async_trait]
-impl RequestReader for Interfering {
-    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-        self.inner.get_request(workspace, id).await
-    }
-
-    async fn query_requests(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &RequestFilter,
-        page: &PageRequest,
-    ) -> Result<Page<GovernanceRequest>> {
-        self.inner.query_requests(workspace, filter, page).await
-    }
-}
-
-#[async_trait]
-impl HistoryWriter for Interfering {
-    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        self.inner.append_history(records).await
-    }
-}
-
-#[async_trait]
-impl HistoryReader for Interfering {
-    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-        self.inner.get_history_record(workspace, id).await
-    }
-
-    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
-        self.inner.history_for_request(workspace, request).await
-    }
-
-    async fn query_history(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &HistoryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<HistoryRecord>> {
-        self.inner.query_history(workspace, filter, page).await
-    }
-
-    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        self.inner.count_history(workspace, query).await
-    }
-}
-
-#[async_trait]
-impl IntegrityStore for Interfering {
-    async fn unsealed_history(
-        &self,
-        workspace: &WorkspaceId,
-        after: Option<Position>,
-        limit: u32,
-    ) -> Result<Vec<ReadRecord>> {
-        self.inner.unsealed_history(workspace, after, limit).await
-    }
-
-    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        self.inner.append_checkpoint(checkpoint, entries).await
-    }
-
-    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
-        self.inner.checkpoints(workspace, after, limit).await
-    }
-
-    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
-        self.inner.latest_checkpoint(workspace).await
-    }
-
-    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
-        self.inner.sealed_records(workspace, from, limit).await
+        Ok(())
     }
 }
 
 fn interfering(ctx: &CaseContext, injections: u32, interference: Action, attempts: u32) -> GovernanceService {
-    let store = Interfering { inner: Arc::clone(&ctx.store), injections: AtomicU32::new(injections), interference };
-    GovernanceService::new(Arc::new(store)).with_max_attempts(attempts)
+    let hook = Interfering { injections: AtomicU32::new(injections), interference };
+    GovernanceService::new(Arc::new(Hooked::new(Arc::clone(&ctx.store), hook))).with_max_attempts(attempts)
 }
 
 /// The service re-reads after a conflict and re-applies: both writes survive.

@@ -8,12 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use governance_abstractions::{
-    Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, GovernanceStore, HistoryFilter,
-    HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId,
-    RequestFilter, RequestId, RequestReader, RequestWriter, Result, SealEntry, SealedRecord, Stored, Transition,
-    WorkspaceId,
-};
+use conformance_tests::faults::{Call, Hook, Hooked};
+use governance_abstractions::{GovernanceError, GovernanceStore, HistoryRecord};
 
 /// Set to a true value, a cluster variable that is missing fails the test
 /// instead of skipping it (CI sets it).
@@ -59,17 +55,14 @@ pub struct Failures {
 }
 
 impl Failures {
-    fn note<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(error) = &result {
-            let counter = match error {
-                GovernanceError::Conflict { .. } => &self.conflicts,
-                GovernanceError::Unavailable { .. } => &self.unavailable,
-                error if error.is_retryable() => &self.retryable,
-                _ => &self.other,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+    fn note(&self, error: &GovernanceError) {
+        let counter = match error {
+            GovernanceError::Conflict { .. } => &self.conflicts,
+            GovernanceError::Unavailable { .. } => &self.unavailable,
+            error if error.is_retryable() => &self.retryable,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every failure counted.
@@ -85,101 +78,27 @@ impl Failures {
     }
 }
 
-/// A store that counts the failures of its writes.
-pub struct Counting {
-    inner: Arc<dyn GovernanceStore>,
-    pub failures: Arc<Failures>,
-}
+/// Counts the failures of a store's writes and request reads.
+pub struct Counting(pub Arc<Failures>);
 
 impl Counting {
-    pub fn new(inner: Arc<dyn GovernanceStore>, failures: Arc<Failures>) -> Self {
-        Self { inner, failures }
+    /// `inner`, its failures counted in `failures`.
+    pub fn new(inner: Arc<dyn GovernanceStore>, failures: Arc<Failures>) -> Hooked<Counting> {
+        Hooked::new(inner, Counting(failures))
     }
 }
 
 #[async_trait]
-impl RequestWriter for Counting {
-    async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        self.failures.note(self.inner.create_request(creation).await)
-    }
-
-    async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        self.failures.note(self.inner.commit_transition(transition).await)
-    }
-}
-
-#[async_trait]
-impl RequestReader for Counting {
-    async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-        self.failures.note(self.inner.get_request(workspace, id).await)
-    }
-
-    async fn query_requests(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &RequestFilter,
-        page: &PageRequest,
-    ) -> Result<Page<GovernanceRequest>> {
-        self.inner.query_requests(workspace, filter, page).await
-    }
-}
-
-#[async_trait]
-impl HistoryWriter for Counting {
-    async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        self.failures.note(self.inner.append_history(records).await)
-    }
-}
-
-#[async_trait]
-impl HistoryReader for Counting {
-    async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-        self.inner.get_history_record(workspace, id).await
-    }
-
-    async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
-        self.inner.history_for_request(workspace, request).await
-    }
-
-    async fn query_history(
-        &self,
-        workspace: &WorkspaceId,
-        filter: &HistoryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<HistoryRecord>> {
-        self.inner.query_history(workspace, filter, page).await
-    }
-
-    async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        self.inner.count_history(workspace, query).await
-    }
-}
-
-#[async_trait]
-impl IntegrityStore for Counting {
-    async fn unsealed_history(
-        &self,
-        workspace: &WorkspaceId,
-        after: Option<Position>,
-        limit: u32,
-    ) -> Result<Vec<ReadRecord>> {
-        self.inner.unsealed_history(workspace, after, limit).await
-    }
-
-    async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        self.inner.append_checkpoint(checkpoint, entries).await
-    }
-
-    async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
-        self.inner.checkpoints(workspace, after, limit).await
-    }
-
-    async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
-        self.inner.latest_checkpoint(workspace).await
-    }
-
-    async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
-        self.inner.sealed_records(workspace, from, limit).await
+impl Hook for Counting {
+    fn after(&self, call: Call<'_>, error: Option<&GovernanceError>) -> Option<GovernanceError> {
+        let counted = matches!(
+            call,
+            Call::CreateRequest(_) | Call::CommitTransition(_) | Call::GetRequest(..) | Call::AppendHistory(_)
+        );
+        if let Some(error) = error.filter(|_| counted) {
+            self.0.note(error);
+        }
+        None
     }
 }
 
