@@ -39,12 +39,15 @@ fn edited(record: &HistoryRecord, edit: impl FnOnce(&mut Value)) -> HistoryRecor
     serde_json::from_value(value).unwrap()
 }
 
+/// A change to a record's JSON.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 #[test]
 fn records_are_equal_only_when_every_part_is() {
     let record = HistoryRecord::new(evidence().reason("over budget"), Timestamp::now()).unwrap();
     assert_eq!(edited(&record, |_| {}), record);
     let other_id = RequestId::new().to_string();
-    let changes: [(&str, Box<dyn FnOnce(&mut Value)>); 4] = [
+    let changes: [(&str, Edit); 4] = [
         ("id", Box::new(move |v| v["id"] = other_id.into())),
         ("created_at", Box::new(|v| v["created_at"] = "2001-02-03T04:05:06.000007Z".into())),
         ("content_hash", Box::new(|v| v["content_hash"] = "0".repeat(64).into())),
