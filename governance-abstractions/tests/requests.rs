@@ -1,0 +1,58 @@
+//! Requests: equality part by part, and what their Debug output shows.
+
+use governance_abstractions::{
+    Action, Actor, GovernanceRequest, NewRequest, PendingReason, RequestId, TargetRef, Timestamp, WorkspaceId,
+    lifecycle,
+};
+use serde_json::Value;
+
+fn pending() -> GovernanceRequest {
+    let spec =
+        NewRequest::new(WorkspaceId::new("ws").unwrap(), TargetRef::new("flag", "1"), "update", Actor::user("u"))
+            .intent("turn it on");
+    let created = lifecycle::create(spec, RequestId::new(), Timestamp::now()).unwrap().request().clone();
+    let by = Actor::user("u").into();
+    let submit = Action::Submit { reason: PendingReason::ManualReview };
+    lifecycle::apply(&created, &by, &submit, Timestamp::now()).unwrap().request().clone()
+}
+
+/// `request` with one field of its JSON changed (its digests as they were).
+fn edited(request: &GovernanceRequest, edit: impl FnOnce(&mut Value)) -> GovernanceRequest {
+    let mut json = serde_json::to_value(request).unwrap();
+    edit(&mut json);
+    serde_json::from_value(json).unwrap_or_else(|e| panic!("decoding the edited request: {e}"))
+}
+
+/// A change to a request's JSON.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
+#[test]
+fn requests_are_equal_only_when_every_part_is() {
+    let request = pending();
+    assert_eq!(edited(&request, |_| {}), request);
+    let set = |field: &'static str, value: Value| -> Edit { Box::new(move |json| json[field] = value) };
+    let changes: Vec<(&str, Edit)> = vec![
+        ("state_digest", set("state_digest", "0".repeat(64).into())),
+        ("id", set("id", RequestId::new().to_string().into())),
+        ("revision", set("revision", 3.into())),
+        ("status", set("status", "created".into())),
+        ("pending_reason", set("pending_reason", "approval".into())),
+        ("superseded_by", set("superseded_by", RequestId::new().to_string().into())),
+        ("created_at", set("created_at", "2001-02-03T04:05:06.000007Z".into())),
+        ("updated_at", set("updated_at", "2001-02-03T04:05:06.000007Z".into())),
+        ("creation_digest", set("creation_digest", "0".repeat(64).into())),
+        ("the spec", set("intent", "turn it off".into())),
+    ];
+    for (part, change) in changes {
+        assert_ne!(edited(&request, change), request, "requests differing only in {part}");
+    }
+}
+
+#[test]
+fn a_request_debugs_as_its_parts() {
+    let request = pending();
+    let shown = format!("{request:?}");
+    for part in ["GovernanceRequest", &request.id().to_string(), "turn it on", request.state_digest(), "revision: 2"] {
+        assert!(shown.contains(part), "{shown} lacks {part}");
+    }
+}
