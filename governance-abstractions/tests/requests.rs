@@ -56,3 +56,43 @@ fn a_request_debugs_as_its_parts() {
         assert!(shown.contains(part), "{shown} lacks {part}");
     }
 }
+
+#[test]
+fn each_accessor_reads_its_own_field() {
+    use governance_abstractions::{RequestStatus, StaleStrategy};
+    let ws = WorkspaceId::new("ws").unwrap();
+    let expires = Timestamp::from_unix_micros(4_000_000_000_000_000).unwrap();
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "7"), "update", Actor::user("u"))
+        .intent("turn it on")
+        .approval(Actor::user("lead"), 1)
+        .expected_version(3, StaleStrategy::RequireRenewedApproval)
+        .expires_at(expires)
+        .idempotency_key("key-1")
+        .category("release")
+        .tag("web")
+        .metadata(serde_json::json!({ "ticket": 9 }));
+    let now = Timestamp::now();
+    let creation = lifecycle::create(spec.clone(), RequestId::new(), now).unwrap();
+    let request = creation.request();
+    assert_eq!(request.workspace_id(), &ws);
+    assert_eq!(request.spec(), &spec);
+    assert_eq!(request.target(), &TargetRef::new("flag", "7"));
+    assert_eq!(request.operation(), "update");
+    assert_eq!(request.requested_by(), &Actor::user("u").into());
+    assert_eq!(request.intent(), "turn it on");
+    assert_eq!(request.approvals(), spec.approvals.as_slice());
+    assert_eq!(request.expected_state_version(), Some(3));
+    assert_eq!(request.stale_strategy(), StaleStrategy::RequireRenewedApproval);
+    assert_eq!(request.expires_at(), Some(expires));
+    assert_eq!(request.idempotency_key(), Some("key-1"));
+    assert_eq!(request.category(), Some("release"));
+    assert_eq!(request.tags(), ["web".to_owned()]);
+    assert_eq!(request.metadata(), &serde_json::json!({ "ticket": 9 }));
+    assert_eq!(
+        (request.status(), request.pending_reason(), request.superseded_by()),
+        (RequestStatus::Created, None, None)
+    );
+    assert_eq!((request.revision(), request.created_at(), request.updated_at()), (1, now, now));
+    assert_eq!(request.creation_digest(), spec.creation_digest().unwrap());
+    assert_eq!(request.state_digest(), request.compute_state_digest().unwrap());
+}
