@@ -96,3 +96,19 @@ fn each_accessor_reads_its_own_field() {
     assert_eq!(request.creation_digest(), spec.creation_digest().unwrap());
     assert_eq!(request.state_digest(), request.compute_state_digest().unwrap());
 }
+
+#[test]
+fn a_revision_is_bounded_at_its_value() {
+    use governance_abstractions::{GovernanceError, ValidationProblem, limits::MAX_SAFE_INTEGER};
+    let request = pending();
+    let at = |revision: u64| edited(&request, |json| json["revision"] = revision.into());
+    assert!(at(MAX_SAFE_INTEGER as u64).validate().is_ok(), "the largest safe revision");
+    for revision in [0, MAX_SAFE_INTEGER as u64 + 1] {
+        match at(revision).validate() {
+            Err(GovernanceError::Validation { field, problem: ValidationProblem::OutOfRange }) => {
+                assert_eq!(field, "revision")
+            }
+            other => panic!("revision {revision}: {other:?}"),
+        }
+    }
+}

@@ -279,3 +279,21 @@ async fn a_held_request_is_changed_without_reading_it_and_a_stale_one_after_a_co
     assert_eq!((stored.revision(), stored.spec().metadata.clone()), (4, json!({"n": 3})));
     assert_eq!(codes(&store, created.id()).await.len(), 4, "created + three annotations, none lost");
 }
+
+#[test]
+fn a_policy_reports_what_it_was_given_and_defaults_to_the_documented_values() {
+    let default = RetryPolicy::default();
+    assert_eq!(default.max_attempts(), 10);
+    assert_eq!(default.delays(), (Duration::from_millis(2), Duration::from_millis(200)));
+    assert_eq!(default.deadline(), Some(Duration::from_secs(10)));
+    let never = RetryPolicy::never();
+    assert_eq!((never.max_attempts(), never.delays(), never.deadline()), (1, default.delays(), default.deadline()));
+    let custom = RetryPolicy::default()
+        .with_max_attempts(0)
+        .with_delays(Duration::from_millis(5), Duration::from_millis(1))
+        .with_deadline(None);
+    assert_eq!(custom.max_attempts(), 1, "at least one attempt");
+    assert_eq!(custom.delays(), (Duration::from_millis(5), Duration::from_millis(5)), "the longest is never shorter");
+    assert_eq!(custom.deadline(), None);
+    assert_eq!(RetryPolicy::default().with_max_attempts(200).max_attempts(), 200);
+}
