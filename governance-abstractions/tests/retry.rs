@@ -297,3 +297,46 @@ fn a_policy_reports_what_it_was_given_and_defaults_to_the_documented_values() {
     assert_eq!(custom.deadline(), None);
     assert_eq!(RetryPolicy::default().with_max_attempts(200).max_attempts(), 200);
 }
+
+fn due_spec(n: u64) -> NewRequest {
+    let past = governance_abstractions::Timestamp::from_unix_micros(1_700_000_000_000_000 + n as i64).unwrap();
+    NewRequest::new(workspace(), TargetRef::new("flag", format!("due-{n}")), "enable", Actor::user("dana"))
+        .expires_at(past)
+}
+
+#[tokio::test]
+async fn a_sweep_expires_every_due_request_across_pages_and_refuses_none_that_are_not_due() {
+    let store = flaky();
+    let service = GovernanceService::new(store.clone()).with_retry_policy(immediate(3));
+    // More than one page of due requests, and some that are not due.
+    let mut due = Vec::new();
+    for n in 0..130 {
+        due.push(service.create(due_spec(n)).await.unwrap().into_inner().id());
+    }
+    let later = service.create(spec()).await.unwrap().into_inner();
+    let now = governance_abstractions::Timestamp::now();
+    let report = service.expire_due(&workspace(), now).await.unwrap();
+    assert_eq!(report.expired.len(), 130, "every page swept");
+    assert!(report.refused.is_empty(), "nothing refused: {:?}", report.refused);
+    let stored = store.inner().get_request(&workspace(), later.id()).await.unwrap();
+    assert_eq!(stored.status(), RequestStatus::Created, "a request without an expiry is left alone");
+    assert!(format!("{service:?}").contains("GovernanceService"), "{service:?}");
+    assert_eq!(service.retry_policy().max_attempts(), 3);
+}
+
+#[tokio::test]
+async fn a_sweep_leaves_a_busy_request_and_stops_on_a_store_failure() {
+    let store = flaky();
+    let service = GovernanceService::new(store.clone()).with_retry_policy(immediate(2));
+    let busy = service.create(due_spec(1)).await.unwrap().into_inner();
+    Faults::failing(&store.hook().commits, Fault::Conflict, 2);
+    let report = service.expire_due(&workspace(), governance_abstractions::Timestamp::now()).await.unwrap();
+    assert!(report.expired.is_empty() && report.refused.is_empty(), "left for the next sweep: {report:?}");
+    assert_eq!(store.inner().get_request(&workspace(), busy.id()).await.unwrap().status(), RequestStatus::Created);
+
+    Faults::failing(&store.hook().commits, Fault::Fatal, 1);
+    let error = service.expire_due(&workspace(), governance_abstractions::Timestamp::now()).await.unwrap_err();
+    assert!(matches!(error, GovernanceError::Backend { retryable: false, .. }), "{error:?}");
+    let report = service.expire_due(&workspace(), governance_abstractions::Timestamp::now()).await.unwrap();
+    assert_eq!(report.expired, vec![busy.id()], "the next sweep expires it");
+}
