@@ -6,21 +6,23 @@
 #   galera.sh stop    stop the nodes this script started (by PID), remove its data
 #
 # Each node has its own data directory under $GOVERNANCE_GALERA_DIR
-# (default /tmp/gov-galera), its own client port (33061-33063) and Galera
-# ports (group 45671-3, IST 45681-3, SST 44441-3). The system server on 3306
+# (default /tmp/gov-galera), its own client port (23061-23063) and Galera
+# ports (group 24671-3, IST 24681-3, SST 24441-3), all below the kernel's
+# ephemeral range (32768-60999), so no outgoing connection can hold one
+# while a node binds it. The system server on 3306
 # and its data directory are never touched: every option comes from this
 # script's own config files (--defaults-file), nothing from /etc/mysql.
-# Root has an empty password over TCP, so mysql://root@127.0.0.1:33061/test works.
+# Root has an empty password over TCP, so mysql://root@127.0.0.1:23061/test works.
 set -euo pipefail
 
 DIR=${GOVERNANCE_GALERA_DIR:-/tmp/gov-galera}
 NODES=(1 2 3)
 MARIADBD=${MARIADBD:-/usr/sbin/mariadbd}
 PROVIDER=${GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}
-client_port() { echo $((33060 + $1)); }
-group_port() { echo $((45670 + $1)); }
-ist_port() { echo $((45680 + $1)); }
-sst_port() { echo $((44440 + $1)); }
+client_port() { echo $((23060 + $1)); }
+group_port() { echo $((24670 + $1)); }
+ist_port() { echo $((24680 + $1)); }
+sst_port() { echo $((24440 + $1)); }
 
 say() { printf 'galera: %s\n' "$*" >&2; }
 

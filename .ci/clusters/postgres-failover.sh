@@ -9,15 +9,16 @@
 #   postgres-failover.sh stop           stop what this script started (by PID), remove its data
 #
 # Both run as the postgres OS user from $GOVERNANCE_PG_FAILOVER_DIR (default
-# /tmp/gov-pg-failover), on ports 54321 (primary) and 54322 (standby), with
-# trust authentication on 127.0.0.1 only. The system cluster on 5432 and its
-# data are never touched.
+# /tmp/gov-pg-failover), on ports 25431 (primary) and 25432 (standby), below
+# the kernel's ephemeral range so that no outgoing connection can hold one
+# while a server binds it, with trust authentication on 127.0.0.1 only. The
+# system cluster on 5432 and its data are never touched.
 set -euo pipefail
 
 DIR=${GOVERNANCE_PG_FAILOVER_DIR:-/tmp/gov-pg-failover}
 BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PRIMARY_PORT=54321
-STANDBY_PORT=54322
+PRIMARY_PORT=25431
+STANDBY_PORT=25432
 
 say() { printf 'postgres-failover: %s\n' "$*" >&2; }
 as_pg() { if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi; }
@@ -94,7 +95,8 @@ local all all trust
 host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 EOF
-  as_pg "$BIN/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null
+  as_pg "$BIN/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$DIR/primary.log" >&2; exit 1; }
   as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$DIR/standby" -X stream \
     -c fast -R -d "application_name=standby1" >/dev/null
   # Once promoted, the standby is a primary without a standby: were it to
@@ -105,7 +107,8 @@ EOF
 port = $STANDBY_PORT
 synchronous_standby_names = ''
 EOF
-  as_pg "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >/dev/null
+  as_pg "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$DIR/standby.log" >&2; exit 1; }
   wait_until "the standby streaming synchronously" 30 synchronous
   psql_at "$PRIMARY_PORT" "CREATE DATABASE test" >/dev/null
   say "primary on $PRIMARY_PORT, synchronous standby on $STANDBY_PORT, under $DIR"
