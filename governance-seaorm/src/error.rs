@@ -86,6 +86,26 @@ pub(crate) fn transaction_lost(error: &DbErr) -> bool {
     mysql_error_number(error) == Some(1213)
 }
 
+/// True when `error` says the server rolled back the store's whole
+/// transaction, so that nothing of it committed and running it again from
+/// the start is safe: a MySQL/MariaDB deadlock victim, or on Galera a
+/// transaction aborted by a replicated write or by DDL (both error 1213,
+/// at any statement or at `COMMIT`); on PostgreSQL a deadlock victim
+/// (40P01) or a serialization failure (40001). A lost connection is not
+/// one: the commit may have happened.
+pub(crate) fn rolled_back(error: &GovernanceError) -> bool {
+    let GovernanceError::Backend { source, .. } = error else { return false };
+    let Some(database) = source.downcast_ref::<DbErr>().and_then(database_error) else { return false };
+    if mysql_number(database) == Some(1213) {
+        return true;
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(pg.code(), "40P01" | "40001");
+    }
+    false
+}
+
 /// Maps a SeaORM error: lost or unreachable servers are `Unavailable`;
 /// serialization failures, deadlocks, statement timeouts and interrupted
 /// queries and a busy SQLite a retryable `Backend`; the rest (bad credentials included) a plain `Backend`.

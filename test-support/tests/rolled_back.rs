@@ -1,0 +1,105 @@
+//! A write whose whole transaction the server rolls back is run again by
+//! the SeaORM store, so the caller never sees that deadlock.
+//!
+//! On MySQL/MariaDB another transaction is made to deadlock with the
+//! store's own `create_request`, heavier than it so that the store's is the
+//! one InnoDB rolls back: it holds the gap where the request's first history
+//! row goes, waits until the store has inserted the request row and is
+//! waiting for that gap, then asks for the request row itself. The store's
+//! transaction is the deadlock victim (error 1213); once the other
+//! transaction rolls back, the store's rerun must succeed, and exactly one
+//! request with one creation record is stored.
+
+use std::time::{Duration, Instant};
+
+use conformance_tests::random_workspace;
+use governance_abstractions::{
+    Actor, HistoryReader, NewRequest, PageRequest, RequestFilter, RequestId, RequestReader, RequestWriter, TargetRef,
+    Timestamp, lifecycle,
+};
+use governance_seaorm::SeaOrmStore;
+use governance_seaorm::sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+use governance_test_support::{Server, fresh_test_database, server_url, setup_fails};
+
+fn stmt(sql: &str, values: Vec<governance_seaorm::sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_victim_is_run_again_by_the_store() {
+    let server = match server_url(Server::MySql).await {
+        Ok(url) => url,
+        Err(why) if !setup_fails(&why) => return eprintln!("skipped: MySQL: {why}"),
+        Err(why) => panic!("MySQL required: {why}"),
+    };
+    let database = fresh_test_database(&server, Server::MySql).await.expect("a fresh database");
+    let db = Database::connect(database.url()).await.expect("connects");
+    let store = SeaOrmStore::new(db.clone());
+    store.migrate().await.expect("migrates");
+    db.execute_unprepared("CREATE TABLE ballast (n INT PRIMARY KEY)").await.expect("a ballast table");
+
+    let workspace = random_workspace();
+    let spec = NewRequest::new(workspace.clone(), TargetRef::new("flag", "beta"), "enable", Actor::user("dev"));
+    let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("a valid creation");
+    let id = creation.request().id();
+
+    // The other transaction: heavy (a hundred undo records), then holding
+    // the workspace's gap of the history's primary key.
+    let other = db.begin().await.expect("begins");
+    let ballast: Vec<String> = (0..100).map(|n| format!("({n})")).collect();
+    other.execute_unprepared(&format!("INSERT INTO ballast VALUES {}", ballast.join(","))).await.expect("ballast");
+    other
+        .execute_raw(stmt(
+            "SELECT id FROM governance_history WHERE workspace_id = ? FOR UPDATE",
+            vec![workspace.as_str().into()],
+        ))
+        .await
+        .expect("locks the workspace's gap");
+
+    let writer = {
+        let (store, creation) = (store.clone(), creation.clone());
+        tokio::spawn(async move { store.create_request(&creation).await })
+    };
+
+    // Until the store's transaction holds the request row and waits for the gap.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = db
+            .query_one_raw(stmt(
+                "SELECT COUNT(*) AS n FROM information_schema.innodb_trx t \
+                 JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id \
+                 WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE() AND t.trx_query LIKE 'INSERT INTO `governance_history`%'",
+                vec![],
+            ))
+            .await
+            .expect("reads the lock waits")
+            .map(|row| row.try_get::<i64>("", "n").expect("a count"))
+            .unwrap_or(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store's insert never waited for the gap");
+        assert!(!writer.is_finished(), "the store's create ended before it waited: {:?}", writer.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Closes the cycle: InnoDB rolls back the lighter transaction, the store's.
+    other
+        .execute_raw(stmt(
+            "SELECT id FROM governance_requests WHERE workspace_id = ? AND id = ? FOR UPDATE",
+            vec![workspace.as_str().into(), id.as_uuid().as_bytes().to_vec().into()],
+        ))
+        .await
+        .expect("the other transaction survives the deadlock: the store's was rolled back");
+    // The rerun waits for this transaction's locks, and then goes through.
+    other.rollback().await.expect("rolls back");
+
+    let stored = writer.await.expect("the writer task").expect("the store ran its rolled-back create again");
+    assert!(!stored.is_replay(), "a new request, not a replay: {stored:?}");
+    assert_eq!(store.get_request(&workspace, id).await.expect("stored").revision(), 1);
+    let history = store.history_for_request(&workspace, id).await.expect("its history");
+    assert_eq!(history.len(), 1, "one creation record: {history:?}");
+    let all =
+        store.query_requests(&workspace, &RequestFilter::default(), &PageRequest::first(10)).await.expect("lists");
+    assert_eq!(all.items.len(), 1, "exactly one request in the workspace");
+}
