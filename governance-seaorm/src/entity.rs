@@ -124,9 +124,26 @@ mod values {
             if row.try_as_pg_row().is_some() {
                 return DateTime::<Utc>::try_get_by(row, index).map(Self);
             }
+            // SQLite holds the text this type's value binds, `%F %T%.f`:
+            // parse that one form first. The driver's own decoding tries
+            // two zoned forms before it, and every record read pays for
+            // them; anything else (NULL, another form) goes to it as before.
+            #[cfg(feature = "sqlite")]
+            if let Some(sqlite) = row.try_as_sqlite_row()
+                && let Ok(Some(text)) =
+                    sea_orm::sqlx::Row::try_get::<Option<&str>, _>(sqlite, index.as_sqlx_sqlite_index())
+                && let Ok(naive) = NaiveDateTime::parse_from_str(text, STORED_FORM)
+            {
+                return Ok(Self(naive.and_utc()));
+            }
             NaiveDateTime::try_get_by(row, index).map(|naive| Self(naive.and_utc()))
         }
     }
+
+    /// The text form of a time on SQLite, as the driver binds a naive
+    /// date-time.
+    #[cfg(feature = "sqlite")]
+    const STORED_FORM: &str = "%F %T%.f";
 
     /// A list of text (a request's tags, a record's reason codes), in order.
     ///
@@ -211,6 +228,18 @@ mod values {
             #[cfg(feature = "postgres")]
             if row.try_as_pg_row().is_some() {
                 return Vec::<String>::try_get_by(row, index).map(Self);
+            }
+            // SQLite's JSON is text: read the list from it directly rather
+            // than through a JSON tree first. Anything but text goes the
+            // general way.
+            #[cfg(feature = "sqlite")]
+            if let Some(sqlite) = row.try_as_sqlite_row()
+                && let Ok(Some(text)) =
+                    sea_orm::sqlx::Row::try_get::<Option<&str>, _>(sqlite, index.as_sqlx_sqlite_index())
+            {
+                return serde_json::from_str(text)
+                    .map(Self)
+                    .map_err(|e| TryGetError::DbErr(DbErr::Type(format!("a list of text as JSON: {e}"))));
             }
             let json = serde_json::Value::try_get_by(row, index)?;
             serde_json::from_value(json)
