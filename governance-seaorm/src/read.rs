@@ -340,9 +340,13 @@ async fn reason_code_counts<C: ConnectionTrait>(
              (code VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS r \
              WHERE {conditions} GROUP BY r.code, OCTET_LENGTH(r.code)"
         ),
+        // `ORDER BY … LIMIT -1` (no limit: `rank_counts` ranks and cuts
+        // below) is no part of the answer, but SQLite 3.51 runs the grouping
+        // 2.4× faster with it than bare, through the same index, in a
+        // 20,000-record workspace; without the LIMIT it does not.
         _ => format!(
             "SELECT r.value AS k, COUNT(*) AS n FROM governance_history h, json_each(h.reason_codes) AS r \
-             WHERE {conditions} GROUP BY r.value"
+             WHERE {conditions} GROUP BY r.value ORDER BY n DESC, k LIMIT -1"
         ),
     };
     let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(map)?;
