@@ -220,6 +220,48 @@ pub async fn contract_supersession_race_refused(ctx: CaseContext) -> CaseResult 
     Ok(())
 }
 
+/// Two requests for one target, each superseding the other at the same
+/// moment, straight through the store: one commit wins, the other is a
+/// `Conflict` (its successor moved on), never a backend error. On a store
+/// with row locks each commit holds one row and waits for the other's, in
+/// opposite orders: whatever the server does about that (a deadlock
+/// victim, say) is the store's to settle, not the caller's.
+pub async fn contract_crossed_supersessions_settle(ctx: CaseContext) -> CaseResult {
+    let by = requester();
+    for round in 0..12 {
+        let first = create(&ctx, spec(&ctx)).await?;
+        let second = create(&ctx, {
+            let mut s = spec(&ctx);
+            s.target = first.target().clone();
+            s
+        })
+        .await?;
+        let one = lifecycle::supersede(&first, &second, &by, Timestamp::now())?;
+        let other = lifecycle::supersede(&second, &first, &by, Timestamp::now())?;
+        let (a, b) = tokio::join!(ctx.store.commit_transition(&one), ctx.store.commit_transition(&other));
+        let settled = |result: &Result<(), GovernanceError>| match result {
+            Ok(()) => Ok(true),
+            Err(GovernanceError::Conflict { .. }) => Ok(false),
+            Err(error) => Err(CaseFailure(format!("round {round}: a crossed supersession failed: {error:?}"))),
+        };
+        let (a, b) = (settled(&a)?, settled(&b)?);
+        ensure!(a != b, "round {round}: exactly one of the two commits wins (first {a}, second {b})");
+        let (winner, loser) = if a { (&first, &second) } else { (&second, &first) };
+        let superseded = ctx.store.get_request(&ctx.workspace, winner.id()).await?;
+        ensure_eq!(
+            (superseded.status(), superseded.superseded_by()),
+            (RequestStatus::Superseded, Some(loser.id())),
+            "round {round}: the winner's request is superseded by the other"
+        );
+        ensure_eq!(
+            ctx.store.get_request(&ctx.workspace, loser.id()).await?,
+            *loser,
+            "round {round}: the losing commit changed nothing"
+        );
+    }
+    Ok(())
+}
+
 fn nested(depth: usize) -> Value {
     let mut value = json!("leaf");
     for _ in 0..depth {

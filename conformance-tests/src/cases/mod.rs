@@ -30,6 +30,7 @@ macro_rules! __with_cases {
             contract_forged_base_refused: Contract [],
             contract_frozen_fields_never_change: Contract [],
             contract_supersession_race_refused: Contract [],
+            contract_crossed_supersessions_settle: Contract [],
             contract_hostile_nesting_refused: Contract [],
             contract_json_at_depth_limit: Contract [],
             contract_time_bounds_outside_storable_range: Contract [],
