@@ -25,6 +25,67 @@ use crate::{
     RecordId, RequestId, RequestStatus, Timestamp,
 };
 
+/// How many times in all [`rerun_rolled_back`] runs a write.
+pub const ROLLED_BACK_ATTEMPTS: usize = 3;
+
+/// Runs `write`, a write in a transaction (or a single statement) the store
+/// began itself, again when `rolled_back` says the server rolled the whole
+/// of it back: a deadlock victim, a serialization failure, on Galera a
+/// transaction aborted by another node's write or by DDL. Nothing of it
+/// committed, so running it again is safe, and the rerun checks everything
+/// the first run did: a lost compare-and-set comes back as the `Conflict`
+/// it now is. Up to [`ROLLED_BACK_ATTEMPTS`] runs, 2–50 ms apart with
+/// jitter; any other error, and the last rolled-back one, is returned as
+/// it came.
+///
+/// Never wrap a write in the caller's transaction: that transaction went
+/// with it, and only the caller can run it again. Never count a lost
+/// connection as rolled back: the commit may have happened.
+///
+/// ```
+/// use governance_abstractions::GovernanceError;
+/// use governance_abstractions::provider::rerun_rolled_back;
+/// # block_on(async {
+/// let runs = std::sync::atomic::AtomicUsize::new(0);
+/// let rolled_back = |e: &GovernanceError| e.is_retryable();
+/// let result = rerun_rolled_back(rolled_back, || async {
+///     match runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+///         0 => Err(GovernanceError::backend(true, "deadlock victim")),
+///         _ => Ok("written"),
+///     }
+/// })
+/// .await;
+/// assert_eq!(result.unwrap(), "written");
+/// assert_eq!(runs.into_inner(), 2);
+/// # });
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub async fn rerun_rolled_back<T, R, F, Fut>(rolled_back: R, write: F) -> Result<T, GovernanceError>
+where
+    R: Fn(&GovernanceError) -> bool,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GovernanceError>>,
+{
+    use backon::BackoffBuilder;
+    let mut pauses = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_millis(2))
+        .with_max_delay(std::time::Duration::from_millis(50))
+        .with_jitter()
+        .with_max_times(ROLLED_BACK_ATTEMPTS - 1)
+        .build();
+    loop {
+        match write().await {
+            Err(error) if rolled_back(&error) => match pauses.next() {
+                Some(pause) => futures_timer::Delay::new(pause).await,
+                None => return Err(error),
+            },
+            done => return done,
+        }
+    }
+}
+
 /// Rebuilds a request from its stored fields.
 ///
 /// The stored state digest is kept as read; the lifecycle checks it against

@@ -41,6 +41,15 @@ pub(crate) fn map(error: sqlx::Error) -> GovernanceError {
     GovernanceError::backend(retryable, error)
 }
 
+/// True when `error` says the server rolled back the whole statement or
+/// transaction the store ran on its own: a deadlock victim (40P01) or a
+/// serialization failure (40001). Nothing of it committed, so running it
+/// again is safe (`provider::rerun_rolled_back`).
+pub(crate) fn rolled_back(error: &GovernanceError) -> bool {
+    let GovernanceError::Backend { source, .. } = error else { return false };
+    source.downcast_ref::<sqlx::Error>().and_then(postgres).is_some_and(|pg| matches!(pg.code(), "40P01" | "40001"))
+}
+
 /// A unique violation that the transaction's snapshot cannot explain: the
 /// colliding row was committed after a REPEATABLE READ or SERIALIZABLE
 /// caller's transaction took its snapshot. Only a fresh transaction sees it.

@@ -51,6 +51,7 @@ mod write;
 
 use async_trait::async_trait;
 use governance_abstractions::ConnectionSettings;
+use governance_abstractions::provider::rerun_rolled_back;
 use governance_abstractions::{
     Checkpoint, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter, HistoryReader,
     HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId, RequestFilter,
@@ -272,11 +273,17 @@ impl PostgresStore {
 #[async_trait]
 impl RequestWriter for PostgresStore {
     async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        write::create_request(&mut *self.connection().await?, false, creation).await
+        rerun_rolled_back(error::rolled_back, || async {
+            write::create_request(&mut *self.connection().await?, false, creation).await
+        })
+        .await
     }
 
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        write::commit_transition(&mut *self.connection().await?, false, transition).await
+        rerun_rolled_back(error::rolled_back, || async {
+            write::commit_transition(&mut *self.connection().await?, false, transition).await
+        })
+        .await
     }
 }
 
@@ -299,7 +306,10 @@ impl RequestReader for PostgresStore {
 #[async_trait]
 impl HistoryWriter for PostgresStore {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        write::append_history(&mut *self.connection().await?, false, records).await
+        rerun_rolled_back(error::rolled_back, || async {
+            write::append_history(&mut *self.connection().await?, false, records).await
+        })
+        .await
     }
 }
 
@@ -339,7 +349,7 @@ impl IntegrityStore for PostgresStore {
     }
 
     async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        integrity::append_checkpoint(&self.pool, checkpoint, entries).await
+        rerun_rolled_back(error::rolled_back, || integrity::append_checkpoint(&self.pool, checkpoint, entries)).await
     }
 
     async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {

@@ -53,8 +53,9 @@
 //!   `Unavailable`. The driver error is kept as the source. A write whose
 //!   whole transaction the server rolled back (a deadlock victim; on Galera
 //!   a transaction aborted by another node's write or by DDL) is run again
-//!   by the store, up to [`ROLLED_BACK_ATTEMPTS`] times, before that error
-//!   reaches the caller: nothing of it committed.
+//!   by the store, up to
+//!   [`ROLLED_BACK_ATTEMPTS`](governance_abstractions::provider::ROLLED_BACK_ATTEMPTS)
+//!   times, before that error reaches the caller: nothing of it committed.
 //! - **Same-transaction placement**: [`SeaOrmStore::append_history_in`],
 //!   [`SeaOrmStore::commit_transition_in`] and
 //!   [`SeaOrmStore::create_request_in`] write inside the application's own
@@ -81,6 +82,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use governance_abstractions::provider::rerun_rolled_back;
 use governance_abstractions::{
     Checkpoint, ConnectionSettings, Count, CountQuery, Creation, GovernanceError, GovernanceRequest, HistoryFilter,
     HistoryReader, HistoryRecord, HistoryWriter, IntegrityStore, Page, PageRequest, Position, ReadRecord, RecordId,
@@ -101,46 +103,6 @@ pub use sea_orm;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How many times in all the store runs a write in a transaction of its
-/// own when the server rolled the whole of it back (a deadlock victim; on
-/// Galera a transaction aborted by another node's write or by DDL), before
-/// that retryable error reaches the caller.
-pub const ROLLED_BACK_ATTEMPTS: usize = 3;
-
-/// Runs `write`, a write in a transaction the store begins itself, again
-/// (up to [`ROLLED_BACK_ATTEMPTS`] in all, after a short jittered pause)
-/// when the server rolled that whole transaction back: a deadlock victim,
-/// or on Galera a transaction aborted by a replicated write or by DDL run
-/// anywhere in the cluster (a `TRUNCATE` that is then refused does it
-/// too). Nothing of it committed, so running it again is safe, and it
-/// re-checks everything it checked the first time: a lost compare-and-set
-/// comes back as the `Conflict` it now is. Any other error, and the last
-/// rolled-back one, is returned as it came. Writes in a caller's
-/// transaction (`*_in`) are never run again: the caller's transaction is
-/// gone with them.
-async fn rerun_rolled_back<T, F, Fut>(write: F) -> Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    use backon::BackoffBuilder;
-    let mut pauses = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(2))
-        .with_max_delay(Duration::from_millis(50))
-        .with_jitter()
-        .with_max_times(ROLLED_BACK_ATTEMPTS - 1)
-        .build();
-    loop {
-        match write().await {
-            Err(error) if error::rolled_back(&error) => match pauses.next() {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => return Err(error),
-            },
-            done => return done,
-        }
-    }
-}
 
 /// Without a server driver built there is nothing to probe: SQLite is a file.
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
@@ -431,11 +393,11 @@ fn unavailable(error: sea_orm::sqlx::Error) -> GovernanceError {
 #[async_trait]
 impl RequestWriter for SeaOrmStore {
     async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        rerun_rolled_back(|| write::create_request(&self.db, creation)).await
+        rerun_rolled_back(error::rolled_back, || write::create_request(&self.db, creation)).await
     }
 
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        rerun_rolled_back(|| write::commit_transition(&self.db, transition)).await
+        rerun_rolled_back(error::rolled_back, || write::commit_transition(&self.db, transition)).await
     }
 }
 
@@ -458,7 +420,7 @@ impl RequestReader for SeaOrmStore {
 #[async_trait]
 impl HistoryWriter for SeaOrmStore {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        rerun_rolled_back(|| write::append_history(&self.db, records, false)).await
+        rerun_rolled_back(error::rolled_back, || write::append_history(&self.db, records, false)).await
     }
 }
 
@@ -498,7 +460,7 @@ impl IntegrityStore for SeaOrmStore {
     }
 
     async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        rerun_rolled_back(|| write::append_checkpoint(&self.db, checkpoint, entries)).await
+        rerun_rolled_back(error::rolled_back, || write::append_checkpoint(&self.db, checkpoint, entries)).await
     }
 
     async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
