@@ -8,10 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use conformance_tests::SetupError;
 use sqlx::{ConnectOptions, Connection};
 
-use crate::urls::{
-    database_name, mysql_identifier, postgres_identifier, redacted, scrubbed, with_database, with_login,
-};
-use crate::{MYSQL_URL_ENV, POSTGRES_URL_ENV};
+#[cfg(feature = "mysql-server")]
+use crate::MYSQL_URL_ENV;
+#[cfg(feature = "pg-server")]
+use crate::POSTGRES_URL_ENV;
+#[cfg(feature = "mysql-server")]
+use crate::urls::mysql_identifier;
+#[cfg(feature = "pg-server")]
+use crate::urls::postgres_identifier;
+use crate::urls::{database_name, redacted, scrubbed, with_database, with_login};
 
 const PREFIX: &str = "gov_cf_";
 /// Databases whose creating process holds a session lock while it lives.

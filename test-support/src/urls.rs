@@ -16,6 +16,7 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// The database name in `url` (its path), if any.
+#[cfg(any(feature = "pg-server", feature = "mysql-server", test))]
 pub(crate) fn database_name(url: &str) -> Option<&str> {
     let base = url.split_once('?').map_or(url, |(base, _)| base);
     let authority_end = base.find("://")? + 3;
@@ -139,10 +140,12 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+#[cfg(feature = "pg-server")]
 pub(crate) fn postgres_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+#[cfg(feature = "mysql-server")]
 pub(crate) fn mysql_identifier(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
