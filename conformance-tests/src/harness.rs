@@ -105,6 +105,15 @@ pub trait TamperAccess: Send + Sync {
     /// Sets a column of a stored record to a value that does not decode
     /// (for [`Capability::CorruptRows`]).
     async fn corrupt_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String>;
+    /// Changes who a stored record says acted, to the user `actor_id`, where
+    /// filters and counts by principal read it (on SQL backends the
+    /// `actor_kind` and `actor_id` columns), leaving everything else as
+    /// stored. The default refuses: a store that implements the rest of
+    /// this trait should implement this too.
+    async fn reassign_actor(&self, workspace: &WorkspaceId, id: RecordId, actor_id: &str) -> Result<(), String> {
+        let _ = (workspace, id, actor_id);
+        Err("reassign_actor is not implemented by this store's tamper access".into())
+    }
 }
 
 /// Fields a tampering overwrites in a checkpoint (`None`: left as stored).

@@ -21,9 +21,55 @@ pub use crate::store::{
 };
 pub use crate::validate::restore_stored_json;
 use crate::{
-    ApprovalRequirement, Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, PendingReason,
-    RecordId, RequestId, RequestStatus, Timestamp,
+    Actor, ApprovalRequirement, Checkpoint, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, PendingReason,
+    Principal, RecordId, RequestId, RequestStatus, Timestamp,
 };
+
+/// What a principal's JSON column holds next to the `*_kind` and `*_id`
+/// columns that already hold its actor: only the delegation chain, as a
+/// JSON array (`[]` for direct action). Rows written before held the whole
+/// principal there, an object; [`StoredPrincipal`] reads both.
+///
+/// ```
+/// use governance_abstractions::{Actor, Principal};
+/// use governance_abstractions::provider::{StoredPrincipal, stored_delegation};
+///
+/// let principal = Principal::delegated(Actor::service("bot"), vec![Actor::user("ann")]);
+/// let column = serde_json::to_string(stored_delegation(&principal)).unwrap();
+/// assert_eq!(column, r#"[{"kind":"user","id":"ann"}]"#);
+/// let stored: StoredPrincipal = serde_json::from_str(&column).unwrap();
+/// assert_eq!(stored.into_principal("service", "bot".into()).unwrap(), principal);
+/// ```
+pub fn stored_delegation(principal: &Principal) -> &[Actor] {
+    &principal.delegation
+}
+
+/// A principal's JSON column as stored: see [`stored_delegation`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum StoredPrincipal {
+    /// The delegation chain; the actor is in the `*_kind` and `*_id` columns.
+    Delegation(Vec<Actor>),
+    /// The whole principal, as rows written before held it.
+    Whole(Principal),
+}
+
+impl StoredPrincipal {
+    /// The principal, its actor from the `kind` and `id` columns. For a
+    /// row holding the whole principal, the columns must name its actor:
+    /// the columns are what filters and counts read, so a row where they
+    /// disagree was changed behind the store.
+    pub fn into_principal(self, kind: &str, id: String) -> Result<Principal, String> {
+        let actor = Actor { kind: kind.parse().map_err(|e: GovernanceError| e.to_string())?, id };
+        match self {
+            StoredPrincipal::Delegation(delegation) => Ok(Principal { actor, delegation }),
+            StoredPrincipal::Whole(whole) if whole.actor == actor => Ok(whole),
+            StoredPrincipal::Whole(whole) => {
+                Err(format!("the actor columns name {} but the stored principal {}", actor.key(), whole.actor.key()))
+            }
+        }
+    }
+}
 
 /// How many times in all [`rerun_rolled_back`] runs a write.
 pub const ROLLED_BACK_ATTEMPTS: usize = 3;

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use governance_abstractions::provider::{
-    CheckpointParts, StoredRequest, decode_checkpoint, decode_record, decode_request, restore_stored_json,
+    CheckpointParts, StoredPrincipal, StoredRequest, decode_checkpoint, decode_record, decode_request,
+    restore_stored_json, stored_delegation,
 };
 use governance_abstractions::{
     Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal,
@@ -96,6 +97,18 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result
     serde_json::from_value(value).map_err(|e| corrupt(what, e))
 }
 
+/// A principal from its JSON column (the delegation chain, or in older
+/// rows the whole principal) and its actor's `kind` and `id` columns, which
+/// filters and counts read: they are the actor.
+fn principal(
+    sqlx::types::Json(stored): sqlx::types::Json<StoredPrincipal>,
+    kind: &str,
+    id: String,
+    what: &str,
+) -> Result<Principal, Corrupt> {
+    stored.into_principal(kind, id).map_err(|e| corrupt(what, e))
+}
+
 fn unsigned(what: &str, value: i64) -> Result<u64, Corrupt> {
     u64::try_from(value).map_err(|_| corrupt(what, value))
 }
@@ -153,7 +166,7 @@ pub(crate) fn bind_history<'q>(
         .bind(records.iter().map(|r| e(r).code.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).actor.actor.kind.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).actor.actor.id.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| Json(&e(r).actor)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| Json(stored_delegation(&e(r).actor))).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).object_type.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).operation.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).decision.map(|d| d.as_str())).collect::<Vec<_>>())
@@ -190,7 +203,7 @@ pub(crate) fn bind_history_row<'q>(
         .bind(e.code.as_str())
         .bind(e.actor.actor.kind.as_str())
         .bind(e.actor.actor.id.as_str())
-        .bind(Json(&e.actor))
+        .bind(Json(stored_delegation(&e.actor)))
         .bind(e.object_type.as_str())
         .bind(e.operation.as_str())
         .bind(e.decision.map(|d| d.as_str()))
@@ -224,7 +237,7 @@ pub(crate) fn bind_request<'q>(
         .bind(&spec.operation)
         .bind(spec.requested_by.actor.kind.as_str())
         .bind(&spec.requested_by.actor.id)
-        .bind(sqlx::types::Json(&spec.requested_by))
+        .bind(sqlx::types::Json(stored_delegation(&spec.requested_by)))
         .bind(&spec.intent)
         .bind(request.status().as_str())
         .bind(request.pending_reason().map(|r| r.as_str()))
@@ -249,7 +262,12 @@ pub(crate) fn request_from(row: &PgRow) -> Result<GovernanceRequest, GovernanceE
         workspace_id: workspace(row)?,
         target: TargetRef { state_type: get(row, "state_type")?, state_id: get(row, "state_id")? },
         operation: get(row, "operation")?,
-        requested_by: from_json::<Principal>("requested_by", get(row, "requested_by")?)?,
+        requested_by: principal(
+            get(row, "requested_by")?,
+            get(row, "actor_kind")?,
+            get(row, "actor_id")?,
+            "requested_by",
+        )?,
         intent: get(row, "intent")?,
         approvals: from_json("approvals", get(row, "approvals")?)?,
         expected_state_version: get(row, "expected_state_version")?,
@@ -304,8 +322,8 @@ mod at {
     pub(super) const REQUEST_REVISION: usize = 3;
     pub(super) const CATEGORY: usize = 4;
     pub(super) const CODE: usize = 5;
-    // 6 and 7, `actor_kind` and `actor_id`, are the filterable copies of
-    // what `actor` holds: not read back.
+    pub(super) const ACTOR_KIND: usize = 6;
+    pub(super) const ACTOR_ID: usize = 7;
     pub(super) const ACTOR: usize = 8;
     pub(super) const OBJECT_TYPE: usize = 9;
     pub(super) const OPERATION: usize = 10;
@@ -376,7 +394,6 @@ fn text_enum<T: std::str::FromStr>(row: &PgRow, index: usize) -> Result<Option<T
 }
 
 fn decoded_history(row: &PgRow, (id, created_at): (RecordId, Timestamp)) -> Result<HistoryRecord, Corrupt> {
-    use sqlx::types::Json;
     let request =
         match (column::<Option<uuid::Uuid>>(row, at::REQUEST_ID)?, column::<Option<i64>>(row, at::REQUEST_REVISION)?) {
             (Some(id), Some(revision)) => {
@@ -394,9 +411,9 @@ fn decoded_history(row: &PgRow, (id, created_at): (RecordId, Timestamp)) -> Resu
     };
     let workspace_id =
         WorkspaceId::new(column::<String>(row, at::WORKSPACE_ID)?).map_err(|e| corrupt("workspace_id", e))?;
-    // Straight from the column's bytes into the principal: no JSON tree
-    // built only to be walked once and dropped.
-    let Json(actor) = column::<Json<Principal>>(row, at::ACTOR)?;
+    // Straight from the column's bytes: no JSON tree built only to be
+    // walked once and dropped.
+    let actor = principal(column(row, at::ACTOR)?, column(row, at::ACTOR_KIND)?, column(row, at::ACTOR_ID)?, "actor")?;
     // `Evidence` has no struct literal outside its crate: start from a
     // decision and overwrite every field with the stored one.
     let mut evidence = Evidence::decision(

@@ -173,6 +173,14 @@ impl TamperAccess for PostgresTamper {
         self.unguarded(&["governance_history"], vec![(sql.into(), binds)]).await
     }
 
+    async fn reassign_actor(&self, workspace: &WorkspaceId, id: RecordId, actor_id: &str) -> Result<(), String> {
+        let sql =
+            "UPDATE governance_history SET actor_kind = 'user', actor_id = $1 WHERE workspace_id = $2 AND id = $3";
+        let mut binds = vec![Bind::Text(Some(actor_id.to_owned()))];
+        binds.extend(record_key(workspace, id));
+        self.unguarded(&["governance_history"], vec![(sql.into(), binds)]).await
+    }
+
     async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
         let sql = "DELETE FROM governance_history WHERE workspace_id = $1 AND id = $2";
         self.unguarded(&["governance_history"], vec![(sql.into(), record_key(workspace, id).into())]).await

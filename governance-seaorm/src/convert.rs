@@ -4,8 +4,8 @@
 //! `verify` can name it.
 
 use governance_abstractions::provider::{
-    CheckpointParts, StoredRequest, TransitionWrite, decode_checkpoint, decode_record, decode_request,
-    restore_stored_json,
+    CheckpointParts, StoredPrincipal, StoredRequest, TransitionWrite, decode_checkpoint, decode_record, decode_request,
+    restore_stored_json, stored_delegation,
 };
 use governance_abstractions::{
     Checkpoint, Decision, Evidence, GovernanceError, GovernanceRequest, HistoryRecord, NewRequest, Principal,
@@ -36,7 +36,14 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, G
     serde_json::from_value(value).map_err(|e| corrupt(what, e))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Value {
+/// A principal from its JSON column (the delegation chain, or in older
+/// rows the whole principal) and its actor's `kind` and `id` columns, which
+/// filters and counts read: they are the actor.
+fn principal(what: &str, stored: Value, kind: &str, id: String) -> Result<Principal, GovernanceError> {
+    json::<StoredPrincipal>(what, stored)?.into_principal(kind, id).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
     // Domain values are plain data: serializing them cannot fail.
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -78,7 +85,7 @@ pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
         operation: spec.operation.clone(),
         actor_kind: spec.requested_by.actor.kind.as_str().to_owned(),
         actor_id: spec.requested_by.actor.id.clone(),
-        requested_by: to_json(&spec.requested_by),
+        requested_by: to_json(stored_delegation(&spec.requested_by)),
         intent: spec.intent.clone(),
         status: request.status().as_str().to_owned(),
         pending_reason: request.pending_reason().map(|r| r.as_str().to_owned()),
@@ -123,7 +130,7 @@ pub(crate) fn transition_update(write: &TransitionWrite<'_>) -> request::ActiveM
 /// lifecycle checks it before computing a transition from the request).
 pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, GovernanceError> {
     let workspace_id = WorkspaceId::new(row.workspace_id).map_err(|e| corrupt("workspace id", e))?;
-    let requested_by: Principal = json("requested_by", row.requested_by)?;
+    let requested_by = principal("requested_by", row.requested_by, &row.actor_kind, row.actor_id)?;
     let mut spec = NewRequest::new(
         workspace_id,
         TargetRef { state_type: row.state_type, state_id: row.state_id },
@@ -166,7 +173,7 @@ pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
         code: e.code.clone(),
         actor_kind: e.actor.actor.kind.as_str().to_owned(),
         actor_id: e.actor.actor.id.clone(),
-        actor: to_json(&e.actor),
+        actor: to_json(stored_delegation(&e.actor)),
         object_type: e.object_type.clone(),
         operation: e.operation.clone(),
         decision: e.decision.map(|d| d.as_str().to_owned()),
@@ -201,7 +208,7 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
         (Some(policy), Some(version)) => Some(RedactionRef { policy, version }),
         _ => None,
     };
-    let actor: Principal = json("actor", row.actor)?;
+    let actor = principal("actor", row.actor, &row.actor_kind, row.actor_id)?;
     // `Evidence` is non-exhaustive: start from a decision and set every
     // stored field, the placeholder decision included.
     let mut evidence = Evidence::decision(workspace_id, actor, row.object_type, row.operation, Decision::Approved);

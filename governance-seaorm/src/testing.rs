@@ -248,6 +248,13 @@ impl TamperAccess for SeaOrmTamper {
         self.unguarded(&["governance_history"], vec![self.statement(sql, values)]).await
     }
 
+    async fn reassign_actor(&self, workspace: &WorkspaceId, id: RecordId, actor_id: &str) -> Result<(), String> {
+        let sql = "UPDATE governance_history SET actor_kind = 'user', actor_id = ? WHERE workspace_id = ? AND id = ?";
+        let mut values = vec![Value::from(actor_id)];
+        values.extend(key(workspace, id));
+        self.unguarded(&["governance_history"], vec![self.statement(sql, values)]).await
+    }
+
     async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
         let sql = "DELETE FROM governance_history WHERE workspace_id = ? AND id = ?";
         self.unguarded(&["governance_history"], vec![self.statement(sql, key(workspace, id))]).await

@@ -492,6 +492,23 @@ pub async fn integrity_detects_rehashed_record(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// A record whose actor was changed where filters and counts read it (on
+/// SQL backends its actor columns) is named as altered, sealed or not: the
+/// actor that counts is the actor the content hash covers.
+pub async fn integrity_detects_reassigned_actor(ctx: CaseContext) -> CaseResult {
+    let (tamper, ids, latest) = sealed_workspace(&ctx).await?;
+    tampering(tamper.reassign_actor(&ctx.workspace, ids[1], "mallory").await)?;
+    let found = problem(&ctx, &ctx.workspace, Some(&latest)).await?;
+    ensure_eq!(found, Some(Problem::RecordAltered { record: ids[1], index: Some(1) }), "reassigned sealed record");
+
+    let other = ctx.other_workspace();
+    let unsealed = append_many(&ctx, &other, 2).await?;
+    tampering(tamper.reassign_actor(&other, unsealed[1].id(), "mallory").await)?;
+    let found = problem(&ctx, &other, None).await?;
+    ensure_eq!(found, Some(Problem::RecordAltered { record: unsealed[1].id(), index: None }), "reassigned unsealed");
+    Ok(())
+}
+
 /// A deleted record in the middle of the log is named.
 pub async fn integrity_detects_deleted_record(ctx: CaseContext) -> CaseResult {
     let (tamper, ids, latest) = sealed_workspace(&ctx).await?;

@@ -139,6 +139,7 @@ macro_rules! __with_cases {
             integrity_checkpoint_refusals: Integrity [],
             integrity_detects_altered_record: Integrity [Tamper],
             integrity_detects_rehashed_record: Integrity [Tamper],
+            integrity_detects_reassigned_actor: Integrity [Tamper],
             integrity_detects_deleted_record: Integrity [Tamper],
             integrity_detects_deleted_tail: Integrity [Tamper],
             integrity_detects_altered_checkpoint: Integrity [Tamper],

@@ -63,6 +63,13 @@ impl TamperAccess for MemoryTamper {
         found.then_some(()).ok_or_else(|| format!("no record {id}"))
     }
 
+    async fn reassign_actor(&self, workspace: &WorkspaceId, id: RecordId, actor_id: &str) -> Result<(), String> {
+        let found = self.0.tamper(workspace, |t| {
+            t.rewrite_record(id, |evidence, _| evidence.actor.actor = governance_abstractions::Actor::user(actor_id))
+        });
+        found.then_some(()).ok_or_else(|| format!("no record {id}"))
+    }
+
     async fn delete_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<(), String> {
         self.0.tamper(workspace, |t| t.delete_record(id)).then_some(()).ok_or_else(|| format!("no record {id}"))
     }
