@@ -26,47 +26,59 @@ use crate::{
 };
 
 /// What a principal's JSON column holds next to the `*_kind` and `*_id`
-/// columns that already hold its actor: only the delegation chain, as a
-/// JSON array (`[]` for direct action). Rows written before held the whole
-/// principal there, an object; [`StoredPrincipal`] reads both.
+/// columns that already hold its actor: only the delegation chain, as
+/// `{"delegation": […]}` (`{}` for direct action). Rows written before held
+/// the whole principal there, `{"actor": …, "delegation": […]}`;
+/// [`StoredPrincipal`] reads both. The new form is an object without an
+/// `actor`, so a reader that expects the whole principal refuses it rather
+/// than taking a delegator for the actor.
 ///
 /// ```
 /// use governance_abstractions::{Actor, Principal};
 /// use governance_abstractions::provider::{StoredPrincipal, stored_delegation};
 ///
 /// let principal = Principal::delegated(Actor::service("bot"), vec![Actor::user("ann")]);
-/// let column = serde_json::to_string(stored_delegation(&principal)).unwrap();
-/// assert_eq!(column, r#"[{"kind":"user","id":"ann"}]"#);
+/// let column = serde_json::to_string(&stored_delegation(&principal)).unwrap();
+/// assert_eq!(column, r#"{"delegation":[{"kind":"user","id":"ann"}]}"#);
 /// let stored: StoredPrincipal = serde_json::from_str(&column).unwrap();
 /// assert_eq!(stored.into_principal("service", "bot".into()).unwrap(), principal);
 /// ```
-pub fn stored_delegation(principal: &Principal) -> &[Actor] {
-    &principal.delegation
+pub fn stored_delegation(principal: &Principal) -> StoredDelegation<'_> {
+    StoredDelegation { delegation: &principal.delegation }
 }
 
-/// A principal's JSON column as stored: see [`stored_delegation`].
+/// A principal's JSON column as written: see [`stored_delegation`].
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StoredDelegation<'a> {
+    // `{}` for direct action, the most common principal by far.
+    #[serde(skip_serializing_if = "<[Actor]>::is_empty")]
+    delegation: &'a [Actor],
+}
+
+/// A principal's JSON column as read: the delegation chain, and in rows
+/// written before the delegation-only form, the actor too. See
+/// [`stored_delegation`].
 #[derive(Debug, serde::Deserialize)]
-#[serde(untagged)]
-pub enum StoredPrincipal {
-    /// The delegation chain; the actor is in the `*_kind` and `*_id` columns.
-    Delegation(Vec<Actor>),
-    /// The whole principal, as rows written before held it.
-    Whole(Principal),
+#[serde(deny_unknown_fields)]
+pub struct StoredPrincipal {
+    #[serde(default)]
+    actor: Option<Actor>,
+    #[serde(default)]
+    delegation: Vec<Actor>,
 }
 
 impl StoredPrincipal {
-    /// The principal, its actor from the `kind` and `id` columns. For a
-    /// row holding the whole principal, the columns must name its actor:
-    /// the columns are what filters and counts read, so a row where they
-    /// disagree was changed behind the store.
+    /// The principal, its actor from the `kind` and `id` columns. A row
+    /// that holds the actor in its JSON column too (written before) must
+    /// name the same one: the columns are what filters and counts read, so
+    /// a row where they disagree was changed behind the store.
     pub fn into_principal(self, kind: &str, id: String) -> Result<Principal, String> {
         let actor = Actor { kind: kind.parse().map_err(|e: GovernanceError| e.to_string())?, id };
-        match self {
-            StoredPrincipal::Delegation(delegation) => Ok(Principal { actor, delegation }),
-            StoredPrincipal::Whole(whole) if whole.actor == actor => Ok(whole),
-            StoredPrincipal::Whole(whole) => {
-                Err(format!("the actor columns name {} but the stored principal {}", actor.key(), whole.actor.key()))
+        match self.actor {
+            Some(stored) if stored != actor => {
+                Err(format!("the actor columns name {} but the stored principal {}", actor.key(), stored.key()))
             }
+            _ => Ok(Principal { actor, delegation: self.delegation }),
         }
     }
 }
@@ -80,9 +92,12 @@ pub const ROLLED_BACK_ATTEMPTS: usize = 3;
 /// transaction aborted by another node's write or by DDL. Nothing of it
 /// committed, so running it again is safe, and the rerun checks everything
 /// the first run did: a lost compare-and-set comes back as the `Conflict`
-/// it now is. Up to [`ROLLED_BACK_ATTEMPTS`] runs, 2–50 ms apart with
-/// jitter; any other error, and the last rolled-back one, is returned as
-/// it came.
+/// it now is. Up to [`ROLLED_BACK_ATTEMPTS`] runs, a few milliseconds
+/// apart (2–4 ms, then 4–8 ms, jittered); any other error, and the last
+/// rolled-back one, is returned as it came. The runs are inside one store
+/// call: one attempt of [`GovernanceService`](crate::GovernanceService)'s
+/// retry policy may be up to three of them, and on PostgreSQL each
+/// deadlock first costs the server's `deadlock_timeout` (1 s by default).
 ///
 /// Never wrap a write in the caller's transaction: that transaction went
 /// with it, and only the caller can run it again. Never count a lost

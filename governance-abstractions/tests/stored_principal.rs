@@ -14,13 +14,14 @@ fn read(column: serde_json::Value, kind: &str, id: &str) -> Result<Principal, St
 #[test]
 fn the_column_holds_only_the_delegation_chain() {
     let direct = Principal::direct(Actor::user("ann"));
-    assert_eq!(serde_json::to_value(stored_delegation(&direct)).unwrap(), json!([]));
-    assert_eq!(read(json!([]), "user", "ann").unwrap(), direct);
+    assert_eq!(serde_json::to_value(stored_delegation(&direct)).unwrap(), json!({}));
+    assert_eq!(read(json!({}), "user", "ann").unwrap(), direct);
+    assert_eq!(read(json!({"delegation": []}), "user", "ann").unwrap(), direct);
 
     let chain = vec![Actor::user("ann"), Actor::new(ActorKind::Agent, "planner")];
     let delegated = Principal::delegated(Actor::service("bot"), chain);
     let column = serde_json::to_value(stored_delegation(&delegated)).unwrap();
-    assert_eq!(column, json!([{"kind": "user", "id": "ann"}, {"kind": "agent", "id": "planner"}]));
+    assert_eq!(column, json!({"delegation": [{"kind": "user", "id": "ann"}, {"kind": "agent", "id": "planner"}]}));
     assert_eq!(read(column, "service", "bot").unwrap(), delegated, "the chain in order, the actor from the columns");
 }
 
@@ -44,10 +45,23 @@ fn a_whole_principal_written_before_reads_back_when_the_columns_agree() {
 }
 
 #[test]
+fn the_delegation_only_form_is_refused_where_a_whole_principal_is_expected() {
+    // What a reader from before this form does with it: an error, not the
+    // delegator taken for the actor.
+    let column =
+        serde_json::to_value(stored_delegation(&Principal::delegated(Actor::service("bot"), vec![Actor::user("ann")])))
+            .unwrap();
+    assert!(serde_json::from_value::<Principal>(column).is_err());
+    let direct = serde_json::to_value(stored_delegation(&Actor::user("ann").into())).unwrap();
+    assert!(serde_json::from_value::<Principal>(direct).is_err(), "nor a direct one");
+}
+
+#[test]
 fn a_column_that_is_neither_is_refused() {
-    assert!(read(json!([]), "robot", "x").is_err(), "an unknown actor kind");
+    assert!(read(json!({"delegation": []}), "robot", "x").is_err(), "an unknown actor kind");
     assert!(read(json!("ann"), "user", "ann").is_err(), "a string");
     assert!(read(json!(null), "user", "ann").is_err(), "null");
-    assert!(read(json!([{"kind": "user"}]), "user", "ann").is_err(), "a chain entry without an id");
-    assert!(read(json!({"delegation": []}), "user", "ann").is_err(), "an object without an actor");
+    assert!(read(json!({"delegation": [{"kind": "user"}]}), "user", "ann").is_err(), "a chain entry without an id");
+    assert!(read(json!({"delegation": [], "extra": 1}), "user", "ann").is_err(), "an unknown field");
+    assert!(read(json!({"delegation": "ann"}), "user", "ann").is_err(), "a chain that is not a list");
 }

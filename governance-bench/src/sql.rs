@@ -44,7 +44,7 @@ fn push_history_pg(row: &mut sqlx::query_builder::Separated<'_, sqlx::Postgres, 
         .push_bind(e.code.clone())
         .push_bind(e.actor.actor.kind.as_str())
         .push_bind(e.actor.actor.id.clone())
-        .push_bind(Json(json!(e.actor.delegation)))
+        .push_bind(Json(governance_abstractions::provider::stored_delegation(&e.actor)))
         .push_bind(e.object_type.clone())
         .push_bind(e.operation.clone())
         .push_bind(e.decision.map(|d| d.as_str()))
@@ -81,7 +81,7 @@ async fn insert_requests_pg<'c, E: sqlx::PgExecutor<'c>>(executor: E, requests: 
             .push_bind(s.operation.clone())
             .push_bind(s.requested_by.actor.kind.as_str())
             .push_bind(s.requested_by.actor.id.clone())
-            .push_bind(Json(json!(s.requested_by.delegation)))
+            .push_bind(Json(governance_abstractions::provider::stored_delegation(&s.requested_by)))
             .push_bind(s.intent.clone())
             .push_bind(r.status().as_str())
             .push_bind(r.pending_reason().map(|p| p.as_str()))
@@ -314,7 +314,7 @@ fn history_values(fresh: &Fresh<'_>) -> Vec<Value> {
         Value::from(e.code.as_str()),
         Value::from(e.actor.actor.kind.as_str()),
         Value::from(e.actor.actor.id.as_str()),
-        Value::from(json!(e.actor.delegation)),
+        Value::from(json!(governance_abstractions::provider::stored_delegation(&e.actor))),
         Value::from(e.object_type.as_str()),
         Value::from(e.operation.as_str()),
         Value::from(e.decision.map(|d| d.as_str().to_owned())),
@@ -398,7 +398,7 @@ impl SeaBaseline {
             Value::from(s.operation.as_str()),
             Value::from(s.requested_by.actor.kind.as_str()),
             Value::from(s.requested_by.actor.id.as_str()),
-            Value::from(json!(s.requested_by.delegation)),
+            Value::from(json!(governance_abstractions::provider::stored_delegation(&s.requested_by))),
             Value::from(s.intent.as_str()),
             Value::from(r.status().as_str()),
             Value::from(r.pending_reason().map(|p| p.as_str().to_owned())),

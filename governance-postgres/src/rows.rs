@@ -480,6 +480,8 @@ mod tests {
             (at::REQUEST_REVISION, "request_revision"),
             (at::CATEGORY, "category"),
             (at::CODE, "code"),
+            (at::ACTOR_KIND, "actor_kind"),
+            (at::ACTOR_ID, "actor_id"),
             (at::ACTOR, "actor"),
             (at::OBJECT_TYPE, "object_type"),
             (at::OPERATION, "operation"),

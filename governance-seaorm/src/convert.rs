@@ -43,7 +43,7 @@ fn principal(what: &str, stored: Value, kind: &str, id: String) -> Result<Princi
     json::<StoredPrincipal>(what, stored)?.into_principal(kind, id).map_err(|e| corrupt(what, e))
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
     // Domain values are plain data: serializing them cannot fail.
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -85,7 +85,7 @@ pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
         operation: spec.operation.clone(),
         actor_kind: spec.requested_by.actor.kind.as_str().to_owned(),
         actor_id: spec.requested_by.actor.id.clone(),
-        requested_by: to_json(stored_delegation(&spec.requested_by)),
+        requested_by: to_json(&stored_delegation(&spec.requested_by)),
         intent: spec.intent.clone(),
         status: request.status().as_str().to_owned(),
         pending_reason: request.pending_reason().map(|r| r.as_str().to_owned()),
@@ -173,7 +173,7 @@ pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
         code: e.code.clone(),
         actor_kind: e.actor.actor.kind.as_str().to_owned(),
         actor_id: e.actor.actor.id.clone(),
-        actor: to_json(stored_delegation(&e.actor)),
+        actor: to_json(&stored_delegation(&e.actor)),
         object_type: e.object_type.clone(),
         operation: e.operation.clone(),
         decision: e.decision.map(|d| d.as_str().to_owned()),

@@ -269,11 +269,13 @@ pub mod request {
         pub state_id: String,
         /// Mutation wanted.
         pub operation: String,
-        /// Requesting actor's kind (filterable).
+        /// Requesting actor's kind (filterable; what the request is decoded from).
         pub actor_kind: String,
-        /// Requesting actor's id (filterable).
+        /// Requesting actor's id (filterable; what the request is decoded from).
         pub actor_id: String,
-        /// The requesting principal with its delegation chain.
+        /// The requesting principal's delegation chain, `{"delegation": […]}`
+        /// (rows written before hold the whole principal; see
+        /// `governance_abstractions::provider::StoredPrincipal`).
         pub requested_by: Json,
         /// Why.
         pub intent: String,
@@ -341,11 +343,13 @@ pub mod history {
         pub category: String,
         /// What happened.
         pub code: String,
-        /// Acting actor's kind (filterable).
+        /// Acting actor's kind (filterable; what the record is decoded from).
         pub actor_kind: String,
-        /// Acting actor's id (filterable).
+        /// Acting actor's id (filterable; what the record is decoded from).
         pub actor_id: String,
-        /// The acting principal with its delegation chain.
+        /// The acting principal's delegation chain, `{"delegation": […]}`
+        /// (rows written before hold the whole principal; see
+        /// `governance_abstractions::provider::StoredPrincipal`).
         pub actor: Json,
         /// Governed object type.
         pub object_type: String,
