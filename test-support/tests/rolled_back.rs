@@ -1,7 +1,7 @@
 //! A write whose whole transaction the server rolls back is run again by
-//! the SeaORM store, so the caller never sees that deadlock.
+//! the store, so the caller never sees that deadlock.
 //!
-//! On MySQL/MariaDB another transaction is made to deadlock with the
+//! SeaORM on MySQL/MariaDB: another transaction is made to deadlock with the
 //! store's own `create_request`, heavier than it so that the store's is the
 //! one InnoDB rolls back: it holds the gap where the request's first history
 //! row goes, waits until the store has inserted the request row and is
@@ -104,4 +104,85 @@ async fn a_deadlock_victim_is_run_again_by_the_store() {
     let all =
         store.query_requests(&workspace, &RequestFilter::default(), &PageRequest::first(10)).await.expect("lists");
     assert_eq!(all.items.len(), 1, "exactly one request in the workspace");
+}
+
+/// On PostgreSQL the sqlx store's supersession is one statement that
+/// share-locks the successor, then updates the older request. Another
+/// transaction holds the older request, waits until the store's statement
+/// waits for it, then asks for the successor: a deadlock, and the store's
+/// statement, waiting longest, is the one PostgreSQL aborts (`40P01`). The
+/// store must run it again once the other transaction is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_deadlock_victim_is_run_again_by_the_store() {
+    use governance_postgres::PostgresStore;
+    use governance_seaorm::sea_orm::sqlx::{self, Connection, PgConnection};
+
+    let server = match server_url(Server::Postgres).await {
+        Ok(url) => url,
+        Err(why) if !setup_fails(&why) => return eprintln!("skipped: PostgreSQL: {why}"),
+        Err(why) => panic!("PostgreSQL required: {why}"),
+    };
+    let database = fresh_test_database(&server, Server::Postgres).await.expect("a fresh database");
+    let store = PostgresStore::connect(database.url()).await.expect("connects");
+    store.migrate().await.expect("migrates");
+
+    let workspace = random_workspace();
+    let by: governance_abstractions::Principal = Actor::user("dev").into();
+    let target = TargetRef::new("flag", "beta");
+    let mut created = Vec::new();
+    for _ in 0..2 {
+        let spec = NewRequest::new(workspace.clone(), target.clone(), "enable", by.clone());
+        let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("a valid creation");
+        created.push(store.create_request(&creation).await.expect("created").into_inner());
+    }
+    let (older, newer) = (&created[0], &created[1]);
+    let transition = lifecycle::supersede(older, newer, &by, Timestamp::now()).expect("a supersession");
+
+    let mut other = PgConnection::connect(database.url()).await.expect("connects");
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begins");
+    let lock = "SELECT 1 FROM governance_requests WHERE workspace_id = $1 AND id = $2 FOR UPDATE";
+    sqlx::query(lock)
+        .bind(workspace.as_str())
+        .bind(older.id().as_uuid())
+        .execute(&mut other)
+        .await
+        .expect("holds the older request");
+
+    let writer = {
+        let (store, transition) = (store.clone(), transition.clone());
+        tokio::spawn(async move { store.commit_transition(&transition).await })
+    };
+    let mut watcher = PgConnection::connect(database.url()).await.expect("connects");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'WITH guard AS%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("reads the activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store's supersession never waited for the older request");
+        assert!(!writer.is_finished(), "the store's supersession ended before it waited: {:?}", writer.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Closes the cycle; the store's statement has waited longer, so its
+    // deadlock check runs first and aborts it.
+    sqlx::query(lock)
+        .bind(workspace.as_str())
+        .bind(newer.id().as_uuid())
+        .execute(&mut other)
+        .await
+        .expect("the other transaction survives the deadlock: the store's statement was aborted");
+    sqlx::query("ROLLBACK").execute(&mut other).await.expect("rolls back");
+
+    writer.await.expect("the writer task").expect("the store ran its aborted supersession again");
+    let stored = store.get_request(&workspace, older.id()).await.expect("stored");
+    assert_eq!(stored.superseded_by(), Some(newer.id()), "superseded once, by the newer request");
+    assert_eq!(stored.revision(), 2);
+    assert_eq!(store.get_request(&workspace, newer.id()).await.expect("stored").revision(), 1);
 }
