@@ -265,27 +265,37 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
     let counts: Vec<Count> = match query.by {
         CountBy::ReasonCode => reason_code_counts(conn, workspace, query).await?,
         CountBy::Principal => {
-            let rows: Vec<(String, String, i64)> = base
+            let grouped = base
                 .column(C::ActorKind)
                 .column(C::ActorId)
                 .column_as(count, "n")
                 .group_by(C::ActorKind)
-                .group_by(C::ActorId)
-                .into_tuple()
-                .all(conn)
-                .await
-                .map_err(map)?;
+                .group_by(C::ActorId);
+            let rows: Vec<(String, String, i64)> =
+                ranked(grouped, conn.get_database_backend()).into_tuple().all(conn).await.map_err(map)?;
             rows.into_iter().map(|(kind, id, n)| Count { key: format!("{kind}:{id}"), count: n as u64 }).collect()
         }
         CountBy::Operation | CountBy::Decision => {
             let column = if query.by == CountBy::Operation { C::Operation } else { C::Decision };
+            let grouped = base.column(column).column_as(count, "n").group_by(column);
             let rows: Vec<(String, i64)> =
-                base.column(column).column_as(count, "n").group_by(column).into_tuple().all(conn).await.map_err(map)?;
+                ranked(grouped, conn.get_database_backend()).into_tuple().all(conn).await.map_err(map)?;
             rows.into_iter().map(|(key, n)| Count { key, count: n as u64 }).collect()
         }
         _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
     };
     Ok(rank_counts(counts, query.limit))
+}
+
+/// A grouping ordered by its count, with a `LIMIT` no count reaches, on
+/// SQLite: no part of the answer (`rank_counts` ranks and cuts after), but
+/// SQLite 3.51 ran counts by principal and by operation 2–3.5 × faster with
+/// it than bare, through the same index, in a 20,000-record workspace.
+fn ranked(select: sea_orm::Select<history::Entity>, backend: DbBackend) -> sea_orm::Select<history::Entity> {
+    if backend != DbBackend::Sqlite {
+        return select;
+    }
+    select.order_by_desc(Expr::col("n")).limit(i64::MAX.unsigned_abs())
 }
 
 /// Counts reason codes in the database, unnesting each record's list with
