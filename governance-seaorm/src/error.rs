@@ -95,12 +95,12 @@ pub(crate) fn transaction_lost(error: &DbErr) -> bool {
 /// one: the commit may have happened.
 pub(crate) fn rolled_back(error: &GovernanceError) -> bool {
     let GovernanceError::Backend { source, .. } = error else { return false };
-    let Some(database) = source.downcast_ref::<DbErr>().and_then(database_error) else { return false };
-    if mysql_number(database) == Some(1213) {
+    let Some(db) = source.downcast_ref::<DbErr>() else { return false };
+    if transaction_lost(db) {
         return true;
     }
     #[cfg(feature = "postgres")]
-    if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+    if let Some(pg) = database_error(db).and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()) {
         return matches!(pg.code(), "40P01" | "40001");
     }
     false

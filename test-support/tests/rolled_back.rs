@@ -19,7 +19,21 @@ use governance_abstractions::{
 };
 use governance_seaorm::SeaOrmStore;
 use governance_seaorm::sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
-use governance_test_support::{Server, fresh_test_database, server_url, setup_fails};
+use governance_test_support::{Server, TestDatabase, fresh_test_database, server_url, setup_fails};
+
+/// A fresh database on `server`, or `None` (with a notice) when the server
+/// is not configured and not required.
+async fn fresh(server: Server, name: &str) -> Option<TestDatabase> {
+    let url = match server_url(server).await {
+        Ok(url) => url,
+        Err(why) if !setup_fails(&why) => {
+            eprintln!("skipped: {name}: {why}");
+            return None;
+        }
+        Err(why) => panic!("{name} required: {why}"),
+    };
+    Some(fresh_test_database(&url, server).await.expect("a fresh database"))
+}
 
 fn stmt(sql: &str, values: Vec<governance_seaorm::sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::MySql, sql, values)
@@ -27,12 +41,7 @@ fn stmt(sql: &str, values: Vec<governance_seaorm::sea_orm::Value>) -> Statement 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_victim_is_run_again_by_the_store() {
-    let server = match server_url(Server::MySql).await {
-        Ok(url) => url,
-        Err(why) if !setup_fails(&why) => return eprintln!("skipped: MySQL: {why}"),
-        Err(why) => panic!("MySQL required: {why}"),
-    };
-    let database = fresh_test_database(&server, Server::MySql).await.expect("a fresh database");
+    let Some(database) = fresh(Server::MySql, "MySQL").await else { return };
     let db = Database::connect(database.url()).await.expect("connects");
     let store = SeaOrmStore::new(db.clone());
     store.migrate().await.expect("migrates");
@@ -117,12 +126,7 @@ async fn a_postgres_deadlock_victim_is_run_again_by_the_store() {
     use governance_postgres::PostgresStore;
     use governance_seaorm::sea_orm::sqlx::{self, Connection, PgConnection};
 
-    let server = match server_url(Server::Postgres).await {
-        Ok(url) => url,
-        Err(why) if !setup_fails(&why) => return eprintln!("skipped: PostgreSQL: {why}"),
-        Err(why) => panic!("PostgreSQL required: {why}"),
-    };
-    let database = fresh_test_database(&server, Server::Postgres).await.expect("a fresh database");
+    let Some(database) = fresh(Server::Postgres, "PostgreSQL").await else { return };
     let store = PostgresStore::connect(database.url()).await.expect("connects");
     store.migrate().await.expect("migrates");
 
