@@ -95,6 +95,19 @@ impl SeaOrmRawHistory {
         statement(self.0.get_database_backend(), sql, key(workspace, id))
     }
 
+    /// Whether the connection is to a Galera node that replicates its
+    /// writes, and may run a statement unreplicated (`wsrep_on` is set by
+    /// a privileged owner only).
+    async fn on_galera(&self) -> bool {
+        let probe = Statement::from_string(DbBackend::MySql, "SET STATEMENT wsrep_on = 0 FOR SELECT @@wsrep_on AS w");
+        let replicating = Statement::from_string(DbBackend::MySql, "SELECT @@wsrep_on AS w");
+        let flag = |row: Option<sea_orm::QueryResult>| row.and_then(|r| r.try_get::<i64>("", "w").ok());
+        match (self.0.query_one_raw(replicating).await, self.0.query_one_raw(probe).await) {
+            (Ok(on), Ok(off)) => flag(on) == Some(1) && flag(off) == Some(0),
+            _ => false,
+        }
+    }
+
     /// Runs `statement`; on PostgreSQL under `session_replication_role =
     /// replica`, which skips ordinary triggers: the guard must hold anyway.
     async fn run(&self, statement: Statement) -> Result<(), String> {
@@ -125,6 +138,18 @@ impl RawHistoryAccess for SeaOrmRawHistory {
         let backend = self.0.get_database_backend();
         let sql = match backend {
             DbBackend::Sqlite => "DELETE FROM governance_history",
+            DbBackend::MySql if self.on_galera().await => {
+                // Galera runs DDL on every node at once, in isolation: a
+                // TRUNCATE aborts every write in flight on the table and,
+                // under load, has wedged a node's commits for minutes. The
+                // guard is the same on every node, so it is tried on this
+                // one only (never replicated; were the guard missing, only
+                // this node would lose rows, and the case fails anyway).
+                // `wsrep_on` may not change inside a transaction, and
+                // TRUNCATE commits on its own whatever surrounds it.
+                let sql = "SET STATEMENT wsrep_on = 0 FOR TRUNCATE TABLE governance_history";
+                return self.0.execute_unprepared(sql).await.map(drop).map_err(|e| e.to_string());
+            }
             _ => "TRUNCATE TABLE governance_history",
         };
         self.run(Statement::from_string(backend, sql)).await
