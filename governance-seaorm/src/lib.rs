@@ -34,9 +34,11 @@
 //!   (status, approvals, metadata, revision, …): what was fixed at creation is
 //!   never rewritten.
 //! - **Supersession**: in the same transaction and before that update, a
-//!   locking read of the successor (`FOR SHARE` on PostgreSQL, `LOCK IN SHARE
-//!   MODE` on MySQL/MariaDB; on SQLite `BEGIN IMMEDIATE` already holds the
-//!   write lock) checks that it is still at the revision and state digest the
+//!   locking read of the successor (`FOR SHARE` on PostgreSQL; on
+//!   MySQL/MariaDB a write of its `successor_guard` counter, then a read
+//!   under that lock, since a multi-primary Galera cluster certifies written
+//!   rows only; on SQLite `BEGIN IMMEDIATE` already holds the write lock)
+//!   checks that it is still at the revision and state digest the
 //!   supersession was computed against, and keeps it there until commit.
 //! - **Append-only**: triggers refuse UPDATE and DELETE of history rows,
 //!   checkpoints and seal entries on all three backends; TRUNCATE is refused

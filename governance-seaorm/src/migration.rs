@@ -38,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(CheckTimeRange),
             Box::new(postgres::SharePostgresSchema),
             Box::new(LeanRequestIndexes),
+            Box::new(SuccessorGuard),
         ]
     }
 
@@ -163,6 +164,43 @@ impl MigrationTrait for LeanRequestIndexes {
         run(manager, postgres::LEAN_REQUEST_INDEXES, MYSQL_LEAN_REQUEST_INDEXES, SQLITE_LEAN_REQUEST_INDEXES).await
     }
 }
+
+/// The MySQL/MariaDB request column a supersession writes on its successor
+/// (see [`SuccessorGuard`]); in no entity, never read.
+pub(crate) const SUCCESSOR_GUARD: &str = "successor_guard";
+
+struct SuccessorGuard;
+
+impl MigrationName for SuccessorGuard {
+    fn name(&self) -> &str {
+        "m20261230_000008_successor_guard"
+    }
+}
+
+/// MySQL/MariaDB: a counter on each request that a supersession increments
+/// on its successor's row. The successor is checked under a lock, and a
+/// lock holds on one server only: a multi-primary cluster (Galera)
+/// certifies the rows a transaction writes, not the rows it locks, so
+/// without a write a cancel of the successor through another node could
+/// commit alongside the supersession. Writing the row makes the two
+/// conflict at certification, where one of them loses. PostgreSQL and
+/// SQLite need no such column (one writer node).
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for SuccessorGuard {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // DDL commits on its own here: a re-run after a crash must work.
+        if manager.get_database_backend() != DbBackend::MySql
+            || manager.has_column("governance_requests", SUCCESSOR_GUARD).await?
+        {
+            return Ok(());
+        }
+        run(manager, &[], MYSQL_SUCCESSOR_GUARD, &[]).await
+    }
+}
+
+const MYSQL_SUCCESSOR_GUARD: &[&str] =
+    &["ALTER TABLE governance_requests ADD COLUMN successor_guard BIGINT NOT NULL DEFAULT 0"];
 
 const MYSQL_LEAN_REQUEST_INDEXES: &[&str] = &["ALTER TABLE governance_requests DROP INDEX governance_requests_pending"];
 

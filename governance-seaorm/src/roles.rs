@@ -11,6 +11,7 @@ use governance_abstractions::provider::TRANSITION_COLUMNS;
 use governance_abstractions::{GovernanceError, Result, ValidationProblem};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait, Value};
 
+use crate::migration::SUCCESSOR_GUARD;
 use crate::{SeaOrmStore, error};
 
 /// Every table of the schema, in the order the grants name them.
@@ -134,6 +135,13 @@ pub enum RoleGrants {
     NotApplicable,
 }
 
+/// The request columns the application role may update on MySQL/MariaDB:
+/// the transition columns, and the counter a supersession writes on its
+/// successor (so that a multi-primary cluster certifies that row).
+fn mysql_updatable() -> impl Iterator<Item = &'static str> {
+    TRANSITION_COLUMNS.iter().copied().chain([SUCCESSOR_GUARD])
+}
+
 /// The statements [`SeaOrmStore::grant_application_role`] runs for `role`
 /// on `backend`, the tables living in `schema` (the PostgreSQL schema, or
 /// the MySQL/MariaDB database). Empty on SQLite.
@@ -143,7 +151,8 @@ pub enum RoleGrants {
 ///   INSERT` on every table and `UPDATE` of the [`TRANSITION_COLUMNS`] of
 ///   `governance_requests`.
 /// - MySQL/MariaDB, per table: grant `SELECT, INSERT` (and on
-///   `governance_requests` `UPDATE` of the transition columns), then revoke
+///   `governance_requests` `UPDATE` of the transition columns and of
+///   `successor_guard`, the counter a supersession writes), then revoke
 ///   every other table privilege — `UPDATE` too on the insert-only tables —
 ///   (the server commits each statement on its own, and this order never
 ///   leaves the role without a privilege it needs). These fixed statements
@@ -176,7 +185,7 @@ pub fn application_role_grants(backend: DbBackend, schema: &str, role: &Applicat
             for table in GOVERNANCE_TABLES {
                 let on = format!("{database}.{}", mysql_quote(table));
                 if table == REQUESTS {
-                    let columns: Vec<String> = TRANSITION_COLUMNS.iter().map(|c| mysql_quote(c)).collect();
+                    let columns: Vec<String> = mysql_updatable().map(mysql_quote).collect();
                     statements
                         .push(format!("GRANT SELECT, INSERT, UPDATE ({}) ON {on} TO {grantee}", columns.join(", ")));
                     statements.push(format!("REVOKE {MYSQL_WITHHELD} ON {on} FROM {grantee}"));
@@ -303,7 +312,7 @@ async fn grant_mysql(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<
     let placeholders = vec!["?"; grantees.len()].join(", ");
     let who = || grantees.iter().cloned().map(Value::from).collect::<Vec<_>>();
     let tables = GOVERNANCE_TABLES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
-    let updatable = TRANSITION_COLUMNS.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+    let updatable = mysql_updatable().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
     let in_database = || [who(), vec![Value::from(database.clone())]].concat();
     let grantee = role.grantee(DbBackend::MySql)?;
     let quoted_database = mysql_quote(&database);
@@ -325,7 +334,7 @@ async fn grant_mysql(store: &SeaOrmStore, role: &ApplicationRole) -> Result<Vec<
         leftovers.push(format!("REVOKE {privilege} ON {quoted_database}.{} FROM {grantee}", mysql_quote(&table)));
     }
     if regrant {
-        let columns: Vec<String> = TRANSITION_COLUMNS.iter().map(|c| mysql_quote(c)).collect();
+        let columns: Vec<String> = mysql_updatable().map(mysql_quote).collect();
         leftovers.push(format!(
             "GRANT UPDATE ({}) ON {quoted_database}.{} TO {grantee}",
             columns.join(", "),
@@ -565,7 +574,11 @@ mod tests {
             assert!(updates[0].contains("governance_requests"), "{backend:?}");
             let columns = updates[0].split_once("UPDATE (").and_then(|(_, rest)| rest.split_once(')')).unwrap().0;
             let columns: Vec<String> = columns.split(", ").map(|c| c.trim_matches('`').to_owned()).collect();
-            assert_eq!(columns, TRANSITION_COLUMNS, "{backend:?}");
+            let expected: Vec<&str> = match backend {
+                DbBackend::MySql => mysql_updatable().collect(),
+                _ => TRANSITION_COLUMNS.to_vec(),
+            };
+            assert_eq!(columns, expected, "{backend:?}");
             for table in GOVERNANCE_TABLES {
                 assert!(
                     grants.iter().any(|g| g.contains(table) && g.contains("SELECT, INSERT")),

@@ -14,8 +14,8 @@ use governance_abstractions::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Iterable, ModelTrait,
-    QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Iterable,
+    ModelTrait, QueryFilter, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -24,6 +24,7 @@ use crate::convert::{
 };
 use crate::entity::{bind_value, history, insert_statement, request, seal};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
+use crate::migration::SUCCESSOR_GUARD;
 
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write
 /// lock up front, waiting out `busy_timeout`, instead of failing on upgrade),
@@ -309,17 +310,36 @@ fn check_target(transition: &Transition, stored: Option<RowState>) -> Result<Row
 
 /// For a supersession, reads the successor with a lock that lasts until
 /// `txn` ends, so it cannot move on between this check and the commit:
-/// `FOR SHARE` on PostgreSQL, `LOCK IN SHARE MODE` on MySQL/MariaDB (both
-/// read the latest committed row, not the snapshot, and wait for a writer
-/// holding it). SQLite has no row locks and needs none: the write
-/// transaction began with `BEGIN IMMEDIATE` and holds the database's write
-/// lock already. A successor stored without a digest is checked against the
-/// digest of its stored content. The outer error is the driver's, the inner
-/// one the refusal of [`check_successor`].
+/// `FOR SHARE` on PostgreSQL (it reads the latest committed row, not the
+/// snapshot, and waits for a writer holding it). On MySQL/MariaDB the
+/// successor's row is written first (its `successor_guard` counter, which
+/// nothing reads) and then read under that exclusive lock: a lock holds on
+/// its own server only, and a multi-primary Galera cluster certifies the
+/// rows a transaction writes, so only a write makes a concurrent change of
+/// the successor through another node conflict with this commit. SQLite
+/// has no row locks and needs none: the write transaction began with
+/// `BEGIN IMMEDIATE` and holds the database's write lock already. A
+/// successor stored without a digest is checked against the digest of its
+/// stored content. The outer error is the driver's, the inner one the
+/// refusal of [`check_successor`].
 async fn check_locked_successor(txn: &DatabaseTransaction, transition: &Transition) -> Result<Result<()>, Failure> {
     let Some(successor) = transition.successor() else { return Ok(Ok(())) };
     let key = (workspace_str(transition.request()).to_owned(), successor.id.as_uuid());
-    let stored = request::Entity::find_by_id(key).lock_shared().one(txn).await?.map(RowState::of).transpose()?;
+    let find = request::Entity::find_by_id(key.clone());
+    let row = if txn.get_database_backend() == DbBackend::MySql {
+        let touch = Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!(
+                "UPDATE governance_requests SET {SUCCESSOR_GUARD} = {SUCCESSOR_GUARD} + 1 WHERE workspace_id = ? AND id = ?"
+            ),
+            [key.0.into(), key.1.into()],
+        );
+        txn.execute_raw(touch).await?;
+        find.lock_exclusive().one(txn).await?
+    } else {
+        find.lock_shared().one(txn).await?
+    };
+    let stored = row.map(RowState::of).transpose()?;
     Ok(check_successor(transition, stored.as_ref().map(|s| (s.revision, s.digest.as_str()))))
 }
 
