@@ -29,6 +29,9 @@ enum Fault {
     LostReply,
     /// A failure no retry can help.
     Fatal,
+    /// The id is another request's (what a store answers when the id it
+    /// was given is taken by someone else).
+    TakenByOther,
 }
 
 fn error(fault: Fault, id: RequestId) -> GovernanceError {
@@ -37,6 +40,11 @@ fn error(fault: Fault, id: RequestId) -> GovernanceError {
         Fault::Deadlock => GovernanceError::backend(true, "deadlock detected"),
         Fault::Lost | Fault::LostReply => GovernanceError::Unavailable { source: "connection reset".into() },
         Fault::Fatal => GovernanceError::backend(false, "permission denied"),
+        Fault::TakenByOther => GovernanceError::AlreadyExists {
+            kind: governance_abstractions::EntityKind::Request,
+            workspace: workspace(),
+            id: RequestId::new().to_string(),
+        },
     }
 }
 
@@ -46,6 +54,8 @@ struct Faults {
     creates: Mutex<VecDeque<Fault>>,
     commits: Mutex<VecDeque<Fault>>,
     reads: Mutex<VecDeque<Fault>>,
+    /// History reads: how the service asks whether a lost commit landed.
+    history_reads: Mutex<VecDeque<Fault>>,
     read_calls: AtomicU32,
     commit_calls: AtomicU32,
     create_calls: AtomicU32,
@@ -85,6 +95,9 @@ impl Hook for Faults {
             Call::GetRequest(_, id) => {
                 self.read_calls.fetch_add(1, Ordering::SeqCst);
                 Faults::next(&self.reads).map_or(Ok(()), |fault| Err(error(fault, id)))
+            }
+            Call::ReadHistory => {
+                Faults::next(&self.history_reads).map_or(Ok(()), |fault| Err(error(fault, RequestId::new())))
             }
             _ => Ok(()),
         }
@@ -339,4 +352,65 @@ async fn a_sweep_leaves_a_busy_request_and_stops_on_a_store_failure() {
     assert!(matches!(error, GovernanceError::Backend { retryable: false, .. }), "{error:?}");
     let report = service.expire_due(&workspace(), governance_abstractions::Timestamp::now()).await.unwrap();
     assert_eq!(report.expired, vec![busy.id()], "the next sweep expires it");
+}
+
+#[tokio::test]
+async fn with_one_attempt_allowed_the_failure_comes_back_as_it_was() {
+    let store = flaky();
+    let (service, request) = service(&store, immediate(1)).await;
+    Faults::failing(&store.hook().commits, Fault::Deadlock, 1);
+    let by = Actor::user("dana").into();
+    let error = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap_err();
+    // Nothing was retried, so nothing says it was.
+    assert!(matches!(error, GovernanceError::Backend { retryable: true, .. }), "{error:?}");
+    assert_eq!(error.attempts(), None, "{error}");
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn after_a_lost_creation_another_requests_id_is_not_taken_for_ours() {
+    let store = flaky();
+    let service = GovernanceService::new(store.clone()).with_retry_policy(immediate(5));
+    // The first attempt is lost; the retry is told the id belongs to
+    // another request: that is the answer, not a request of ours to read.
+    Faults::failing(&store.hook().creates, Fault::Lost, 1);
+    Faults::failing(&store.hook().creates, Fault::TakenByOther, 1);
+    let error = service.create(spec()).await.unwrap_err();
+    assert!(
+        matches!(&error, GovernanceError::AlreadyExists { kind: governance_abstractions::EntityKind::Request, .. }),
+        "{error:?}"
+    );
+    assert_eq!(store.hook().create_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn asking_whether_a_lost_commit_landed_is_retried_when_that_can_help() {
+    let store = flaky();
+    let (service, request) = service(&store, immediate(5)).await;
+    // The commit is lost before it reaches the store, and the first
+    // question whether it landed fails too (a deadlock): asked again, it
+    // did not land, so the change is applied once.
+    Faults::failing(&store.hook().commits, Fault::Lost, 1);
+    Faults::failing(&store.hook().history_reads, Fault::Deadlock, 1);
+    let by = Actor::user("dana").into();
+    let done = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap();
+    assert_eq!(done.request().revision(), 2);
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 2);
+    let stored = store.inner().get_request(&workspace(), request.id()).await.unwrap();
+    assert_eq!(stored.revision(), 2);
+    assert_eq!(codes(&store, request.id()).await.len(), 2, "the creation and one annotation");
+}
+
+#[tokio::test]
+async fn asking_whether_a_lost_commit_landed_stops_on_a_failure_no_retry_can_help() {
+    let store = flaky();
+    let (service, request) = service(&store, immediate(5)).await;
+    Faults::failing(&store.hook().commits, Fault::Lost, 1);
+    Faults::failing(&store.hook().history_reads, Fault::Fatal, 1);
+    let by = Actor::user("dana").into();
+    let error = service.apply(&workspace(), request.id(), &by, annotate(1)).await.unwrap_err();
+    assert!(matches!(error, GovernanceError::Backend { retryable: false, .. }), "{error:?}");
+    // The one commit, and no second try while it is unknown whether it landed.
+    assert_eq!(store.hook().commit_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(store.inner().get_request(&workspace(), request.id()).await.unwrap().revision(), 1);
 }
