@@ -127,7 +127,48 @@ pub(crate) fn map(error: DbErr) -> GovernanceError {
     match class {
         Class::Unavailable => GovernanceError::Unavailable { source: Box::new(error) },
         Class::Transient => GovernanceError::backend(true, error),
+        Class::Permanent
+            if database_error(&error).is_some_and(|d| broken_trigger_cache(mysql_number(d), d.message())) =>
+        {
+            GovernanceError::backend(false, BrokenTriggerCache(error))
+        }
         Class::Permanent => GovernanceError::backend(false, error),
+    }
+}
+
+/// MariaDB's answer when the copy of a table's triggers it parsed into its
+/// table cache cannot be used: 1064 "Trigger '…' has an error in its body"
+/// (or "Unknown trigger …"). The triggers the migrations create parse; a
+/// copy is broken when the server was interrupted while parsing it (a
+/// MariaDB bug, met when Galera aborts the transaction that opened the
+/// table), and it stays broken until the table is flushed.
+fn broken_trigger_cache(number: Option<u16>, message: &str) -> bool {
+    number == Some(1064) && message.contains("has an error in its body")
+}
+
+/// The source of the [`Backend`](GovernanceError::Backend) error a statement
+/// meets when MariaDB's cached copy of a table's triggers is broken (see
+/// `docs/operations.md`): not retryable, since the server hands the same
+/// copy out again, and cleared by `FLUSH TABLES governance_requests,
+/// governance_history` on that server, which needs `RELOAD`. Nothing was
+/// written by the failed statement.
+#[derive(Debug)]
+pub struct BrokenTriggerCache(DbErr);
+
+impl std::fmt::Display for BrokenTriggerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: this server's cached copy of the table's triggers is broken (a MariaDB bug after an aborted \
+             transaction); FLUSH TABLES governance_requests, governance_history on this server clears it",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BrokenTriggerCache {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
@@ -139,4 +180,25 @@ pub(crate) fn invisible_collision() -> GovernanceError {
         true,
         "a concurrent write is not visible to this transaction's snapshot; retry the whole transaction",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broken_trigger_cache;
+
+    /// What MariaDB 10.11 answered in the Galera races, and what it must
+    /// not be mistaken for.
+    #[test]
+    fn a_broken_trigger_cache_is_told_from_a_syntax_error() {
+        for message in [
+            "Trigger 'governance_requests_frozen_columns' has an error in its body: 'Undeclared variable: NEW'",
+            "Unknown trigger has an error in its body: 'Query was empty'",
+        ] {
+            assert!(broken_trigger_cache(Some(1064), message), "{message}");
+        }
+        let syntax = "You have an error in your SQL syntax; check the manual near 'SELEC' at line 1";
+        assert!(!broken_trigger_cache(Some(1064), syntax));
+        assert!(!broken_trigger_cache(Some(1644), "has an error in its body"));
+        assert!(!broken_trigger_cache(None, "has an error in its body"));
+    }
 }

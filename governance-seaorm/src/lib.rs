@@ -99,6 +99,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub use error::BrokenTriggerCache;
 pub use migration::Migrator;
 pub use roles::{ApplicationRole, GOVERNANCE_TABLES, RoleGrants, application_role_grants};
 pub use sea_orm;
