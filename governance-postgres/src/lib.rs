@@ -31,7 +31,9 @@
 //!   `session_replication_role = replica`) refuse UPDATE, DELETE and TRUNCATE
 //!   of history rows, and of the checkpoints and seal entries that make it
 //!   tamper-evident ([`IntegrityStore`]). `docs/providers/postgres.md` shows
-//!   the grants for an INSERT-only application role.
+//!   the grants for an INSERT-only application role. (The
+//!   [`SchemaProfile::Distributed`] schema, for engines that take no
+//!   triggers, keeps it by those privileges only.)
 //! - **Same-transaction placement**: the `*_in` methods write inside the
 //!   application's own [`sqlx::Transaction`], each in a savepoint, next to its
 //!   domain writes (seed 000's pattern).
@@ -77,16 +79,113 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     migrator
 }
 
+/// The migrations of [`SchemaProfile::Distributed`]
+/// (`migrations-distributed/` of this crate), recording themselves in
+/// [`MIGRATIONS_TABLE`] too: a database holds one profile or the other, and
+/// either migrator refuses the other's history (its first version differs).
+pub fn distributed_migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations-distributed");
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// Which schema the migrations create.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaProfile {
+    /// PostgreSQL 14 or later: the schema `governance-seaorm` shares, with
+    /// the commit-ordered [`history_feed`](PostgresStore::history_feed)
+    /// (`tx_id xid8`, stamped by a trigger) and the append-only triggers
+    /// that refuse UPDATE, DELETE and TRUNCATE of the history, checkpoints
+    /// and seals for every role.
+    #[default]
+    Standard,
+    /// For distributed PostgreSQL-compatible engines (Citus, YugabyteDB,
+    /// CockroachDB): the same tables, keys and constraints, without what
+    /// those engines cannot take — no `tx_id` column, so no
+    /// `history_feed` (it answers a [`FeedUnsupported`] error); no
+    /// triggers or functions, so the history is append-only by the
+    /// application role's privileges only; no `INCLUDE` on the decision
+    /// index. Pair it with [`MigrateOptions::without_locking`] where
+    /// advisory locks are missing, and tell the store with
+    /// [`PostgresStore::with_profile`]. Tested on PostgreSQL; on the
+    /// engines themselves only on paper (docs/providers/postgres.md).
+    Distributed,
+}
+
+/// How [`PostgresStore::migrate_with`] migrates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrateOptions {
+    /// The schema to create.
+    pub profile: SchemaProfile,
+    /// Whether the run holds an advisory lock, so concurrent runs wait for
+    /// each other (sqlx's migrator takes `pg_advisory_lock`).
+    pub locking: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self { profile: SchemaProfile::Standard, locking: true }
+    }
+}
+
+impl MigrateOptions {
+    /// `profile`, with the advisory lock.
+    pub fn new(profile: SchemaProfile) -> Self {
+        Self { profile, ..Self::default() }
+    }
+
+    /// Without the advisory lock (engines that have none): run one
+    /// migration at a time yourself.
+    pub fn without_locking(mut self) -> Self {
+        self.locking = false;
+        self
+    }
+}
+
+/// What [`PostgresStore::history_feed`] answers on a
+/// [`SchemaProfile::Distributed`] store, as the source of a non-retryable
+/// [`GovernanceError::Backend`]: that schema has no commit-ordered
+/// position to page by. Page `query_history` by `(created_at, id)`
+/// instead, knowing that a record committed late can land behind a cursor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedUnsupported;
+
+impl std::fmt::Display for FeedUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the distributed schema profile has no commit-ordered history feed (no tx_id column); \
+             page query_history by created_at instead",
+        )
+    }
+}
+
+impl std::error::Error for FeedUnsupported {}
+
 /// A governance store over a [`PgPool`]. Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    profile: SchemaProfile,
 }
 
 impl PostgresStore {
     /// Wraps a pool. Run [`migrate`](Self::migrate) before first use.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, profile: SchemaProfile::Standard }
+    }
+
+    /// The store for a database migrated with `profile` (see
+    /// [`SchemaProfile::Distributed`]): what it may ask of the schema.
+    pub fn with_profile(mut self, profile: SchemaProfile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// The schema profile the store expects.
+    pub fn profile(&self) -> SchemaProfile {
+        self.profile
     }
 
     /// Connects with the default [`ConnectionSettings`] (a pool of 10, 5 s
@@ -149,18 +248,39 @@ impl PostgresStore {
     /// non-retryable [`GovernanceError::Backend`] whose source is a
     /// [`SchemaMismatch`](governance_abstractions::provider::postgres_schema::SchemaMismatch).
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_with(MigrateOptions::default()).await
+    }
+
+    /// Applies pending migrations of `options.profile`, with or without the
+    /// advisory lock. A database migrated with one profile is refused by
+    /// the other's migrator (a non-retryable `Backend` error; nothing is
+    /// changed).
+    ///
+    /// ```no_run
+    /// # async fn run(owner: governance_postgres::PostgresStore) -> governance_abstractions::Result<()> {
+    /// use governance_postgres::{MigrateOptions, SchemaProfile};
+    /// // CockroachDB: no advisory locks either.
+    /// owner.migrate_with(MigrateOptions::new(SchemaProfile::Distributed).without_locking()).await?;
+    /// let store = owner.with_profile(SchemaProfile::Distributed);
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn migrate_with(&self, options: MigrateOptions) -> Result<()> {
         use governance_abstractions::provider::postgres_schema::SchemaStage;
         let mut conn = self.pool.acquire().await.map_err(error::map)?;
         // Tables of the governance names that hold another schema (or the
         // one governance-seaorm created before the schema was shared) are
         // refused before any migration touches them, and whatever is still
         // unlike the shared schema afterwards.
-        read::check_schema(&mut conn, SchemaStage::BeforeMigrating).await?;
-        let migrator = migrator();
+        read::check_schema(&mut conn, SchemaStage::BeforeMigrating, options.profile).await?;
+        let mut migrator = match options.profile {
+            SchemaProfile::Standard => migrator(),
+            SchemaProfile::Distributed => distributed_migrator(),
+        };
+        migrator.set_locking(options.locking);
         // `run_direct` on the concrete connection: `run` with `&mut conn`
         // trips the compiler's "Acquire is not general enough" in async code.
         let outcome = migrator.run_direct(None, &mut *conn, false).await;
-        if outcome.is_err() {
+        if outcome.is_err() && options.locking {
             // sqlx leaves its advisory lock held when a migration fails; the
             // connection goes back to the pool, so release it here.
             let _ = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *conn).await;
@@ -169,7 +289,50 @@ impl PostgresStore {
             sqlx::migrate::MigrateError::Execute(error) => error::map(error),
             other => GovernanceError::backend(false, other),
         })?;
-        read::check_schema(&mut conn, SchemaStage::Migrated).await
+        read::check_schema(&mut conn, SchemaStage::Migrated, options.profile).await
+    }
+
+    /// Citus only: distributes the four tables by `workspace_id`, co-located
+    /// with `governance_requests` (so every write and read of one workspace
+    /// stays on one node). Run it once, as the tables' owner, after
+    /// [`migrate_with`](Self::migrate_with) with
+    /// [`SchemaProfile::Distributed`] (Citus refuses to distribute tables
+    /// with triggers). Re-runnable: a table already distributed is left as
+    /// it is. Where the `citus` extension is not installed it is a
+    /// validation error and changes nothing.
+    pub async fn distribute_on_citus(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(error::map)?;
+        let citus: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(error::map)?;
+        if !citus {
+            return Err(GovernanceError::validation(
+                "database",
+                governance_abstractions::ValidationProblem::Inconsistent(
+                    "the citus extension is not installed: there is nothing to distribute the tables over",
+                ),
+            ));
+        }
+        for table in GOVERNANCE_TABLES {
+            let distributed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1))",
+            )
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(error::map)?;
+            if distributed {
+                continue;
+            }
+            let statement = if table == "governance_requests" {
+                "SELECT create_distributed_table($1, 'workspace_id')"
+            } else {
+                "SELECT create_distributed_table($1, 'workspace_id', colocate_with => 'governance_requests')"
+            };
+            sqlx::query(statement).bind(table).execute(&mut *conn).await.map_err(error::map)?;
+        }
+        Ok(())
     }
 
     /// Creates a request inside the caller's transaction (in a savepoint).
@@ -209,6 +372,9 @@ impl PostgresStore {
     /// paging by `created_at`, where such a record can land behind the cursor).
     /// For exporters, sealers and replicas.
     pub async fn history_feed(&self, workspace: &WorkspaceId, cursor: &FeedCursor, limit: u32) -> Result<FeedPage> {
+        if self.profile == SchemaProfile::Distributed {
+            return Err(GovernanceError::backend(false, FeedUnsupported));
+        }
         read::history_feed(&self.pool, workspace, cursor, limit).await
     }
 

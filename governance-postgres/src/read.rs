@@ -12,6 +12,7 @@ use governance_abstractions::{
 };
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
+use crate::SchemaProfile;
 use crate::error::map;
 use crate::rows::{history_columns, history_from, request_columns, request_from};
 
@@ -362,8 +363,17 @@ pub(crate) async fn history_feed(
 /// [`SchemaMismatch`](governance_abstractions::provider::postgres_schema::SchemaMismatch)
 /// as the source of a non-retryable `Backend` error), not adopted by the
 /// migrations' `IF NOT EXISTS`.
-pub(crate) async fn check_schema(conn: &mut PgConnection, stage: SchemaStage) -> Result<()> {
+pub(crate) async fn check_schema(conn: &mut PgConnection, stage: SchemaStage, profile: SchemaProfile) -> Result<()> {
     let live: Vec<(String, String, String)> = sqlx::query_as(LIVE_COLUMNS_QUERY).fetch_all(conn).await.map_err(map)?;
-    check_postgres_columns(live.iter().map(|(t, c, u)| (t.as_str(), c.as_str(), u.as_str())), stage)
-        .map_err(|mismatch| GovernanceError::backend(false, mismatch))
+    let mut live: Vec<(&str, &str, &str)> = live.iter().map(|(t, c, u)| (t.as_str(), c.as_str(), u.as_str())).collect();
+    if profile == SchemaProfile::Distributed && stage == SchemaStage::Migrated {
+        // The one column the distributed profile lacks is checked as if
+        // there: every other column must be the shared schema's.
+        if live.iter().any(|(t, _, _)| *t == "governance_history")
+            && !live.iter().any(|(t, c, _)| *t == "governance_history" && *c == "tx_id")
+        {
+            live.push(("governance_history", "tx_id", "xid8"));
+        }
+    }
+    check_postgres_columns(live, stage).map_err(|mismatch| GovernanceError::backend(false, mismatch))
 }

@@ -197,12 +197,18 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 /// [`governance_postgres::grant_application_role`].
 #[cfg(feature = "postgres")]
 pub async fn postgres_role_split() -> Result<RoleSplit, SetupError> {
+    postgres_role_split_with(governance_postgres::MigrateOptions::default()).await
+}
+
+/// [`postgres_role_split`], migrated with `options` (a schema profile).
+#[cfg(feature = "postgres")]
+pub async fn postgres_role_split_with(options: governance_postgres::MigrateOptions) -> Result<RoleSplit, SetupError> {
     let database = fresh_test_database(&server_url(Server::Postgres).await?, Server::Postgres).await?;
     let owner_url = database.url().to_owned();
     let owner = governance_postgres::PostgresStore::connect(&owner_url)
         .await
         .map_err(|e| unavailable("PostgreSQL at", &owner_url, with_causes(&e)))?;
-    owner.migrate().await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
+    owner.migrate_with(options).await.map_err(|e| unavailable("migrating", &owner_url, with_causes(&e)))?;
     let login = application_login(&owner_url, Server::Postgres).await?;
     owner
         .grant_application_role(login.name())
@@ -250,6 +256,43 @@ impl StoreFactory for PostgresFactory {
             .with_raw_history(Arc::new(PostgresRawHistory::new(owner.clone())))
             .with_tamper(Arc::new(PostgresTamper::new(owner)))
             .keeping(Arc::new(lease)))
+    }
+}
+
+/// The sqlx PostgreSQL provider on the schema of
+/// [`SchemaProfile::Distributed`](governance_postgres::SchemaProfile::Distributed),
+/// migrated without the advisory lock: no triggers, so the server does not
+/// refuse rewrites of the history by its owner.
+#[cfg(feature = "postgres")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostgresDistributedFactory;
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl StoreFactory for PostgresDistributedFactory {
+    fn name(&self) -> &str {
+        "postgres-distributed-profile"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all().without(
+            conformance_tests::Capability::DatabaseEnforcedAppendOnly,
+            "the distributed schema profile has no triggers: the history is append-only by the application \
+             role's privileges only",
+        )
+    }
+
+    async fn open(&self) -> Result<TestStore, SetupError> {
+        use governance_postgres::testing::PostgresTamper;
+        use governance_postgres::{MigrateOptions, SchemaProfile};
+        static DATABASE: Shared = Shared::new();
+        let options = MigrateOptions::new(SchemaProfile::Distributed).without_locking();
+        let lease = DATABASE.lease(move || postgres_role_split_with(options)).await?;
+        let split = lease.split().clone();
+        let pool = postgres_pool(split.application_url(), 6).await?;
+        let owner = postgres_pool(split.owner_url(), 1).await?;
+        let store = governance_postgres::PostgresStore::new(pool).with_profile(SchemaProfile::Distributed);
+        Ok(TestStore::new(Arc::new(store)).with_tamper(Arc::new(PostgresTamper::new(owner))).keeping(Arc::new(lease)))
     }
 }
 

@@ -31,7 +31,7 @@ pub use databases::{
     fresh_test_database, server_url,
 };
 #[cfg(feature = "postgres")]
-pub use factories::{PostgresFactory, postgres_role_split};
+pub use factories::{PostgresDistributedFactory, PostgresFactory, postgres_role_split, postgres_role_split_with};
 #[cfg(any(feature = "postgres", feature = "seaorm-postgres", feature = "seaorm-mysql"))]
 pub use factories::{RoleSplit, unavailable, with_causes};
 #[cfg(any(feature = "seaorm-postgres", feature = "seaorm-mysql"))]
