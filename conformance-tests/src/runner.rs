@@ -173,6 +173,18 @@ pub struct ProviderReport {
 }
 
 impl ProviderReport {
+    /// The cases with `status`, in suite order.
+    pub fn cases_with(&self, status: CaseStatus) -> impl Iterator<Item = &CaseReport> {
+        self.cases.iter().filter(move |case| case.status == status)
+    }
+
+    /// Each failed case as `name: message`, for an assertion's message.
+    pub fn failures(&self) -> Vec<String> {
+        self.cases_with(CaseStatus::Failed)
+            .map(|case| format!("{}: {}", case.name, case.message.as_deref().unwrap_or_default()))
+            .collect()
+    }
+
     fn new(name: String, status: ProviderStatus, message: Option<String>, cases: Vec<CaseReport>) -> Self {
         let count = |s| cases.iter().filter(|c| c.status == s).count();
         Self {

@@ -183,20 +183,11 @@ async fn the_conformance_suite_passes_on_the_distributed_profile() {
         return;
     }
     let report = conformance_tests::runner::run_suite(Arc::new(PostgresDistributedFactory), 8).await;
-    let failed: Vec<String> = report
-        .cases
-        .iter()
-        .filter(|c| c.status == conformance_tests::runner::CaseStatus::Failed)
-        .map(|c| format!("{}: {}", c.name, c.message.clone().unwrap_or_default()))
-        .collect();
+    let failed = report.failures();
     assert_eq!(report.status, conformance_tests::runner::ProviderStatus::Ran, "{:?}", report.message);
     assert!(failed.is_empty(), "failed on the distributed profile:\n{}", failed.join("\n"));
-    let skipped: Vec<&str> = report
-        .cases
-        .iter()
-        .filter(|c| c.status == conformance_tests::runner::CaseStatus::Skipped)
-        .map(|c| c.name)
-        .collect();
+    let skipped: Vec<&str> =
+        report.cases_with(conformance_tests::runner::CaseStatus::Skipped).map(|c| c.name).collect();
     assert!(report.passed > 90, "only {} cases passed (skipped: {skipped:?})", report.passed);
     for name in skipped {
         assert!(name.contains("append_only"), "{name} skipped: only the database-enforced append-only cases may be");

@@ -213,12 +213,7 @@ async fn the_conformance_suite_passes_through_one_node() {
         let factory = Arc::new(GaleraFactory::new(&nodes[0]).await.expect("the suite's database"));
         let started = Instant::now();
         let report = conformance_tests::runner::run_suite(factory, 8).await;
-        let failed: Vec<String> = report
-            .cases
-            .iter()
-            .filter(|c| c.status == conformance_tests::runner::CaseStatus::Failed)
-            .map(|c| format!("{}: {}", c.name, c.message.clone().unwrap_or_default()))
-            .collect();
+        let failed = report.failures();
         eprintln!(
             "galera suite: {} passed, {} skipped, {} failed in {:?}",
             report.passed,
@@ -231,9 +226,7 @@ async fn the_conformance_suite_passes_through_one_node() {
         assert!(report.passed > 90, "only {} cases passed", report.passed);
         // Skipped only for the capability declared missing, as on one MySQL server.
         let other_skips: Vec<String> = report
-            .cases
-            .iter()
-            .filter(|c| c.status == conformance_tests::runner::CaseStatus::Skipped)
+            .cases_with(conformance_tests::runner::CaseStatus::Skipped)
             .filter(|c| !c.message.as_deref().unwrap_or_default().contains("lifting MySQL triggers"))
             .map(|c| format!("{}: {:?}", c.name, c.message))
             .collect();
