@@ -695,8 +695,10 @@ async fn supersession_checks_its_successor() {
 
 /// The successor check takes a lock: a supersession whose successor has an
 /// uncommitted write waits for it, then sees the outcome (PostgreSQL
-/// `FOR SHARE` and MySQL `LOCK IN SHARE MODE` read the latest committed row;
-/// SQLite waits for the write lock). A plain read would go ahead on the old
+/// `FOR SHARE` reads the latest committed row; on MySQL the write of the
+/// successor's `successor_guard` waits for the row lock, and the locking
+/// read after it sees the latest committed row; SQLite waits for the write
+/// lock). A plain read would go ahead on the old
 /// successor state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supersession_waits_for_a_write_of_its_successor() {
