@@ -191,7 +191,8 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
         baseline,
         writers: vec![1, 8, 32],
         queries: true,
-        explain: None,
+        postgres: None,
+        explain: false,
         events: Some(events),
         sizer: Some(sizer),
     };
@@ -202,7 +203,8 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             baseline: Arc::new(MemoryBaseline::default()),
             writers: vec![1, 2],
             queries: false,
-            explain: None,
+            postgres: None,
+        explain: false,
             events: None,
             sizer: None,
         }),
@@ -215,10 +217,10 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
                 .map_err(|e| e.to_string())?;
             let store = PostgresStore::new(pool.clone());
             store.migrate().await.map_err(|e| e.to_string())?;
-            let explain = Some(store.clone());
+            let postgres = Some(store.clone());
             let events = pg_events(pool.clone()).await?;
             let sizer = Sizer::Postgres(pool.clone());
-            Ok(Target { explain, ..sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer) })
+            Ok(Target { postgres, ..sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer) })
         }
         "seaorm-postgres" | "seaorm-mysql" => {
             let server = if name == "seaorm-postgres" { Server::Postgres } else { Server::MySql };
@@ -329,8 +331,7 @@ async fn workloads_main(options: Options) {
     let mut failed = false;
     for name in wanted {
         let target = match target(name, &mut keep).await {
-            Ok(target) if options.explain => target,
-            Ok(target) => Target { explain: None, ..target },
+            Ok(target) => Target { explain: options.explain, ..target },
             Err(why) => {
                 eprintln!("governance-bench: {name} skipped: {why}");
                 skipped.push(serde_json::json!({ "provider": name, "reason": why }));

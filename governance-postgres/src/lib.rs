@@ -63,7 +63,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 pub use read::{FeedCursor, FeedPage};
-pub use roles::{GOVERNANCE_TABLES, application_role_grants, grant_application_role};
+pub use roles::{DERIVED_TABLES, GOVERNANCE_TABLES, application_role_grants, grant_application_role};
 pub use sqlx;
 
 /// Where the migrations record themselves: apart from the application's own
@@ -162,6 +162,22 @@ impl std::fmt::Display for FeedUnsupported {
 }
 
 impl std::error::Error for FeedUnsupported {}
+
+/// Why [`PostgresStore::roll_up_counts`] refuses on the distributed
+/// profile: it keeps no hourly counts, and its counts read the records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RollUpUnsupported;
+
+impl std::fmt::Display for RollUpUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the distributed schema profile keeps no hourly decision counts (no tx_id column to fold by); \
+             count_history reads the records",
+        )
+    }
+}
+
+impl std::error::Error for RollUpUnsupported {}
 
 /// A governance store over a [`PgPool`]. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -378,6 +394,45 @@ impl PostgresStore {
         read::history_feed(&self.pool, workspace, cursor, limit).await
     }
 
+    /// Folds the decision records of `workspace` that finished
+    /// transactions wrote since the last roll-up into the hourly counts
+    /// that [`count_history`](HistoryReader::count_history) reads; returns
+    /// how many records it folded in.
+    ///
+    /// Counts are exact whether or not this runs: a count reads the hourly
+    /// rows for the records folded in and the records themselves for the
+    /// rest. What it saves is reading: a count over a window reads the
+    /// window's hourly rows, the records written since the last roll-up and
+    /// those of the partial hours at the window's edges. Run it every few
+    /// minutes per active workspace (or after bulk loads), from any
+    /// connection of the primary: writers never wait on it, and concurrent
+    /// roll-ups of one workspace take turns. The application role may call
+    /// it ([`grant_application_role`]) but cannot write a count itself: the
+    /// work is done by a function that runs as the tables' owner.
+    ///
+    /// On [`SchemaProfile::Distributed`] there are no hourly counts (no
+    /// transaction order to fold by): a non-retryable `Backend` error whose
+    /// source is [`RollUpUnsupported`], and counts read the records.
+    ///
+    /// ```no_run
+    /// # async fn run(store: governance_postgres::PostgresStore) -> governance_abstractions::Result<()> {
+    /// use governance_abstractions::WorkspaceId;
+    /// let folded = store.roll_up_counts(&WorkspaceId::new("acme")?).await?;
+    /// println!("{folded} records folded into the hourly counts");
+    /// # Ok(()) }
+    /// ```
+    pub async fn roll_up_counts(&self, workspace: &WorkspaceId) -> Result<u64> {
+        if self.profile == SchemaProfile::Distributed {
+            return Err(GovernanceError::backend(false, RollUpUnsupported));
+        }
+        let folded: i64 = sqlx::query_scalar("SELECT governance_roll_up_counts($1)")
+            .bind(workspace.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(error::map)?;
+        Ok(u64::try_from(folded).unwrap_or(0))
+    }
+
     /// The plan PostgreSQL chooses for a request query, one line per row of
     /// `EXPLAIN`: to check in operation that a query uses its index.
     pub async fn explain_query_requests(
@@ -414,7 +469,7 @@ impl PostgresStore {
 
     /// The plan of [`count_history`](HistoryReader::count_history).
     pub async fn explain_count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<String>> {
-        let mut sql = read::count_sql("EXPLAIN ", workspace, query)?;
+        let mut sql = read::count_sql("EXPLAIN ", self.profile, workspace, query)?;
         explain_lines(sql.build().fetch_all(&self.pool).await)
     }
 
@@ -499,7 +554,7 @@ impl HistoryReader for PostgresStore {
     }
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        read::count_history(&self.pool, workspace, query).await
+        read::count_history(&self.pool, self.profile, workspace, query).await
     }
 }
 

@@ -227,8 +227,13 @@ pub(crate) fn history_sql(
     Ok(sql)
 }
 
-pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-    let mut sql = count_sql("", workspace, query)?;
+pub(crate) async fn count_history(
+    pool: &PgPool,
+    profile: SchemaProfile,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<Count>> {
+    let mut sql = count_sql("", profile, workspace, query)?;
     let rows = sql.build().fetch_all(pool).await.map_err(map)?;
     let mut counts: HashMap<String, u64> = HashMap::new();
     for row in rows {
@@ -240,16 +245,62 @@ pub(crate) async fn count_history(pool: &PgPool, workspace: &WorkspaceId, query:
     Ok(rank_counts(counts, query.limit))
 }
 
+/// One hour in microseconds: the grain of `governance_history_counts`.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// The whole hours of `window`, as hours since the epoch `[first, end)`
+/// (`None`: unbounded on that side); `None` when it holds no whole hour.
+fn whole_hours(window: &TimeRange) -> Option<(Option<i64>, Option<i64>)> {
+    let first = window.from.map(|t| {
+        let micros = t.unix_micros();
+        micros.div_euclid(HOUR_MICROS) + i64::from(micros.rem_euclid(HOUR_MICROS) != 0)
+    });
+    let end = window.until.map(|t| t.unix_micros().div_euclid(HOUR_MICROS));
+    match (first, end) {
+        (Some(first), Some(end)) if first >= end => None,
+        bounds => Some(bounds),
+    }
+}
+
+/// The start of `hour` (hours since the epoch). Within the storable years,
+/// as the window it comes from was validated.
+fn hour_start(hour: i64) -> Result<chrono::DateTime<chrono::Utc>> {
+    hour.checked_mul(HOUR_MICROS)
+        .and_then(governance_abstractions::Timestamp::from_unix_micros)
+        .map(|t| t.as_datetime())
+        .ok_or_else(|| {
+            GovernanceError::validation("query.window", governance_abstractions::ValidationProblem::OutOfRange)
+        })
+}
+
 /// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
-pub(crate) fn count_sql(prefix: &str, workspace: &WorkspaceId, query: &CountQuery) -> Result<QueryBuilder<Postgres>> {
+///
+/// On the standard profile a window's whole hours are read from the hourly
+/// counts (`governance_history_counts`, folded in by
+/// [`roll_up_counts`](crate::PostgresStore::roll_up_counts)) plus the
+/// records of those hours that no roll-up has folded in yet, found through
+/// the feed index by transaction; the partial hours at the window's edges
+/// are counted from their records. One statement, so the counts, the
+/// watermark and the records are read in one snapshot: a roll-up
+/// committing meanwhile is seen whole or not at all. Counts whose
+/// watermark belongs to another cluster or database (restored from a
+/// dump) are ignored.
+pub(crate) fn count_sql(
+    prefix: &str,
+    profile: SchemaProfile,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<QueryBuilder<Postgres>> {
     // A window bound outside the storable years is the same validation
     // error on every provider, not a different count on each.
     query.validate()?;
-    let key = match query.by {
-        CountBy::ReasonCode => "reason.code",
-        CountBy::Principal => "actor_kind || ':' || actor_id",
-        CountBy::Operation => "operation",
-        CountBy::Decision => "decision",
+    let (key, dimension) = match query.by {
+        CountBy::ReasonCode => ("reason.code", "reason_code"),
+        CountBy::Principal => ("actor_kind || ':' || actor_id", "principal"),
+        CountBy::Operation => ("operation", "operation"),
+        // Every decision record has one operation: its rows, summed per
+        // decision, are the counts by decision.
+        CountBy::Decision => ("decision", "operation"),
         _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
     };
     let from = if query.by == CountBy::ReasonCode {
@@ -257,15 +308,87 @@ pub(crate) fn count_sql(prefix: &str, workspace: &WorkspaceId, query: &CountQuer
     } else {
         "governance_history"
     };
-    let mut sql =
-        QueryBuilder::new(format!("{prefix}SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
+    let records = |sql: &mut QueryBuilder<Postgres>| {
+        sql.push(format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
+        sql.push_bind(workspace.as_str().to_owned());
+        sql.push(" AND decision IS NOT NULL");
+        if let Some(decision) = query.decision {
+            sql.push(" AND decision = ").push_bind(decision.as_str());
+        }
+    };
+    let hours = match profile {
+        SchemaProfile::Standard => whole_hours(&query.window),
+        SchemaProfile::Distributed => None,
+    };
+    let Some((first, end)) = hours else {
+        let mut sql = QueryBuilder::new(prefix);
+        records(&mut sql);
+        window(&mut sql, &query.window);
+        sql.push(" GROUP BY 1");
+        return Ok(sql);
+    };
+    let first_at = first.map(hour_start).transpose()?;
+    let end_at = end.map(hour_start).transpose()?;
+    let mut sql = QueryBuilder::new(prefix);
+    sql.push(
+        "WITH mark AS (SELECT r.through_tx FROM governance_count_rollups r, pg_control_system() s \
+         WHERE r.workspace_id = ",
+    );
     sql.push_bind(workspace.as_str().to_owned());
-    sql.push(" AND decision IS NOT NULL");
+    sql.push(
+        " AND r.system_identifier = s.system_identifier \
+         AND r.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+         SELECT key, sum(n)::bigint AS n FROM (",
+    );
+    // The whole hours folded in.
+    let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
+    sql.push(format!("SELECT {counted} AS key, n FROM governance_history_counts WHERE workspace_id = "));
+    sql.push_bind(workspace.as_str().to_owned());
+    sql.push(" AND dimension = ").push_bind(dimension);
     if let Some(decision) = query.decision {
         sql.push(" AND decision = ").push_bind(decision.as_str());
     }
-    window(&mut sql, &query.window);
-    sql.push(" GROUP BY 1");
+    if let Some(first) = first {
+        sql.push(" AND hour >= ").push_bind(first);
+    }
+    if let Some(end) = end {
+        sql.push(" AND hour < ").push_bind(end);
+    }
+    sql.push(" AND EXISTS (SELECT 1 FROM mark)");
+    // The whole hours' records not folded in yet: all of them when the
+    // workspace was never rolled up (through the decision index), else
+    // those after the watermark (through the feed index).
+    sql.push(" UNION ALL ");
+    records(&mut sql);
+    let whole = TimeRange {
+        from: first_at.map(governance_abstractions::Timestamp::from_datetime),
+        until: end_at.map(governance_abstractions::Timestamp::from_datetime),
+    };
+    window(&mut sql, &whole);
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM mark) GROUP BY 1 UNION ALL ");
+    records(&mut sql);
+    window(&mut sql, &whole);
+    sql.push(" AND tx_id >= (SELECT through_tx FROM mark) GROUP BY 1");
+    // The partial hours at the edges.
+    if let (Some(from), Some(first_at)) = (query.window.from, first_at)
+        && from.as_datetime() < first_at
+    {
+        sql.push(" UNION ALL ");
+        records(&mut sql);
+        sql.push(" AND created_at >= ").push_bind(from.as_datetime());
+        sql.push(" AND created_at < ").push_bind(first_at);
+        sql.push(" GROUP BY 1");
+    }
+    if let (Some(until), Some(end_at)) = (query.window.until, end_at)
+        && end_at < until.as_datetime()
+    {
+        sql.push(" UNION ALL ");
+        records(&mut sql);
+        sql.push(" AND created_at >= ").push_bind(end_at);
+        sql.push(" AND created_at < ").push_bind(until.as_datetime());
+        sql.push(" GROUP BY 1");
+    }
+    sql.push(") AS parts GROUP BY key");
     Ok(sql)
 }
 
@@ -367,13 +490,18 @@ pub(crate) async fn check_schema(conn: &mut PgConnection, stage: SchemaStage, pr
     let live: Vec<(String, String, String)> = sqlx::query_as(LIVE_COLUMNS_QUERY).fetch_all(conn).await.map_err(map)?;
     let mut live: Vec<(&str, &str, &str)> = live.iter().map(|(t, c, u)| (t.as_str(), c.as_str(), u.as_str())).collect();
     if profile == SchemaProfile::Distributed && stage == SchemaStage::Migrated {
-        // The one column the distributed profile lacks is checked as if
-        // there: every other column must be the shared schema's.
-        if live.iter().any(|(t, _, _)| *t == "governance_history")
-            && !live.iter().any(|(t, c, _)| *t == "governance_history" && *c == "tx_id")
-        {
-            live.push(("governance_history", "tx_id", "xid8"));
-        }
+        // What the distributed profile lacks (the tx_id column, the derived
+        // count tables) is checked as if there: every other column must be
+        // the shared schema's.
+        use governance_abstractions::provider::postgres_schema::{DERIVED_TABLES, POSTGRES_COLUMNS};
+        let lacking = POSTGRES_COLUMNS
+            .iter()
+            .filter(|c| (c.table == "governance_history" && c.column == "tx_id") || DERIVED_TABLES.contains(&c.table));
+        let missing: Vec<_> = lacking
+            .filter(|c| !live.iter().any(|(t, col, _)| *t == c.table && *col == c.column))
+            .map(|c| (c.table, c.column, c.udt_name))
+            .collect();
+        live.extend(missing);
     }
     check_postgres_columns(live, stage).map_err(|mismatch| GovernanceError::backend(false, mismatch))
 }

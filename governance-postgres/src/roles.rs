@@ -18,6 +18,15 @@ use crate::{PostgresStore, error};
 pub const GOVERNANCE_TABLES: [&str; 4] =
     ["governance_requests", "governance_history", "governance_checkpoints", "governance_seals"];
 
+/// The tables of derived data (the hourly decision counts and their
+/// watermarks): the application role reads them and nothing else; the
+/// roll-up writes them as the tables' owner.
+pub use governance_abstractions::provider::postgres_schema::DERIVED_TABLES;
+
+/// The roll-up function, with its signature (see
+/// [`PostgresStore::roll_up_counts`]).
+const ROLL_UP_FUNCTION: &str = "governance_roll_up_counts(text)";
+
 /// PostgreSQL truncates longer identifiers (NAMEDATALEN - 1) with only a
 /// notice: a longer name would silently name another role.
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -29,21 +38,44 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 ///
 /// - `USAGE` on the schema;
 /// - `SELECT, INSERT` on every governance table;
-/// - `UPDATE` of the [`TRANSITION_COLUMNS`] of `governance_requests`.
+/// - `UPDATE` of the [`TRANSITION_COLUMNS`] of `governance_requests`;
+/// - `SELECT` on the [`DERIVED_TABLES`] and `EXECUTE` on the roll-up
+///   function, which writes them as the tables' owner.
 ///
 /// Nothing else: no `UPDATE` elsewhere, no `DELETE`, `TRUNCATE`,
 /// `REFERENCES` or `TRIGGER`. Names are quoted (`"` doubled); a name that is
 /// empty, contains NUL or is longer than 63 bytes is a validation error.
 pub fn application_role_grants(schema: &str, role: &str) -> Result<Vec<String>> {
+    grants(schema, role, true)
+}
+
+/// The grants, with those on the derived tables or without them (a schema
+/// of the distributed profile has none).
+fn grants(schema: &str, role: &str, derived_tables: bool) -> Result<Vec<String>> {
     let role = quote(role, "role")?;
     let schema = quote(schema, "schema")?;
     let tables: Vec<String> = GOVERNANCE_TABLES.iter().map(|table| format!("{schema}.{table}")).collect();
     let tables = tables.join(", ");
+    let derived: Vec<String> = DERIVED_TABLES.iter().map(|table| format!("{schema}.{table}")).collect();
+    let derived = derived.join(", ");
+    let update =
+        format!("GRANT UPDATE ({}) ON TABLE {schema}.governance_requests TO {role}", TRANSITION_COLUMNS.join(", "));
+    if !derived_tables {
+        return Ok(vec![
+            format!("REVOKE ALL ON TABLE {tables} FROM {role}"),
+            format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+            format!("GRANT SELECT, INSERT ON TABLE {tables} TO {role}"),
+            update,
+        ]);
+    }
     Ok(vec![
-        format!("REVOKE ALL ON TABLE {tables} FROM {role}"),
+        format!("REVOKE ALL ON TABLE {tables}, {derived} FROM {role}"),
+        format!("REVOKE ALL ON FUNCTION {schema}.{ROLL_UP_FUNCTION} FROM {role}"),
         format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
         format!("GRANT SELECT, INSERT ON TABLE {tables} TO {role}"),
-        format!("GRANT UPDATE ({}) ON TABLE {schema}.governance_requests TO {role}", TRANSITION_COLUMNS.join(", ")),
+        update,
+        format!("GRANT SELECT ON TABLE {derived} TO {role}"),
+        format!("GRANT EXECUTE ON FUNCTION {schema}.{ROLL_UP_FUNCTION} TO {role}"),
     ])
 }
 
@@ -96,7 +128,15 @@ pub async fn grant_application_role(pool: &PgPool, role: &str) -> Result<()> {
     if let Some((_, why)) = why.into_iter().find(|(refused, _)| *refused) {
         return Err(refused(why));
     }
-    for statement in application_role_grants(&schema, role)? {
+    // The distributed profile has no derived tables to grant on.
+    let derived_tables: bool = sqlx::query_scalar(
+        "SELECT to_regclass('governance_history_counts') IS NOT NULL AND to_regprocedure($1) IS NOT NULL",
+    )
+    .bind(ROLL_UP_FUNCTION)
+    .fetch_one(&mut *txn)
+    .await
+    .map_err(error::map)?;
+    for statement in grants(&schema, role, derived_tables)? {
         sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *txn).await.map_err(error::map)?;
     }
     // What the role can do now, however it got it (PUBLIC, membership):
@@ -111,9 +151,20 @@ pub async fn grant_application_role(pool: &PgPool, role: &str) -> Result<()> {
             .await
             .map_err(error::map)?;
         if more {
-            return Err(refused(
-                "still holds more than the application role's privileges (through PUBLIC or a role it belongs to)",
-            ));
+            return Err(refused(BEYOND_THE_GRANTS));
+        }
+    }
+    for table in DERIVED_TABLES.iter().filter(|_| derived_tables) {
+        let more: bool = sqlx::query_scalar(
+            "SELECT has_table_privilege($1::name, $2::text, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')",
+        )
+        .bind(role)
+        .bind(format!("{schema}.{table}"))
+        .fetch_one(&mut *txn)
+        .await
+        .map_err(error::map)?;
+        if more {
+            return Err(refused(BEYOND_THE_GRANTS));
         }
     }
     txn.commit().await.map_err(error::map)
@@ -131,6 +182,8 @@ const ROLE_STANDING_SQL: &str = "SELECT r.rolsuper, r.rolcreaterole, pg_has_role
      FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE r.rolname = $1 AND c.oid = to_regclass('governance_requests')";
 
+const BEYOND_THE_GRANTS: &str =
+    "still holds more than the application role's privileges (through PUBLIC or a role it belongs to)";
 const SUPERUSER: &str = "is a superuser: no grant or trigger binds it";
 const CREATEROLE: &str = "has CREATEROLE: it could make itself a member of the tables' owner";
 const TABLE_OWNER: &str = "can act as the tables' owner";

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use governance_abstractions::{GovernanceError, WorkspaceId};
 use governance_postgres::sqlx;
 use governance_postgres::{FeedCursor, FeedUnsupported, MigrateOptions, PostgresStore, SchemaProfile};
-use governance_test_support::{PostgresDistributedFactory, Server, fresh_database, server_url, setup_fails};
+use governance_test_support::{PostgresDistributedFactory, Server, fresh_database_or_skip};
 
 const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations-distributed");
 
@@ -56,21 +56,8 @@ fn the_migrations_use_nothing_a_distributed_engine_lacks() {
     }
 }
 
-/// A database of its own, or `None` (skip) when no server is configured
-/// and none is required.
 async fn database() -> Option<String> {
-    let url = match server_url(Server::Postgres).await {
-        Ok(server) => fresh_database(&server, Server::Postgres).await,
-        Err(error) => Err(error),
-    };
-    match url {
-        Ok(url) => Some(url),
-        Err(error) if setup_fails(&error) => panic!("{error}"),
-        Err(error) => {
-            eprintln!("SKIPPED PostgreSQL: {error}");
-            None
-        }
-    }
+    fresh_database_or_skip(Server::Postgres).await
 }
 
 fn distributed() -> MigrateOptions {

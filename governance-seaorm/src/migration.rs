@@ -39,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(postgres::SharePostgresSchema),
             Box::new(LeanRequestIndexes),
             Box::new(SuccessorGuard),
+            Box::new(DecisionCounts),
         ]
     }
 
@@ -196,6 +197,26 @@ impl MigrationTrait for SuccessorGuard {
             return Ok(());
         }
         run(manager, &[], MYSQL_SUCCESSOR_GUARD, &[]).await
+    }
+}
+
+struct DecisionCounts;
+
+impl MigrationName for DecisionCounts {
+    fn name(&self) -> &str {
+        "m20261231_000009_decision_counts"
+    }
+}
+
+/// PostgreSQL only: the hourly decision counts of the shared schema, so a
+/// database this crate migrated is the one `governance-postgres` expects
+/// (its `roll_up_counts` keeps them). Derived data: nothing this crate
+/// writes needs them, and its counts read the records.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for DecisionCounts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, postgres::DECISION_COUNTS, &[], &[]).await
     }
 }
 

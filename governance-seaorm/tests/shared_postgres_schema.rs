@@ -24,25 +24,11 @@ use governance_seaorm::sea_orm::{
     IntoActiveModel, Statement,
 };
 use governance_seaorm::{Migrator, SeaOrmStore};
-use governance_test_support::{Server, fresh_database, server_url, setup_fails};
+use governance_test_support::{Server, fresh_database_or_skip};
 use sea_orm_migration::MigratorTrait;
 
-/// A fresh database on the PostgreSQL server, or `None` (with a notice)
-/// when there is none and none is required.
 async fn database() -> Option<String> {
-    let url = match server_url(Server::Postgres).await {
-        Ok(server) => fresh_database(&server, Server::Postgres).await,
-        Err(error) => Err(error),
-    };
-    match url {
-        Ok(url) => Some(url),
-        Err(error) if setup_fails(&error) => panic!("{}: {error}", Server::Postgres.variable()),
-        Err(error) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED PostgreSQL: {error}");
-            None
-        }
-    }
+    fresh_database_or_skip(Server::Postgres).await
 }
 
 /// A SeaORM store on one connection whose session is in a time zone far
@@ -87,7 +73,8 @@ fn after(micros: i64) -> Timestamp {
 /// how enabled) and the functions of the governance names. The providers'
 /// bookkeeping tables are their own and left out.
 async fn catalog(db: &DatabaseConnection) -> Vec<String> {
-    const TABLES: &str = "('governance_requests', 'governance_history', 'governance_checkpoints', 'governance_seals')";
+    const TABLES: &str = "('governance_requests', 'governance_history', 'governance_checkpoints', 'governance_seals', \
+                          'governance_count_rollups', 'governance_history_counts')";
     let queries = [
         "SELECT relname::text AS line FROM pg_class WHERE relnamespace = current_schema()::regnamespace \
          AND relkind = 'r' AND relname::text LIKE 'governance%' \
@@ -152,13 +139,13 @@ async fn every_order_of_migrations_leaves_the_same_schema() {
         assert!(reference.iter().any(|line| line == wanted), "{wanted} in {reference:#?}");
     }
     for (kind, count) in [
-        ("governance_", 4),
-        ("column ", 65),
-        ("CREATE UNIQUE INDEX ", 7),
+        ("governance_", 6),
+        ("column ", 75),
+        ("CREATE UNIQUE INDEX ", 9),
         ("CREATE INDEX ", 8),
-        ("constraint ", 8),
+        ("constraint ", 10),
         ("trigger A ", 7),
-        ("CREATE OR REPLACE FUNCTION ", 3),
+        ("CREATE OR REPLACE FUNCTION ", 4),
     ] {
         let found = reference.iter().filter(|line| line.starts_with(kind)).count();
         assert_eq!(found, count, "{kind} in {reference:#?}");

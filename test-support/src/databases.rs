@@ -312,6 +312,27 @@ pub async fn fresh_database(server_url: &str, server: Server) -> Result<String, 
     Ok(url)
 }
 
+/// [`fresh_database`] on the configured `server`, or `None` after a
+/// `SKIPPED` notice on stderr when no server is configured and none is
+/// required; panics (naming the variable) when the setup fails or a
+/// required server is missing. For tests that need a database of their own
+/// rather than a provider factory.
+pub async fn fresh_database_or_skip(server: Server) -> Option<String> {
+    let url = match server_url(server).await {
+        Ok(server_url) => fresh_database(&server_url, server).await,
+        Err(error) => Err(error),
+    };
+    match url {
+        Ok(url) => Some(url),
+        Err(error) if crate::setup_fails(&error) => panic!("{}: {error}", server.variable()),
+        Err(error) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {server:?}: {error}");
+            None
+        }
+    }
+}
+
 /// A test database that is dropped when the last clone of it goes.
 #[derive(Clone)]
 pub struct TestDatabase {

@@ -28,7 +28,7 @@ pub use conformance_tests::runner::{REQUIRE_DATABASES_ENV, databases_required, r
 #[cfg(any(feature = "pg-server", feature = "mysql-server"))]
 pub use databases::{
     CONNECT_TIMEOUT, Login, Server, TestDatabase, application_login, drop_created_databases, fresh_database,
-    fresh_test_database, server_url,
+    fresh_database_or_skip, fresh_test_database, server_url,
 };
 #[cfg(feature = "postgres")]
 pub use factories::{PostgresDistributedFactory, PostgresFactory, postgres_role_split, postgres_role_split_with};

@@ -218,6 +218,20 @@ async fn postgres_attacks(owner: &mut PgConnection, ws: &WorkspaceId) -> Vec<Att
         ddl(format!("ALTER TABLE {REQUESTS} ALTER COLUMN intent TYPE text USING 'rewritten'")),
         ddl(format!("DROP TABLE {REQUESTS} CASCADE")),
     ]);
+    // The derived counts: read-only for the role (the roll-up writes them
+    // as the owner), so a count cannot be forged either.
+    attacks.extend([
+        dml(format!("INSERT INTO governance_history_counts VALUES ('{ws}', 'operation', 'denied', 0, 'forged', 1)")),
+        dml(format!("UPDATE governance_history_counts SET n = n + 1 {only}")),
+        dml(format!("DELETE FROM governance_history_counts {only}")),
+        dml("TRUNCATE governance_history_counts".to_owned()),
+        dml(format!("INSERT INTO governance_count_rollups VALUES ('{ws}-forged', '0', 0, 0)")),
+        dml(format!("UPDATE governance_count_rollups SET through_tx = '0' {only}")),
+        dml(format!("DELETE FROM governance_count_rollups {only}")),
+        ddl("DROP FUNCTION governance_roll_up_counts(text)".to_owned()),
+        ddl("ALTER FUNCTION governance_roll_up_counts(text) SECURITY INVOKER".to_owned()),
+        ddl("ALTER FUNCTION governance_roll_up_counts(text) SET search_path = pg_temp".to_owned()),
+    ]);
     attacks
 }
 
@@ -272,6 +286,8 @@ async fn postgres_application_role_cannot_rewrite_history() {
     let ws = random_workspace();
     let feed = store.history_feed(&ws, &governance_postgres::FeedCursor::start(), 10).await.expect("feed reads");
     assert!(feed.records.is_empty());
+    // So does the roll-up of the hourly counts, which writes them as the owner.
+    assert_eq!(store.roll_up_counts(&ws).await.expect("the role may roll up"), 0);
     postgres_refuses(&split, Arc::new(store)).await;
 }
 
@@ -313,6 +329,10 @@ async fn postgres_grants_are_exact() {
         assert!(!held(table, privilege).fetch_one(owner.pool()).await.unwrap(), "{privilege} on {table} revoked");
     }
     assert!(held(REQUESTS, "SELECT").fetch_one(owner.pool()).await.unwrap(), "SELECT kept");
+    let execute = "SELECT has_function_privilege($1::name, 'governance_roll_up_counts(text)', 'EXECUTE')";
+    let may_roll_up = |who: &str| sqlx::query_scalar::<_, bool>(execute).bind(who.to_owned());
+    assert!(may_roll_up(role).fetch_one(owner.pool()).await.unwrap(), "the role may roll up");
+    assert!(!may_roll_up("public").fetch_one(owner.pool()).await.unwrap(), "PUBLIC may not");
 
     // A privilege through PUBLIC cannot be revoked from the role: refused,
     // and the run changes nothing.

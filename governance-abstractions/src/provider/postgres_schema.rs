@@ -42,9 +42,17 @@ const REQUESTS: &str = "governance_requests";
 const HISTORY: &str = "governance_history";
 const CHECKPOINTS: &str = "governance_checkpoints";
 const SEALS: &str = "governance_seals";
+const ROLLUPS: &str = "governance_count_rollups";
+const COUNTS: &str = "governance_history_counts";
 
 /// The tables of the shared schema.
-pub const POSTGRES_TABLES: [&str; 4] = [REQUESTS, HISTORY, CHECKPOINTS, SEALS];
+pub const POSTGRES_TABLES: [&str; 6] = [REQUESTS, HISTORY, CHECKPOINTS, SEALS, ROLLUPS, COUNTS];
+
+/// The tables that hold derived data only: the hourly decision counts and
+/// their watermarks, which a roll-up computes from `governance_history`.
+/// Schemas without a transaction order (`governance-postgres`'s distributed
+/// profile) do without them.
+pub const DERIVED_TABLES: [&str; 2] = [ROLLUPS, COUNTS];
 
 /// Every column of the shared schema, in table order, with its type.
 pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
@@ -115,6 +123,16 @@ pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
     column(SEALS, "record_id", "uuid"),
     column(SEALS, "content_hash", "text"),
     column(SEALS, "checkpoint_seq", "int8"),
+    later(ROLLUPS, "workspace_id", "text"),
+    later(ROLLUPS, "through_tx", "xid8"),
+    later(ROLLUPS, "system_identifier", "int8"),
+    later(ROLLUPS, "database_oid", "oid"),
+    later(COUNTS, "workspace_id", "text"),
+    later(COUNTS, "dimension", "text"),
+    later(COUNTS, "decision", "text"),
+    later(COUNTS, "hour", "int8"),
+    later(COUNTS, "key", "text"),
+    later(COUNTS, "n", "int8"),
 ];
 
 /// The query that reads the live columns the check compares: rows of
@@ -123,7 +141,8 @@ pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
 pub const LIVE_COLUMNS_QUERY: &str = "SELECT table_name::text AS table_name, column_name::text AS column_name, \
      udt_name::text AS udt_name FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name IN \
-     ('governance_requests', 'governance_history', 'governance_checkpoints', 'governance_seals')";
+     ('governance_requests', 'governance_history', 'governance_checkpoints', 'governance_seals', \
+     'governance_count_rollups', 'governance_history_counts')";
 
 /// When a database is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,294 @@
+//! The hourly decision counts behind `count_history`: whatever has been
+//! rolled up, and whatever is written meanwhile, every count equals the
+//! count of the records themselves (computed here, in the test, from every
+//! record of the workspace). Needs `GOVERNANCE_POSTGRES_URL` (skips with a
+//! notice without it; fails when `GOVERNANCE_REQUIRE_DATABASES=1`).
+
+use std::sync::Arc;
+
+use governance_abstractions::provider::rank_counts;
+use governance_abstractions::{
+    Action, Actor, Count, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceService, HistoryReader,
+    HistoryRecord, HistoryWriter, NewRequest, PageRequest, Principal, TargetRef, TimeRange, Timestamp, WorkspaceId,
+};
+use governance_postgres::sqlx;
+use governance_postgres::{MigrateOptions, PostgresStore, RollUpUnsupported, SchemaProfile};
+use governance_test_support::{Server, fresh_database_or_skip};
+
+const HOUR: i64 = 3_600_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// An hour boundary some days back: the records spread over the 60 hours
+/// after it.
+fn base() -> i64 {
+    (Timestamp::now().unix_micros() / HOUR - 24 * 5) * HOUR
+}
+
+async fn store() -> Option<PostgresStore> {
+    let url = fresh_database_or_skip(Server::Postgres).await?;
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+fn workspace() -> WorkspaceId {
+    WorkspaceId::new(format!("counts-{}", uuid_suffix())).expect("valid")
+}
+
+fn uuid_suffix() -> String {
+    governance_abstractions::RecordId::new().to_string()
+}
+
+/// A small deterministic generator: the same records on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// `n` decision records of `ws`, at times from `base`, with a mix of
+/// decisions, operations, principals and reason codes (none, one or
+/// several; some records sharing the exact hour boundary).
+fn records(ws: &WorkspaceId, base: i64, n: usize, seed: u64) -> Vec<HistoryRecord> {
+    let mut rng = Lcg(seed);
+    (0..n)
+        .map(|i| {
+            let decision = if rng.next(3) == 0 { Decision::Approved } else { Decision::Denied };
+            let operation = ["create", "update", "delete", "export"][rng.next(4) as usize];
+            let actor = match rng.next(5) {
+                0 => Actor::service(format!("svc-{}", rng.next(2))),
+                _ => Actor::user(format!("u{}", rng.next(6))),
+            };
+            let codes: Vec<&str> =
+                ["limit", "risk", "Limit", "region", "quota"].into_iter().filter(|_| rng.next(3) == 0).collect();
+            let evidence = Evidence::decision(ws.clone(), actor, "invoice", operation, decision).reason_codes(codes);
+            let at =
+                if i % 17 == 0 { base + HOUR * rng.next(60) as i64 } else { base + rng.next(60 * HOUR as u64) as i64 };
+            HistoryRecord::new(evidence, Timestamp::from_unix_micros(at).expect("in range")).expect("valid")
+        })
+        .collect()
+}
+
+/// Every record of `ws`, read back.
+async fn all_records(store: &PostgresStore, ws: &WorkspaceId) -> Vec<HistoryRecord> {
+    let page = store.query_history(ws, &Default::default(), &PageRequest::all()).await.expect("read every record");
+    page.items
+}
+
+fn at(micros: i64) -> Timestamp {
+    Timestamp::from_unix_micros(micros).expect("in range")
+}
+
+/// The windows that matter: unbounded, open on one side, hour-aligned,
+/// with partial hours at either edge, inside one hour, one whole hour.
+fn windows(base: i64) -> Vec<TimeRange> {
+    vec![
+        TimeRange::default(),
+        TimeRange { from: Some(at(base + 17 * MINUTE)), until: None },
+        TimeRange { from: None, until: Some(at(base + 30 * HOUR + 5 * MINUTE)) },
+        TimeRange { from: Some(at(base)), until: Some(at(base + 24 * HOUR)) },
+        TimeRange { from: Some(at(base + 17 * MINUTE)), until: Some(at(base + 50 * HOUR + 1)) },
+        TimeRange { from: Some(at(base + 3 * HOUR + 10 * MINUTE)), until: Some(at(base + 3 * HOUR + 50 * MINUTE)) },
+        TimeRange { from: Some(at(base + 7 * HOUR)), until: Some(at(base + 8 * HOUR)) },
+        TimeRange { from: Some(at(base + 7 * HOUR - 1)), until: Some(at(base + 8 * HOUR + 1)) },
+    ]
+}
+
+fn queries(base: i64) -> Vec<CountQuery> {
+    let mut queries = Vec::new();
+    for window in windows(base) {
+        for by in [CountBy::ReasonCode, CountBy::Principal, CountBy::Operation, CountBy::Decision] {
+            queries.push(CountQuery::new(by, window));
+            queries.push(CountQuery::new(by, window).decision(Decision::Denied).limit(2));
+            queries.push(CountQuery::new(by, window).decision(Decision::Approved));
+        }
+    }
+    queries
+}
+
+/// The count of `query` over `records`, as the contract defines it.
+fn expected(records: &[HistoryRecord], query: &CountQuery) -> Vec<Count> {
+    let mut counts: std::collections::HashMap<String, u64> = Default::default();
+    for record in records.iter().filter(|r| query.counts(r)) {
+        for key in query.keys(record) {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    rank_counts(counts.into_iter().map(|(key, count)| Count { key, count }).collect(), query.limit)
+}
+
+/// Every query of [`queries`] answers what the records say.
+async fn assert_exact(store: &PostgresStore, ws: &WorkspaceId, base: i64, when: &str) {
+    let records = all_records(store, ws).await;
+    for query in queries(base) {
+        let got = store.count_history(ws, &query).await.expect("count");
+        assert_eq!(got, expected(&records, &query), "{when}: {query:?}");
+    }
+}
+
+#[tokio::test]
+async fn counts_are_exact_before_and_after_every_roll_up() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    // Lifecycle records too: they carry no decision and count nowhere.
+    let service = GovernanceService::new(Arc::new(store.clone()));
+    let requester = Principal::from(Actor::user("u1"));
+    let request = service
+        .create(NewRequest::new(ws.clone(), TargetRef::new("invoice", "1"), "update", requester.clone()))
+        .await
+        .expect("create");
+    let cancel = Action::Cancel { reason: "no longer needed".into() };
+    service.apply(&ws, request.value().id(), &requester, cancel).await.expect("cancel");
+
+    let first = records(&ws, base, 400, 1);
+    for batch in first.chunks(50) {
+        store.append_history(batch).await.expect("append");
+    }
+    assert_exact(&store, &ws, base, "never rolled up").await;
+
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 400, "every decision record folded in, once");
+    assert_exact(&store, &ws, base, "rolled up").await;
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 0, "nothing new to fold");
+
+    store.append_history(&records(&ws, base, 120, 2)).await.expect("append");
+    assert_exact(&store, &ws, base, "records written after the roll-up").await;
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 120);
+    assert_exact(&store, &ws, base, "rolled up twice").await;
+
+    // Another workspace's records and roll-ups change nothing here.
+    let other = workspace();
+    store.append_history(&records(&other, base, 60, 3)).await.expect("append");
+    assert_eq!(store.roll_up_counts(&other).await.expect("roll up"), 60);
+    assert_exact(&store, &ws, base, "another workspace rolled up").await;
+}
+
+/// A transaction still open during a roll-up is not folded in (its records
+/// are not there yet), and once it commits its records count exactly once:
+/// live until the next roll-up, folded after.
+#[tokio::test]
+async fn a_transaction_open_during_a_roll_up_counts_once() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 50, 4)).await.expect("append");
+    let mut open = store.pool().begin().await.expect("begin");
+    let late = records(&ws, base, 30, 5);
+    store.append_history_in(&mut open, &late).await.expect("append in the open transaction");
+    // A transaction that started later and committed first.
+    store.append_history(&records(&ws, base, 20, 6)).await.expect("append");
+    let folded = store.roll_up_counts(&ws).await.expect("roll up");
+    assert_eq!(folded, 50, "only what finished transactions older than every running one wrote");
+    open.commit().await.expect("commit");
+    assert_exact(&store, &ws, base, "the late transaction committed").await;
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 50, "the rest, once");
+    assert_exact(&store, &ws, base, "everything folded").await;
+}
+
+/// Writers and roll-ups at once, two roll-ups racing each other: no record
+/// is folded twice or lost.
+#[tokio::test]
+async fn concurrent_writers_and_roll_ups_fold_every_record_once() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..4u64 {
+        let (store, ws) = (store.clone(), ws.clone());
+        tasks.spawn(async move {
+            for batch in 0..10 {
+                store.append_history(&records(&ws, base, 10, 100 + writer * 10 + batch)).await.expect("append");
+            }
+            0
+        });
+    }
+    for _ in 0..2 {
+        let (store, ws) = (store.clone(), ws.clone());
+        tasks.spawn(async move {
+            let mut folded = 0;
+            for _ in 0..15 {
+                folded += store.roll_up_counts(&ws).await.expect("roll up");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            folded
+        });
+    }
+    let mut folded = 0;
+    while let Some(joined) = tasks.join_next().await {
+        folded += joined.expect("task");
+    }
+    folded += store.roll_up_counts(&ws).await.expect("roll up");
+    assert_eq!(folded, 400, "each record folded once across every roll-up");
+    assert_exact(&store, &ws, base, "after the race").await;
+}
+
+/// Counts whose watermark belongs to another database (as after restoring
+/// a dump, where every record gets a new transaction id) are ignored, and
+/// the next roll-up rebuilds them.
+#[tokio::test]
+async fn counts_from_another_database_are_ignored_then_rebuilt() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 200, 7)).await.expect("append");
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 200);
+    // What a restore elsewhere looks like: another database's watermark,
+    // and counts that no longer match the records.
+    sqlx::query("UPDATE governance_count_rollups SET database_oid = 1, through_tx = '1' WHERE workspace_id = $1")
+        .bind(ws.as_str())
+        .execute(store.pool())
+        .await
+        .expect("as the owner");
+    sqlx::query("UPDATE governance_history_counts SET n = n + 1000 WHERE workspace_id = $1")
+        .bind(ws.as_str())
+        .execute(store.pool())
+        .await
+        .expect("as the owner");
+    assert_exact(&store, &ws, base, "foreign counts").await;
+    assert_eq!(store.roll_up_counts(&ws).await.expect("roll up"), 200, "rebuilt from every record");
+    assert_exact(&store, &ws, base, "rebuilt").await;
+}
+
+/// The counts read the hourly rows: a window over the rolled-up hours
+/// reads the counts table (seen in the plan), and a count changes when the
+/// hourly rows do — which is also why only the tables' owner may write
+/// them.
+#[tokio::test]
+async fn rolled_up_hours_are_read_from_the_counts() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 100, 8)).await.expect("append");
+    store.roll_up_counts(&ws).await.expect("roll up");
+    let week = TimeRange { from: Some(at(base - 24 * HOUR + 5 * MINUTE)), until: Some(at(base + 72 * HOUR)) };
+    let query = CountQuery::new(CountBy::Operation, week).decision(Decision::Denied);
+    let plan = store.explain_count_history(&ws, &query).await.expect("explain").join("\n");
+    assert!(plan.contains("governance_history_counts"), "{plan}");
+    let before = store.count_history(&ws, &query).await.expect("count");
+    sqlx::query("UPDATE governance_history_counts SET n = n + 5 WHERE workspace_id = $1 AND dimension = 'operation' AND decision = 'denied' AND key = 'create'")
+        .bind(ws.as_str())
+        .execute(store.pool())
+        .await
+        .expect("as the owner");
+    let after = store.count_history(&ws, &query).await.expect("count");
+    let create = |counts: &[Count]| counts.iter().find(|c| c.key == "create").map(|c| c.count).unwrap_or(0);
+    assert!(create(&after) > create(&before), "{before:?} → {after:?}");
+}
+
+/// The distributed profile keeps no hourly counts: a roll-up is refused
+/// with a typed source, and counts still answer from the records.
+#[tokio::test]
+async fn the_distributed_profile_refuses_a_roll_up() {
+    let Some(url) = fresh_database_or_skip(Server::Postgres).await else { return };
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    store.migrate_with(MigrateOptions::new(SchemaProfile::Distributed).without_locking()).await.expect("migrate");
+    let store = store.with_profile(SchemaProfile::Distributed);
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 40, 9)).await.expect("append");
+    let refused = store.roll_up_counts(&ws).await.expect_err("refused");
+    match &refused {
+        GovernanceError::Backend { retryable: false, source } => {
+            assert!(source.downcast_ref::<RollUpUnsupported>().is_some(), "{refused:?}")
+        }
+        other => panic!("expected Backend(RollUpUnsupported), got {other:?}"),
+    }
+    assert_exact(&store, &ws, base, "distributed").await;
+}
