@@ -11,7 +11,8 @@
 //! SQLite always run. `--scale N` seeds N history records (N/10 requests)
 //! for the query workload (default 20 000, at most 1 000 000); `--scale tiny`
 //! is a smoke run of every workload in seconds. `--explain` prints the plans
-//! PostgreSQL chooses for the PostgreSQL provider's queries.
+//! each SQL provider's database chooses for its four queries (`EXPLAIN`;
+//! `EXPLAIN QUERY PLAN` on SQLite), on stderr.
 //!
 //! `--workload GROUP` (repeatable; default all) runs only some groups:
 //! `sql-baseline` (every provider against the hand-written SQL on its own
@@ -192,6 +193,7 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
         writers: vec![1, 8, 32],
         queries: true,
         postgres: None,
+        seaorm: None,
         explain: false,
         events: Some(events),
         sizer: Some(sizer),
@@ -204,7 +206,8 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             writers: vec![1, 2],
             queries: false,
             postgres: None,
-        explain: false,
+            seaorm: None,
+            explain: false,
             events: None,
             sizer: None,
         }),
@@ -235,9 +238,12 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
                 // SeaORM's own pool.
                 let pool = connection.get_postgres_connection_pool().clone();
                 let sizer = Sizer::Postgres(pool.clone());
-                return Ok(sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer));
+                let seaorm = Some(store.clone());
+                return Ok(Target { seaorm, ..sql(Arc::new(store), Arc::new(PgBaseline(pool)), events, sizer) });
             }
-            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection.clone())), events, Sizer::Sea(connection)))
+            let seaorm = Some(store.clone());
+            let baseline = Arc::new(SeaBaseline(connection.clone()));
+            Ok(Target { seaorm, ..sql(Arc::new(store), baseline, events, Sizer::Sea(connection)) })
         }
         "seaorm-sqlite" => {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -245,7 +251,9 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             keep.push(dir);
             let connection = store.connection().clone();
             let events = sea_events(connection.clone()).await?;
-            Ok(sql(Arc::new(store), Arc::new(SeaBaseline(connection.clone())), events, Sizer::Sea(connection)))
+            let seaorm = Some(store.clone());
+            let baseline = Arc::new(SeaBaseline(connection.clone()));
+            Ok(Target { seaorm, ..sql(Arc::new(store), baseline, events, Sizer::Sea(connection)) })
         }
         other => Err(format!("unknown provider {other}")),
     }

@@ -31,6 +31,8 @@ pub(crate) struct Target {
     /// (rolled up before the queries are timed) and whose query plans
     /// `--explain` prints.
     pub(crate) postgres: Option<governance_postgres::PostgresStore>,
+    /// The SeaORM provider, whose query plans `--explain` prints.
+    pub(crate) seaorm: Option<governance_seaorm::SeaOrmStore>,
     /// Whether to print the query plans.
     pub(crate) explain: bool,
     /// The event-sourced baseline on the same server and pool (SQL providers).
@@ -532,8 +534,8 @@ async fn queries(target: &Target, records: u64, samples: usize, rows: &mut Vec<R
             },
         ),
     ];
-    if let Some(store) = target.postgres.as_ref().filter(|_| target.explain) {
-        explain(store, &ws, request, week).await?;
+    if target.explain {
+        explain(target, &ws, request, week).await?;
     }
     for (name, provider, baseline) in pairs {
         let (a, b) = alternating(samples, &provider, &baseline).await?;
@@ -547,13 +549,9 @@ async fn queries(target: &Target, records: u64, samples: usize, rows: &mut Vec<R
     Ok(())
 }
 
-/// Prints the plans PostgreSQL chooses for the provider's four queries.
-async fn explain(
-    store: &governance_postgres::PostgresStore,
-    ws: &WorkspaceId,
-    request: RequestId,
-    week: Timestamp,
-) -> Result<(), String> {
+/// Prints the plans the database chooses for the provider's four queries
+/// (SQL providers; nothing for the memory provider).
+async fn explain(target: &Target, ws: &WorkspaceId, request: RequestId, week: Timestamp) -> Result<(), String> {
     use governance_abstractions::RequestFilter;
     let pending = RequestFilter { statuses: vec![RequestStatus::Pending], ..RequestFilter::default() };
     let denied = HistoryFilter {
@@ -564,14 +562,26 @@ async fn explain(
     let reasons = CountQuery::new(CountBy::ReasonCode, TimeRange { from: Some(week), until: None })
         .decision(Decision::Denied)
         .limit(10);
-    let plans = [
-        ("query-pending-first-50", store.explain_query_requests(ws, &pending, &PageRequest::first(50)).await),
-        ("query-request-history", store.explain_history_for_request(ws, request).await),
-        ("query-denied-page-50", store.explain_query_history(ws, &denied, &PageRequest::first(50)).await),
-        ("query-top-deny-reasons-7d", store.explain_count_history(ws, &reasons).await),
-    ];
+    let first = PageRequest::first(50);
+    let plans = if let Some(store) = &target.postgres {
+        [
+            ("query-pending-first-50", store.explain_query_requests(ws, &pending, &first).await),
+            ("query-request-history", store.explain_history_for_request(ws, request).await),
+            ("query-denied-page-50", store.explain_query_history(ws, &denied, &first).await),
+            ("query-top-deny-reasons-7d", store.explain_count_history(ws, &reasons).await),
+        ]
+    } else if let Some(store) = &target.seaorm {
+        [
+            ("query-pending-first-50", store.explain_query_requests(ws, &pending, &first).await),
+            ("query-request-history", store.explain_history_for_request(ws, request).await),
+            ("query-denied-page-50", store.explain_query_history(ws, &denied, &first).await),
+            ("query-top-deny-reasons-7d", store.explain_count_history(ws, &reasons).await),
+        ]
+    } else {
+        return Ok(());
+    };
     for (name, plan) in plans {
-        eprintln!("plan of {name} (postgres):");
+        eprintln!("plan of {name} ({}):", target.name);
         for line in plan.map_err(failed)? {
             eprintln!("    {line}");
         }

@@ -68,6 +68,9 @@ enum Command {
     Export(export::Options),
     /// Decision counts over a window: top deny reasons, per principal, operation and decision.
     Stats(stats::Options),
+    /// Fold new decision records into the hourly counts that stats reads (sqlx PostgreSQL provider).
+    #[command(name = "roll-up")]
+    RollUp(stats::RollUpOptions),
 }
 
 /// The database a command works on.
@@ -118,6 +121,7 @@ async fn main() -> ExitCode {
         Command::Verify(o) => Some(o.target.url.clone()),
         Command::Export(o) => Some(o.target.url.clone()),
         Command::Stats(o) => Some(o.target.url.clone()),
+        Command::RollUp(o) => Some(o.target.url.clone()),
     };
     let command = async {
         match cli.command {
@@ -127,6 +131,7 @@ async fn main() -> ExitCode {
             Command::Verify(options) => integrity::verify(options).await,
             Command::Export(options) => export::run(options).await,
             Command::Stats(options) => stats::run(options).await,
+            Command::RollUp(options) => stats::roll_up(options).await,
         }
     };
     let outcome = tokio::select! {

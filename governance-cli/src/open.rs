@@ -63,6 +63,18 @@ impl Opened {
         }
     }
 
+    /// [`PostgresStore::roll_up_counts`], or `None` where the provider
+    /// keeps no hourly counts.
+    pub(crate) async fn roll_up_counts(
+        &self,
+        workspace: &governance_abstractions::WorkspaceId,
+    ) -> Option<governance_abstractions::Result<u64>> {
+        match &self.store {
+            Kind::Postgres(store) => Some(store.roll_up_counts(workspace).await),
+            Kind::SeaOrm(_) => None,
+        }
+    }
+
     /// The URL as it may be shown.
     pub(crate) fn shown_url(&self) -> String {
         redacted(&self.url)

@@ -356,6 +356,19 @@ async fn scenario(url: &str, extra: &[&str], store: Arc<dyn GovernanceStore>, ta
     }
     let policy = doc["deny_reasons"].as_array().and_then(|rows| rows.iter().find(|r| r["key"] == "policy")).cloned();
     assert_eq!(policy.map(|r| r["count"].clone()), Some(3.into()), "{doc}");
+    // Rolling up the hourly counts changes no count; only the sqlx
+    // PostgreSQL provider keeps them.
+    let output = run(&["roll-up", "--workspace", ws_arg]);
+    if url.starts_with("postgres") && extra.is_empty() {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(stdout(&output).contains("rolled up "), "{}", stdout(&output));
+        let rerun =
+            run(&["stats", "--workspace", ws_arg, "--since", &since_arg, "--until", &until_arg, "--format", "json"]);
+        assert_eq!(json(&rerun), doc, "the same counts from the hourly rows");
+    } else {
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains("keeps no hourly decision counts"), "{}", stderr(&output));
+    }
     let table = stdout(&run(&["stats", "--workspace", ws_arg, "--since", &since_arg, "--until", &until_arg]));
     assert!(table.contains("top deny reasons") && table.contains("| policy") && table.contains("user:dave"), "{table}");
 
@@ -457,7 +470,7 @@ fn a_database_command_against_a_closed_port_fails_fast_with_the_cause_and_no_pas
 #[test]
 fn help_names_every_subcommand() {
     let help = stdout(&governance(&["--help"], &[]));
-    for command in ["conformance", "migrate", "seal", "verify", "export", "stats"] {
+    for command in ["conformance", "migrate", "seal", "verify", "export", "stats", "roll-up"] {
         assert!(help.contains(command), "{command} in:\n{help}");
     }
 }

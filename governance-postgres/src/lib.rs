@@ -469,8 +469,8 @@ impl PostgresStore {
 
     /// The plan of [`count_history`](HistoryReader::count_history).
     pub async fn explain_count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<String>> {
-        let mut sql = read::count_sql("EXPLAIN ", self.profile, workspace, query)?;
-        explain_lines(sql.build().fetch_all(&self.pool).await)
+        let rows = read::explain_count_history(&self.pool, self.profile, workspace, query).await?;
+        explain_lines(Ok(rows))
     }
 
     /// The plan of [`unsealed_history`](IntegrityStore::unsealed_history):

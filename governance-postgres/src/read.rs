@@ -227,14 +227,35 @@ pub(crate) fn history_sql(
     Ok(sql)
 }
 
+/// The watermark of a workspace's hourly counts (its `through_tx` as
+/// text), when they belong to this cluster and database; no row when the
+/// workspace was never rolled up or its counts were restored from elsewhere.
+const MARK_SQL: &str = "SELECT r.through_tx::text FROM governance_count_rollups r, pg_control_system() s \
+     WHERE r.workspace_id = $1 AND r.system_identifier = s.system_identifier \
+     AND r.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// One snapshot for the watermark and the count that relies on it: a
+/// roll-up committing between them is seen whole or not at all.
+const COUNT_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 pub(crate) async fn count_history(
     pool: &PgPool,
     profile: SchemaProfile,
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
-    let mut sql = count_sql("", profile, workspace, query)?;
-    let rows = sql.build().fetch_all(pool).await.map_err(map)?;
+    let rows = match counted_hours(profile, query)? {
+        None => count_sql("", workspace, query, None)?.build().fetch_all(pool).await.map_err(map)?,
+        Some(_) => {
+            let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
+            let mark: Option<String> =
+                sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(&mut *txn).await.map_err(map)?;
+            let rows =
+                count_sql("", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await.map_err(map)?;
+            txn.commit().await.map_err(map)?;
+            rows
+        }
+    };
     let mut counts: HashMap<String, u64> = HashMap::new();
     for row in rows {
         let key: String = row.try_get("key").map_err(map)?;
@@ -243,6 +264,27 @@ pub(crate) async fn count_history(
     }
     let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
     Ok(rank_counts(counts, query.limit))
+}
+
+/// The plan of [`count_history`]'s statement, with the watermark it would
+/// read now.
+pub(crate) async fn explain_count_history(
+    pool: &PgPool,
+    profile: SchemaProfile,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
+    let mark: Option<String> = match counted_hours(profile, query)? {
+        None => None,
+        Some(_) => {
+            sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(&mut *txn).await.map_err(map)?
+        }
+    };
+    let rows = count_sql("EXPLAIN ", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await;
+    let rows = rows.map_err(map)?;
+    txn.commit().await.map_err(map)?;
+    Ok(rows)
 }
 
 /// One hour in microseconds: the grain of `governance_history_counts`.
@@ -262,37 +304,44 @@ fn whole_hours(window: &TimeRange) -> Option<(Option<i64>, Option<i64>)> {
     }
 }
 
+/// The whole hours a count may read from the hourly counts: none on the
+/// distributed profile (it keeps none). Validates the query first: a window
+/// bound outside the storable years is the same validation error on every
+/// provider, not a different count on each.
+fn counted_hours(profile: SchemaProfile, query: &CountQuery) -> Result<Option<(Option<i64>, Option<i64>)>> {
+    query.validate()?;
+    Ok(match profile {
+        SchemaProfile::Standard => whole_hours(&query.window),
+        SchemaProfile::Distributed => None,
+    })
+}
+
 /// The start of `hour` (hours since the epoch). Within the storable years,
 /// as the window it comes from was validated.
-fn hour_start(hour: i64) -> Result<chrono::DateTime<chrono::Utc>> {
-    hour.checked_mul(HOUR_MICROS)
-        .and_then(governance_abstractions::Timestamp::from_unix_micros)
-        .map(|t| t.as_datetime())
-        .ok_or_else(|| {
-            GovernanceError::validation("query.window", governance_abstractions::ValidationProblem::OutOfRange)
-        })
+fn hour_start(hour: i64) -> Result<governance_abstractions::Timestamp> {
+    hour.checked_mul(HOUR_MICROS).and_then(governance_abstractions::Timestamp::from_unix_micros).ok_or_else(|| {
+        GovernanceError::validation("query.window", governance_abstractions::ValidationProblem::OutOfRange)
+    })
 }
 
 /// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
 ///
-/// On the standard profile a window's whole hours are read from the hourly
-/// counts (`governance_history_counts`, folded in by
+/// With no watermark (`mark`: the workspace was never rolled up, its
+/// counts came from another database, or the profile keeps none) it counts
+/// the window's records. With one, the window's whole hours are read from
+/// the hourly counts (`governance_history_counts`, folded in by
 /// [`roll_up_counts`](crate::PostgresStore::roll_up_counts)) plus the
 /// records of those hours that no roll-up has folded in yet, found through
-/// the feed index by transaction; the partial hours at the window's edges
-/// are counted from their records. One statement, so the counts, the
-/// watermark and the records are read in one snapshot: a roll-up
-/// committing meanwhile is seen whole or not at all. Counts whose
-/// watermark belongs to another cluster or database (restored from a
-/// dump) are ignored.
+/// the feed index by transaction, and the partial hours at the window's
+/// edges are counted from their records. The watermark is read in the same
+/// snapshot as this statement runs in (see [`count_history`]), and bound
+/// as a value so the planner sees how few records follow it.
 pub(crate) fn count_sql(
     prefix: &str,
-    profile: SchemaProfile,
     workspace: &WorkspaceId,
     query: &CountQuery,
+    mark: Option<&str>,
 ) -> Result<QueryBuilder<Postgres>> {
-    // A window bound outside the storable years is the same validation
-    // error on every provider, not a different count on each.
     query.validate()?;
     let (key, dimension) = match query.by {
         CountBy::ReasonCode => ("reason.code", "reason_code"),
@@ -316,11 +365,7 @@ pub(crate) fn count_sql(
             sql.push(" AND decision = ").push_bind(decision.as_str());
         }
     };
-    let hours = match profile {
-        SchemaProfile::Standard => whole_hours(&query.window),
-        SchemaProfile::Distributed => None,
-    };
-    let Some((first, end)) = hours else {
+    let (Some(mark), Some((first, end))) = (mark, whole_hours(&query.window)) else {
         let mut sql = QueryBuilder::new(prefix);
         records(&mut sql);
         window(&mut sql, &query.window);
@@ -329,17 +374,9 @@ pub(crate) fn count_sql(
     };
     let first_at = first.map(hour_start).transpose()?;
     let end_at = end.map(hour_start).transpose()?;
+    let whole = TimeRange { from: first_at, until: end_at };
     let mut sql = QueryBuilder::new(prefix);
-    sql.push(
-        "WITH mark AS (SELECT r.through_tx FROM governance_count_rollups r, pg_control_system() s \
-         WHERE r.workspace_id = ",
-    );
-    sql.push_bind(workspace.as_str().to_owned());
-    sql.push(
-        " AND r.system_identifier = s.system_identifier \
-         AND r.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database())) \
-         SELECT key, sum(n)::bigint AS n FROM (",
-    );
+    sql.push("SELECT key, sum(n)::bigint AS n FROM (");
     // The whole hours folded in.
     let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
     sql.push(format!("SELECT {counted} AS key, n FROM governance_history_counts WHERE workspace_id = "));
@@ -354,38 +391,26 @@ pub(crate) fn count_sql(
     if let Some(end) = end {
         sql.push(" AND hour < ").push_bind(end);
     }
-    sql.push(" AND EXISTS (SELECT 1 FROM mark)");
-    // The whole hours' records not folded in yet: all of them when the
-    // workspace was never rolled up (through the decision index), else
-    // those after the watermark (through the feed index).
+    // The whole hours' records not folded in yet.
     sql.push(" UNION ALL ");
     records(&mut sql);
-    let whole = TimeRange {
-        from: first_at.map(governance_abstractions::Timestamp::from_datetime),
-        until: end_at.map(governance_abstractions::Timestamp::from_datetime),
-    };
     window(&mut sql, &whole);
-    sql.push(" AND NOT EXISTS (SELECT 1 FROM mark) GROUP BY 1 UNION ALL ");
-    records(&mut sql);
-    window(&mut sql, &whole);
-    sql.push(" AND tx_id >= (SELECT through_tx FROM mark) GROUP BY 1");
+    sql.push(" AND tx_id >= ").push_bind(mark.to_owned()).push("::text::xid8 GROUP BY 1");
     // The partial hours at the edges.
     if let (Some(from), Some(first_at)) = (query.window.from, first_at)
-        && from.as_datetime() < first_at
+        && from < first_at
     {
         sql.push(" UNION ALL ");
         records(&mut sql);
-        sql.push(" AND created_at >= ").push_bind(from.as_datetime());
-        sql.push(" AND created_at < ").push_bind(first_at);
+        window(&mut sql, &TimeRange { from: Some(from), until: Some(first_at) });
         sql.push(" GROUP BY 1");
     }
     if let (Some(until), Some(end_at)) = (query.window.until, end_at)
-        && end_at < until.as_datetime()
+        && end_at < until
     {
         sql.push(" UNION ALL ");
         records(&mut sql);
-        sql.push(" AND created_at >= ").push_bind(end_at);
-        sql.push(" AND created_at < ").push_bind(until.as_datetime());
+        window(&mut sql, &TimeRange { from: Some(end_at), until: Some(until) });
         sql.push(" GROUP BY 1");
     }
     sql.push(") AS parts GROUP BY key");

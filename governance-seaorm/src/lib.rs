@@ -277,6 +277,53 @@ impl SeaOrmStore {
         &self.db
     }
 
+    /// The plan the database chooses for a request query, one line per row
+    /// of its `EXPLAIN` (`EXPLAIN QUERY PLAN` on SQLite; on MySQL/MariaDB
+    /// each row's table, access type, key and rows as `column=value`
+    /// pairs): to check in operation that a query uses its index.
+    ///
+    /// ```no_run
+    /// # async fn run(store: governance_seaorm::SeaOrmStore) -> governance_abstractions::Result<()> {
+    /// use governance_abstractions::{PageRequest, RequestFilter, RequestStatus, WorkspaceId};
+    /// let pending = RequestFilter { statuses: vec![RequestStatus::Pending], ..RequestFilter::default() };
+    /// for line in store.explain_query_requests(&WorkspaceId::new("acme")?, &pending, &PageRequest::first(50)).await? {
+    ///     println!("{line}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn explain_query_requests(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<String>> {
+        read::explain_query_requests(&self.db, workspace, filter, page).await
+    }
+
+    /// The plan of [`history_for_request`](HistoryReader::history_for_request).
+    pub async fn explain_history_for_request(
+        &self,
+        workspace: &WorkspaceId,
+        request: RequestId,
+    ) -> Result<Vec<String>> {
+        read::explain_history_for_request(&self.db, workspace, request).await
+    }
+
+    /// The plan of [`query_history`](HistoryReader::query_history).
+    pub async fn explain_query_history(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &HistoryFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<String>> {
+        read::explain_query_history(&self.db, workspace, filter, page).await
+    }
+
+    /// The plan of [`count_history`](HistoryReader::count_history).
+    pub async fn explain_count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<String>> {
+        read::explain_count_history(&self.db, workspace, query).await
+    }
+
     /// Begins a transaction for the `*_in` methods and the application's own
     /// writes: `BEGIN IMMEDIATE` on SQLite, so a transaction that reads before
     /// it writes waits for the write lock instead of failing with "database

@@ -9,7 +9,7 @@ use governance_abstractions::{
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select,
+    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select, Statement,
 };
 
 use crate::convert::{checkpoint_from, history_from, read_record, request_from, seal_from, time_value};
@@ -182,17 +182,25 @@ pub(crate) async fn get_request<C: ConnectionTrait>(
     request_from(row)
 }
 
+/// The request query for `filter` and `page`.
+fn requests_select(
+    backend: DbBackend,
+    workspace: &WorkspaceId,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> Result<Select<request::Entity>> {
+    filter.validate()?;
+    let select = request::Entity::find().filter(request_condition(backend, workspace, filter));
+    keyset(backend, select, page, request::Column::CreatedAt, request::Column::Id)
+}
+
 pub(crate) async fn query_requests<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     filter: &RequestFilter,
     page: &PageRequest,
 ) -> Result<Page<GovernanceRequest>> {
-    filter.validate()?;
-    let backend = conn.get_database_backend();
-    let select = request::Entity::find().filter(request_condition(backend, workspace, filter));
-    let select = keyset(backend, select, page, request::Column::CreatedAt, request::Column::Id)?;
-    let rows = select.all(conn).await.map_err(map)?;
+    let rows = requests_select(conn.get_database_backend(), workspace, filter, page)?.all(conn).await.map_err(map)?;
     let requests = rows.into_iter().map(request_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(requests, page, Position::of_request))
 }
@@ -212,22 +220,36 @@ pub(crate) async fn get_history_record<C: ConnectionTrait>(
     history_from(row)
 }
 
-pub(crate) async fn history_for_request<C: ConnectionTrait>(
-    conn: &C,
-    workspace: &WorkspaceId,
-    request: RequestId,
-) -> Result<Vec<HistoryRecord>> {
+/// The history of one request, in revision order.
+fn request_history_select(workspace: &WorkspaceId, request: RequestId) -> Select<history::Entity> {
     use history::Column as C;
-    let rows = history::Entity::find()
+    history::Entity::find()
         .filter(C::WorkspaceId.eq(workspace.as_str()))
         .filter(C::RequestId.eq(request.as_uuid()))
         .order_by_asc(C::RequestRevision)
         .order_by_asc(C::CreatedAt)
         .order_by_asc(C::Id)
-        .all(conn)
-        .await
-        .map_err(map)?;
+}
+
+pub(crate) async fn history_for_request<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    request: RequestId,
+) -> Result<Vec<HistoryRecord>> {
+    let rows = request_history_select(workspace, request).all(conn).await.map_err(map)?;
     rows.into_iter().map(history_from).collect()
+}
+
+/// The history query for `filter` and `page`.
+fn history_select(
+    backend: DbBackend,
+    workspace: &WorkspaceId,
+    filter: &HistoryFilter,
+    page: &PageRequest,
+) -> Result<Select<history::Entity>> {
+    filter.validate()?;
+    let select = history::Entity::find().filter(history_condition(backend, workspace, filter));
+    keyset(backend, select, page, history::Column::CreatedAt, history::Column::Id)
 }
 
 pub(crate) async fn query_history<C: ConnectionTrait>(
@@ -236,11 +258,7 @@ pub(crate) async fn query_history<C: ConnectionTrait>(
     filter: &HistoryFilter,
     page: &PageRequest,
 ) -> Result<Page<HistoryRecord>> {
-    filter.validate()?;
-    let backend = conn.get_database_backend();
-    let select = history::Entity::find().filter(history_condition(backend, workspace, filter));
-    let select = keyset(backend, select, page, history::Column::CreatedAt, history::Column::Id)?;
-    let rows = select.all(conn).await.map_err(map)?;
+    let rows = history_select(conn.get_database_backend(), workspace, filter, page)?.all(conn).await.map_err(map)?;
     let records = rows.into_iter().map(history_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
@@ -250,20 +268,43 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
+    let statement = count_statement(conn.get_database_backend(), workspace, query)?;
+    let rows = conn.query_all_raw(statement).await.map_err(map)?;
+    let counts = rows
+        .iter()
+        .map(|row| {
+            let key = match query.by {
+                CountBy::Principal => {
+                    let kind: String = row.try_get("", "actor_kind").map_err(map)?;
+                    let id: String = row.try_get("", "actor_id").map_err(map)?;
+                    format!("{kind}:{id}")
+                }
+                _ => row.try_get::<String>("", "k").map_err(map)?,
+            };
+            let n: i64 = row.try_get("", "n").map_err(map)?;
+            Ok(Count { key, count: u64::try_from(n).unwrap_or(0) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(rank_counts(counts, query.limit))
+}
+
+/// The one statement [`count_history`] sends: rows of the group key (`k`,
+/// or `actor_kind` and `actor_id`) and its count (`n`).
+fn count_statement(backend: DbBackend, workspace: &WorkspaceId, query: &CountQuery) -> Result<Statement> {
     use history::Column as C;
     query.validate()?;
     let mut condition = Condition::all().add(C::WorkspaceId.eq(workspace.as_str())).add(C::Decision.is_not_null());
     if let Some(decision) = query.decision {
         condition = condition.add(C::Decision.eq(decision.as_str()));
     }
-    let condition = window(conn.get_database_backend(), condition, C::CreatedAt, &query.window);
+    let condition = window(backend, condition, C::CreatedAt, &query.window);
     let base = history::Entity::find().filter(condition).select_only();
     // COUNT(*), not of a column: on PostgreSQL the covering decision index
     // (workspace, decision, time; with reason codes, operation and actor)
     // then answers every count over a window alone (an index-only scan).
     let count = Expr::col(Asterisk).count();
-    let counts: Vec<Count> = match query.by {
-        CountBy::ReasonCode => reason_code_counts(conn, workspace, query).await?,
+    Ok(match query.by {
+        CountBy::ReasonCode => reason_code_statement(backend, workspace, query),
         CountBy::Principal => {
             let grouped = base
                 .column(C::ActorKind)
@@ -271,20 +312,15 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
                 .column_as(count, "n")
                 .group_by(C::ActorKind)
                 .group_by(C::ActorId);
-            let rows: Vec<(String, String, i64)> =
-                ranked(grouped, conn.get_database_backend()).into_tuple().all(conn).await.map_err(map)?;
-            rows.into_iter().map(|(kind, id, n)| Count { key: format!("{kind}:{id}"), count: n as u64 }).collect()
+            ranked(grouped, backend).build(backend)
         }
         CountBy::Operation | CountBy::Decision => {
             let column = if query.by == CountBy::Operation { C::Operation } else { C::Decision };
-            let grouped = base.column(column).column_as(count, "n").group_by(column);
-            let rows: Vec<(String, i64)> =
-                ranked(grouped, conn.get_database_backend()).into_tuple().all(conn).await.map_err(map)?;
-            rows.into_iter().map(|(key, n)| Count { key, count: n as u64 }).collect()
+            let grouped = base.column_as(Expr::col(column), "k").column_as(count, "n").group_by(column);
+            ranked(grouped, backend).build(backend)
         }
         _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
-    };
-    Ok(rank_counts(counts, query.limit))
+    })
 }
 
 /// A grouping ordered by its count, with a `LIMIT` no count reaches, on
@@ -301,13 +337,8 @@ fn ranked(select: sea_orm::Select<history::Entity>, backend: DbBackend) -> sea_o
 /// Counts reason codes in the database, unnesting each record's list with
 /// the backend's own table function (`unnest` of PostgreSQL's `text[]`, the
 /// JSON functions elsewhere).
-async fn reason_code_counts<C: ConnectionTrait>(
-    conn: &C,
-    workspace: &WorkspaceId,
-    query: &CountQuery,
-) -> Result<Vec<Count>> {
-    use sea_orm::{Statement, Value};
-    let backend = conn.get_database_backend();
+fn reason_code_statement(backend: DbBackend, workspace: &WorkspaceId, query: &CountQuery) -> Statement {
+    use sea_orm::Value;
     let mut values: Vec<Value> = vec![workspace.as_str().into()];
     let mut conditions = String::from("h.workspace_id = {} AND h.decision IS NOT NULL");
     if let Some(decision) = query.decision {
@@ -359,14 +390,74 @@ async fn reason_code_counts<C: ConnectionTrait>(
              WHERE {conditions} GROUP BY r.value ORDER BY n DESC, k LIMIT -1"
         ),
     };
-    let rows = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(map)?;
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The plan the database chooses for `statement`, one line per row of its
+/// `EXPLAIN` (PostgreSQL), `EXPLAIN` (MySQL/MariaDB: the table, access
+/// type, key and rows of each row, as `column=value` pairs) or
+/// `EXPLAIN QUERY PLAN` (SQLite).
+async fn explain<C: ConnectionTrait>(conn: &C, statement: Statement) -> Result<Vec<String>> {
+    let backend = statement.db_backend;
+    let prefix = if backend == DbBackend::Sqlite { "EXPLAIN QUERY PLAN " } else { "EXPLAIN " };
+    let explain = Statement { sql: format!("{prefix}{}", statement.sql), ..statement };
+    let rows = conn.query_all_raw(explain).await.map_err(map)?;
     rows.iter()
-        .map(|row| {
-            let key = row.try_get::<String>("", "k").map_err(map)?;
-            let n: i64 = row.try_get("", "n").map_err(map)?;
-            Ok(Count { key, count: u64::try_from(n).unwrap_or(0) })
+        .map(|row| match backend {
+            DbBackend::Sqlite => row.try_get::<String>("", "detail").map_err(map),
+            DbBackend::MySql => Ok(["table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra"]
+                .iter()
+                .filter_map(|column| {
+                    let text = row.try_get::<Option<String>>("", column).ok().flatten();
+                    let number = || row.try_get::<Option<i64>>("", column).ok().flatten().map(|n| n.to_string());
+                    text.or_else(number).map(|value| format!("{column}={value}"))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")),
+            _ => row.try_get_by_index::<String>(0).map_err(map),
         })
         .collect()
+}
+
+/// The plan of the request query for `filter` and `page`.
+pub(crate) async fn explain_query_requests<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    filter: &RequestFilter,
+    page: &PageRequest,
+) -> Result<Vec<String>> {
+    let backend = conn.get_database_backend();
+    explain(conn, requests_select(backend, workspace, filter, page)?.build(backend)).await
+}
+
+/// The plan of a request's history.
+pub(crate) async fn explain_history_for_request<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    request: RequestId,
+) -> Result<Vec<String>> {
+    let backend = conn.get_database_backend();
+    explain(conn, request_history_select(workspace, request).build(backend)).await
+}
+
+/// The plan of the history query for `filter` and `page`.
+pub(crate) async fn explain_query_history<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    filter: &HistoryFilter,
+    page: &PageRequest,
+) -> Result<Vec<String>> {
+    let backend = conn.get_database_backend();
+    explain(conn, history_select(backend, workspace, filter, page)?.build(backend)).await
+}
+
+/// The plan of the count for `query`.
+pub(crate) async fn explain_count_history<C: ConnectionTrait>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<String>> {
+    explain(conn, count_statement(conn.get_database_backend(), workspace, query)?).await
 }
 
 /// History records of the workspace that no seal entry names, after `after`
