@@ -13,10 +13,13 @@ CREATE TABLE IF NOT EXISTS governance_count_rollups (
     workspace_id text NOT NULL,
     -- Every decision record with tx_id below this is in the counts.
     through_tx xid8 NOT NULL,
-    -- The cluster and database those transaction ids belong to: counts
-    -- restored into another are ignored, and rebuilt by the next roll-up.
-    system_identifier bigint NOT NULL,
-    database_oid oid NOT NULL,
+    -- A record the counts hold, with the transaction id it had then. The
+    -- watermark means something only while that record still has that id:
+    -- a logical restore stamps every record anew, and the counts it brought
+    -- along are then ignored, and rebuilt by the next roll-up. NULL: no
+    -- record folded in yet.
+    probe_id uuid,
+    probe_tx xid8,
     CONSTRAINT governance_count_rollups_pkey PRIMARY KEY (workspace_id)
 );
 
@@ -43,19 +46,21 @@ DECLARE
     -- transaction below it has finished, so its records are all visible
     -- to the statements below and no record below it can appear later.
     upto xid8 := pg_snapshot_xmin(pg_current_snapshot());
-    here_system bigint := (SELECT system_identifier FROM pg_control_system());
-    here_database oid := (SELECT oid FROM pg_database WHERE datname = current_database());
     done governance_count_rollups%ROWTYPE;
     since xid8 := '0';
     folded bigint;
+    last_id uuid;
+    last_tx xid8;
 BEGIN
-    INSERT INTO governance_count_rollups VALUES (workspace, '0', here_system, here_database)
-        ON CONFLICT DO NOTHING;
+    INSERT INTO governance_count_rollups VALUES (workspace, '0', NULL, NULL) ON CONFLICT DO NOTHING;
     -- Roll-ups of one workspace take turns here; writers never wait on it.
     SELECT * INTO done FROM governance_count_rollups r WHERE r.workspace_id = workspace FOR UPDATE;
-    IF done.system_identifier = here_system AND done.database_oid = here_database THEN
+    IF EXISTS (SELECT 1 FROM governance_history h
+               WHERE h.workspace_id = workspace AND h.id = done.probe_id AND h.tx_id = done.probe_tx) THEN
         since := done.through_tx;
     ELSE
+        -- Nothing folded yet, or counts whose transaction ids are not this
+        -- database's: start over from every record.
         DELETE FROM governance_history_counts c WHERE c.workspace_id = workspace;
     END IF;
     IF upto <= since THEN
@@ -78,9 +83,16 @@ BEGIN
         ON CONFLICT (workspace_id, dimension, decision, hour, key) DO UPDATE SET n = c.n + EXCLUDED.n
     )
     SELECT coalesce(sum(f.n) FILTER (WHERE f.dimension = 'operation'), 0) INTO folded FROM fresh f;
-    UPDATE governance_count_rollups r
-        SET through_tx = upto, system_identifier = here_system, database_oid = here_database
-        WHERE r.workspace_id = workspace;
+    SELECT h.id, h.tx_id INTO last_id, last_tx FROM governance_history h
+        WHERE h.workspace_id = workspace AND h.tx_id >= since AND h.tx_id < upto
+        ORDER BY h.tx_id DESC, h.id DESC LIMIT 1;
+    IF last_id IS NOT NULL THEN
+        UPDATE governance_count_rollups r SET through_tx = upto, probe_id = last_id, probe_tx = last_tx
+            WHERE r.workspace_id = workspace;
+    ELSIF done.probe_id IS NOT NULL AND since > '0' THEN
+        -- Nothing new, and the watermark is this database's: move it on.
+        UPDATE governance_count_rollups r SET through_tx = upto WHERE r.workspace_id = workspace;
+    END IF;
     RETURN folded;
 END
 $$;

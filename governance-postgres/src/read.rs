@@ -228,11 +228,13 @@ pub(crate) fn history_sql(
 }
 
 /// The watermark of a workspace's hourly counts (its `through_tx` as
-/// text), when they belong to this cluster and database; no row when the
-/// workspace was never rolled up or its counts were restored from elsewhere.
-const MARK_SQL: &str = "SELECT r.through_tx::text FROM governance_count_rollups r, pg_control_system() s \
-     WHERE r.workspace_id = $1 AND r.system_identifier = s.system_identifier \
-     AND r.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database())";
+/// text), while its probe record still has the transaction id it had when
+/// it was folded in; no row when nothing was folded in yet, or after a
+/// logical restore (which stamps every record anew) brought counts whose
+/// transaction ids are not this database's.
+const MARK_SQL: &str = "SELECT r.through_tx::text FROM governance_count_rollups r \
+     WHERE r.workspace_id = $1 AND EXISTS (SELECT 1 FROM governance_history h \
+         WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)";
 
 /// One snapshot for the watermark and the count that relies on it: a
 /// roll-up committing between them is seen whole or not at all.
@@ -327,7 +329,7 @@ fn hour_start(hour: i64) -> Result<governance_abstractions::Timestamp> {
 /// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
 ///
 /// With no watermark (`mark`: the workspace was never rolled up, its
-/// counts came from another database, or the profile keeps none) it counts
+/// counts came from before a logical restore, or the profile keeps none) it counts
 /// the window's records. With one, the window's whole hours are read from
 /// the hourly counts (`governance_history_counts`, folded in by
 /// [`roll_up_counts`](crate::PostgresStore::roll_up_counts)) plus the

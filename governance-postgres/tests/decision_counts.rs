@@ -241,9 +241,9 @@ async fn concurrent_writers_and_roll_ups_fold_every_record_once() {
     assert_exact(&store, &ws, base, "after the race").await;
 }
 
-/// Counts whose watermark belongs to another database (as after restoring
-/// a dump, where every record gets a new transaction id) are ignored, and
-/// the next roll-up rebuilds them.
+/// Counts whose probe record no longer has the transaction id it was
+/// folded in with (as after restoring a dump, where every record gets a new
+/// one) are ignored, and the next roll-up rebuilds them.
 #[tokio::test]
 async fn counts_from_another_database_are_ignored_then_rebuilt() {
     let Some(store) = store().await else { return };
@@ -252,7 +252,7 @@ async fn counts_from_another_database_are_ignored_then_rebuilt() {
     roll_up_until(&store, &ws, 0, 200).await;
     // What a restore elsewhere looks like: another database's watermark,
     // and counts that no longer match the records.
-    sqlx::query("UPDATE governance_count_rollups SET database_oid = 1, through_tx = '1' WHERE workspace_id = $1")
+    sqlx::query("UPDATE governance_count_rollups SET probe_tx = '1', through_tx = '1' WHERE workspace_id = $1")
         .bind(ws.as_str())
         .execute(store.pool())
         .await

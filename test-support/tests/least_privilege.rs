@@ -225,7 +225,7 @@ async fn postgres_attacks(owner: &mut PgConnection, ws: &WorkspaceId) -> Vec<Att
         dml(format!("UPDATE governance_history_counts SET n = n + 1 {only}")),
         dml(format!("DELETE FROM governance_history_counts {only}")),
         dml("TRUNCATE governance_history_counts".to_owned()),
-        dml(format!("INSERT INTO governance_count_rollups VALUES ('{ws}-forged', '0', 0, 0)")),
+        dml(format!("INSERT INTO governance_count_rollups VALUES ('{ws}-forged', '0', NULL, NULL)")),
         dml(format!("UPDATE governance_count_rollups SET through_tx = '0' {only}")),
         dml(format!("DELETE FROM governance_count_rollups {only}")),
         ddl("DROP FUNCTION governance_roll_up_counts(text)".to_owned()),
