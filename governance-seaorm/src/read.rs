@@ -303,8 +303,8 @@ fn count_statement(backend: DbBackend, workspace: &WorkspaceId, query: &CountQue
     // (workspace, decision, time; with reason codes, operation and actor)
     // then answers every count over a window alone (an index-only scan).
     let count = Expr::col(Asterisk).count();
-    Ok(match query.by {
-        CountBy::ReasonCode => reason_code_statement(backend, workspace, query),
+    let statement = match query.by {
+        CountBy::ReasonCode => return Ok(reason_code_statement(backend, workspace, query)),
         CountBy::Principal => {
             let grouped = base
                 .column(C::ActorKind)
@@ -320,7 +320,27 @@ fn count_statement(backend: DbBackend, workspace: &WorkspaceId, query: &CountQue
             ranked(grouped, backend).build(backend)
         }
         _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
+    };
+    Ok(match decision_index_hint(backend, &query.window) {
+        Some(hint) => {
+            let sql =
+                statement.sql.replacen("FROM `governance_history`", &format!("FROM `governance_history` {hint}"), 1);
+            Statement { sql, ..statement }
+        }
+        None => statement,
     })
+}
+
+/// MySQL/MariaDB: the hint that makes a count over a bounded window read
+/// the decision index. Left to itself the optimizer reads the whole
+/// workspace through the primary key (`ref` on its `workspace_id` prefix)
+/// and filters, because the decision index does not carry the counted
+/// columns and each match costs a lookup; over a week of a long history
+/// that reads every row of the workspace. An unbounded window counts every
+/// decision record anyway, and there the primary key's scan is no worse.
+fn decision_index_hint(backend: DbBackend, window: &TimeRange) -> Option<&'static str> {
+    let bounded = window.from.is_some() || window.until.is_some();
+    (backend == DbBackend::MySql && bounded).then_some("FORCE INDEX (governance_history_decision)")
 }
 
 /// A grouping ordered by its count, with a `LIMIT` no count reaches, on
@@ -376,10 +396,11 @@ fn reason_code_statement(backend: DbBackend, workspace: &WorkspaceId, query: &Co
              CROSS JOIN LATERAL unnest(h.reason_codes) AS r(code) WHERE {conditions} GROUP BY r.code"
         ),
         DbBackend::MySql => format!(
-            "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h, \
+            "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h {}, \
              JSON_TABLE(h.reason_codes, '$[*]' COLUMNS \
              (code VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS r \
-             WHERE {conditions} GROUP BY r.code, OCTET_LENGTH(r.code)"
+             WHERE {conditions} GROUP BY r.code, OCTET_LENGTH(r.code)",
+            decision_index_hint(backend, &query.window).unwrap_or_default()
         ),
         // `ORDER BY … LIMIT -1` (no limit: `rank_counts` ranks and cuts
         // below) is no part of the answer, but SQLite 3.51 runs the grouping
@@ -574,6 +595,24 @@ mod tests {
 
     use super::*;
     use crate::SeaOrmStore;
+
+    /// On MySQL every count over a bounded window names the decision
+    /// index, and an unbounded one does not.
+    #[test]
+    fn mysql_counts_over_a_window_force_the_decision_index() {
+        let ws = WorkspaceId::new("w").expect("valid");
+        let week = TimeRange { from: Some(governance_abstractions::Timestamp::now()), until: None };
+        for by in [CountBy::ReasonCode, CountBy::Principal, CountBy::Operation, CountBy::Decision] {
+            let bounded = count_statement(DbBackend::MySql, &ws, &CountQuery::new(by, week)).expect("statement");
+            assert!(bounded.sql.contains("FORCE INDEX (governance_history_decision)"), "{by:?}: {}", bounded.sql);
+            let all = count_statement(DbBackend::MySql, &ws, &CountQuery::new(by, TimeRange::default())).expect("ok");
+            assert!(!all.sql.contains("FORCE INDEX"), "{by:?}: {}", all.sql);
+            for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+                let other = count_statement(backend, &ws, &CountQuery::new(by, week)).expect("statement");
+                assert!(!other.sql.contains("FORCE INDEX"), "{backend:?} {by:?}: {}", other.sql);
+            }
+        }
+    }
 
     /// SQLite's plan of the request query this crate sends for `filter`.
     async fn plan(store: &SeaOrmStore, workspace: &WorkspaceId, filter: &RequestFilter) -> Vec<String> {
