@@ -633,6 +633,10 @@ pub(crate) async fn run(target: &Target, sizes: Sizes, groups: Groups) -> Result
     }
     if groups.sql {
         let rows = &mut report.rows;
+        // First, in a process whose heap the other workloads have not yet
+        // filled (the memory store keeps everything they write): measured
+        // after them, the same path took twice as long from cache misses.
+        let cpu = if target.queries { None } else { Some(client_cpu(target.name, sizes.cpu_records).await?) };
         evidence_append(target, sizes.plan, rows).await?;
         create_and_transition(target, sizes.plan, rows).await?;
         hot_request(target, sizes.plan, rows).await?;
@@ -640,8 +644,8 @@ pub(crate) async fn run(target: &Target, sizes: Sizes, groups: Groups) -> Result
             queries(target, sizes.query_records, sizes.query_samples, rows).await?;
         } else {
             workspace_scaling(target, sizes.plan, rows).await?;
-            rows.push(client_cpu(target.name, sizes.cpu_records).await?);
         }
+        rows.extend(cpu);
     }
     if groups.event_sourced
         && let Some(events) = &target.events
