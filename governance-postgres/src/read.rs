@@ -250,8 +250,7 @@ pub(crate) async fn count_history(
         None => count_sql("", workspace, query, None)?.build().fetch_all(pool).await.map_err(map)?,
         Some(_) => {
             let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
-            let mark: Option<String> =
-                sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(&mut *txn).await.map_err(map)?;
+            let mark = mark(&mut txn, workspace).await?;
             let rows =
                 count_sql("", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await.map_err(map)?;
             txn.commit().await.map_err(map)?;
@@ -277,16 +276,19 @@ pub(crate) async fn explain_count_history(
     query: &CountQuery,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
     let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
-    let mark: Option<String> = match counted_hours(profile, query)? {
+    let mark = match counted_hours(profile, query)? {
         None => None,
-        Some(_) => {
-            sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(&mut *txn).await.map_err(map)?
-        }
+        Some(_) => mark(&mut txn, workspace).await?,
     };
     let rows = count_sql("EXPLAIN ", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await;
     let rows = rows.map_err(map)?;
     txn.commit().await.map_err(map)?;
     Ok(rows)
+}
+
+/// The workspace's watermark ([`MARK_SQL`]), read in `txn`'s snapshot.
+async fn mark(txn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<String>> {
+    sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(txn).await.map_err(map)
 }
 
 /// One hour in microseconds: the grain of `governance_history_counts`.
