@@ -17,7 +17,7 @@ use sea_orm::{DbBackend, FromQueryResult, QueryResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::entity::{TextList, UtcTime, checkpoint, history, request, seal};
+use crate::entity::{TextList, UtcTime, bind_value, checkpoint, history, request, seal};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
@@ -75,6 +75,7 @@ fn signed(value: u64) -> i64 {
 }
 
 /// A request as a row.
+#[cfg(test)]
 pub(crate) fn request_row(request: &GovernanceRequest) -> request::Model {
     let spec = request.spec();
     request::Model {
@@ -161,7 +162,82 @@ pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, Gov
     .map_err(|e| corrupt("request", e))
 }
 
+/// A request's row as the values of an insert, in the entity's column
+/// order, each bound as `backend` stores its column: one copy of each
+/// value, with no model and no query builder in between (a unit test holds
+/// them equal to [`request_row`]'s, column by column).
+pub(crate) fn request_values(backend: DbBackend, request: &GovernanceRequest) -> Vec<sea_orm::Value> {
+    use request::Column as C;
+    let spec = request.spec();
+    let bind = |column, value| bind_value(backend, column, value);
+    vec![
+        bind(C::WorkspaceId, spec.workspace_id.as_str().into()),
+        bind(C::Id, request.id().as_uuid().into()),
+        bind(C::StateType, spec.target.state_type.as_str().into()),
+        bind(C::StateId, spec.target.state_id.as_str().into()),
+        bind(C::Operation, spec.operation.as_str().into()),
+        bind(C::ActorKind, spec.requested_by.actor.kind.as_str().into()),
+        bind(C::ActorId, spec.requested_by.actor.id.as_str().into()),
+        bind(C::RequestedBy, to_json(&stored_delegation(&spec.requested_by)).into()),
+        bind(C::Intent, spec.intent.clone().into()),
+        bind(C::Status, request.status().as_str().into()),
+        bind(C::PendingReason, request.pending_reason().map(|r| r.as_str()).into()),
+        bind(C::Approvals, to_json(&spec.approvals).into()),
+        bind(C::ExpectedStateVersion, spec.expected_state_version.into()),
+        bind(C::StaleStrategy, spec.stale_strategy.as_str().into()),
+        bind(C::ExpiresAt, spec.expires_at.map(stored).into()),
+        bind(C::SupersededBy, request.superseded_by().map(|id| id.as_uuid()).into()),
+        bind(C::IdempotencyKey, spec.idempotency_key.clone().into()),
+        bind(C::Category, spec.category.clone().into()),
+        bind(C::Tags, TextList(spec.tags.clone()).into()),
+        bind(C::Metadata, spec.metadata.clone().into()),
+        bind(C::Revision, signed(request.revision()).into()),
+        bind(C::CreatedAt, stored(request.created_at()).into()),
+        bind(C::UpdatedAt, stored(request.updated_at()).into()),
+        bind(C::CreationDigest, request.creation_digest().into()),
+        bind(C::StateDigest, Some(request.state_digest()).into()),
+    ]
+}
+
+/// A record's row as the values of an insert, appended to `values` in the
+/// entity's column order, each bound as `backend` stores its column (a unit
+/// test holds them equal to [`history_row`]'s, column by column).
+pub(crate) fn push_history_values(backend: DbBackend, record: &HistoryRecord, values: &mut Vec<sea_orm::Value>) {
+    use history::Column as C;
+    let e = record.evidence();
+    let bind = |column, value| bind_value(backend, column, value);
+    values.extend([
+        bind(C::WorkspaceId, e.workspace_id.as_str().into()),
+        bind(C::Id, record.id().as_uuid().into()),
+        bind(C::RequestId, e.request.map(|r| r.id.as_uuid()).into()),
+        bind(C::RequestRevision, e.request.map(|r| signed(r.revision)).into()),
+        bind(C::Category, e.category.as_str().into()),
+        bind(C::Code, e.code.as_str().into()),
+        bind(C::ActorKind, e.actor.actor.kind.as_str().into()),
+        bind(C::ActorId, e.actor.actor.id.as_str().into()),
+        bind(C::Actor, to_json(&stored_delegation(&e.actor)).into()),
+        bind(C::ObjectType, e.object_type.as_str().into()),
+        bind(C::Operation, e.operation.as_str().into()),
+        bind(C::Decision, e.decision.map(|d| d.as_str()).into()),
+        bind(C::Outcome, e.outcome.map(|o| o.as_str()).into()),
+        bind(C::Reason, e.reason.clone().into()),
+        bind(C::ReasonCodes, TextList(e.reason_codes.clone()).into()),
+        bind(C::CorrelationId, e.correlation_id.clone().into()),
+        bind(C::TraceHash, e.trace_hash.clone().into()),
+        bind(C::IdempotencyKey, e.idempotency_key.clone().into()),
+        bind(C::PolicyVersion, e.policy_version.clone().into()),
+        bind(C::LatencyUs, e.latency_us.map(signed).into()),
+        bind(C::RequestJson, e.request_json.clone().into()),
+        bind(C::ResponseJson, e.response_json.clone().into()),
+        bind(C::RedactionPolicy, e.redaction.as_ref().map(|r| r.policy.as_str()).into()),
+        bind(C::RedactionVersion, e.redaction.as_ref().map(|r| r.version.as_str()).into()),
+        bind(C::CreatedAt, stored(record.created_at()).into()),
+        bind(C::ContentHash, record.content_hash().into()),
+    ]);
+}
+
 /// A record as a row.
+#[cfg(test)]
 pub(crate) fn history_row(record: &HistoryRecord) -> history::Model {
     let e = record.evidence();
     history::Model {
@@ -306,9 +382,59 @@ pub(crate) fn seal_from(row: seal::Model) -> Result<SealEntry, GovernanceError> 
 mod tests {
     use governance_abstractions::provider::TRANSITION_COLUMNS;
     use governance_abstractions::{Action, Actor, NewRequest, RequestId, TargetRef, Timestamp, WorkspaceId, lifecycle};
-    use sea_orm::{ActiveModelTrait, IdenStatic, IntoActiveModel, Iterable};
+    use sea_orm::{ActiveModelTrait, IdenStatic, IntoActiveModel, Iterable, ModelTrait};
 
     use super::*;
+
+    fn backends() -> Vec<DbBackend> {
+        vec![DbBackend::Postgres, DbBackend::MySql, DbBackend::Sqlite]
+    }
+
+    /// The insert's values are the entity row's, column by column, as each
+    /// backend binds them: a column added to the entity and not here, or
+    /// two values out of order, fails this.
+    #[test]
+    fn insert_values_are_the_rows_values_in_column_order() {
+        let ws = WorkspaceId::new("acme").expect("valid");
+        let mut spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+        spec.intent = "why".into();
+        spec.tags = vec!["a".into(), "b".into()];
+        spec.category = Some("ops".into());
+        spec.idempotency_key = Some("k".into());
+        spec.expires_at = Some(Timestamp::now());
+        spec.metadata = serde_json::json!({"n": 1.5});
+        let creation = lifecycle::create(spec, RequestId::new(), Timestamp::now()).expect("valid");
+        let mut full = Evidence::decision(ws.clone(), Actor::user("u"), "invoice", "pay", Decision::Denied);
+        full.request = Some(RequestRef { id: creation.request().id(), revision: 3 });
+        full.reason = Some("over limit".into());
+        full.reason_codes = vec!["limit".into(), "risk".into()];
+        full.correlation_id = Some("c".into());
+        full.trace_hash = Some("t".into());
+        full.idempotency_key = Some("i".into());
+        full.policy_version = Some("p".into());
+        full.latency_us = Some(7);
+        full.request_json = Some(serde_json::json!({"a": [1, "x"]}));
+        full.response_json = Some(serde_json::json!(null));
+        let full = HistoryRecord::new(full, Timestamp::now()).expect("valid");
+        let records = [creation.record().clone(), full];
+        for backend in backends() {
+            let row = request_row(creation.request());
+            let values = request_values(backend, creation.request());
+            assert_eq!(values.len(), request::Column::iter().count());
+            for (column, value) in request::Column::iter().zip(values) {
+                assert_eq!(value, bind_value(backend, column, row.get(column)), "{backend:?} {}", column.as_str());
+            }
+            for record in &records {
+                let row = history_row(record);
+                let mut values = Vec::new();
+                push_history_values(backend, record, &mut values);
+                assert_eq!(values.len(), history::Column::iter().count());
+                for (column, value) in history::Column::iter().zip(values) {
+                    assert_eq!(value, bind_value(backend, column, row.get(column)), "{backend:?} {}", column.as_str());
+                }
+            }
+        }
+    }
 
     /// The update sets exactly the columns every provider writes on a
     /// transition, and nothing fixed at creation.

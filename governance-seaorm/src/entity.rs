@@ -16,7 +16,9 @@
 pub use values::{TextList, UtcTime};
 
 use sea_orm::sea_query::{ColumnType, Expr, Query};
-use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityName, EntityTrait, Iterable, ModelTrait, Statement, Value};
+use sea_orm::{
+    ColumnTrait, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, Iterable, ModelTrait, Statement, Value,
+};
 
 /// `value`, of `column`, bound as `backend` stores that column: the
 /// entities' values are the MySQL and SQLite forms, and PostgreSQL's time
@@ -51,6 +53,51 @@ pub fn insert_statement<M: ModelTrait>(backend: DbBackend, rows: &[M]) -> Result
         insert.values(values).map_err(|e| DbErr::Custom(e.to_string()))?;
     }
     Ok(Some(backend.build(&insert)))
+}
+
+/// One `INSERT` of `rows` rows of `E`'s table, all columns in the
+/// entity's order, over `values` (`rows` × the column count, in that order,
+/// already bound for `backend`). The text is built once per table, backend
+/// and row count (up to [`CACHED_ROWS`] rows) and the driver prepares it
+/// once per connection, so a batch costs its values and nothing else.
+pub(crate) fn insert_rows<E: EntityTrait>(backend: DbBackend, rows: usize, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(backend, insert_text::<E>(backend, rows), values)
+}
+
+/// Row counts whose insert texts are kept: every batch up to this size
+/// (larger ones are built each time).
+pub(crate) const CACHED_ROWS: usize = 128;
+
+fn insert_text<E: EntityTrait>(backend: DbBackend, rows: usize) -> String {
+    use std::collections::HashMap;
+    use std::fmt::Write;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    static TEXTS: LazyLock<Mutex<HashMap<(String, bool, usize), String>>> = LazyLock::new(Mutex::default);
+    let table = E::default().table_name().to_owned();
+    let postgres = backend == DbBackend::Postgres;
+    let key = (table, postgres, rows);
+    if rows <= CACHED_ROWS
+        && let Some(text) = TEXTS.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+    {
+        return text.clone();
+    }
+    let columns: Vec<&str> = E::Column::iter().map(|column| column.as_str()).collect();
+    let mut text = format!("INSERT INTO {} ({}) VALUES ", key.0, columns.join(", "));
+    let mut n = 0;
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns.len() {
+            n += 1;
+            let separator = if column == 0 { "" } else { ", " };
+            // Writing into a String cannot fail.
+            let _ = if postgres { write!(text, "{separator}${n}") } else { write!(text, "{separator}?") };
+        }
+        text.push(')');
+    }
+    if rows <= CACHED_ROWS {
+        TEXTS.lock().unwrap_or_else(PoisonError::into_inner).insert(key, text.clone());
+    }
+    text
 }
 
 mod values {

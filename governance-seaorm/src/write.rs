@@ -20,9 +20,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::convert::{
-    checkpoint_row, history_from, history_row, request_from, request_row, seal_row, transition_update,
+    checkpoint_row, history_from, push_history_values, request_from, request_values, seal_row, transition_update,
 };
-use crate::entity::{bind_value, history, insert_statement, request, seal};
+use crate::entity::{bind_value, history, insert_rows, insert_statement, request, seal};
 use crate::error::{invisible_collision, is_unique_violation, map, transaction_lost};
 use crate::migration::SUCCESSOR_GUARD;
 
@@ -61,6 +61,23 @@ async fn insert<C: ConnectionTrait, M: ModelTrait>(conn: &C, rows: &[M]) -> Resu
     }
 }
 
+/// Inserts `records` in one statement ([`insert_rows`]: their values bound
+/// straight from the records).
+async fn insert_history<C: ConnectionTrait>(conn: &C, records: &[&HistoryRecord]) -> Result<(), DbErr> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let mut values = Vec::with_capacity(records.len() * HISTORY_COLUMNS);
+    for record in records {
+        push_history_values(backend, record, &mut values);
+    }
+    conn.execute_raw(insert_rows::<history::Entity>(backend, records.len(), values)).await.map(drop)
+}
+
+/// The history table's column count.
+const HISTORY_COLUMNS: usize = 26;
+
 pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     creation: &Creation,
@@ -69,8 +86,9 @@ pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transac
     let request = creation.request();
     let txn = begin(conn).await?;
     let inserted = async {
-        insert(&txn, &[request_row(request)]).await?;
-        insert(&txn, &[history_row(creation.record())]).await
+        let backend = txn.get_database_backend();
+        txn.execute_raw(insert_rows::<request::Entity>(backend, 1, request_values(backend, request))).await?;
+        insert_history(&txn, &[creation.record()]).await
     }
     .await;
     match inserted {
@@ -196,8 +214,8 @@ async fn write_transition(txn: &DatabaseTransaction, transition: &Transition) ->
             return Err(invisible_collision().into());
         }
     }
-    let records: Vec<history::Model> = transition.records().iter().map(history_row).collect();
-    match insert(txn, &records).await {
+    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
+    match insert_history(txn, &records).await {
         Ok(_) => Ok(()),
         Err(error) if is_unique_violation(&error) => {
             let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
@@ -379,12 +397,11 @@ async fn insert_records<C: ConnectionTrait + TransactionTrait<Transaction = Data
     records: &[&HistoryRecord],
     savepoint: bool,
 ) -> Result<(), DbErr> {
-    let rows: Vec<history::Model> = records.iter().map(|r| history_row(r)).collect();
     if !savepoint {
-        return insert(conn, &rows).await;
+        return insert_history(conn, records).await;
     }
     let point = conn.begin().await?;
-    match insert(&point, &rows).await {
+    match insert_history(&point, records).await {
         Ok(_) => point.commit().await,
         Err(error) => Err(abandon(point, error).await),
     }
