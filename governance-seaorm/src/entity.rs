@@ -72,7 +72,9 @@ fn insert_text<E: EntityTrait>(backend: DbBackend, rows: usize) -> String {
     use std::collections::HashMap;
     use std::fmt::Write;
     use std::sync::{LazyLock, Mutex, PoisonError};
-    static TEXTS: LazyLock<Mutex<HashMap<(String, bool, usize), String>>> = LazyLock::new(Mutex::default);
+    /// Table, whether PostgreSQL (`$n` placeholders, `?` elsewhere), rows.
+    type Key = (String, bool, usize);
+    static TEXTS: LazyLock<Mutex<HashMap<Key, String>>> = LazyLock::new(Mutex::default);
     let table = E::default().table_name().to_owned();
     let postgres = backend == DbBackend::Postgres;
     let key = (table, postgres, rows);
