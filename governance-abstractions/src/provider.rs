@@ -1,7 +1,8 @@
 //! What only providers need: decoding stored rows back into domain values,
 //! the columns a transition writes, the shared write and append helpers,
 //! and the PostgreSQL schema both PostgreSQL providers create
-//! ([`postgres_schema`]).
+//! ([`postgres_schema`]) and the write statements both send over it
+//! ([`postgres_statements`]).
 //!
 //! Applications never need this module. A backend author uses it to turn rows
 //! into [`GovernanceRequest`]s, [`HistoryRecord`]s and [`Checkpoint`]s (the
@@ -11,6 +12,7 @@
 use serde_json::Value;
 
 pub mod postgres_schema;
+pub mod postgres_statements;
 
 pub use crate::integrity::{CheckpointParts, validate_checkpoint};
 pub use crate::query::rank_counts;

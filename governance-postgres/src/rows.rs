@@ -126,30 +126,8 @@ pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
     time.as_datetime()
 }
 
-/// `SELECT … FROM UNNEST(…)` of history rows whose 26 column arrays are
-/// bound from parameter `$first` on (see [`bind_history`]): one statement,
-/// binary-encoded, for any number of records.
-pub(crate) fn history_unnest(first: usize) -> String {
-    #[rustfmt::skip]
-    const TYPES: [&str; 26] = [
-        "text", "uuid", "uuid", "int8", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
-        "text", "jsonb", "text", "text", "text", "text", "int8", "jsonb", "jsonb", "text", "text", "timestamptz",
-        "text",
-    ];
-    let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
-    format!(
-        "SELECT r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, r.actor_kind, \
-         r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, r.reason, \
-         ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) WITH ORDINALITY AS c(code, n) \
-         ORDER BY c.n), r.correlation_id, r.trace_hash, r.idempotency_key, r.policy_version, r.latency_us, \
-         r.request_json, r.response_json, r.redaction_policy, r.redaction_version, r.created_at, r.content_hash \
-         FROM UNNEST({}) AS r({})",
-        arrays.join(", "),
-        history_columns!()
-    )
-}
-
-/// Binds `records` as the 26 column arrays of [`history_unnest`].
+/// Binds `records` as the 26 column arrays of
+/// [`HistoryRows::Arrays`](governance_abstractions::provider::postgres_statements::HistoryRows::Arrays).
 pub(crate) fn bind_history<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     records: &[&'q HistoryRecord],

@@ -6,9 +6,10 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use governance_abstractions::provider::postgres_statements::HistoryRows;
 use governance_abstractions::provider::{
-    AppendStorage, InsertAttempt, TRANSITION_COLUMNS, TransitionWrite, append_history_with, check_commit_target,
-    check_successor, validate_creation, validate_transition,
+    AppendStorage, InsertAttempt, TransitionWrite, append_history_with, check_commit_target, check_successor,
+    postgres_statements, validate_creation, validate_transition,
 };
 use governance_abstractions::{
     Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result, Stored, Transition,
@@ -20,30 +21,18 @@ use sqlx::{Acquire, PgConnection, Postgres, Row};
 
 use crate::error::{invisible_collision, is_unique_violation, map};
 use crate::rows::{
-    bind_history, bind_history_row, bind_request, history_columns, history_from, history_unnest, request_columns,
-    request_from, signed,
+    bind_history, bind_history_row, bind_request, history_columns, history_from, request_columns, request_from, signed,
 };
 
-/// The statements that insert history rows, built once (their UNNEST part
-/// depends on the number of parameters before it).
-static CREATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        concat!(
-            "WITH created AS (INSERT INTO governance_requests (",
-            request_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history (",
-            history_columns!(),
-            ") {} WHERE EXISTS (SELECT 1 FROM created) RETURNING 1"
-        ),
-        history_unnest(26)
-    )
-});
+/// The statements, built once from the texts both PostgreSQL providers
+/// send ([`postgres_statements`]), history rows as 26 column arrays.
+static CREATE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::create_request(HistoryRows::Arrays));
 
 /// The columns [`bind_transition`] binds, in its order: the shared
-/// [`TRANSITION_COLUMNS`] (a unit test holds the two equal, so the `SET`
+/// [`TRANSITION_COLUMNS`](governance_abstractions::provider::TRANSITION_COLUMNS) (a unit test holds the two equal, so the `SET`
 /// clause, built from the shared list, cannot pair a column with another's
 /// value).
+#[cfg(test)]
 const BOUND_TRANSITION_COLUMNS: [&str; 9] = [
     "status",
     "pending_reason",
@@ -56,59 +45,12 @@ const BOUND_TRANSITION_COLUMNS: [&str; 9] = [
     "state_digest",
 ];
 
-/// Parameters of the transition statements: `$1..$5` locate the row the
-/// transition was computed from (workspace, id, revision, status, digest),
-/// `$6..$14` are the written columns, then the successor guard's three (only
-/// in [`SUPERSEDE_SQL`]), then the history arrays.
-const FIRST_WRITTEN: usize = 6;
-const SUCCESSOR_PARAMS: usize = FIRST_WRITTEN + BOUND_TRANSITION_COLUMNS.len();
-
-/// One statement: the conditional update of the request and the insert of
-/// its history rows, written only if the update matched. `guard` names a
-/// CTE (already in `with`) that must yield a row for the update to match.
-///
-/// The digests compare with `IS NOT DISTINCT FROM`: bound to the expected
-/// digest they match only a row that stores it; bound to NULL (the retry
-/// over a row stored without a digest, after its content was checked) only
-/// a row that stores none. One statement text serves both.
-fn transition_sql(with: &str, guard: &str, history_from: usize) -> String {
-    let set: Vec<String> =
-        TRANSITION_COLUMNS.iter().zip(FIRST_WRITTEN..).map(|(column, n)| format!("{column} = ${n}")).collect();
-    format!(
-        concat!(
-            "WITH {}moved AS (UPDATE governance_requests SET {} \
-             WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 \
-             AND state_digest IS NOT DISTINCT FROM $5{} RETURNING 1), \
-             recorded AS (INSERT INTO governance_history (",
-            history_columns!(),
-            ") {} WHERE EXISTS (SELECT 1 FROM moved) RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved"
-        ),
-        with,
-        set.join(", "),
-        guard,
-        history_unnest(history_from)
-    )
-}
-
-/// A transition.
-static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| transition_sql("", "", SUCCESSOR_PARAMS));
+/// A transition ([`postgres_statements::transition`]).
+static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, false));
 
 /// A supersession: the older request's transition, written only while the
 /// successor is still at the revision and digest it was computed against.
-/// `FOR SHARE` holds the successor row until commit, so it cannot move on
-/// between this check and the update (a concurrent writer of it waits, or
-/// this statement waits for it and re-checks the row as committed).
-static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let (id, revision, digest) = (SUCCESSOR_PARAMS, SUCCESSOR_PARAMS + 1, SUCCESSOR_PARAMS + 2);
-    transition_sql(
-        &format!(
-            "guard AS (SELECT 1 FROM governance_requests WHERE workspace_id = $1 AND id = ${id} \
-             AND revision = ${revision} AND state_digest IS NOT DISTINCT FROM ${digest} FOR SHARE), "
-        ),
-        " AND EXISTS (SELECT 1 FROM guard)",
-        SUCCESSOR_PARAMS + 3,
-    )
-});
+static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, true));
 
 /// The stored row of the request a missed transition was computed from,
 /// locked until the end of the slow path's transaction.
@@ -127,9 +69,7 @@ const APPEND_ONE_SQL: &str = concat!(
      $23, $24, $25, $26)"
 );
 
-static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(concat!("INSERT INTO governance_history (", history_columns!(), ") {}"), history_unnest(1))
-});
+static APPEND_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::append_history(HistoryRows::Arrays));
 
 /// Runs one statement, in a savepoint when `isolate` (inside a caller's
 /// transaction a failed statement would otherwise abort it).
@@ -500,23 +440,13 @@ mod tests {
 
     #[test]
     fn transition_binds_exactly_the_shared_columns_in_their_order() {
-        assert_eq!(BOUND_TRANSITION_COLUMNS.as_slice(), TRANSITION_COLUMNS);
+        assert_eq!(BOUND_TRANSITION_COLUMNS.as_slice(), governance_abstractions::provider::TRANSITION_COLUMNS);
     }
 
+    /// The column lists this crate's own statements name are the shared ones.
     #[test]
-    fn transition_statements_set_only_the_transition_columns() {
-        for sql in [TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str()] {
-            let set = sql.split(" SET ").nth(1).and_then(|rest| rest.split(" WHERE ").next()).expect("a SET clause");
-            let columns: Vec<&str> = set.split(", ").map(|a| a.split(" = ").next().expect("an assignment")).collect();
-            assert_eq!(columns, TRANSITION_COLUMNS, "{sql}");
-        }
-        assert!(SUPERSEDE_SQL.contains("FOR SHARE") && SUPERSEDE_SQL.contains("EXISTS (SELECT 1 FROM guard)"));
-        assert!(!TRANSITION_SQL.contains("guard"));
-        // No row matches without its digest: a row stored without one is
-        // matched only by the retry that checked its content and binds NULL.
-        for sql in [TRANSITION_SQL.as_str(), SUPERSEDE_SQL.as_str()] {
-            assert!(!sql.contains("IS NULL") && !sql.contains(" OR "), "{sql}");
-        }
-        assert_eq!(SUPERSEDE_SQL.matches("state_digest IS NOT DISTINCT FROM $").count(), 2);
+    fn the_column_lists_are_the_shared_ones() {
+        assert_eq!(history_columns!(), postgres_statements::HISTORY_COLUMNS);
+        assert_eq!(request_columns!(), postgres_statements::REQUEST_COLUMNS);
     }
 }

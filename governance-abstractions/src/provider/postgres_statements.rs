@@ -1,0 +1,237 @@
+//! The write statements both PostgreSQL providers send over the shared
+//! schema ([`postgres_schema`](super::postgres_schema)): a creation and a
+//! transition are each one statement, made atomic by data-modifying CTEs,
+//! so on a pool they cost one round trip and no `BEGIN`/`COMMIT`.
+//!
+//! The texts are built here once so that the providers cannot drift apart
+//! in what a write checks. Each binds the parameters its documentation
+//! lists, in that order; the history rows come last, bound as the
+//! [`HistoryRows`] form the statement was built for.
+//!
+//! ```
+//! use governance_abstractions::provider::postgres_statements::{HistoryRows, create_request, transition};
+//!
+//! // A creation with its record as 26 parameters after the request's 25.
+//! let create = create_request(HistoryRows::Values(1));
+//! assert!(create.starts_with("WITH created AS (INSERT INTO governance_requests"));
+//! assert!(create.contains("$51"));
+//! // A transition whose two records are bound as 26 column arrays.
+//! let move_on = transition(HistoryRows::Arrays, false);
+//! assert!(move_on.contains("UNNEST($15::text[]"));
+//! ```
+
+/// The request columns, in the order of a creation's parameters `$1..$25`.
+pub const REQUEST_COLUMNS: &str = "workspace_id, id, state_type, state_id, operation, actor_kind, actor_id, \
+    requested_by, intent, status, pending_reason, approvals, expected_state_version, stale_strategy, expires_at, \
+    superseded_by, idempotency_key, category, tags, metadata, revision, created_at, updated_at, creation_digest, \
+    state_digest";
+
+/// The history columns, in the order every statement binds a record's.
+pub const HISTORY_COLUMNS: &str = "workspace_id, id, request_id, request_revision, category, code, actor_kind, \
+    actor_id, actor, object_type, operation, decision, outcome, reason, reason_codes, correlation_id, trace_hash, \
+    idempotency_key, policy_version, latency_us, request_json, response_json, redaction_policy, redaction_version, \
+    created_at, content_hash";
+
+/// How many history columns a record binds.
+pub const HISTORY_ARITY: usize = 26;
+
+/// How many request columns a creation binds.
+pub const REQUEST_ARITY: usize = 25;
+
+/// The written columns of a transition, in the order its statement binds
+/// them from `$6` on: exactly [`TRANSITION_COLUMNS`](super::TRANSITION_COLUMNS).
+pub const TRANSITION_FIRST_WRITTEN: usize = 6;
+
+/// How a statement's history rows are bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistoryRows {
+    /// 26 column arrays, one per column of [`HISTORY_COLUMNS`], each as long
+    /// as the batch: one text for any number of records, and binary-encoded
+    /// arrays the server reads cheaply. Their element types are
+    /// [`HISTORY_ARRAY_TYPES`]; `reason_codes` is bound as one `jsonb` array
+    /// of codes per record (a `text[][]` would need every record to have as
+    /// many codes).
+    Arrays,
+    /// This many records of 26 parameters each, a plain `VALUES` list: for
+    /// drivers that cannot bind arrays with `NULL` elements. Each parameter
+    /// has its column's type (`reason_codes` a `text[]`).
+    Values(usize),
+}
+
+/// The element types of the arrays of [`HistoryRows::Arrays`], by column.
+#[rustfmt::skip]
+pub const HISTORY_ARRAY_TYPES: [&str; HISTORY_ARITY] = [
+    "text", "uuid", "uuid", "int8", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
+    "text", "jsonb", "text", "text", "text", "text", "int8", "jsonb", "jsonb", "text", "text", "timestamptz",
+    "text",
+];
+
+impl HistoryRows {
+    /// How many parameters the rows bind.
+    pub fn parameters(self) -> usize {
+        match self {
+            HistoryRows::Arrays => HISTORY_ARITY,
+            HistoryRows::Values(rows) => rows * HISTORY_ARITY,
+        }
+    }
+
+    /// The rows as a query yielding [`HISTORY_COLUMNS`], their parameters
+    /// numbered from `$first`.
+    pub fn select(self, first: usize) -> String {
+        match self {
+            HistoryRows::Arrays => {
+                let arrays: Vec<String> =
+                    HISTORY_ARRAY_TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
+                format!(
+                    "SELECT r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, \
+                     r.actor_kind, r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, \
+                     r.reason, ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) \
+                     WITH ORDINALITY AS c(code, n) ORDER BY c.n), r.correlation_id, r.trace_hash, \
+                     r.idempotency_key, r.policy_version, r.latency_us, r.request_json, r.response_json, \
+                     r.redaction_policy, r.redaction_version, r.created_at, r.content_hash \
+                     FROM UNNEST({}) AS r({HISTORY_COLUMNS})",
+                    arrays.join(", ")
+                )
+            }
+            HistoryRows::Values(rows) => {
+                let rows: Vec<String> = (0..rows)
+                    .map(|row| {
+                        let from = first + row * HISTORY_ARITY;
+                        let values: Vec<String> = (from..from + HISTORY_ARITY).map(|n| format!("${n}")).collect();
+                        format!("({})", values.join(", "))
+                    })
+                    .collect();
+                format!("SELECT * FROM (VALUES {}) AS r({HISTORY_COLUMNS})", rows.join(", "))
+            }
+        }
+    }
+}
+
+/// A creation: `$1..$25` the request's [`REQUEST_COLUMNS`], then its
+/// record as `rows`. The record is inserted only with the request; a
+/// request that clashes with a stored one (id or idempotency key) inserts
+/// nothing and yields no row, a taken record id fails with a unique
+/// violation. One row (`1`) when both were inserted.
+pub fn create_request(rows: HistoryRows) -> String {
+    let values: Vec<String> = (1..=REQUEST_ARITY).map(|n| format!("${n}")).collect();
+    format!(
+        "WITH created AS (INSERT INTO governance_requests ({REQUEST_COLUMNS}) VALUES ({}) \
+         ON CONFLICT DO NOTHING RETURNING 1) INSERT INTO governance_history ({HISTORY_COLUMNS}) {} \
+         WHERE EXISTS (SELECT 1 FROM created) RETURNING 1",
+        values.join(", "),
+        rows.select(REQUEST_ARITY + 1)
+    )
+}
+
+/// A transition, or with `supersede` a supersession: the conditional update
+/// of the request and the insert of its records, written only if the
+/// update matched. Yields one row, `moved`: 1 when it wrote, 0 when no row
+/// matched (a lost race, a missing request, a moved successor, or a row
+/// stored without a digest; the provider finds out which).
+///
+/// Parameters: `$1..$5` locate the row the transition was computed from
+/// (workspace, id, revision, status, state digest); `$6..$14` are the
+/// written [`TRANSITION_COLUMNS`](super::TRANSITION_COLUMNS) in their
+/// order; with `supersede`, `$15..$17` are the successor's id, revision
+/// and state digest; then the records as `rows`.
+///
+/// The digests compare with `IS NOT DISTINCT FROM`: bound to the expected
+/// digest they match only a row that stores it; bound to `NULL` (a retry
+/// over a row stored without a digest, after its content was checked) only
+/// a row that stores none. A supersession holds the successor `FOR SHARE`
+/// until commit, so it cannot move on between this check and the update.
+pub fn transition(rows: HistoryRows, supersede: bool) -> String {
+    let successor = TRANSITION_FIRST_WRITTEN + super::TRANSITION_COLUMNS.len();
+    let (with, guard, history_from) = if supersede {
+        let (id, revision, digest) = (successor, successor + 1, successor + 2);
+        (
+            format!(
+                "guard AS (SELECT 1 FROM governance_requests WHERE workspace_id = $1 AND id = ${id} \
+                 AND revision = ${revision} AND state_digest IS NOT DISTINCT FROM ${digest} FOR SHARE), "
+            ),
+            " AND EXISTS (SELECT 1 FROM guard)",
+            successor + 3,
+        )
+    } else {
+        (String::new(), "", successor)
+    };
+    let set: Vec<String> = super::TRANSITION_COLUMNS
+        .iter()
+        .zip(TRANSITION_FIRST_WRITTEN..)
+        .map(|(column, n)| format!("{column} = ${n}"))
+        .collect();
+    format!(
+        "WITH {with}moved AS (UPDATE governance_requests SET {} \
+         WHERE workspace_id = $1 AND id = $2 AND revision = $3 AND status = $4 \
+         AND state_digest IS NOT DISTINCT FROM $5{guard} RETURNING 1), \
+         recorded AS (INSERT INTO governance_history ({HISTORY_COLUMNS}) {} WHERE EXISTS (SELECT 1 FROM moved) \
+         RETURNING 1) SELECT (SELECT count(*) FROM moved) AS moved",
+        set.join(", "),
+        rows.select(history_from)
+    )
+}
+
+/// An append of records bound as `rows`, with no condition.
+pub fn append_history(rows: HistoryRows) -> String {
+    format!("INSERT INTO governance_history ({HISTORY_COLUMNS}) {}", rows.select(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(list: &str) -> Vec<&str> {
+        list.split(", ").collect()
+    }
+
+    #[test]
+    fn the_column_lists_have_their_arity() {
+        assert_eq!(columns(REQUEST_COLUMNS).len(), REQUEST_ARITY);
+        assert_eq!(columns(HISTORY_COLUMNS).len(), HISTORY_ARITY);
+    }
+
+    /// Every statement numbers its parameters `$1..$n` with no gap, so a
+    /// provider binding `n` values in the documented order fills each once.
+    #[test]
+    fn parameters_are_numbered_without_gaps() {
+        let highest = |sql: &str| {
+            let mut seen = std::collections::BTreeSet::new();
+            for part in sql.split('$').skip(1) {
+                let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+                seen.insert(digits.parse::<usize>().expect("a parameter number"));
+            }
+            let n = seen.len();
+            assert_eq!(seen.into_iter().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "{sql}");
+            n
+        };
+        let written = TRANSITION_FIRST_WRITTEN - 1 + super::super::TRANSITION_COLUMNS.len();
+        for rows in [HistoryRows::Arrays, HistoryRows::Values(1), HistoryRows::Values(3)] {
+            assert_eq!(highest(&create_request(rows)), REQUEST_ARITY + rows.parameters());
+            assert_eq!(highest(&transition(rows, false)), written + rows.parameters());
+            assert_eq!(highest(&transition(rows, true)), written + 3 + rows.parameters());
+            assert_eq!(highest(&append_history(rows)), rows.parameters());
+        }
+    }
+
+    #[test]
+    fn transitions_set_only_the_transition_columns() {
+        for rows in [HistoryRows::Arrays, HistoryRows::Values(2)] {
+            for supersede in [false, true] {
+                let sql = transition(rows, supersede);
+                let set =
+                    sql.split(" SET ").nth(1).and_then(|rest| rest.split(" WHERE ").next()).expect("a SET clause");
+                let set: Vec<&str> = set.split(", ").map(|a| a.split(" = ").next().expect("an assignment")).collect();
+                assert_eq!(set, super::super::TRANSITION_COLUMNS, "{sql}");
+                assert_eq!(sql.contains("FOR SHARE"), supersede);
+                assert_eq!(sql.contains("EXISTS (SELECT 1 FROM guard)"), supersede);
+                // No row matches without its digest: a row stored without
+                // one is matched only by the retry that checked its content
+                // and binds NULL.
+                assert!(!sql.contains("IS NULL") && !sql.contains(" OR "), "{sql}");
+                let digests = sql.matches("state_digest IS NOT DISTINCT FROM $").count();
+                assert_eq!(digests, if supersede { 2 } else { 1 });
+            }
+        }
+    }
+}
