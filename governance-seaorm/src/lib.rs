@@ -415,13 +415,13 @@ impl SeaOrmStore {
         txn: &DatabaseTransaction,
         creation: &Creation,
     ) -> Result<Stored<GovernanceRequest>> {
-        write::create_request(txn, creation).await
+        write::create_request(txn, creation, true).await
     }
 
     /// Commits a transition inside the caller's transaction (in a savepoint):
     /// it becomes durable when, and only if, the caller commits.
     pub async fn commit_transition_in(&self, txn: &DatabaseTransaction, transition: &Transition) -> Result<()> {
-        write::commit_transition(txn, transition).await
+        write::commit_transition(txn, transition, true).await
     }
 
     /// Appends evidence inside the caller's transaction (in a savepoint),
@@ -443,11 +443,11 @@ fn unavailable(error: sea_orm::sqlx::Error) -> GovernanceError {
 #[async_trait]
 impl RequestWriter for SeaOrmStore {
     async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        rerun_rolled_back(error::rolled_back, || write::create_request(&self.db, creation)).await
+        rerun_rolled_back(error::rolled_back, || write::create_request(&self.db, creation, false)).await
     }
 
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        rerun_rolled_back(error::rolled_back, || write::commit_transition(&self.db, transition)).await
+        rerun_rolled_back(error::rolled_back, || write::commit_transition(&self.db, transition, false)).await
     }
 }
 

@@ -3,10 +3,12 @@
 //! leaves the caller's transaction usable).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
+use governance_abstractions::provider::postgres_statements::HistoryRows;
 use governance_abstractions::provider::{
-    AppendStorage, InsertAttempt, append_history_with, check_commit_target, check_successor, validate_checkpoint,
-    validate_creation, validate_transition,
+    AppendStorage, InsertAttempt, TRANSITION_COLUMNS, append_history_with, check_commit_target, check_successor,
+    postgres_statements, validate_checkpoint, validate_creation, validate_transition,
 };
 use governance_abstractions::{
     Checkpoint, Creation, EntityKind, GovernanceError, GovernanceRequest, HistoryRecord, RequestStatus, Result,
@@ -14,8 +16,9 @@ use governance_abstractions::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Iterable,
-    ModelTrait, QueryFilter, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IdenStatic,
+    Iterable, ModelTrait, QueryFilter, QueryResult, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -78,12 +81,28 @@ async fn insert_history<C: ConnectionTrait>(conn: &C, records: &[&HistoryRecord]
 /// The history table's column count.
 const HISTORY_COLUMNS: usize = 26;
 
+/// Creates a request with its record. On PostgreSQL one statement
+/// ([`postgres_statements::create_request`]); elsewhere a write transaction
+/// of two inserts. `isolate`: inside a caller's transaction, where the one
+/// statement runs in a savepoint.
 pub(crate) async fn create_request<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     creation: &Creation,
+    isolate: bool,
 ) -> Result<Stored<GovernanceRequest>> {
     validate_creation(creation)?;
     let request = creation.request();
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let mut values = request_values(DbBackend::Postgres, request);
+        push_history_values(DbBackend::Postgres, creation.record(), &mut values);
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, POSTGRES_CREATE.as_str(), values);
+        return match run(conn, isolate, statement).await {
+            Ok(rows) if !rows.is_empty() => Ok(Stored::New(request.clone())),
+            Ok(_) => resolve_create_clash(conn, creation).await,
+            Err(error) if is_unique_violation(&error) => resolve_create_clash(conn, creation).await,
+            Err(error) => Err(map(error)),
+        };
+    }
     let txn = begin(conn).await?;
     let inserted = async {
         let backend = txn.get_database_backend();
@@ -146,14 +165,53 @@ async fn resolve_create_clash<C: ConnectionTrait>(conn: &C, creation: &Creation)
     Err(invisible_collision())
 }
 
-/// Commits a transition in one write transaction: for a supersession, a
-/// locking read of the successor first; then one conditional `UPDATE` of
-/// exactly the transition's columns; then its history rows.
+/// A creation on PostgreSQL, its record as 26 parameters.
+static POSTGRES_CREATE: LazyLock<String> =
+    LazyLock::new(|| postgres_statements::create_request(HistoryRows::Values(1)));
+
+/// Runs one statement, in a savepoint when `isolate` (inside a caller's
+/// transaction a failed statement would otherwise abort it on PostgreSQL).
+async fn run<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    isolate: bool,
+    statement: Statement,
+) -> Result<Vec<QueryResult>, DbErr> {
+    if !isolate {
+        return conn.query_all_raw(statement).await;
+    }
+    let point = conn.begin().await?;
+    match point.query_all_raw(statement).await {
+        Ok(rows) => point.commit().await.map(|()| rows),
+        Err(error) => Err(abandon(point, error).await),
+    }
+}
+
+/// Commits a transition.
+///
+/// On PostgreSQL it is first sent as one statement
+/// ([`postgres_statements::transition`]) that writes only over the row at
+/// the expected revision, status and digest. When it matches no row, a
+/// light read of the stored revision, status and digest names a lost race
+/// or a missing request at once; anything else (a row stored without a
+/// digest, a moved successor) goes the way every other backend takes.
+///
+/// That way is one write transaction: for a supersession, a locking read
+/// of the successor first; then one conditional `UPDATE` of exactly the
+/// transition's columns; then its history rows.
 pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     transition: &Transition,
+    isolate: bool,
 ) -> Result<()> {
     validate_transition(transition)?;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        if transition_in_one_statement(conn, transition, isolate).await? {
+            return Ok(());
+        }
+        if let Some(refusal) = refusal_from_stored_state(conn, transition).await? {
+            return Err(refusal);
+        }
+    }
     let txn = begin(conn).await?;
     match write_transition(&txn, transition).await {
         Ok(()) => txn.commit().await.map_err(map),
@@ -164,6 +222,90 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
             Err(error)
         }
     }
+}
+
+/// The transition as one PostgreSQL statement; whether it moved the request.
+async fn transition_in_one_statement<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    transition: &Transition,
+    isolate: bool,
+) -> Result<bool> {
+    const PG: DbBackend = DbBackend::Postgres;
+    let next = transition.request();
+    let records = transition.records();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(17 + records.len() * HISTORY_COLUMNS);
+    values.extend([
+        workspace_str(next).into(),
+        next.id().as_uuid().into(),
+        revision(transition.expected_revision()).into(),
+        transition.expected_status().as_str().into(),
+        transition.expected_digest().into(),
+    ]);
+    // The written columns in the shared order, each bound as stored.
+    let written = transition_update(&transition.write());
+    for name in TRANSITION_COLUMNS {
+        let column = request::Column::iter().find(|column| column.as_str() == *name);
+        let value = column.and_then(|column| Some(bind_value(PG, column, written.get(column).into_value()?)));
+        // Every transition column is an entity column, set by the update
+        // (a unit test holds both).
+        values.push(value.ok_or_else(|| GovernanceError::backend(false, format!("no value for column {name}")))?);
+    }
+    if let Some(successor) = transition.successor() {
+        values.extend([
+            successor.id.as_uuid().into(),
+            revision(successor.revision).into(),
+            successor.state_digest.as_str().into(),
+        ]);
+    }
+    for record in records {
+        push_history_values(PG, record, &mut values);
+    }
+    let text = postgres_statements::transition(HistoryRows::Values(records.len()), transition.successor().is_some());
+    match run(conn, isolate, Statement::from_sql_and_values(PG, text, values)).await {
+        Ok(rows) => {
+            let moved = rows.first().map_or(Ok(0), |row| row.try_get_by_index::<i64>(0)).map_err(map)?;
+            Ok(moved == 1)
+        }
+        Err(error) if is_unique_violation(&error) => Err(records_taken(transition)),
+        Err(error) => Err(map(error)),
+    }
+}
+
+/// The transition's record ids, taken.
+fn records_taken(transition: &Transition) -> GovernanceError {
+    GovernanceError::AlreadyExists {
+        kind: EntityKind::HistoryRecord,
+        workspace: transition.request().workspace_id().clone(),
+        id: transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// After the one statement matched no row: the refusal that the stored
+/// revision, status and digest of the request name (read without a lock: a
+/// lost race is the common miss and costs this one light read), or `None`
+/// when they do not tell (a row stored without a digest, a supersession
+/// whose successor must be checked, a snapshot older than the statement's).
+async fn refusal_from_stored_state<C: ConnectionTrait>(
+    conn: &C,
+    transition: &Transition,
+) -> Result<Option<GovernanceError>> {
+    let next = transition.request();
+    let read = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT revision, status, state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2",
+        [workspace_str(next).into(), next.id().as_uuid().into()],
+    );
+    let Some(row) = conn.query_one_raw(read).await.map_err(map)? else {
+        return Ok(Some(GovernanceError::NotFound {
+            kind: EntityKind::Request,
+            workspace: next.workspace_id().clone(),
+            id: next.id().to_string(),
+        }));
+    };
+    let stored: i64 = row.try_get_by_index(0).map_err(map)?;
+    let status: String = row.try_get_by_index(1).map_err(map)?;
+    let Some(digest) = row.try_get_by_index::<Option<String>>(2).map_err(map)? else { return Ok(None) };
+    Ok(check_commit_target(transition, stored_revision(stored), status.parse()?, &digest).err())
 }
 
 /// Why a write transaction ends without committing.
@@ -198,7 +340,6 @@ impl From<GovernanceError> for Failure {
 /// names the refusal: a forged copy of a row without a digest computes
 /// another digest, a validation error.
 async fn write_transition(txn: &DatabaseTransaction, transition: &Transition) -> Result<(), Failure> {
-    let next = transition.request();
     if let Err(refused) = check_locked_successor(txn, transition).await? {
         // The older request's own refusal comes first, as on a store that
         // checks both under one lock, so every provider reports the same
@@ -217,14 +358,7 @@ async fn write_transition(txn: &DatabaseTransaction, transition: &Transition) ->
     let records: Vec<&HistoryRecord> = transition.records().iter().collect();
     match insert_history(txn, &records).await {
         Ok(_) => Ok(()),
-        Err(error) if is_unique_violation(&error) => {
-            let taken = transition.records().iter().map(|r| r.id().to_string()).collect::<Vec<_>>().join(", ");
-            Err(Failure::Refused(GovernanceError::AlreadyExists {
-                kind: EntityKind::HistoryRecord,
-                workspace: next.workspace_id().clone(),
-                id: taken,
-            }))
-        }
+        Err(error) if is_unique_violation(&error) => Err(Failure::Refused(records_taken(transition))),
         Err(error) => Err(error.into()),
     }
 }

@@ -1048,3 +1048,50 @@ async fn every_query_explains_and_the_counts_use_the_decision_index() {
         }
     }
 }
+
+/// PostgreSQL: a creation and a transition (a supersession too) are one
+/// statement each, with no transaction around them; a lost race costs the
+/// statement and one light read, and is reported as a conflict.
+#[tokio::test]
+async fn postgres_writes_are_one_statement_each() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(url) = governance_test_support::fresh_database_or_skip(Server::Postgres).await else { return };
+    let mut db = governance_seaorm::sea_orm::Database::connect(url.as_str()).await.expect("connects");
+    let statements = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&statements);
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let store = SeaOrmStore::new(db);
+    store.migrate().await.expect("migrates");
+    let sent = |what: &str, expected: usize| {
+        assert_eq!(statements.swap(0, Ordering::SeqCst), expected, "{what}");
+    };
+    let ws = workspace();
+    statements.store(0, Ordering::SeqCst);
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+    let older = created(&store, spec.clone()).await;
+    sent("a creation", 1);
+    let submit = lifecycle::apply(older.request(), &user("dev"), &Action::Approve, Timestamp::now()).expect("allowed");
+    store.commit_transition(&submit).await.expect("approves");
+    sent("a transition", 1);
+    let annotate = lifecycle::apply(
+        older.request(),
+        &user("dev"),
+        &Action::Annotate { metadata: serde_json::json!({"n": 1}) },
+        Timestamp::now(),
+    )
+    .expect("allowed");
+    let lost = store.commit_transition(&annotate).await.expect_err("computed from the old revision");
+    assert!(matches!(lost, GovernanceError::Conflict { .. }), "{lost:?}");
+    sent("a lost race: the statement and one read", 2);
+    let newer = created(&store, spec).await;
+    sent("a second creation", 1);
+    let supersede = lifecycle::supersede(submit.request(), newer.request(), &user("dev"), Timestamp::now())
+        .expect("the newer request supersedes the older");
+    store.commit_transition(&supersede).await.expect("supersedes");
+    sent("a supersession", 1);
+    let stored = store.get_request(&ws, older.request().id()).await.expect("stored");
+    assert_eq!(stored.status(), RequestStatus::Superseded);
+    assert_eq!(stored, *supersede.request());
+}
