@@ -17,7 +17,7 @@ use sea_orm::{DbBackend, FromQueryResult, QueryResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::entity::{TextList, UtcTime, bind_value, checkpoint, history, request, seal};
+use crate::entity::{ByPosition, TextList, UtcTime, bind_value, checkpoint, history, request, seal};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> GovernanceError {
     GovernanceError::backend(false, format!("stored {what} does not decode: {detail}"))
@@ -312,8 +312,8 @@ pub(crate) fn history_from(row: history::Model) -> Result<HistoryRecord, Governa
 /// whose id or time does not decode either cannot be placed in the log: a
 /// backend error.
 pub(crate) fn read_record(row: &QueryResult, prefix: &str) -> Result<ReadRecord, GovernanceError> {
-    let problem = match history::Model::from_query_result(row, prefix) {
-        Ok(model) => match history_from(model) {
+    let problem = match ByPosition::<history::Model>::from_query_result(row, prefix) {
+        Ok(ByPosition(model)) => match history_from(model) {
             Ok(record) => return Ok(Ok(record)),
             Err(error) => error.to_string(),
         },

@@ -13,7 +13,7 @@ use sea_orm::{
 };
 
 use crate::convert::{checkpoint_from, history_from, read_record, request_from, seal_from, time_value};
-use crate::entity::{checkpoint, history, request, seal};
+use crate::entity::{ByPosition, checkpoint, history, request, seal};
 use crate::error::map;
 
 /// Rows strictly beyond `after` in `direction`, ordered that way, `limit + 1` of them.
@@ -172,9 +172,12 @@ pub(crate) async fn get_request<C: ConnectionTrait>(
     workspace: &WorkspaceId,
     id: RequestId,
 ) -> Result<GovernanceRequest> {
-    let row =
-        request::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid())).one(conn).await.map_err(map)?;
-    let row = row.ok_or_else(|| GovernanceError::NotFound {
+    let row = request::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid()))
+        .into_model::<ByPosition<request::Model>>()
+        .one(conn)
+        .await
+        .map_err(map)?;
+    let ByPosition(row) = row.ok_or_else(|| GovernanceError::NotFound {
         kind: EntityKind::Request,
         workspace: workspace.clone(),
         id: id.to_string(),
@@ -200,8 +203,12 @@ pub(crate) async fn query_requests<C: ConnectionTrait>(
     filter: &RequestFilter,
     page: &PageRequest,
 ) -> Result<Page<GovernanceRequest>> {
-    let rows = requests_select(conn.get_database_backend(), workspace, filter, page)?.all(conn).await.map_err(map)?;
-    let requests = rows.into_iter().map(request_from).collect::<Result<Vec<_>>>()?;
+    let rows = requests_select(conn.get_database_backend(), workspace, filter, page)?
+        .into_model::<ByPosition<request::Model>>()
+        .all(conn)
+        .await
+        .map_err(map)?;
+    let requests = rows.into_iter().map(|ByPosition(row)| request_from(row)).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(requests, page, Position::of_request))
 }
 
@@ -210,9 +217,12 @@ pub(crate) async fn get_history_record<C: ConnectionTrait>(
     workspace: &WorkspaceId,
     id: RecordId,
 ) -> Result<HistoryRecord> {
-    let row =
-        history::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid())).one(conn).await.map_err(map)?;
-    let row = row.ok_or_else(|| GovernanceError::NotFound {
+    let row = history::Entity::find_by_id((workspace.as_str().to_owned(), id.as_uuid()))
+        .into_model::<ByPosition<history::Model>>()
+        .one(conn)
+        .await
+        .map_err(map)?;
+    let ByPosition(row) = row.ok_or_else(|| GovernanceError::NotFound {
         kind: EntityKind::HistoryRecord,
         workspace: workspace.clone(),
         id: id.to_string(),
@@ -236,8 +246,12 @@ pub(crate) async fn history_for_request<C: ConnectionTrait>(
     workspace: &WorkspaceId,
     request: RequestId,
 ) -> Result<Vec<HistoryRecord>> {
-    let rows = request_history_select(workspace, request).all(conn).await.map_err(map)?;
-    rows.into_iter().map(history_from).collect()
+    let rows = request_history_select(workspace, request)
+        .into_model::<ByPosition<history::Model>>()
+        .all(conn)
+        .await
+        .map_err(map)?;
+    rows.into_iter().map(|ByPosition(row)| history_from(row)).collect()
 }
 
 /// The history query for `filter` and `page`.
@@ -258,8 +272,12 @@ pub(crate) async fn query_history<C: ConnectionTrait>(
     filter: &HistoryFilter,
     page: &PageRequest,
 ) -> Result<Page<HistoryRecord>> {
-    let rows = history_select(conn.get_database_backend(), workspace, filter, page)?.all(conn).await.map_err(map)?;
-    let records = rows.into_iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    let rows = history_select(conn.get_database_backend(), workspace, filter, page)?
+        .into_model::<ByPosition<history::Model>>()
+        .all(conn)
+        .await
+        .map_err(map)?;
+    let records = rows.into_iter().map(|ByPosition(row)| history_from(row)).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
 
