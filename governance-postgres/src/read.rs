@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::SchemaProfile;
 use crate::error::map;
-use crate::rows::{history_columns, history_from, request_columns, request_from};
+use crate::rows::{histories_from, history_columns, history_from, request_columns, request_from};
 
 fn window(sql: &mut QueryBuilder<Postgres>, range: &TimeRange) {
     if let Some(from) = range.from {
@@ -162,7 +162,7 @@ pub(crate) async fn history_for_request(
         .fetch_all(pool)
         .await
         .map_err(map)?;
-    rows.iter().map(history_from).collect()
+    histories_from(&rows)
 }
 
 fn history_conditions(sql: &mut QueryBuilder<Postgres>, filter: &HistoryFilter) {
@@ -205,7 +205,7 @@ pub(crate) async fn query_history(
 ) -> Result<Page<HistoryRecord>> {
     let mut sql = history_sql("", workspace, filter, page)?;
     let rows = sql.build().fetch_all(pool).await.map_err(map)?;
-    let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    let records = histories_from(&rows)?;
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
 
@@ -506,7 +506,7 @@ pub(crate) async fn history_feed(
         Some(row) => FeedCursor::after(row.try_get("tx").map_err(map)?, row.try_get("id").map_err(map)?),
         None => cursor.clone(),
     };
-    let records = rows.iter().map(history_from).collect::<Result<Vec<_>>>()?;
+    let records = histories_from(&rows)?;
     Ok(FeedPage { records, next })
 }
 
