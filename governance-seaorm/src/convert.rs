@@ -163,39 +163,40 @@ pub(crate) fn request_from(row: request::Model) -> Result<GovernanceRequest, Gov
 }
 
 /// A request's row as the values of an insert, in the entity's column
-/// order, each bound as `backend` stores its column: one copy of each
-/// value, with no model and no query builder in between (a unit test holds
-/// them equal to [`request_row`]'s, column by column).
+/// order, each bound as `backend` stores its column (only times and lists
+/// differ by backend): one copy of each value, with no model and no query
+/// builder in between (a unit test holds them equal to [`request_row`]'s
+/// bound by [`bind_value`], column by column).
 pub(crate) fn request_values(backend: DbBackend, request: &GovernanceRequest) -> Vec<sea_orm::Value> {
     use request::Column as C;
     let spec = request.spec();
     let bind = |column, value| bind_value(backend, column, value);
     vec![
-        bind(C::WorkspaceId, spec.workspace_id.as_str().into()),
-        bind(C::Id, request.id().as_uuid().into()),
-        bind(C::StateType, spec.target.state_type.as_str().into()),
-        bind(C::StateId, spec.target.state_id.as_str().into()),
-        bind(C::Operation, spec.operation.as_str().into()),
-        bind(C::ActorKind, spec.requested_by.actor.kind.as_str().into()),
-        bind(C::ActorId, spec.requested_by.actor.id.as_str().into()),
-        bind(C::RequestedBy, to_json(&stored_delegation(&spec.requested_by)).into()),
-        bind(C::Intent, spec.intent.clone().into()),
-        bind(C::Status, request.status().as_str().into()),
-        bind(C::PendingReason, request.pending_reason().map(|r| r.as_str()).into()),
-        bind(C::Approvals, to_json(&spec.approvals).into()),
-        bind(C::ExpectedStateVersion, spec.expected_state_version.into()),
-        bind(C::StaleStrategy, spec.stale_strategy.as_str().into()),
+        spec.workspace_id.as_str().into(),
+        request.id().as_uuid().into(),
+        spec.target.state_type.as_str().into(),
+        spec.target.state_id.as_str().into(),
+        spec.operation.as_str().into(),
+        spec.requested_by.actor.kind.as_str().into(),
+        spec.requested_by.actor.id.as_str().into(),
+        to_json(&stored_delegation(&spec.requested_by)).into(),
+        spec.intent.clone().into(),
+        request.status().as_str().into(),
+        request.pending_reason().map(|r| r.as_str()).into(),
+        to_json(&spec.approvals).into(),
+        spec.expected_state_version.into(),
+        spec.stale_strategy.as_str().into(),
         bind(C::ExpiresAt, spec.expires_at.map(stored).into()),
-        bind(C::SupersededBy, request.superseded_by().map(|id| id.as_uuid()).into()),
-        bind(C::IdempotencyKey, spec.idempotency_key.clone().into()),
-        bind(C::Category, spec.category.clone().into()),
+        request.superseded_by().map(|id| id.as_uuid()).into(),
+        spec.idempotency_key.clone().into(),
+        spec.category.clone().into(),
         bind(C::Tags, TextList(spec.tags.clone()).into()),
-        bind(C::Metadata, spec.metadata.clone().into()),
-        bind(C::Revision, signed(request.revision()).into()),
+        spec.metadata.clone().into(),
+        signed(request.revision()).into(),
         bind(C::CreatedAt, stored(request.created_at()).into()),
         bind(C::UpdatedAt, stored(request.updated_at()).into()),
-        bind(C::CreationDigest, request.creation_digest().into()),
-        bind(C::StateDigest, Some(request.state_digest()).into()),
+        request.creation_digest().into(),
+        Some(request.state_digest()).into(),
     ]
 }
 
@@ -207,32 +208,32 @@ pub(crate) fn push_history_values(backend: DbBackend, record: &HistoryRecord, va
     let e = record.evidence();
     let bind = |column, value| bind_value(backend, column, value);
     values.extend([
-        bind(C::WorkspaceId, e.workspace_id.as_str().into()),
-        bind(C::Id, record.id().as_uuid().into()),
-        bind(C::RequestId, e.request.map(|r| r.id.as_uuid()).into()),
-        bind(C::RequestRevision, e.request.map(|r| signed(r.revision)).into()),
-        bind(C::Category, e.category.as_str().into()),
-        bind(C::Code, e.code.as_str().into()),
-        bind(C::ActorKind, e.actor.actor.kind.as_str().into()),
-        bind(C::ActorId, e.actor.actor.id.as_str().into()),
-        bind(C::Actor, to_json(&stored_delegation(&e.actor)).into()),
-        bind(C::ObjectType, e.object_type.as_str().into()),
-        bind(C::Operation, e.operation.as_str().into()),
-        bind(C::Decision, e.decision.map(|d| d.as_str()).into()),
-        bind(C::Outcome, e.outcome.map(|o| o.as_str()).into()),
-        bind(C::Reason, e.reason.clone().into()),
+        e.workspace_id.as_str().into(),
+        record.id().as_uuid().into(),
+        e.request.map(|r| r.id.as_uuid()).into(),
+        e.request.map(|r| signed(r.revision)).into(),
+        e.category.as_str().into(),
+        e.code.as_str().into(),
+        e.actor.actor.kind.as_str().into(),
+        e.actor.actor.id.as_str().into(),
+        to_json(&stored_delegation(&e.actor)).into(),
+        e.object_type.as_str().into(),
+        e.operation.as_str().into(),
+        e.decision.map(|d| d.as_str()).into(),
+        e.outcome.map(|o| o.as_str()).into(),
+        e.reason.clone().into(),
         bind(C::ReasonCodes, TextList(e.reason_codes.clone()).into()),
-        bind(C::CorrelationId, e.correlation_id.clone().into()),
-        bind(C::TraceHash, e.trace_hash.clone().into()),
-        bind(C::IdempotencyKey, e.idempotency_key.clone().into()),
-        bind(C::PolicyVersion, e.policy_version.clone().into()),
-        bind(C::LatencyUs, e.latency_us.map(signed).into()),
-        bind(C::RequestJson, e.request_json.clone().into()),
-        bind(C::ResponseJson, e.response_json.clone().into()),
-        bind(C::RedactionPolicy, e.redaction.as_ref().map(|r| r.policy.as_str()).into()),
-        bind(C::RedactionVersion, e.redaction.as_ref().map(|r| r.version.as_str()).into()),
+        e.correlation_id.clone().into(),
+        e.trace_hash.clone().into(),
+        e.idempotency_key.clone().into(),
+        e.policy_version.clone().into(),
+        e.latency_us.map(signed).into(),
+        e.request_json.clone().into(),
+        e.response_json.clone().into(),
+        e.redaction.as_ref().map(|r| r.policy.as_str()).into(),
+        e.redaction.as_ref().map(|r| r.version.as_str()).into(),
         bind(C::CreatedAt, stored(record.created_at()).into()),
-        bind(C::ContentHash, record.content_hash().into()),
+        record.content_hash().into(),
     ]);
 }
 
