@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use governance_abstractions::provider::postgres_schema::{LIVE_COLUMNS_QUERY, SchemaStage, check_postgres_columns};
+use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, COUNT_SNAPSHOT, CountParam};
 use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
-    Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
-    HistoryRecord, Page, PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
+    Count, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter, HistoryRecord, Page,
+    PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
 };
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
@@ -227,19 +228,6 @@ pub(crate) fn history_sql(
     Ok(sql)
 }
 
-/// The watermark of a workspace's hourly counts (its `through_tx` as
-/// text), while its probe record still has the transaction id it had when
-/// it was folded in; no row when nothing was folded in yet, or after a
-/// logical restore (which stamps every record anew) brought counts whose
-/// transaction ids are not this database's.
-const MARK_SQL: &str = "SELECT r.through_tx::text FROM governance_count_rollups r \
-     WHERE r.workspace_id = $1 AND EXISTS (SELECT 1 FROM governance_history h \
-         WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)";
-
-/// One snapshot for the watermark and the count that relies on it: a
-/// roll-up committing between them is seen whole or not at all.
-const COUNT_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-
 pub(crate) async fn count_history(
     pool: &PgPool,
     profile: SchemaProfile,
@@ -247,12 +235,15 @@ pub(crate) async fn count_history(
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
     let rows = match counted_hours(profile, query)? {
-        None => count_sql("", workspace, query, None)?.build().fetch_all(pool).await.map_err(map)?,
+        None => {
+            let (sql, params) = postgres_statements::count_history(workspace, query, None)?;
+            bound(&sql, params).fetch_all(pool).await.map_err(map)?
+        }
         Some(_) => {
             let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
             let mark = mark(&mut txn, workspace).await?;
-            let rows =
-                count_sql("", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await.map_err(map)?;
+            let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
+            let rows = bound(&sql, params).fetch_all(&mut *txn).await.map_err(map)?;
             txn.commit().await.map_err(map)?;
             rows
         }
@@ -280,32 +271,30 @@ pub(crate) async fn explain_count_history(
         None => None,
         Some(_) => mark(&mut txn, workspace).await?,
     };
-    let rows = count_sql("EXPLAIN ", workspace, query, mark.as_deref())?.build().fetch_all(&mut *txn).await;
-    let rows = rows.map_err(map)?;
+    let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
+    let rows = bound(&format!("EXPLAIN {sql}"), params).fetch_all(&mut *txn).await.map_err(map)?;
     txn.commit().await.map_err(map)?;
     Ok(rows)
 }
 
-/// The workspace's watermark ([`MARK_SQL`]), read in `txn`'s snapshot.
+/// The workspace's watermark ([`COUNT_MARK`]), read in `txn`'s snapshot.
 async fn mark(txn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<String>> {
-    sqlx::query_scalar(MARK_SQL).bind(workspace.as_str()).fetch_optional(txn).await.map_err(map)
+    sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(txn).await.map_err(map)
 }
 
-/// One hour in microseconds: the grain of `governance_history_counts`.
-const HOUR_MICROS: i64 = 3_600_000_000;
-
-/// The whole hours of `window`, as hours since the epoch `[first, end)`
-/// (`None`: unbounded on that side); `None` when it holds no whole hour.
-fn whole_hours(window: &TimeRange) -> Option<(Option<i64>, Option<i64>)> {
-    let first = window.from.map(|t| {
-        let micros = t.unix_micros();
-        micros.div_euclid(HOUR_MICROS) + i64::from(micros.rem_euclid(HOUR_MICROS) != 0)
-    });
-    let end = window.until.map(|t| t.unix_micros().div_euclid(HOUR_MICROS));
-    match (first, end) {
-        (Some(first), Some(end)) if first >= end => None,
-        bounds => Some(bounds),
+/// `sql` with the count's parameters bound.
+fn bound(sql: &str, params: Vec<CountParam>) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for param in params {
+        query = match param {
+            CountParam::Text(text) => query.bind(text),
+            CountParam::Int(n) => query.bind(n),
+            CountParam::Time(at) => query.bind(at.as_datetime()),
+            // Every parameter a count statement binds is one of the above.
+            _ => query,
+        };
     }
+    query
 }
 
 /// The whole hours a count may read from the hourly counts: none on the
@@ -315,110 +304,9 @@ fn whole_hours(window: &TimeRange) -> Option<(Option<i64>, Option<i64>)> {
 fn counted_hours(profile: SchemaProfile, query: &CountQuery) -> Result<Option<(Option<i64>, Option<i64>)>> {
     query.validate()?;
     Ok(match profile {
-        SchemaProfile::Standard => whole_hours(&query.window),
+        SchemaProfile::Standard => postgres_statements::whole_hours(&query.window),
         SchemaProfile::Distributed => None,
     })
-}
-
-/// The start of `hour` (hours since the epoch). Within the storable years,
-/// as the window it comes from was validated.
-fn hour_start(hour: i64) -> Result<governance_abstractions::Timestamp> {
-    hour.checked_mul(HOUR_MICROS).and_then(governance_abstractions::Timestamp::from_unix_micros).ok_or_else(|| {
-        GovernanceError::validation("query.window", governance_abstractions::ValidationProblem::OutOfRange)
-    })
-}
-
-/// The statement of [`count_history`], after `prefix` (e.g. `EXPLAIN `).
-///
-/// With no watermark (`mark`: the workspace was never rolled up, its
-/// counts came from before a logical restore, or the profile keeps none) it counts
-/// the window's records. With one, the window's whole hours are read from
-/// the hourly counts (`governance_history_counts`, folded in by
-/// [`roll_up_counts`](crate::PostgresStore::roll_up_counts)) plus the
-/// records of those hours that no roll-up has folded in yet, found through
-/// the feed index by transaction, and the partial hours at the window's
-/// edges are counted from their records. The watermark is read in the same
-/// snapshot as this statement runs in (see [`count_history`]), and bound
-/// as a value so the planner sees how few records follow it.
-pub(crate) fn count_sql(
-    prefix: &str,
-    workspace: &WorkspaceId,
-    query: &CountQuery,
-    mark: Option<&str>,
-) -> Result<QueryBuilder<Postgres>> {
-    query.validate()?;
-    let (key, dimension) = match query.by {
-        CountBy::ReasonCode => ("reason.code", "reason_code"),
-        CountBy::Principal => ("actor_kind || ':' || actor_id", "principal"),
-        CountBy::Operation => ("operation", "operation"),
-        // Every decision record has one operation: its rows, summed per
-        // decision, are the counts by decision.
-        CountBy::Decision => ("decision", "operation"),
-        _ => return Err(GovernanceError::backend(false, "count grouping not supported by this provider version")),
-    };
-    let from = if query.by == CountBy::ReasonCode {
-        "governance_history, unnest(reason_codes) AS reason(code)"
-    } else {
-        "governance_history"
-    };
-    let records = |sql: &mut QueryBuilder<Postgres>| {
-        sql.push(format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
-        sql.push_bind(workspace.as_str().to_owned());
-        sql.push(" AND decision IS NOT NULL");
-        if let Some(decision) = query.decision {
-            sql.push(" AND decision = ").push_bind(decision.as_str());
-        }
-    };
-    let (Some(mark), Some((first, end))) = (mark, whole_hours(&query.window)) else {
-        let mut sql = QueryBuilder::new(prefix);
-        records(&mut sql);
-        window(&mut sql, &query.window);
-        sql.push(" GROUP BY 1");
-        return Ok(sql);
-    };
-    let first_at = first.map(hour_start).transpose()?;
-    let end_at = end.map(hour_start).transpose()?;
-    let whole = TimeRange { from: first_at, until: end_at };
-    let mut sql = QueryBuilder::new(prefix);
-    sql.push("SELECT key, sum(n)::bigint AS n FROM (");
-    // The whole hours folded in.
-    let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
-    sql.push(format!("SELECT {counted} AS key, n FROM governance_history_counts WHERE workspace_id = "));
-    sql.push_bind(workspace.as_str().to_owned());
-    sql.push(" AND dimension = ").push_bind(dimension);
-    if let Some(decision) = query.decision {
-        sql.push(" AND decision = ").push_bind(decision.as_str());
-    }
-    if let Some(first) = first {
-        sql.push(" AND hour >= ").push_bind(first);
-    }
-    if let Some(end) = end {
-        sql.push(" AND hour < ").push_bind(end);
-    }
-    // The whole hours' records not folded in yet.
-    sql.push(" UNION ALL ");
-    records(&mut sql);
-    window(&mut sql, &whole);
-    sql.push(" AND tx_id >= ").push_bind(mark.to_owned()).push("::text::xid8 GROUP BY 1");
-    // The partial hours at the edges.
-    if let (Some(from), Some(first_at)) = (query.window.from, first_at)
-        && from < first_at
-    {
-        sql.push(" UNION ALL ");
-        records(&mut sql);
-        window(&mut sql, &TimeRange { from: Some(from), until: Some(first_at) });
-        sql.push(" GROUP BY 1");
-    }
-    if let (Some(until), Some(end_at)) = (query.window.until, end_at)
-        && end_at < until
-    {
-        sql.push(" UNION ALL ");
-        records(&mut sql);
-        window(&mut sql, &TimeRange { from: Some(end_at), until: Some(until) });
-        sql.push(" GROUP BY 1");
-    }
-    sql.push(") AS parts GROUP BY key");
-    Ok(sql)
 }
 
 /// Where a reader of the commit-safe feed stands: after `(tx_id, id)`.

@@ -177,6 +177,179 @@ pub fn append_history(rows: HistoryRows) -> String {
     format!("INSERT INTO governance_history ({HISTORY_COLUMNS}) {}", rows.select(1))
 }
 
+/// A parameter of a [`count_history`] statement, in binding order: bind
+/// `Text` as `text`, `Int` as `int8`, `Time` as `timestamptz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CountParam {
+    /// A `text` value.
+    Text(String),
+    /// An `int8` value.
+    Int(i64),
+    /// A `timestamptz` value.
+    Time(crate::Timestamp),
+}
+
+/// The watermark of a workspace's hourly counts (its `through_tx` as
+/// text), `$1` the workspace: read in the same `REPEATABLE READ` snapshot
+/// as the count that relies on it ([`COUNT_SNAPSHOT`]). No row when
+/// nothing was folded in yet, or when its probe record no longer has the
+/// transaction id it had when it was folded in (a logical restore stamps
+/// every record anew, so counts from before it are not this database's).
+pub const COUNT_MARK: &str = "SELECT r.through_tx::text FROM governance_count_rollups r \
+     WHERE r.workspace_id = $1 AND EXISTS (SELECT 1 FROM governance_history h \
+         WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)";
+
+/// The transaction a count with whole hours runs in, the watermark read
+/// first: a roll-up committing between the two is seen whole or not at all.
+pub const COUNT_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// One hour in microseconds: the grain of `governance_history_counts`.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// The whole hours of `window`, as hours since the epoch `[first, end)`
+/// (`None`: unbounded on that side); `None` when it holds no whole hour,
+/// and a count over it reads only records.
+pub fn whole_hours(window: &crate::TimeRange) -> Option<(Option<i64>, Option<i64>)> {
+    let first = window.from.map(|t| {
+        let micros = t.unix_micros();
+        micros.div_euclid(HOUR_MICROS) + i64::from(micros.rem_euclid(HOUR_MICROS) != 0)
+    });
+    let end = window.until.map(|t| t.unix_micros().div_euclid(HOUR_MICROS));
+    match (first, end) {
+        (Some(first), Some(end)) if first >= end => None,
+        bounds => Some(bounds),
+    }
+}
+
+/// The start of `hour` (hours since the epoch).
+fn hour_start(hour: i64) -> Result<crate::Timestamp, crate::GovernanceError> {
+    hour.checked_mul(HOUR_MICROS)
+        .and_then(crate::Timestamp::from_unix_micros)
+        .ok_or_else(|| crate::GovernanceError::validation("query.window", crate::ValidationProblem::OutOfRange))
+}
+
+/// A statement text and its parameters, numbered as they are pushed.
+struct Counting {
+    sql: String,
+    params: Vec<CountParam>,
+}
+
+impl Counting {
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn bind(&mut self, param: CountParam) -> &mut Self {
+        self.params.push(param);
+        self.sql.push_str(&format!("${}", self.params.len()));
+        self
+    }
+
+    fn window(&mut self, range: &crate::TimeRange) {
+        if let Some(from) = range.from {
+            self.push(" AND created_at >= ").bind(CountParam::Time(from));
+        }
+        if let Some(until) = range.until {
+            self.push(" AND created_at < ").bind(CountParam::Time(until));
+        }
+    }
+}
+
+/// A count of decision records over the shared schema: rows of `key`
+/// (`text`) and `n` (`int8`), several per key at most (sum them, then rank
+/// with [`rank_counts`](super::rank_counts)).
+///
+/// With no watermark (`mark`: read by [`COUNT_MARK`]; `None` when the
+/// workspace was never rolled up, its counts came from before a logical
+/// restore, or the schema keeps none) it counts the window's records. With
+/// one, the window's whole hours are read from the hourly counts
+/// (`governance_history_counts`, folded in by `governance_roll_up_counts`)
+/// plus the records of those hours that no roll-up has folded in yet, found
+/// through the feed index by transaction, and the partial hours at the
+/// window's edges are counted from their records. Run it in the snapshot
+/// the watermark was read in ([`COUNT_SNAPSHOT`]); the watermark is bound
+/// as a value so the planner sees how few records follow it.
+pub fn count_history(
+    workspace: &crate::WorkspaceId,
+    query: &crate::CountQuery,
+    mark: Option<&str>,
+) -> Result<(String, Vec<CountParam>), crate::GovernanceError> {
+    use crate::{CountBy, TimeRange};
+    query.validate()?;
+    let (key, dimension) = match query.by {
+        CountBy::ReasonCode => ("reason.code", "reason_code"),
+        CountBy::Principal => ("actor_kind || ':' || actor_id", "principal"),
+        CountBy::Operation => ("operation", "operation"),
+        // Every decision record has one operation: its rows, summed per
+        // decision, are the counts by decision.
+        CountBy::Decision => ("decision", "operation"),
+    };
+    let from = if query.by == CountBy::ReasonCode {
+        "governance_history, unnest(reason_codes) AS reason(code)"
+    } else {
+        "governance_history"
+    };
+    let records = |sql: &mut Counting| {
+        sql.push(&format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
+        sql.bind(CountParam::Text(workspace.as_str().to_owned()));
+        sql.push(" AND decision IS NOT NULL");
+        if let Some(decision) = query.decision {
+            sql.push(" AND decision = ").bind(CountParam::Text(decision.as_str().to_owned()));
+        }
+    };
+    let mut sql = Counting { sql: String::new(), params: Vec::new() };
+    let (Some(mark), Some((first, end))) = (mark, whole_hours(&query.window)) else {
+        records(&mut sql);
+        sql.window(&query.window);
+        sql.push(" GROUP BY 1");
+        return Ok((sql.sql, sql.params));
+    };
+    let first_at = first.map(hour_start).transpose()?;
+    let end_at = end.map(hour_start).transpose()?;
+    let whole = TimeRange { from: first_at, until: end_at };
+    sql.push("SELECT key, sum(n)::bigint AS n FROM (");
+    // The whole hours folded in.
+    let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
+    sql.push(&format!("SELECT {counted} AS key, n FROM governance_history_counts WHERE workspace_id = "));
+    sql.bind(CountParam::Text(workspace.as_str().to_owned()));
+    sql.push(" AND dimension = ").bind(CountParam::Text(dimension.to_owned()));
+    if let Some(decision) = query.decision {
+        sql.push(" AND decision = ").bind(CountParam::Text(decision.as_str().to_owned()));
+    }
+    if let Some(first) = first {
+        sql.push(" AND hour >= ").bind(CountParam::Int(first));
+    }
+    if let Some(end) = end {
+        sql.push(" AND hour < ").bind(CountParam::Int(end));
+    }
+    // The whole hours' records not folded in yet.
+    sql.push(" UNION ALL ");
+    records(&mut sql);
+    sql.window(&whole);
+    sql.push(" AND tx_id >= ").bind(CountParam::Text(mark.to_owned())).push("::text::xid8 GROUP BY 1");
+    // The partial hours at the edges.
+    if let (Some(from), Some(first_at)) = (query.window.from, first_at)
+        && from < first_at
+    {
+        sql.push(" UNION ALL ");
+        records(&mut sql);
+        sql.window(&TimeRange { from: Some(from), until: Some(first_at) });
+        sql.push(" GROUP BY 1");
+    }
+    if let (Some(until), Some(end_at)) = (query.window.until, end_at)
+        && end_at < until
+    {
+        sql.push(" UNION ALL ");
+        records(&mut sql);
+        sql.window(&TimeRange { from: Some(end_at), until: Some(until) });
+        sql.push(" GROUP BY 1");
+    }
+    sql.push(") AS parts GROUP BY key");
+    Ok((sql.sql, sql.params))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
