@@ -72,19 +72,26 @@ fn insert_text<E: EntityTrait>(backend: DbBackend, rows: usize) -> String {
     use std::collections::HashMap;
     use std::fmt::Write;
     use std::sync::{LazyLock, Mutex, PoisonError};
-    /// Table, whether PostgreSQL (`$n` placeholders, `?` elsewhere), rows.
-    type Key = (String, bool, usize);
+    /// Table, backend (its placeholders and quotes), rows.
+    type Key = (String, &'static str, usize);
     static TEXTS: LazyLock<Mutex<HashMap<Key, String>>> = LazyLock::new(Mutex::default);
     let table = E::default().table_name().to_owned();
     let postgres = backend == DbBackend::Postgres;
-    let key = (table, postgres, rows);
+    let name = match backend {
+        DbBackend::MySql => "mysql",
+        DbBackend::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    let key = (table, name, rows);
     if rows <= CACHED_ROWS
         && let Some(text) = TEXTS.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
     {
         return text.clone();
     }
-    let columns: Vec<&str> = E::Column::iter().map(|column| column.as_str()).collect();
-    let mut text = format!("INSERT INTO {} ({}) VALUES ", key.0, columns.join(", "));
+    // Quoted as SeaORM quotes them (fixed names: no quote inside).
+    let quote = if backend == DbBackend::MySql { '`' } else { '"' };
+    let columns: Vec<String> = E::Column::iter().map(|column| format!("{quote}{}{quote}", column.as_str())).collect();
+    let mut text = format!("INSERT INTO {quote}{}{quote} ({}) VALUES ", key.0, columns.join(", "));
     let mut n = 0;
     for row in 0..rows {
         text.push_str(if row == 0 { "(" } else { ", (" });
