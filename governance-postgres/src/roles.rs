@@ -25,7 +25,7 @@ pub use governance_abstractions::provider::postgres_schema::DERIVED_TABLES;
 
 /// The roll-up function, with its signature (see
 /// [`PostgresStore::roll_up_counts`]).
-const ROLL_UP_FUNCTION: &str = "governance_roll_up_counts(text)";
+use governance_abstractions::provider::postgres_schema::ROLL_UP_FUNCTION;
 
 /// PostgreSQL truncates longer identifiers (NAMEDATALEN - 1) with only a
 /// notice: a longer name would silently name another role.

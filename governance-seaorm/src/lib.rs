@@ -100,6 +100,22 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use error::BrokenTriggerCache;
+
+/// Why [`SeaOrmStore::roll_up_counts`] refuses: the backend keeps no hourly
+/// decision counts (only the PostgreSQL schema has them), and its counts
+/// read the records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollUpUnsupported {
+    backend: String,
+}
+
+impl std::fmt::Display for RollUpUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} keeps no hourly decision counts (PostgreSQL only); count_history reads the records", self.backend)
+    }
+}
+
+impl std::error::Error for RollUpUnsupported {}
 pub use migration::Migrator;
 pub use roles::{ApplicationRole, GOVERNANCE_TABLES, RoleGrants, application_role_grants};
 pub use sea_orm;
@@ -317,6 +333,50 @@ impl SeaOrmStore {
         page: &PageRequest,
     ) -> Result<Vec<String>> {
         read::explain_query_history(&self.db, workspace, filter, page).await
+    }
+
+    /// On PostgreSQL, folds the workspace's decision records written since
+    /// the last roll-up into the hourly counts that
+    /// [`count_history`](HistoryReader::count_history) reads; returns how
+    /// many records it folded in. The schema, the counts and the function
+    /// that keeps them are the ones `governance-postgres` keeps, so either
+    /// provider (or `governance roll-up`) may run it.
+    ///
+    /// Counts are exact whether or not this runs; what it saves is reading:
+    /// a count over a window then reads the window's hourly rows, the
+    /// records written since the last roll-up and those of the partial
+    /// hours at the window's edges. Run it every few minutes per active
+    /// workspace, as the tables' owner or as the application role
+    /// ([`grant_application_role`](Self::grant_application_role) grants
+    /// `EXECUTE`; the role cannot write a count itself).
+    ///
+    /// On SQLite and MySQL/MariaDB there are no hourly counts: a
+    /// non-retryable `Backend` error whose source is [`RollUpUnsupported`],
+    /// and counts read the records.
+    ///
+    /// ```no_run
+    /// # async fn run(store: governance_seaorm::SeaOrmStore) -> governance_abstractions::Result<()> {
+    /// use governance_abstractions::WorkspaceId;
+    /// let folded = store.roll_up_counts(&WorkspaceId::new("acme")?).await?;
+    /// println!("{folded} records folded into the hourly counts");
+    /// # Ok(()) }
+    /// ```
+    pub async fn roll_up_counts(&self, workspace: &WorkspaceId) -> Result<u64> {
+        let backend = self.db.get_database_backend();
+        if backend != DbBackend::Postgres {
+            return Err(GovernanceError::backend(false, RollUpUnsupported { backend: format!("{backend:?}") }));
+        }
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT governance_roll_up_counts($1)",
+            [workspace.as_str().into()],
+        );
+        let row = self.db.query_one_raw(statement).await.map_err(error::map)?;
+        let folded: i64 = match row {
+            Some(row) => row.try_get_by_index(0).map_err(error::map)?,
+            None => 0,
+        };
+        Ok(u64::try_from(folded).unwrap_or(0))
     }
 
     /// The plan of [`count_history`](HistoryReader::count_history).

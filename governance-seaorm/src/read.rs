@@ -1,5 +1,6 @@
 //! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
 
+use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, CountParam};
 use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Checkpoint, Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
@@ -9,7 +10,7 @@ use governance_abstractions::{
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select, Statement,
+    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select, Statement, TransactionTrait,
 };
 
 use crate::convert::{checkpoint_from, history_from, read_record, request_from, seal_from, time_value};
@@ -281,7 +282,77 @@ pub(crate) async fn query_history<C: ConnectionTrait>(
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
 
-pub(crate) async fn count_history<C: ConnectionTrait>(
+/// Counts decision records. On PostgreSQL a window that holds whole hours
+/// is counted over the hourly counts the shared schema keeps
+/// ([`postgres_statements::count_history`], the statement the sqlx
+/// provider sends): the watermark and the count are read in one
+/// `REPEATABLE READ` snapshot, and the count is exact whether or not a
+/// roll-up ([`SeaOrmStore::roll_up_counts`](crate::SeaOrmStore::roll_up_counts))
+/// ever ran. Everywhere else the window's records are counted.
+pub(crate) async fn count_history<C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Vec<Count>> {
+    let Some(hourly) = hourly_count(conn, workspace, query).await? else {
+        return count_records(conn, workspace, query).await;
+    };
+    let txn = hourly.txn;
+    let rows = txn.query_all_raw(hourly.statement).await.map_err(map)?;
+    txn.commit().await.map_err(map)?;
+    let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for row in rows {
+        let key: String = row.try_get("", "key").map_err(map)?;
+        let n: i64 = row.try_get("", "n").map_err(map)?;
+        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    }
+    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
+    Ok(rank_counts(counts, query.limit))
+}
+
+/// A count over the hourly counts, ready to run in its snapshot.
+struct HourlyCount {
+    txn: sea_orm::DatabaseTransaction,
+    statement: Statement,
+}
+
+/// On PostgreSQL, for a window with whole hours: the snapshot, its
+/// watermark read, and the count statement over it. `None` elsewhere.
+async fn hourly_count<C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>>(
+    conn: &C,
+    workspace: &WorkspaceId,
+    query: &CountQuery,
+) -> Result<Option<HourlyCount>> {
+    const PG: DbBackend = DbBackend::Postgres;
+    query.validate()?;
+    if conn.get_database_backend() != PG || postgres_statements::whole_hours(&query.window).is_none() {
+        return Ok(None);
+    }
+    let txn = conn
+        .begin_with_config(Some(sea_orm::IsolationLevel::RepeatableRead), Some(sea_orm::AccessMode::ReadOnly))
+        .await
+        .map_err(map)?;
+    let mark = Statement::from_sql_and_values(PG, COUNT_MARK, [workspace.as_str().into()]);
+    let mark = match txn.query_one_raw(mark).await.map_err(map)? {
+        Some(row) => Some(row.try_get_by_index::<String>(0).map_err(map)?),
+        None => None,
+    };
+    let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
+    let values = params
+        .into_iter()
+        .map(|param| match param {
+            CountParam::Text(text) => Ok(text.into()),
+            CountParam::Int(n) => Ok(n.into()),
+            CountParam::Time(at) => Ok(time_value(PG, at)),
+            other => {
+                Err(GovernanceError::backend(false, format!("a count parameter this version cannot bind: {other:?}")))
+            }
+        })
+        .collect::<Result<Vec<sea_orm::Value>>>()?;
+    Ok(Some(HourlyCount { txn, statement: Statement::from_sql_and_values(PG, sql, values) }))
+}
+
+async fn count_records<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     query: &CountQuery,
@@ -491,12 +562,21 @@ pub(crate) async fn explain_query_history<C: ConnectionTrait>(
 }
 
 /// The plan of the count for `query`.
-pub(crate) async fn explain_count_history<C: ConnectionTrait>(
+pub(crate) async fn explain_count_history<
+    C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>,
+>(
     conn: &C,
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<String>> {
-    explain(conn, count_statement(conn.get_database_backend(), workspace, query)?).await
+    match hourly_count(conn, workspace, query).await? {
+        Some(hourly) => {
+            let plan = explain(&hourly.txn, hourly.statement).await;
+            hourly.txn.commit().await.map_err(map)?;
+            plan
+        }
+        None => explain(conn, count_statement(conn.get_database_backend(), workspace, query)?).await,
+    }
 }
 
 /// History records of the workspace that no seal entry names, after `after`

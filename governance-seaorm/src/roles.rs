@@ -8,6 +8,7 @@
 //! ([`TRANSITION_COLUMNS`]). SQLite has no roles: see [`RoleGrants::NotApplicable`].
 
 use governance_abstractions::provider::TRANSITION_COLUMNS;
+use governance_abstractions::provider::postgres_schema::{DERIVED_TABLES, ROLL_UP_FUNCTION};
 use governance_abstractions::{GovernanceError, Result, ValidationProblem};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait, Value};
 
@@ -147,9 +148,13 @@ fn mysql_updatable() -> impl Iterator<Item = &'static str> {
 /// the MySQL/MariaDB database). Empty on SQLite.
 ///
 /// - PostgreSQL, in one transaction: revoke everything the role holds on
-///   the governance tables, then grant `USAGE` on the schema, `SELECT,
-///   INSERT` on every table and `UPDATE` of the [`TRANSITION_COLUMNS`] of
-///   `governance_requests`.
+///   the governance tables, the hourly decision counts
+///   ([`DERIVED_TABLES`]) and the roll-up function, then grant `USAGE` on
+///   the schema, `SELECT, INSERT` on every governance table, `UPDATE` of
+///   the [`TRANSITION_COLUMNS`] of `governance_requests`, `SELECT` on the
+///   hourly counts (which counts read) and `EXECUTE` on the roll-up
+///   function (which writes them as the tables' owner; see
+///   [`SeaOrmStore::roll_up_counts`]).
 /// - MySQL/MariaDB, per table: grant `SELECT, INSERT` (and on
 ///   `governance_requests` `UPDATE` of the transition columns and of
 ///   `successor_guard`, the counter a supersession writes), then revoke
@@ -172,11 +177,16 @@ pub fn application_role_grants(backend: DbBackend, schema: &str, role: &Applicat
             let schema = postgres_quote(schema);
             let tables: Vec<String> = GOVERNANCE_TABLES.iter().map(|table| format!("{schema}.{table}")).collect();
             let tables = tables.join(", ");
+            let derived: Vec<String> = DERIVED_TABLES.iter().map(|table| format!("{schema}.{table}")).collect();
+            let derived = derived.join(", ");
             Ok(vec![
-                format!("REVOKE ALL ON TABLE {tables} FROM {grantee}"),
+                format!("REVOKE ALL ON TABLE {tables}, {derived} FROM {grantee}"),
+                format!("REVOKE ALL ON FUNCTION {schema}.{ROLL_UP_FUNCTION} FROM {grantee}"),
                 format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}"),
                 format!("GRANT SELECT, INSERT ON TABLE {tables} TO {grantee}"),
                 format!("GRANT UPDATE ({updatable}) ON TABLE {schema}.{REQUESTS} TO {grantee}"),
+                format!("GRANT SELECT ON TABLE {derived} TO {grantee}"),
+                format!("GRANT EXECUTE ON FUNCTION {schema}.{ROLL_UP_FUNCTION} TO {grantee}"),
             ])
         }
         DbBackend::MySql => {
@@ -564,10 +574,22 @@ mod tests {
             for grant in &grants {
                 let privileges = grant.trim_start_matches("GRANT ").split(" ON ").next().unwrap();
                 let privileges = privileges.split_once(" (").map_or(privileges, |(kinds, _)| kinds);
-                assert!(
-                    ["USAGE", "SELECT, INSERT", "UPDATE", "SELECT, INSERT, UPDATE"].contains(&privileges),
-                    "{backend:?}: {grant}"
-                );
+                // Read-only on the derived hourly counts, and the function
+                // that writes them as the tables' owner: nothing else.
+                let derived = DERIVED_TABLES.iter().any(|table| grant.contains(table));
+                let roll_up = grant.contains(&format!("FUNCTION \"gov\".{ROLL_UP_FUNCTION}"));
+                let allowed: &[&str] = match (derived, roll_up) {
+                    (true, false) => &["SELECT"],
+                    (false, true) => &["EXECUTE"],
+                    _ => &["USAGE", "SELECT, INSERT", "UPDATE", "SELECT, INSERT, UPDATE"],
+                };
+                assert!(allowed.contains(&privileges), "{backend:?}: {grant}");
+            }
+            if backend == DbBackend::Postgres {
+                for table in DERIVED_TABLES {
+                    assert!(grants.iter().any(|g| g.starts_with("GRANT SELECT ON") && g.contains(table)), "{table}");
+                }
+                assert!(grants.iter().any(|g| g.starts_with("GRANT EXECUTE ON FUNCTION")), "{statements:?}");
             }
             let updates: Vec<&&String> = grants.iter().filter(|s| s.contains("UPDATE")).collect();
             assert_eq!(updates.len(), 1, "{backend:?}: {statements:?}");

@@ -1095,3 +1095,50 @@ async fn postgres_writes_are_one_statement_each() {
     assert_eq!(stored.status(), RequestStatus::Superseded);
     assert_eq!(stored, *supersede.request());
 }
+
+/// PostgreSQL: once rolled up, a count over whole hours reads the hourly
+/// counts of the shared schema (its plan names them); the other backends
+/// keep none and refuse a roll-up with a typed reason.
+#[tokio::test]
+async fn rolled_up_counts_are_read_on_postgres_and_refused_elsewhere() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let week = TimeRange {
+            from: Timestamp::now().add_micros(-7 * 86_400_000_000),
+            until: Some(Timestamp::now().add_micros(3_600_000_000).expect("in range")),
+        };
+        let query = CountQuery::new(CountBy::ReasonCode, week).decision(Decision::Denied);
+        if store.connection().get_database_backend() != DbBackend::Postgres {
+            let refused = store.roll_up_counts(&ws).await.expect_err("no hourly counts here");
+            let source = std::error::Error::source(&refused).expect("a source");
+            assert!(source.downcast_ref::<governance_seaorm::RollUpUnsupported>().is_some(), "{name}: {refused:?}");
+            assert!(!refused.is_retryable(), "{name}");
+            continue;
+        }
+        let records: Vec<HistoryRecord> = (0..30)
+            .map(|i| {
+                let evidence = Evidence::decision(ws.clone(), Actor::user("u"), "o", "op", Decision::Denied)
+                    .reason_codes(vec![if i % 3 == 0 { "risk" } else { "limit" }]);
+                let at = Timestamp::now().add_micros(-(i * 3_600_000_000 + 1)).expect("in range");
+                HistoryRecord::new(evidence, at).expect("valid")
+            })
+            .collect();
+        store.append_history(&records).await.expect("append");
+        let before = store.count_history(&ws, &query).await.expect("count");
+        let plan = store.explain_count_history(&ws, &query).await.expect("plan").join("\n");
+        assert!(!plan.contains("governance_history_counts"), "{name}: nothing rolled up yet\n{plan}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut folded = 0;
+        while folded < 30 {
+            folded += store.roll_up_counts(&ws).await.expect("roll up");
+            assert!(std::time::Instant::now() < deadline, "{name}: {folded} of 30 folded");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(folded, 30, "{name}");
+        let plan = store.explain_count_history(&ws, &query).await.expect("plan").join("\n");
+        assert!(plan.contains("governance_history_counts"), "{name}: the hourly counts are read\n{plan}");
+        let after = store.count_history(&ws, &query).await.expect("count");
+        assert_eq!(after, before, "{name}");
+        assert_eq!(after.iter().map(|c| c.count).sum::<u64>(), 30, "{name}: {after:?}");
+    }
+}

@@ -54,6 +54,11 @@ pub const POSTGRES_TABLES: [&str; 6] = [REQUESTS, HISTORY, CHECKPOINTS, SEALS, R
 /// profile) do without them.
 pub const DERIVED_TABLES: [&str; 2] = [ROLLUPS, COUNTS];
 
+/// The function that folds a workspace's new decision records into the
+/// hourly counts, with its signature (`SECURITY DEFINER`, run as the
+/// tables' owner: the application role may call it, never write a count).
+pub const ROLL_UP_FUNCTION: &str = "governance_roll_up_counts(text)";
+
 /// Every column of the shared schema, in table order, with its type.
 pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
     column(REQUESTS, "workspace_id", "text"),
