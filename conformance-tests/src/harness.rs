@@ -127,6 +127,19 @@ pub struct CheckpointChange {
     pub digest: Option<String>,
 }
 
+/// Keeps a store's derived decision counts: the hourly counts of the shared
+/// PostgreSQL schema, say, which `count_history` reads for the records
+/// folded into them. The suite rolls up between its checks, so that the
+/// counts are checked on the path that reads them too, not only on the one
+/// that reads the records.
+#[async_trait]
+pub trait CountRollUp: Send + Sync {
+    /// Folds `workspace`'s records written since the last roll-up into the
+    /// counts; returns how many it folded (possibly fewer than were
+    /// written: the suite rolls up again until all are).
+    async fn roll_up(&self, workspace: &WorkspaceId) -> Result<u64, String>;
+}
+
 /// Something a store needs alive while a case runs (a temporary directory,
 /// a container): dropped when the case ends.
 pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
@@ -140,6 +153,8 @@ pub struct TestStore {
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
     /// Privileged access for [`Capability::Tamper`].
     pub tamper: Option<Arc<dyn TamperAccess>>,
+    /// The roll-up of derived counts, for a store that keeps them.
+    pub roll_up: Option<Arc<dyn CountRollUp>>,
     /// Resources the store lives on, released after the case.
     pub keep_alive: Option<KeepAlive>,
 }
@@ -147,12 +162,18 @@ pub struct TestStore {
 impl TestStore {
     /// A store without raw access.
     pub fn new(store: Arc<dyn GovernanceStore>) -> Self {
-        Self { store, raw_history: None, tamper: None, keep_alive: None }
+        Self { store, raw_history: None, tamper: None, roll_up: None, keep_alive: None }
     }
 
     /// Adds privileged tamper access.
     pub fn with_tamper(mut self, tamper: Arc<dyn TamperAccess>) -> Self {
         self.tamper = Some(tamper);
+        self
+    }
+
+    /// Adds the roll-up of the store's derived counts.
+    pub fn with_roll_up(mut self, roll_up: Arc<dyn CountRollUp>) -> Self {
+        self.roll_up = Some(roll_up);
         self
     }
 
@@ -217,6 +238,8 @@ pub struct CaseContext {
     pub raw_history: Option<Arc<dyn RawHistoryAccess>>,
     /// Tamper access, when the backend offers it.
     pub tamper: Option<Arc<dyn TamperAccess>>,
+    /// The roll-up of derived counts, when the store keeps them.
+    pub roll_up: Option<Arc<dyn CountRollUp>>,
     /// Keeps the store's resources alive for the case.
     pub keep_alive: Option<KeepAlive>,
 }
@@ -230,6 +253,7 @@ impl CaseContext {
             workspace: random_workspace(),
             raw_history: opened.raw_history,
             tamper: opened.tamper,
+            roll_up: opened.roll_up,
             keep_alive: opened.keep_alive,
         }
     }

@@ -60,8 +60,8 @@ mod harness;
 pub mod runner;
 
 pub use harness::{
-    Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, CheckpointChange, Group,
-    KeepAlive, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore, random_workspace,
+    Capabilities, Capability, Case, CaseContext, CaseFailure, CaseFuture, CaseResult, CheckpointChange, CountRollUp,
+    Group, KeepAlive, RawHistoryAccess, SetupError, StoreFactory, TamperAccess, TestStore, random_workspace,
 };
 
 crate::__with_cases!(registry);

@@ -229,6 +229,19 @@ async fn postgres_pool(url: &str, connections: u32) -> Result<governance_postgre
         .map_err(|e| unavailable("PostgreSQL at", url, with_causes(&e)))
 }
 
+/// The sqlx provider's roll-up of the hourly decision counts, for the
+/// suite's [`CountRollUp`](conformance_tests::CountRollUp) hook.
+#[cfg(feature = "postgres")]
+struct PostgresRollUp(governance_postgres::PostgresStore);
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl conformance_tests::CountRollUp for PostgresRollUp {
+    async fn roll_up(&self, workspace: &governance_abstractions::WorkspaceId) -> Result<u64, String> {
+        self.0.roll_up_counts(workspace).await.map_err(|e| with_causes(&e))
+    }
+}
+
 /// The sqlx PostgreSQL provider (`GOVERNANCE_POSTGRES_URL`).
 #[cfg(feature = "postgres")]
 #[derive(Clone, Copy, Debug, Default)]
@@ -252,9 +265,13 @@ impl StoreFactory for PostgresFactory {
         let split = lease.split().clone();
         let pool = postgres_pool(split.application_url(), 6).await?;
         let owner = postgres_pool(split.owner_url(), 1).await?;
-        Ok(TestStore::new(Arc::new(governance_postgres::PostgresStore::new(pool)))
+        // As the application role: it may run the roll-up (which writes as
+        // the tables' owner), never write a count.
+        let store = governance_postgres::PostgresStore::new(pool);
+        Ok(TestStore::new(Arc::new(store.clone()))
             .with_raw_history(Arc::new(PostgresRawHistory::new(owner.clone())))
             .with_tamper(Arc::new(PostgresTamper::new(owner)))
+            .with_roll_up(Arc::new(PostgresRollUp(store)))
             .keeping(Arc::new(lease)))
     }
 }
@@ -380,6 +397,17 @@ mod seaorm {
         }
     }
 
+    /// SeaORM's roll-up of the hourly decision counts on PostgreSQL, for the
+    /// suite's [`CountRollUp`](conformance_tests::CountRollUp) hook.
+    struct SeaOrmRollUp(SeaOrmStore);
+
+    #[async_trait]
+    impl conformance_tests::CountRollUp for SeaOrmRollUp {
+        async fn roll_up(&self, workspace: &governance_abstractions::WorkspaceId) -> Result<u64, String> {
+            self.0.roll_up_counts(workspace).await.map_err(|e| with_causes(&e))
+        }
+    }
+
     #[async_trait]
     impl StoreFactory for SeaOrmServerFactory {
         fn name(&self) -> &str {
@@ -403,9 +431,15 @@ mod seaorm {
             let store = connect(split.application_url(), 6).await?;
             // The privileged paths connect as the owner, bypassing the store.
             let owner = connect(split.owner_url(), 1).await?.connection().clone();
-            let opened =
-                TestStore::new(Arc::new(store)).with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
-            let opened = if self.is_mysql() { opened } else { opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))) };
+            let opened = TestStore::new(Arc::new(store.clone()))
+                .with_raw_history(Arc::new(SeaOrmRawHistory::new(owner.clone())));
+            let opened = if self.is_mysql() {
+                opened
+            } else {
+                // PostgreSQL keeps hourly decision counts (the shared schema):
+                // the suite rolls them up as the application role.
+                opened.with_tamper(Arc::new(SeaOrmTamper::new(owner))).with_roll_up(Arc::new(SeaOrmRollUp(store)))
+            };
             Ok(opened.keeping(Arc::new(lease)))
         }
     }

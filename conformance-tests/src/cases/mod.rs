@@ -90,6 +90,7 @@ macro_rules! __with_cases {
             query_by_target_and_empty: QueryFilters [],
             history_query_filters: QueryFilters [],
             history_counts: QueryFilters [],
+            history_counts_across_roll_ups: QueryFilters [],
             paging_sizes_agree: Pagination [],
             paging_equal_timestamps: Pagination [],
             paging_rows_arriving: Pagination [],
