@@ -63,14 +63,16 @@ impl Opened {
         }
     }
 
-    /// [`PostgresStore::roll_up_counts`], or `None` where the provider
-    /// keeps no hourly counts.
+    /// The provider's `roll_up_counts` on PostgreSQL (either provider: the
+    /// counts are the shared schema's), or `None` where the backend keeps
+    /// no hourly counts.
     pub(crate) async fn roll_up_counts(
         &self,
         workspace: &governance_abstractions::WorkspaceId,
     ) -> Option<governance_abstractions::Result<u64>> {
         match &self.store {
             Kind::Postgres(store) => Some(store.roll_up_counts(workspace).await),
+            Kind::SeaOrm(store) if self.provider() == "seaorm-postgres" => Some(store.roll_up_counts(workspace).await),
             Kind::SeaOrm(_) => None,
         }
     }

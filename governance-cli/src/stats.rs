@@ -156,14 +156,15 @@ pub(crate) struct RollUpOptions {
 
 /// Folds the workspace's new decision records into the hourly counts that
 /// `stats` (and every `count_history`) reads. Counts are exact without it;
-/// it keeps them fast. Only the sqlx PostgreSQL provider keeps such counts.
+/// it keeps them fast. Only PostgreSQL keeps such counts (through either
+/// provider: they are the shared schema's).
 pub(crate) async fn roll_up(options: RollUpOptions) -> Result<Outcome, CliError> {
     let workspace = workspace(&options.workspace)?;
     let opened = open::open(&options.target, Mode::Existing).await?;
     let Some(rolled) = opened.roll_up_counts(&workspace).await else {
         return Err(CliError::Usage(format!(
             "{} keeps no hourly decision counts (its counts read the records): nothing to roll up; \
-             on PostgreSQL use the default provider (--provider postgres)",
+             only PostgreSQL keeps them",
             opened.provider()
         )));
     };
