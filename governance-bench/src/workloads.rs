@@ -418,15 +418,23 @@ async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId),
 /// provider and baseline call by call.
 async fn queries(target: &Target, records: u64, samples: usize, rows: &mut Vec<Row>) -> Result<(), String> {
     let (ws, request) = seed(target, records).await?;
-    // The sqlx provider's hourly counts are rolled up as a deployment would
-    // (periodically); the records written since stay a live tail that every
-    // count reads, here one in a thousand of the history, written now.
-    let mut counts_note = None;
-    if let Some(store) = &target.postgres {
-        let started = std::time::Instant::now();
-        let folded = store.roll_up_counts(&ws).await.map_err(failed)?;
-        counts_note = Some(format!("{folded} records rolled up in {} ms", started.elapsed().as_millis()));
-    }
+    // The hourly counts of PostgreSQL (either provider) are rolled up as a
+    // deployment would (periodically); the records written since stay a
+    // live tail that every count reads, here one in a thousand of the
+    // history, written now.
+    let started = std::time::Instant::now();
+    let folded = match (&target.postgres, &target.seaorm) {
+        (Some(store), _) => Some(store.roll_up_counts(&ws).await.map_err(failed)?),
+        (None, Some(store))
+            if governance_seaorm::sea_orm::ConnectionTrait::get_database_backend(store.connection())
+                == governance_seaorm::sea_orm::DbBackend::Postgres =>
+        {
+            Some(store.roll_up_counts(&ws).await.map_err(failed)?)
+        }
+        _ => None,
+    };
+    let counts_note =
+        folded.map(|folded| format!("{folded} records rolled up in {} ms", started.elapsed().as_millis()));
     let tail = (records / 1000).max(20);
     let now = Timestamp::now();
     let recent: Vec<Evidence> = (records + 1000..records + 1000 + tail).map(|n| evidence(&ws, n)).collect();
