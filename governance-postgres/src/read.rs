@@ -237,13 +237,13 @@ pub(crate) async fn count_history(
     let rows = match counted_hours(profile, query)? {
         None => {
             let (sql, params) = postgres_statements::count_history(workspace, query, None)?;
-            bound(&sql, params).fetch_all(pool).await.map_err(map)?
+            bound(&sql, params)?.fetch_all(pool).await.map_err(map)?
         }
         Some(_) => {
             let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
             let mark = mark(&mut txn, workspace).await?;
             let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
-            let rows = bound(&sql, params).fetch_all(&mut *txn).await.map_err(map)?;
+            let rows = bound(&sql, params)?.fetch_all(&mut *txn).await.map_err(map)?;
             txn.commit().await.map_err(map)?;
             rows
         }
@@ -272,7 +272,8 @@ pub(crate) async fn explain_count_history(
         Some(_) => mark(&mut txn, workspace).await?,
     };
     let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
-    let rows = bound(&format!("EXPLAIN {sql}"), params).fetch_all(&mut *txn).await.map_err(map)?;
+    let explained = format!("EXPLAIN {sql}");
+    let rows = bound(&explained, params)?.fetch_all(&mut *txn).await.map_err(map)?;
     txn.commit().await.map_err(map)?;
     Ok(rows)
 }
@@ -282,19 +283,24 @@ async fn mark(txn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<
     sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(txn).await.map_err(map)
 }
 
-/// `sql` with the count's parameters bound.
-fn bound(sql: &str, params: Vec<CountParam>) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+/// `sql` with the count's parameters bound; a parameter of a kind this
+/// version does not know is an error, never a statement short of a value.
+fn bound(sql: &str, params: Vec<CountParam>) -> Result<sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>> {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for param in params {
         query = match param {
             CountParam::Text(text) => query.bind(text),
             CountParam::Int(n) => query.bind(n),
             CountParam::Time(at) => query.bind(at.as_datetime()),
-            // Every parameter a count statement binds is one of the above.
-            _ => query,
+            other => {
+                return Err(GovernanceError::backend(
+                    false,
+                    format!("a count parameter this version cannot bind: {other:?}"),
+                ));
+            }
         };
     }
-    query
+    Ok(query)
 }
 
 /// The whole hours a count may read from the hourly counts: none on the
