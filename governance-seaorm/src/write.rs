@@ -188,29 +188,39 @@ async fn run<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransac
 
 /// Commits a transition.
 ///
-/// On PostgreSQL it is first sent as one statement
-/// ([`postgres_statements::transition`]) that writes only over the row at
-/// the expected revision, status and digest. When it matches no row, a
-/// light read of the stored revision, status and digest names a lost race
-/// or a missing request at once; anything else (a row stored without a
-/// digest, a moved successor) goes the way every other backend takes.
+/// The first attempt writes only over the row at the expected revision,
+/// status and digest. On PostgreSQL it is one statement
+/// ([`postgres_statements::transition`]); elsewhere a write transaction
+/// that ends as soon as its update matches no row
+/// ([`transition_over_digest`]). When the attempt matches no row, a light
+/// read of the stored revision, status and digest names a lost race or a
+/// missing request at once; anything else (a row stored without a digest,
+/// a moved successor) goes the full way.
 ///
-/// That way is one write transaction: for a supersession, a locking read
-/// of the successor first; then one conditional `UPDATE` of exactly the
-/// transition's columns; then its history rows.
+/// The full way is one write transaction: for a supersession, a locking
+/// read of the successor first; then one conditional `UPDATE` of exactly
+/// the transition's columns; then its history rows. A supersession on
+/// MySQL/MariaDB and SQLite takes it from the start: its successor is
+/// locked before the update.
 pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     transition: &Transition,
     isolate: bool,
 ) -> Result<()> {
     validate_transition(transition)?;
-    if conn.get_database_backend() == DbBackend::Postgres {
-        if transition_in_one_statement(conn, transition, isolate).await? {
-            return Ok(());
+    let attempted = match (conn.get_database_backend(), transition.successor()) {
+        (DbBackend::Postgres, _) => Some(transition_in_one_statement(conn, transition, isolate).await?),
+        (_, None) => Some(transition_over_digest(conn, transition).await?),
+        (_, Some(_)) => None,
+    };
+    match attempted {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            if let Some(refusal) = refusal_from_stored_state(conn, transition).await? {
+                return Err(refusal);
+            }
         }
-        if let Some(refusal) = refusal_from_stored_state(conn, transition).await? {
-            return Err(refusal);
-        }
+        None => {}
     }
     let txn = begin(conn).await?;
     match write_transition(&txn, transition).await {
@@ -221,6 +231,39 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
             let _ = txn.rollback().await;
             Err(error)
         }
+    }
+}
+
+/// A transition without a successor on MySQL/MariaDB and SQLite: the
+/// update over the expected digest, then the records, in one write
+/// transaction; whether it moved the request.
+///
+/// A lost race rolls back as soon as its update matched nothing, and only
+/// then reads why. Under MySQL's `REPEATABLE READ` an update that matched
+/// nothing still holds the lock it waited for, and on SQLite the write
+/// transaction holds the database's write lock: a read inside it would
+/// keep every writer queued behind it, the next winner too.
+async fn transition_over_digest<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
+    conn: &C,
+    transition: &Transition,
+) -> Result<bool> {
+    let txn = begin(conn).await?;
+    match update_target(&txn, transition, Some(transition.expected_digest())).await {
+        Ok(0) => {
+            txn.rollback().await.map_err(map)?;
+            return Ok(false);
+        }
+        Ok(_) => {}
+        Err(error) => return Err(map(abandon(txn, error).await)),
+    }
+    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
+    match insert_history(&txn, &records).await {
+        Ok(()) => txn.commit().await.map_err(map).map(|()| true),
+        Err(error) if is_unique_violation(&error) => {
+            let _ = txn.rollback().await;
+            Err(records_taken(transition))
+        }
+        Err(error) => Err(map(abandon(txn, error).await)),
     }
 }
 
@@ -280,7 +323,7 @@ fn records_taken(transition: &Transition) -> GovernanceError {
     }
 }
 
-/// After the one statement matched no row: the refusal that the stored
+/// After the first attempt matched no row: the refusal that the stored
 /// revision, status and digest of the request name (read without a lock: a
 /// lost race is the common miss and costs this one light read), or `None`
 /// when they do not tell (a row stored without a digest, a supersession
@@ -290,9 +333,15 @@ async fn refusal_from_stored_state<C: ConnectionTrait>(
     transition: &Transition,
 ) -> Result<Option<GovernanceError>> {
     let next = transition.request();
+    let text = match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            "SELECT revision, status, state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2"
+        }
+        _ => "SELECT revision, status, state_digest FROM governance_requests WHERE workspace_id = ? AND id = ?",
+    };
     let read = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT revision, status, state_digest FROM governance_requests WHERE workspace_id = $1 AND id = $2",
+        conn.get_database_backend(),
+        text,
         [workspace_str(next).into(), next.id().as_uuid().into()],
     );
     let Some(row) = conn.query_one_raw(read).await.map_err(map)? else {

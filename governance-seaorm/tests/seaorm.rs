@@ -1096,6 +1096,51 @@ async fn postgres_writes_are_one_statement_each() {
     assert_eq!(stored, *supersede.request());
 }
 
+/// MySQL/MariaDB and SQLite: a lost race rolls its write transaction back
+/// as soon as its update matched nothing and only then reads why, without a
+/// lock: under `REPEATABLE READ` (and SQLite's write lock) a read inside
+/// would keep the next winner queued behind it.
+#[tokio::test]
+async fn a_lost_race_reads_why_after_its_rollback() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display())];
+    urls.extend(governance_test_support::fresh_database_or_skip(Server::MySql).await);
+    for url in urls {
+        let mut db = governance_seaorm::sea_orm::Database::connect(url.as_str()).await.expect("connects");
+        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = Arc::clone(&sent);
+        db.set_metric_callback(move |info| log.lock().expect("log").push(info.statement.sql.clone()));
+        let store = SeaOrmStore::new(db);
+        store.migrate().await.expect("migrates");
+        let backend = store.connection().get_database_backend();
+        let ws = workspace();
+        let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+        let older = created(&store, spec).await;
+        let approve = lifecycle::apply(older.request(), &user("dev"), &Action::Approve, Timestamp::now()).expect("ok");
+        sent.lock().expect("log").clear();
+        store.commit_transition(&approve).await.expect("approves");
+        let statements = std::mem::take(&mut *sent.lock().expect("log"));
+        assert_eq!(statements.len(), 2, "{backend:?}: the update and the insert: {statements:#?}");
+        assert!(statements[0].starts_with("UPDATE"), "{backend:?}: {statements:#?}");
+        let annotate = Action::Annotate { metadata: serde_json::json!({"n": 1}) };
+        let stale = lifecycle::apply(older.request(), &user("dev"), &annotate, Timestamp::now()).expect("ok");
+        let lost = store.commit_transition(&stale).await.expect_err("computed from the old revision");
+        assert!(matches!(lost, GovernanceError::Conflict { .. }), "{backend:?}: {lost:?}");
+        let statements = std::mem::take(&mut *sent.lock().expect("log"));
+        assert_eq!(statements.len(), 2, "{backend:?}: the update, then one read: {statements:#?}");
+        assert!(statements[0].starts_with("UPDATE"), "{backend:?}: {statements:#?}");
+        assert!(
+            statements[1].starts_with("SELECT") && !statements[1].contains("FOR UPDATE"),
+            "{backend:?}: the read takes no lock: {statements:#?}"
+        );
+        let stored = store.get_request(&ws, older.request().id()).await.expect("stored");
+        assert_eq!(stored, *approve.request(), "{backend:?}: the lost race wrote nothing");
+        let history = store.history_for_request(&ws, older.request().id()).await.expect("history");
+        assert_eq!(history.len(), 2, "{backend:?}: the creation and the approval");
+    }
+}
+
 /// PostgreSQL: once rolled up, a count over whole hours reads the hourly
 /// counts of the shared schema (its plan names them); the other backends
 /// keep none and refuse a roll-up with a typed reason.
