@@ -250,6 +250,7 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             let store = SeaOrmStore::open_sqlite(dir.path().join("bench.db")).await.map_err(|e| e.to_string())?;
             keep.push(dir);
             let connection = store.connection().clone();
+            warn_of_memory_statistics(&connection).await?;
             let events = sea_events(connection.clone()).await?;
             let seaorm = Some(store.clone());
             let baseline = Arc::new(SeaBaseline(connection.clone()));
@@ -257,6 +258,24 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
         }
         other => Err(format!("unknown provider {other}")),
     }
+}
+
+/// SQLite built with memory statistics (its default) takes one process-wide
+/// mutex for every allocation: concurrent readers queue on it, and every
+/// SQLite row of this run would read slower than an application that builds
+/// it as `.cargo/config.toml` does here. Says so on stderr.
+async fn warn_of_memory_statistics(connection: &governance_seaorm::sea_orm::DatabaseConnection) -> Result<(), String> {
+    use governance_seaorm::sea_orm::{ConnectionTrait, Statement};
+    let statement = Statement::from_string(connection.get_database_backend(), "PRAGMA compile_options");
+    let options = connection.query_all_raw(statement).await.map_err(|e| e.to_string())?;
+    let off = options.iter().any(|row| row.try_get_by_index::<String>(0).is_ok_and(|o| o == "DEFAULT_MEMSTATUS=0"));
+    if !off {
+        eprintln!(
+            "governance-bench: warning: SQLite is built with memory statistics on (no SQLITE_DEFAULT_MEMSTATUS=0): \
+             its concurrent readers contend on one mutex (see docs/providers/seaorm.md)"
+        );
+    }
+    Ok(())
 }
 
 fn markdown(rows: &[Row]) -> String {
