@@ -175,7 +175,9 @@ async fn database(server: Server) -> Result<String, String> {
 
 async fn seaorm_server(url: &str) -> Result<SeaOrmStore, String> {
     let mut options = ConnectOptions::new(url);
-    options.max_connections(POOL).min_connections(1).sqlx_logging(false);
+    // Pools as the providers' own `connect` builds them: no ping before
+    // each acquire.
+    options.max_connections(POOL).min_connections(1).sqlx_logging(false).test_before_acquire(false);
     let store = SeaOrmStore::new(Database::connect(options).await.map_err(|e| e.to_string())?);
     store.migrate().await.map_err(|e| e.to_string())?;
     Ok(store)
@@ -215,6 +217,7 @@ async fn target(name: &'static str, keep: &mut Vec<tempfile::TempDir>) -> Result
             let url = database(Server::Postgres).await?;
             let pool = governance_postgres::sqlx::postgres::PgPoolOptions::new()
                 .max_connections(POOL)
+                .test_before_acquire(false)
                 .connect(&url)
                 .await
                 .map_err(|e| e.to_string())?;

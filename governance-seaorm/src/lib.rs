@@ -229,10 +229,13 @@ impl SeaOrmStore {
         }
         probe(url, settings).await?;
         let mut options = sea_orm::ConnectOptions::new(url);
+        // No ping before each acquire: it would add a round trip to every
+        // statement, and a dead connection surfaces as `Unavailable` anyway.
         options
             .max_connections(settings.max_connections())
             .connect_timeout(settings.connect_timeout())
-            .acquire_timeout(settings.acquire_timeout());
+            .acquire_timeout(settings.acquire_timeout())
+            .test_before_acquire(false);
         #[cfg(feature = "postgres")]
         if let Some(name) = settings.application_name() {
             let name = name.to_owned();
@@ -260,7 +263,14 @@ impl SeaOrmStore {
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("recursive_triggers", "ON");
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(unavailable)?;
+        // No ping before each acquire: a connection to a file does not go
+        // stale, and the ping is a hop to the connection's worker thread.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
         let store = Self::new(DatabaseConnection::from(pool));
         store.migrate().await?;
         Ok(store)
@@ -278,6 +288,7 @@ impl SeaOrmStore {
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
