@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::convert::{checkpoint_from, history_from, read_record, request_from, seal_from, time_value};
-use crate::entity::{ByPosition, checkpoint, history, request, seal};
+use crate::entity::{ByPosition, all_by_position, checkpoint, history, request, seal};
 use crate::error::map;
 
 /// Rows strictly beyond `after` in `direction`, ordered that way, `limit + 1` of them.
@@ -204,12 +204,10 @@ pub(crate) async fn query_requests<C: ConnectionTrait>(
     filter: &RequestFilter,
     page: &PageRequest,
 ) -> Result<Page<GovernanceRequest>> {
-    let rows = requests_select(conn.get_database_backend(), workspace, filter, page)?
-        .into_model::<ByPosition<request::Model>>()
-        .all(conn)
-        .await
-        .map_err(map)?;
-    let requests = rows.into_iter().map(|ByPosition(row)| request_from(row)).collect::<Result<Vec<_>>>()?;
+    let backend = conn.get_database_backend();
+    let select = requests_select(backend, workspace, filter, page)?;
+    let rows = all_by_position::<request::Model, _>(conn, select.build(backend)).await.map_err(map)?;
+    let requests = rows.into_iter().map(request_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(requests, page, Position::of_request))
 }
 
@@ -247,12 +245,9 @@ pub(crate) async fn history_for_request<C: ConnectionTrait>(
     workspace: &WorkspaceId,
     request: RequestId,
 ) -> Result<Vec<HistoryRecord>> {
-    let rows = request_history_select(workspace, request)
-        .into_model::<ByPosition<history::Model>>()
-        .all(conn)
-        .await
-        .map_err(map)?;
-    rows.into_iter().map(|ByPosition(row)| history_from(row)).collect()
+    let select = request_history_select(workspace, request).build(conn.get_database_backend());
+    let rows = all_by_position::<history::Model, _>(conn, select).await.map_err(map)?;
+    rows.into_iter().map(history_from).collect()
 }
 
 /// The history query for `filter` and `page`.
@@ -273,12 +268,10 @@ pub(crate) async fn query_history<C: ConnectionTrait>(
     filter: &HistoryFilter,
     page: &PageRequest,
 ) -> Result<Page<HistoryRecord>> {
-    let rows = history_select(conn.get_database_backend(), workspace, filter, page)?
-        .into_model::<ByPosition<history::Model>>()
-        .all(conn)
-        .await
-        .map_err(map)?;
-    let records = rows.into_iter().map(|ByPosition(row)| history_from(row)).collect::<Result<Vec<_>>>()?;
+    let backend = conn.get_database_backend();
+    let select = history_select(backend, workspace, filter, page)?.build(backend);
+    let rows = all_by_position::<history::Model, _>(conn, select).await.map_err(map)?;
+    let records = rows.into_iter().map(history_from).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_fetched(records, page, Position::of_record))
 }
 
