@@ -145,52 +145,73 @@ fn is_null(row: &sea_orm::QueryResult, index: usize) -> bool {
 pub(crate) struct Columns<'r> {
     row: &'r sea_orm::QueryResult,
     next: usize,
-    /// A PostgreSQL row of a result whose first row was decoded with every
-    /// type check: the rest decode without them (see [`all_by_position`]).
+    /// A later row of a result whose first row passed [`check_declared`]:
+    /// its values decode without a check each.
+    trusted: Trusted<'r>,
+}
+
+/// The driver's row, when its values decode unchecked.
+#[derive(Clone, Copy)]
+enum Trusted<'r> {
+    No,
     #[cfg(feature = "postgres")]
-    trusted: Option<&'r sea_orm::sqlx::postgres::PgRow>,
+    Postgres(&'r sea_orm::sqlx::postgres::PgRow),
+    #[cfg(feature = "mysql")]
+    MySql(&'r sea_orm::sqlx::mysql::MySqlRow),
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'r ()>),
 }
 
 impl<'r> Columns<'r> {
     /// Every value checked against its column's type.
     fn checked(row: &'r sea_orm::QueryResult) -> Self {
-        Self {
-            row,
-            next: 0,
-            #[cfg(feature = "postgres")]
-            trusted: None,
-        }
+        Self { row, next: 0, trusted: Trusted::No }
     }
 
-    /// On PostgreSQL, no value checked: a later row of a result whose first
+    /// No value checked (PostgreSQL and MySQL; SQLite stores no column
+    /// type a check could rely on): a later row of a result whose first
     /// row passed [`check_declared`].
-    #[cfg(feature = "postgres")]
     fn trusted(row: &'r sea_orm::QueryResult) -> Self {
-        Self {
-            row,
-            next: 0,
-            #[cfg(feature = "postgres")]
-            trusted: row.try_as_pg_row(),
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = row.try_as_pg_row() {
+            return Self { row, next: 0, trusted: Trusted::Postgres(pg) };
         }
+        #[cfg(feature = "mysql")]
+        if let Some(my) = row.try_as_mysql_row() {
+            return Self { row, next: 0, trusted: Trusted::MySql(my) };
+        }
+        Self::checked(row)
     }
 
     fn get<T: sea_orm::TryGetable + Field>(&mut self) -> Result<T, DbErr> {
         self.next += 1;
-        #[cfg(feature = "postgres")]
-        if let Some(row) = self.trusted {
-            use sea_orm::sqlx::Row;
-            return row.try_get_unchecked::<T::Pg, _>(self.next - 1).map(T::from_pg).map_err(driver);
+        #[allow(unused_imports)]
+        use sea_orm::sqlx::Row;
+        match self.trusted {
+            #[cfg(feature = "postgres")]
+            Trusted::Postgres(row) => row.try_get_unchecked::<T::Pg, _>(self.next - 1).map(T::from_pg).map_err(driver),
+            #[cfg(feature = "mysql")]
+            Trusted::MySql(row) => row.try_get_unchecked::<T::My, _>(self.next - 1).map(T::from_my).map_err(driver),
+            _ => Ok(T::try_get_by_index(self.row, self.next - 1)?),
         }
-        Ok(T::try_get_by_index(self.row, self.next - 1)?)
     }
 
     fn optional<T: sea_orm::TryGetable + Field>(&mut self) -> Result<Option<T>, DbErr> {
         self.next += 1;
-        #[cfg(feature = "postgres")]
-        if let Some(row) = self.trusted {
-            use sea_orm::sqlx::Row;
-            let value = row.try_get_unchecked::<Option<T::Pg>, _>(self.next - 1).map_err(driver)?;
-            return Ok(value.map(T::from_pg));
+        #[allow(unused_imports)]
+        use sea_orm::sqlx::Row;
+        match self.trusted {
+            #[cfg(feature = "postgres")]
+            Trusted::Postgres(row) => {
+                let value = row.try_get_unchecked::<Option<T::Pg>, _>(self.next - 1).map_err(driver)?;
+                return Ok(value.map(T::from_pg));
+            }
+            #[cfg(feature = "mysql")]
+            Trusted::MySql(row) => {
+                let value = row.try_get_unchecked::<Option<T::My>, _>(self.next - 1).map_err(driver)?;
+                return Ok(value.map(T::from_my));
+            }
+            _ => {}
         }
         if is_null(self.row, self.next - 1) {
             return Ok(None);
@@ -203,18 +224,22 @@ impl<'r> Columns<'r> {
     }
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn driver(error: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Type(error.to_string())
 }
 
-/// A model field's type as the PostgreSQL driver decodes it.
+/// A model field's type as each server's driver decodes it: the same
+/// types SeaORM's own decoding asks the driver for.
 pub(crate) trait Field: Sized {
-    /// The driver's type of the column.
     #[cfg(feature = "postgres")]
     type Pg: for<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::Postgres> + sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>;
     #[cfg(feature = "postgres")]
     fn from_pg(value: Self::Pg) -> Self;
+    #[cfg(feature = "mysql")]
+    type My: for<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::MySql> + sea_orm::sqlx::Type<sea_orm::sqlx::MySql>;
+    #[cfg(feature = "mysql")]
+    fn from_my(value: Self::My) -> Self;
 }
 
 macro_rules! plain_fields {
@@ -224,6 +249,12 @@ macro_rules! plain_fields {
             type Pg = $t;
             #[cfg(feature = "postgres")]
             fn from_pg(value: Self) -> Self {
+                value
+            }
+            #[cfg(feature = "mysql")]
+            type My = $t;
+            #[cfg(feature = "mysql")]
+            fn from_my(value: Self) -> Self {
                 value
             }
         }
@@ -239,6 +270,12 @@ impl Field for UtcTime {
     fn from_pg(value: Self::Pg) -> Self {
         UtcTime(value)
     }
+    #[cfg(feature = "mysql")]
+    type My = chrono::NaiveDateTime;
+    #[cfg(feature = "mysql")]
+    fn from_my(value: Self::My) -> Self {
+        UtcTime(value.and_utc())
+    }
 }
 
 impl Field for TextList {
@@ -248,50 +285,111 @@ impl Field for TextList {
     fn from_pg(value: Self::Pg) -> Self {
         TextList(value)
     }
+    // A JSON array, decoded straight into the list.
+    #[cfg(feature = "mysql")]
+    type My = sea_orm::sqlx::types::Json<Vec<String>>;
+    #[cfg(feature = "mysql")]
+    fn from_my(value: Self::My) -> Self {
+        TextList(value.0)
+    }
+}
+
+/// What a model column holds, for [`check_declared`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    Text,
+    Uuid,
+    Int,
+    Json,
+    List,
+    Time,
+}
+
+impl Kind {
+    #[cfg(feature = "postgres")]
+    fn decodes_pg(self, ty: &sea_orm::sqlx::postgres::PgTypeInfo) -> bool {
+        fn of<T: Field>(ty: &sea_orm::sqlx::postgres::PgTypeInfo) -> bool {
+            <T::Pg as sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>>::compatible(ty)
+        }
+        match self {
+            Kind::Text => of::<String>(ty),
+            Kind::Uuid => of::<uuid::Uuid>(ty),
+            Kind::Int => of::<i64>(ty),
+            Kind::Json => of::<serde_json::Value>(ty),
+            Kind::List => of::<TextList>(ty),
+            Kind::Time => of::<UtcTime>(ty),
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    fn decodes_my(self, ty: &sea_orm::sqlx::mysql::MySqlTypeInfo) -> bool {
+        fn of<T: Field>(ty: &sea_orm::sqlx::mysql::MySqlTypeInfo) -> bool {
+            <T::My as sea_orm::sqlx::Type<sea_orm::sqlx::MySql>>::compatible(ty)
+        }
+        match self {
+            Kind::Text => of::<String>(ty),
+            Kind::Uuid => of::<uuid::Uuid>(ty),
+            Kind::Int => of::<i64>(ty),
+            Kind::Json => of::<serde_json::Value>(ty),
+            Kind::List => of::<TextList>(ty),
+            Kind::Time => of::<UtcTime>(ty),
+        }
+    }
 }
 
 /// A model decoded by column position from the entity's own select.
 pub(crate) trait Positional: Sized {
-    /// The columns' types in order, for [`check_declared`].
-    #[cfg(feature = "postgres")]
-    const PG_TYPES: &'static [fn(&sea_orm::sqlx::postgres::PgTypeInfo) -> bool];
+    /// What each column holds, in order.
+    const KINDS: &'static [Kind];
     fn decode(columns: &mut Columns<'_>) -> Result<Self, DbErr>;
 }
 
-/// Whether a PostgreSQL column declared as `ty` decodes as `T`.
-#[cfg(feature = "postgres")]
-fn pg_compatible<T: Field>(ty: &sea_orm::sqlx::postgres::PgTypeInfo) -> bool {
-    <T::Pg as sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>>::compatible(ty)
-}
-
-/// Checks every column the PostgreSQL driver declares for a result (from
-/// its first row) against the model's types: the declared type holds for
-/// every row, `NULL`s included, so the rows after the first decode without
-/// a check per value, which was about a fifth of decoding a record.
-#[cfg(feature = "postgres")]
-fn check_declared<M: Positional>(row: &sea_orm::sqlx::postgres::PgRow) -> Result<(), DbErr> {
+/// Checks every column the driver declares for a result (from its first
+/// row) against the model's: the declared type holds for every row,
+/// `NULL`s included, so the rows after the first decode without a check
+/// per value, which was about a fifth of decoding a record. On SQLite,
+/// whose columns hold any type, every value stays checked.
+fn check_declared<M: Positional>(row: &sea_orm::QueryResult) -> Result<(), DbErr> {
+    #[allow(unused_imports)]
     use sea_orm::sqlx::{Column, Row, TypeInfo};
-    let columns = row.columns();
-    if columns.len() != M::PG_TYPES.len() {
-        return Err(DbErr::Type(format!("{} columns, expected {}", columns.len(), M::PG_TYPES.len())));
+    fn refuse(n: usize, name: &str, ty: &str) -> DbErr {
+        DbErr::Type(format!("column {} ({name}) is {ty}, which the model does not decode", n + 1))
     }
-    for ((n, column), compatible) in columns.iter().enumerate().zip(M::PG_TYPES) {
-        if !compatible(column.type_info()) {
-            return Err(DbErr::Type(format!(
-                "column {} ({}) is {}, which the model does not decode",
-                n + 1,
-                column.name(),
-                column.type_info().name()
-            )));
+    let count = |columns: usize| {
+        if columns == M::KINDS.len() {
+            Ok(())
+        } else {
+            Err(DbErr::Type(format!("{columns} columns, expected {}", M::KINDS.len())))
         }
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = row.try_as_pg_row() {
+        count(pg.columns().len())?;
+        for ((n, column), kind) in pg.columns().iter().enumerate().zip(M::KINDS) {
+            if !kind.decodes_pg(column.type_info()) {
+                return Err(refuse(n, column.name(), column.type_info().name()));
+            }
+        }
+        return Ok(());
     }
+    #[cfg(feature = "mysql")]
+    if let Some(my) = row.try_as_mysql_row() {
+        count(my.columns().len())?;
+        for ((n, column), kind) in my.columns().iter().enumerate().zip(M::KINDS) {
+            if !kind.decodes_my(column.type_info()) {
+                return Err(refuse(n, column.name(), column.type_info().name()));
+            }
+        }
+        return Ok(());
+    }
+    let _ = (row, refuse, count);
     Ok(())
 }
 
 /// Every row of `statement` (an entity's own select) as its model, decoded
-/// by position. On PostgreSQL the first row's declared column types are
-/// checked against the model's and the rest decode without a check per
-/// value; elsewhere every value is checked.
+/// by position. On PostgreSQL and MySQL the first row's declared column
+/// types are checked against the model's and the rest decode without a
+/// check per value; on SQLite every value is checked.
 pub(crate) async fn all_by_position<M: Positional, C: sea_orm::ConnectionTrait>(
     conn: &C,
     statement: sea_orm::Statement,
@@ -299,17 +397,13 @@ pub(crate) async fn all_by_position<M: Positional, C: sea_orm::ConnectionTrait>(
     let rows = conn.query_all_raw(statement).await?;
     let mut models = Vec::with_capacity(rows.len());
     for (n, row) in rows.iter().enumerate() {
-        #[cfg(feature = "postgres")]
-        if let Some(pg) = row.try_as_pg_row() {
-            if n == 0 {
-                check_declared::<M>(pg)?;
-            } else {
-                models.push(M::decode(&mut Columns::trusted(row))?);
-                continue;
-            }
-        }
-        let _ = n;
-        models.push(M::decode(&mut Columns::checked(row))?);
+        let mut columns = if n == 0 {
+            check_declared::<M>(row)?;
+            Columns::checked(row)
+        } else {
+            Columns::trusted(row)
+        };
+        models.push(M::decode(&mut columns)?);
     }
     Ok(models)
 }
@@ -324,34 +418,33 @@ impl sea_orm::FromQueryResult for ByPosition<history::Model> {
 }
 
 impl Positional for history::Model {
-    #[cfg(feature = "postgres")]
-    const PG_TYPES: &'static [fn(&sea_orm::sqlx::postgres::PgTypeInfo) -> bool] = &[
-        pg_compatible::<String>,
-        pg_compatible::<uuid::Uuid>,
-        pg_compatible::<uuid::Uuid>,
-        pg_compatible::<i64>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<TextList>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<i64>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<UtcTime>,
-        pg_compatible::<String>,
+    const KINDS: &'static [Kind] = &[
+        Kind::Text,
+        Kind::Uuid,
+        Kind::Uuid,
+        Kind::Int,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Json,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::List,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Int,
+        Kind::Json,
+        Kind::Json,
+        Kind::Text,
+        Kind::Text,
+        Kind::Time,
+        Kind::Text,
     ];
 
     fn decode(c: &mut Columns<'_>) -> Result<Self, DbErr> {
@@ -396,33 +489,32 @@ impl sea_orm::FromQueryResult for ByPosition<request::Model> {
 }
 
 impl Positional for request::Model {
-    #[cfg(feature = "postgres")]
-    const PG_TYPES: &'static [fn(&sea_orm::sqlx::postgres::PgTypeInfo) -> bool] = &[
-        pg_compatible::<String>,
-        pg_compatible::<uuid::Uuid>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<i64>,
-        pg_compatible::<String>,
-        pg_compatible::<UtcTime>,
-        pg_compatible::<uuid::Uuid>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
-        pg_compatible::<TextList>,
-        pg_compatible::<serde_json::Value>,
-        pg_compatible::<i64>,
-        pg_compatible::<UtcTime>,
-        pg_compatible::<UtcTime>,
-        pg_compatible::<String>,
-        pg_compatible::<String>,
+    const KINDS: &'static [Kind] = &[
+        Kind::Text,
+        Kind::Uuid,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Json,
+        Kind::Text,
+        Kind::Text,
+        Kind::Text,
+        Kind::Json,
+        Kind::Int,
+        Kind::Text,
+        Kind::Time,
+        Kind::Uuid,
+        Kind::Text,
+        Kind::Text,
+        Kind::List,
+        Kind::Json,
+        Kind::Int,
+        Kind::Time,
+        Kind::Time,
+        Kind::Text,
+        Kind::Text,
     ];
 
     fn decode(c: &mut Columns<'_>) -> Result<Self, DbErr> {
@@ -932,48 +1024,71 @@ mod tests {
         assert_eq!(decoded, Some(TextList(vec!["a".into(), "b, \"c\"".into()])));
     }
 
-    /// Three history rows of literal values, `request_revision` as `revision`
-    /// (`NULL` in every row).
-    #[cfg(feature = "postgres")]
-    fn literal_rows(revision: &str) -> String {
-        format!(
-            "SELECT 'ws'::text, gen_random_uuid(), NULL::uuid, {revision}, 'decision'::text, \
-             'decision.approved'::text, 'user'::text, 'u'::text, '{{}}'::jsonb, 'o'::text, 'op'::text, \
-             'approved'::text, NULL::text, NULL::text, ARRAY['a', 'b']::text[], NULL::text, NULL::text, \
-             NULL::text, NULL::text, 7::int8, NULL::jsonb, '{{\"ok\": true}}'::jsonb, NULL::text, NULL::text, \
-             now() + n * interval '1 second', 'hash'::text FROM generate_series(1, 3) AS n"
-        )
+    /// Three history rows of literal values on `backend`, `request_revision`
+    /// as `revision` (`NULL` in every row).
+    fn literal_rows(backend: DbBackend, revision: &str) -> sea_orm::Statement {
+        let sql = match backend {
+            DbBackend::MySql => format!(
+                "SELECT 'ws', UNHEX(REPLACE(UUID(), '-', '')), CAST(NULL AS BINARY(16)), {revision}, 'decision', \
+                 'decision.approved', 'user', 'u', JSON_OBJECT(), 'o', 'op', 'approved', CAST(NULL AS CHAR), \
+                 CAST(NULL AS CHAR), JSON_ARRAY('a', 'b'), CAST(NULL AS CHAR), CAST(NULL AS CHAR), \
+                 CAST(NULL AS CHAR), CAST(NULL AS CHAR), CAST(7 AS SIGNED), CAST(NULL AS CHAR), JSON_OBJECT('ok', true), \
+                 CAST(NULL AS CHAR), CAST(NULL AS CHAR), CAST(NOW(6) + INTERVAL n SECOND AS DATETIME(6)), 'hash' \
+                 FROM (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3) AS t ORDER BY n"
+            ),
+            _ => format!(
+                "SELECT 'ws'::text, gen_random_uuid(), NULL::uuid, {revision}, 'decision'::text, \
+                 'decision.approved'::text, 'user'::text, 'u'::text, '{{}}'::jsonb, 'o'::text, 'op'::text, \
+                 'approved'::text, NULL::text, NULL::text, ARRAY['a', 'b']::text[], NULL::text, NULL::text, \
+                 NULL::text, NULL::text, 7::int8, NULL::jsonb, '{{\"ok\": true}}'::jsonb, NULL::text, NULL::text, \
+                 now() + n * interval '1 second', 'hash'::text FROM generate_series(1, 3) AS n"
+            ),
+        };
+        sea_orm::Statement::from_string(backend, sql)
     }
 
-    /// On PostgreSQL only a result's first row is checked value by value,
-    /// but it checks every column's declared type, a column that is `NULL`
-    /// in every row too: the later rows decode the same values unchecked,
-    /// and a result whose columns are not the model's fails whichever rows
-    /// hold values.
-    #[cfg(feature = "postgres")]
+    /// On PostgreSQL and MySQL only a result's first row is checked value
+    /// by value, but it checks every column's declared type, a column that
+    /// is `NULL` in every row too: the later rows decode the same values
+    /// unchecked, and a result whose columns are not the model's fails
+    /// whichever rows hold values.
     #[tokio::test]
     async fn a_result_is_type_checked_once_for_every_row() {
-        let Some(url) =
-            governance_test_support::fresh_database_or_skip(governance_test_support::Server::Postgres).await
-        else {
-            return;
-        };
-        let db = sea_orm::Database::connect(url.as_str()).await.expect("connects");
-        let statement = |revision: &str| sea_orm::Statement::from_string(DbBackend::Postgres, literal_rows(revision));
-        let rows = all_by_position::<history::Model, _>(&db, statement("NULL::int8")).await.expect("decodes");
-        assert_eq!(rows.len(), 3);
-        for row in &rows {
-            assert_eq!((row.request_id, row.request_revision, row.latency_us), (None, None, Some(7)));
-            assert_eq!(row.reason_codes, TextList(vec!["a".into(), "b".into()]));
-            assert_eq!(row.response_json, Some(serde_json::json!({"ok": true})));
-            assert_eq!((row.decision.as_deref(), row.outcome.as_deref()), (Some("approved"), None));
+        use governance_test_support::{Server, fresh_database_or_skip};
+        let cases = [
+            (Server::Postgres, DbBackend::Postgres, "NULL::int8", ["NULL::text", "NULL::int4", "NULL::numeric"]),
+            (
+                Server::MySql,
+                DbBackend::MySql,
+                "CAST(NULL AS SIGNED)",
+                ["CAST(NULL AS CHAR)", "CAST(NULL AS DATETIME)", "CAST(NULL AS DECIMAL(20, 0))"],
+            ),
+        ];
+        for (server, backend, revision, wrong_types) in cases {
+            let Some(url) = fresh_database_or_skip(server).await else { continue };
+            let db = sea_orm::Database::connect(url.as_str()).await.expect("connects");
+            let rows = all_by_position::<history::Model, _>(&db, literal_rows(backend, revision)).await;
+            let rows = rows.unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+            assert_eq!(rows.len(), 3);
+            for row in &rows {
+                assert_eq!(
+                    (row.request_id, row.request_revision, row.latency_us),
+                    (None, None, Some(7)),
+                    "{backend:?}"
+                );
+                assert_eq!(row.reason_codes, TextList(vec!["a".into(), "b".into()]), "{backend:?}");
+                assert_eq!(row.response_json, Some(serde_json::json!({"ok": true})), "{backend:?}");
+                assert_eq!((row.decision.as_deref(), row.outcome.as_deref()), (Some("approved"), None));
+            }
+            assert!(rows[0].created_at < rows[2].created_at, "{backend:?}");
+            assert_ne!(rows[0].id, rows[1].id, "{backend:?}");
+            for wrong in wrong_types {
+                let error = all_by_position::<history::Model, _>(&db, literal_rows(backend, wrong)).await;
+                let error = error.expect_err(wrong).to_string();
+                assert!(error.contains("column 4 "), "{backend:?} {wrong}: {error}");
+            }
+            let short = sea_orm::Statement::from_string(backend, "SELECT 'ws'");
+            all_by_position::<history::Model, _>(&db, short).await.expect_err("one column of 26");
         }
-        assert!(rows[0].created_at < rows[2].created_at);
-        for wrong in ["NULL::text", "NULL::int4", "NULL::numeric"] {
-            let error = all_by_position::<history::Model, _>(&db, statement(wrong)).await.expect_err(wrong);
-            assert!(error.to_string().contains("column 4 "), "{wrong}: {error}");
-        }
-        let short = sea_orm::Statement::from_string(DbBackend::Postgres, "SELECT 'ws'::text");
-        all_by_position::<history::Model, _>(&db, short).await.expect_err("one column of 26");
     }
 }
