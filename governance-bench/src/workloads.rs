@@ -128,11 +128,20 @@ fn evidence(workspace: &WorkspaceId, n: u64) -> Evidence {
     evidence
 }
 
+/// The recorder the write workloads record through. Its deadline is far
+/// above the default (500 ms): these workloads measure throughput, and on
+/// SQLite 32 writers queue for one write lock, so a write held up by a WAL
+/// checkpoint could outlast the default and refuse (fail-closed), ending
+/// the provider's run.
+fn recorder_for(target: &Target) -> Recorder {
+    Recorder::new(target.store.clone()).deadline(std::time::Duration::from_secs(30))
+}
+
 /// The evidence append workloads (one record per call, then batches of 100).
 async fn evidence_append(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Result<(), String> {
     for &writers in &target.writers {
         let (ours, theirs) = (workspace("one"), workspace("one-base"));
-        let recorder = Recorder::new(target.store.clone());
+        let recorder = recorder_for(target);
         let provider = op(move |n| {
             let (recorder, ws) = (recorder.clone(), ours.clone());
             async move { recorder.record(evidence(&ws, n)).await.map(|_| Done::Ok).map_err(failed) }
@@ -150,7 +159,7 @@ async fn evidence_append(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> Re
         rows.push(row(target.name, "evidence-append", writers, &a, &b));
 
         let (ours, theirs) = (workspace("batch"), workspace("batch-base"));
-        let (store, recorder) = (target.store.clone(), Recorder::new(target.store.clone()));
+        let (store, recorder) = (target.store.clone(), recorder_for(target));
         let provider = op(move |n| {
             let (store, recorder, ws) = (store.clone(), recorder.clone(), ours.clone());
             async move {
@@ -346,7 +355,7 @@ async fn workspace_scaling(target: &Target, plan: Plan, rows: &mut Vec<Row>) -> 
     let writers = target.writers.iter().copied().max().unwrap_or(1);
     let spread: Arc<Vec<WorkspaceId>> = Arc::new((0..64).map(|_| workspace("spread")).collect());
     let one = workspace("single");
-    let recorder = Recorder::new(target.store.clone());
+    let recorder = recorder_for(target);
     let many = {
         let recorder = recorder.clone();
         op(move |n| {
