@@ -200,8 +200,9 @@ async fn run<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransac
 /// The full way is one write transaction: for a supersession, a locking
 /// read of the successor first; then one conditional `UPDATE` of exactly
 /// the transition's columns; then its history rows. A supersession on
-/// MySQL/MariaDB and SQLite takes it from the start: its successor is
-/// locked before the update.
+/// MySQL/MariaDB and SQLite takes it from the start (its successor is
+/// locked before the update), and so does any transition there inside a
+/// caller's transaction.
 pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>>(
     conn: &C,
     transition: &Transition,
@@ -210,8 +211,12 @@ pub(crate) async fn commit_transition<C: ConnectionTrait + TransactionTrait<Tran
     validate_transition(transition)?;
     let attempted = match (conn.get_database_backend(), transition.successor()) {
         (DbBackend::Postgres, _) => Some(transition_in_one_statement(conn, transition, isolate).await?),
-        (_, None) => Some(transition_over_digest(conn, transition).await?),
-        (_, Some(_)) => None,
+        // Inside a caller's transaction the light read would see the
+        // caller's snapshot, older than the row the update saw (MySQL's
+        // `REPEATABLE READ`), and InnoDB keeps the lock after a rollback to a
+        // savepoint anyway: the full way, whose locking read sees the row.
+        (_, None) if !isolate => Some(transition_over_digest(conn, transition).await?),
+        _ => None,
     };
     match attempted {
         Some(true) => return Ok(()),
@@ -250,7 +255,9 @@ async fn transition_over_digest<C: ConnectionTrait + TransactionTrait<Transactio
     let txn = begin(conn).await?;
     match update_target(&txn, transition, Some(transition.expected_digest())).await {
         Ok(0) => {
-            txn.rollback().await.map_err(map)?;
+            // Nothing was written either way: the light read reports the
+            // refusal, not the rollback's failure.
+            let _ = txn.rollback().await;
             return Ok(false);
         }
         Ok(_) => {}

@@ -1141,6 +1141,33 @@ async fn a_lost_race_reads_why_after_its_rollback() {
     }
 }
 
+/// MySQL/MariaDB: inside a caller's `REPEATABLE READ` transaction whose
+/// snapshot predates the request, a transition that lost its race is a
+/// `Conflict` with the stored revision. A read in the caller's snapshot
+/// would not see the request at all and report it missing.
+#[tokio::test]
+async fn a_lost_race_in_a_caller_transaction_reads_the_current_row() {
+    let Some(url) = governance_test_support::fresh_database_or_skip(Server::MySql).await else { return };
+    let store = SeaOrmStore::connect(&url).await.expect("connects");
+    store.migrate().await.expect("migrates");
+    let ws = workspace();
+    let txn = store.begin().await.expect("begins");
+    // The caller's snapshot starts at its first read, before the request exists.
+    txn.query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT COUNT(*) FROM governance_requests"))
+        .await
+        .expect("reads");
+    let spec = NewRequest::new(ws.clone(), TargetRef::new("flag", "f"), "enable", Actor::user("dev"));
+    let older = created(&store, spec).await;
+    let approve = lifecycle::apply(older.request(), &user("dev"), &Action::Approve, Timestamp::now()).expect("ok");
+    store.commit_transition(&approve).await.expect("approves outside");
+    let annotate = Action::Annotate { metadata: serde_json::json!({"n": 1}) };
+    let stale = lifecycle::apply(older.request(), &user("dev"), &annotate, Timestamp::now()).expect("ok");
+    let lost = store.commit_transition_in(&txn, &stale).await.expect_err("computed from revision 1");
+    assert!(matches!(lost, GovernanceError::Conflict { expected: 1, actual: 2, .. }), "{lost:?}");
+    txn.rollback().await.expect("rolls back");
+    assert_eq!(store.get_request(&ws, older.request().id()).await.expect("stored"), *approve.request());
+}
+
 /// PostgreSQL: once rolled up, a count over whole hours reads the hourly
 /// counts of the shared schema (its plan names them); the other backends
 /// keep none and refuse a roll-up with a typed reason.
