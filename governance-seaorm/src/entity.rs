@@ -306,34 +306,38 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    #[cfg(feature = "postgres")]
-    fn decodes_pg(self, ty: &sea_orm::sqlx::postgres::PgTypeInfo) -> bool {
-        fn of<T: Field>(ty: &sea_orm::sqlx::postgres::PgTypeInfo) -> bool {
-            <T::Pg as sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>>::compatible(ty)
-        }
+    /// What `driver` says of the field type this kind decodes as: the one
+    /// mapping from kinds to field types, for every driver.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    fn decodes(self, driver: impl Declared) -> bool {
         match self {
-            Kind::Text => of::<String>(ty),
-            Kind::Uuid => of::<uuid::Uuid>(ty),
-            Kind::Int => of::<i64>(ty),
-            Kind::Json => of::<serde_json::Value>(ty),
-            Kind::List => of::<TextList>(ty),
-            Kind::Time => of::<UtcTime>(ty),
+            Kind::Text => driver.decodes::<String>(),
+            Kind::Uuid => driver.decodes::<uuid::Uuid>(),
+            Kind::Int => driver.decodes::<i64>(),
+            Kind::Json => driver.decodes::<serde_json::Value>(),
+            Kind::List => driver.decodes::<TextList>(),
+            Kind::Time => driver.decodes::<UtcTime>(),
         }
     }
+}
 
-    #[cfg(feature = "mysql")]
-    fn decodes_my(self, ty: &sea_orm::sqlx::mysql::MySqlTypeInfo) -> bool {
-        fn of<T: Field>(ty: &sea_orm::sqlx::mysql::MySqlTypeInfo) -> bool {
-            <T::My as sea_orm::sqlx::Type<sea_orm::sqlx::MySql>>::compatible(ty)
-        }
-        match self {
-            Kind::Text => of::<String>(ty),
-            Kind::Uuid => of::<uuid::Uuid>(ty),
-            Kind::Int => of::<i64>(ty),
-            Kind::Json => of::<serde_json::Value>(ty),
-            Kind::List => of::<TextList>(ty),
-            Kind::Time => of::<UtcTime>(ty),
-        }
+/// A column type a driver declares: whether a field type decodes from it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+trait Declared {
+    fn decodes<T: Field>(&self) -> bool;
+}
+
+#[cfg(feature = "postgres")]
+impl Declared for &sea_orm::sqlx::postgres::PgTypeInfo {
+    fn decodes<T: Field>(&self) -> bool {
+        <T::Pg as sea_orm::sqlx::Type<sea_orm::sqlx::Postgres>>::compatible(self)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Declared for &sea_orm::sqlx::mysql::MySqlTypeInfo {
+    fn decodes<T: Field>(&self) -> bool {
+        <T::My as sea_orm::sqlx::Type<sea_orm::sqlx::MySql>>::compatible(self)
     }
 }
 
@@ -350,39 +354,35 @@ pub(crate) trait Positional: Sized {
 /// per value, which was about a fifth of decoding a record. On SQLite,
 /// whose columns hold any type, every value stays checked.
 fn check_declared<M: Positional>(row: &sea_orm::QueryResult) -> Result<(), DbErr> {
-    #[allow(unused_imports)]
-    use sea_orm::sqlx::{Column, Row, TypeInfo};
-    fn refuse(n: usize, name: &str, ty: &str) -> DbErr {
-        DbErr::Type(format!("column {} ({name}) is {ty}, which the model does not decode", n + 1))
-    }
-    let count = |columns: usize| {
-        if columns == M::KINDS.len() {
-            Ok(())
-        } else {
-            Err(DbErr::Type(format!("{columns} columns, expected {}", M::KINDS.len())))
-        }
-    };
     #[cfg(feature = "postgres")]
     if let Some(pg) = row.try_as_pg_row() {
-        count(pg.columns().len())?;
-        for ((n, column), kind) in pg.columns().iter().enumerate().zip(M::KINDS) {
-            if !kind.decodes_pg(column.type_info()) {
-                return Err(refuse(n, column.name(), column.type_info().name()));
-            }
-        }
-        return Ok(());
+        return check_columns(pg, M::KINDS);
     }
     #[cfg(feature = "mysql")]
     if let Some(my) = row.try_as_mysql_row() {
-        count(my.columns().len())?;
-        for ((n, column), kind) in my.columns().iter().enumerate().zip(M::KINDS) {
-            if !kind.decodes_my(column.type_info()) {
-                return Err(refuse(n, column.name(), column.type_info().name()));
-            }
-        }
-        return Ok(());
+        return check_columns(my, M::KINDS);
     }
-    let _ = (row, refuse, count);
+    let _ = (row, M::KINDS);
+    Ok(())
+}
+
+/// Checks `row`'s declared columns against `kinds`, in order.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn check_columns<R: sea_orm::sqlx::Row>(row: &R, kinds: &[Kind]) -> Result<(), DbErr>
+where
+    for<'t> &'t <R::Database as sea_orm::sqlx::Database>::TypeInfo: Declared,
+{
+    use sea_orm::sqlx::{Column, TypeInfo};
+    let columns = row.columns();
+    if columns.len() != kinds.len() {
+        return Err(DbErr::Type(format!("{} columns, expected {}", columns.len(), kinds.len())));
+    }
+    for ((n, column), kind) in columns.iter().enumerate().zip(kinds) {
+        if !kind.decodes(column.type_info()) {
+            let (name, ty) = (column.name(), column.type_info().name());
+            return Err(DbErr::Type(format!("column {} ({name}) is {ty}, which the model does not decode", n + 1)));
+        }
+    }
     Ok(())
 }
 
