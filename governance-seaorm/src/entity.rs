@@ -261,7 +261,52 @@ macro_rules! plain_fields {
     )*};
 }
 
-plain_fields!(String, i64, uuid::Uuid, serde_json::Value);
+plain_fields!(String, i64, serde_json::Value);
+
+impl Field for uuid::Uuid {
+    #[cfg(feature = "postgres")]
+    type Pg = uuid::Uuid;
+    #[cfg(feature = "postgres")]
+    fn from_pg(value: Self) -> Self {
+        value
+    }
+    #[cfg(feature = "mysql")]
+    type My = MyUuid;
+    #[cfg(feature = "mysql")]
+    fn from_my(value: MyUuid) -> Self {
+        value.0
+    }
+}
+
+/// A UUID as SeaORM decodes one from MySQL: 16 bytes (`BINARY(16)`, what
+/// this crate's schema stores), or its hyphenated text (MariaDB's `UUID`
+/// type, a `CHAR(36)`). The driver's own `Uuid` reads only the first, so
+/// the rows decoded without SeaORM would fail where the first row did not.
+#[cfg(feature = "mysql")]
+pub(crate) struct MyUuid(uuid::Uuid);
+
+#[cfg(feature = "mysql")]
+impl sea_orm::sqlx::Type<sea_orm::sqlx::MySql> for MyUuid {
+    fn type_info() -> sea_orm::sqlx::mysql::MySqlTypeInfo {
+        <&[u8] as sea_orm::sqlx::Type<sea_orm::sqlx::MySql>>::type_info()
+    }
+
+    fn compatible(ty: &sea_orm::sqlx::mysql::MySqlTypeInfo) -> bool {
+        <&[u8] as sea_orm::sqlx::Type<sea_orm::sqlx::MySql>>::compatible(ty)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl<'r> sea_orm::sqlx::Decode<'r, sea_orm::sqlx::MySql> for MyUuid {
+    fn decode(value: sea_orm::sqlx::mysql::MySqlValueRef<'r>) -> Result<Self, sea_orm::sqlx::error::BoxDynError> {
+        let bytes = <&[u8] as sea_orm::sqlx::Decode<sea_orm::sqlx::MySql>>::decode(value)?;
+        let id = match bytes.len() {
+            16 => uuid::Uuid::from_slice(bytes)?,
+            _ => uuid::Uuid::try_parse_ascii(bytes)?,
+        };
+        Ok(MyUuid(id))
+    }
+}
 
 impl Field for UtcTime {
     #[cfg(feature = "postgres")]
@@ -1090,5 +1135,28 @@ mod tests {
             let short = sea_orm::Statement::from_string(backend, "SELECT 'ws'");
             all_by_position::<history::Model, _>(&db, short).await.expect_err("one column of 26");
         }
+    }
+
+    /// A MySQL schema that keeps UUIDs as text (MariaDB's `UUID` type, a
+    /// `CHAR(36)`) decodes in every row of a result, as SeaORM decodes the
+    /// first: the rows after it are not held to the binary form only.
+    #[cfg(feature = "mysql")]
+    #[tokio::test]
+    async fn a_mysql_uuid_kept_as_text_decodes_in_every_row() {
+        use governance_test_support::{Server, fresh_database_or_skip};
+        let Some(url) = fresh_database_or_skip(Server::MySql).await else { return };
+        let db = sea_orm::Database::connect(url.as_str()).await.expect("connects");
+        let mut statement = literal_rows(DbBackend::MySql, "CAST(NULL AS SIGNED)");
+        let binary = "UNHEX(REPLACE(UUID(), '-', ''))";
+        assert!(statement.sql.contains(binary));
+        let ids = ["0190f3a1-7c2e-7d4b-9a6f-3e1b2c4d5e6f", "0190f3a1-7c2e-7d4b-9a6f-3e1b2c4d5e70"];
+        statement.sql = statement.sql.replace(binary, &format!("IF(n = 1, '{}', '{}')", ids[0], ids[1]));
+        let rows = all_by_position::<history::Model, _>(&db, statement).await.expect("text UUIDs decode");
+        let read: Vec<String> = rows.iter().map(|row| row.id.to_string()).collect();
+        assert_eq!(read, [ids[0], ids[1], ids[1]]);
+        let mut statement = literal_rows(DbBackend::MySql, "CAST(NULL AS SIGNED)");
+        statement.sql = statement.sql.replace(binary, "IF(n = 1, UNHEX(REPLACE(UUID(), '-', '')), 'not a uuid')");
+        let error = all_by_position::<history::Model, _>(&db, statement).await.expect_err("a later row is no UUID");
+        assert!(error.to_string().contains("uuid") || error.to_string().contains("UUID"), "{error}");
     }
 }
