@@ -124,7 +124,7 @@ impl Timers {
                 let thread = std::thread::Builder::new()
                     .name("audit-history-deadlines".into())
                     .spawn(|| {
-                        // The OnceLock is set before this thread gets the lock below.
+                        // Wait until the OnceLock holds the timers this thread serves.
                         while TIMERS.get().is_none() {
                             std::thread::park_timeout(Duration::from_millis(1));
                         }
