@@ -1,6 +1,8 @@
 //! Append-only audit history: request transitions and standalone decision
 //! evidence, correlated by stable ids.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -339,7 +341,9 @@ impl Drop for Evidence {
 pub struct HistoryRecord {
     id: RecordId,
     created_at: Timestamp,
-    evidence: Evidence,
+    /// Shared, so the copies a store hands back (the stored record, a replay,
+    /// a receipt) cost a reference count, not a copy of the payloads.
+    evidence: Arc<Evidence>,
     content_hash: String,
     /// The canonical encoding's length when this process computed the hash;
     /// `None` when the hash came from outside and is not yet checked.
@@ -401,7 +405,7 @@ impl HistoryRecord {
         Self {
             id,
             created_at,
-            evidence,
+            evidence: Arc::new(evidence),
             content_hash,
             encoded_len: std::sync::OnceLock::new(),
             validated: std::sync::OnceLock::new(),
@@ -425,7 +429,7 @@ impl HistoryRecord {
 
     /// The content, by value.
     pub fn into_evidence(self) -> Evidence {
-        self.evidence
+        Arc::try_unwrap(self.evidence).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// SHA-256 over the RFC 8785 encoding of id, time and evidence: computed
