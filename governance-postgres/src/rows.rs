@@ -1,4 +1,4 @@
-//! Rows ↔ domain values, and history records as 26 column arrays for
+//! Rows ↔ domain values, and history records as column arrays for
 //! `UNNEST` (one statement, binary-encoded, for any number of records).
 
 use chrono::{DateTime, Utc};
@@ -126,8 +126,10 @@ pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
     time.as_datetime()
 }
 
-/// Binds `records` as the 26 column arrays of
-/// [`HistoryRows::Arrays`](governance_abstractions::provider::postgres_statements::HistoryRows::Arrays).
+/// Binds `records` as the column arrays of
+/// [`HistoryRows::Arrays`](governance_abstractions::provider::postgres_statements::HistoryRows::Arrays):
+/// every record's reason codes in one flat list, each record's bounds in it
+/// last.
 pub(crate) fn bind_history<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     records: &[&'q HistoryRecord],
@@ -135,6 +137,16 @@ pub(crate) fn bind_history<'q>(
     use sqlx::types::Json;
     let e = |r: &&'q HistoryRecord| r.evidence();
     let column = |f: fn(&'q HistoryRecord) -> Option<&'q str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let codes: Vec<&str> = records.iter().flat_map(|r| e(r).reason_codes.iter().map(String::as_str)).collect();
+    // Positions from 1, as the server slices; a validated batch holds at
+    // most 1 000 records of 64 codes, far below `i32::MAX`.
+    let (mut from, mut to) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
+    let mut last = 0usize;
+    for record in records {
+        from.push(i32::try_from(last + 1).unwrap_or(i32::MAX));
+        last += e(record).reason_codes.len();
+        to.push(i32::try_from(last).unwrap_or(i32::MAX));
+    }
     query
         .bind(records.iter().map(|r| e(r).workspace_id.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
@@ -150,7 +162,7 @@ pub(crate) fn bind_history<'q>(
         .bind(records.iter().map(|r| e(r).decision.map(|d| d.as_str())).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).outcome.map(|o| o.as_str())).collect::<Vec<_>>())
         .bind(column(|r| r.evidence().reason.as_deref()))
-        .bind(records.iter().map(|r| Json(&e(r).reason_codes)).collect::<Vec<_>>())
+        .bind(codes)
         .bind(column(|r| r.evidence().correlation_id.as_deref()))
         .bind(column(|r| r.evidence().trace_hash.as_deref()))
         .bind(column(|r| r.evidence().idempotency_key.as_deref()))
@@ -162,6 +174,8 @@ pub(crate) fn bind_history<'q>(
         .bind(column(|r| r.evidence().redaction.as_ref().map(|x| x.version.as_str())))
         .bind(records.iter().map(|r| r.created_at().as_datetime()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.content_hash()).collect::<Vec<_>>())
+        .bind(from)
+        .bind(to)
 }
 
 /// Binds one record's columns as `$1 … $26` of a plain `VALUES` insert:

@@ -25,7 +25,7 @@ use crate::rows::{
 };
 
 /// The statements, built once from the texts both PostgreSQL providers
-/// send ([`postgres_statements`]), history rows as 26 column arrays.
+/// send ([`postgres_statements`]), history rows as column arrays.
 static CREATE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::create_request(HistoryRows::Arrays));
 
 /// The columns [`bind_transition`] binds, in its order: the shared

@@ -42,6 +42,7 @@ macro_rules! __with_cases {
             round_trip_large_floats: RoundTrip [],
             round_trip_transition_state: RoundTrip [],
             round_trip_history_all_fields: RoundTrip [],
+            round_trip_history_batch: RoundTrip [],
             duplicate_request_id: Duplicates [],
             duplicate_record_id: Duplicates [],
             duplicate_record_id_in_batch: Duplicates [],

@@ -115,6 +115,31 @@ pub async fn round_trip_history_all_fields(ctx: CaseContext) -> CaseResult {
     Ok(())
 }
 
+/// A batch whose records carry different numbers of reason codes (none,
+/// several, repeated, non-ASCII) reads back record by record, each with its
+/// own codes in order: a store that packs a batch's codes together must
+/// not shift them between records.
+pub async fn round_trip_history_batch(ctx: CaseContext) -> CaseResult {
+    let codes: [&[&str]; 6] = [&[], &["limit.exceeded", "risk.high"], &["région"], &[], &["a", "a", "b"], &["last"]];
+    let batch = codes
+        .iter()
+        .enumerate()
+        .map(|(i, codes)| {
+            let mut e = evidence(&ctx, if codes.is_empty() { Decision::Approved } else { Decision::Denied });
+            e.reason_codes = codes.iter().map(|c| c.to_string()).collect();
+            HistoryRecord::new(e, instant(i as i64))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = ctx.store.append_history(&batch).await?;
+    ensure!(stored.iter().all(|s| !s.is_replay()), "every record of the batch is new");
+    for record in &batch {
+        let read = ctx.store.get_history_record(&ctx.workspace, record.id()).await?;
+        ensure_eq!(&read, record, "each record of the batch reads back with its own reason codes");
+        read.check()?;
+    }
+    Ok(())
+}
+
 /// The same request id stored twice is AlreadyExists and changes nothing.
 pub async fn duplicate_request_id(ctx: CaseContext) -> CaseResult {
     let id = RequestId::new();

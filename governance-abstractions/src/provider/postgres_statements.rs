@@ -15,7 +15,7 @@
 //! let create = create_request(HistoryRows::Values(1));
 //! assert!(create.starts_with("WITH created AS (INSERT INTO governance_requests"));
 //! assert!(create.contains("$51"));
-//! // A transition whose two records are bound as 26 column arrays.
+//! // A transition whose records are bound as column arrays.
 //! let move_on = transition(HistoryRows::Arrays, false);
 //! assert!(move_on.contains("UNNEST($15::text[]"));
 //! ```
@@ -35,6 +35,9 @@ pub const HISTORY_COLUMNS: &str = "workspace_id, id, request_id, request_revisio
 /// How many history columns a record binds.
 pub const HISTORY_ARITY: usize = 26;
 
+/// Where `reason_codes` is among the [`HISTORY_COLUMNS`] (from 0).
+const REASON_CODES: usize = 14;
+
 /// How many request columns a creation binds.
 pub const REQUEST_ARITY: usize = 25;
 
@@ -46,12 +49,16 @@ pub const TRANSITION_FIRST_WRITTEN: usize = 6;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HistoryRows {
-    /// 26 column arrays, one per column of [`HISTORY_COLUMNS`], each as long
-    /// as the batch: one text for any number of records, and binary-encoded
-    /// arrays the server reads cheaply. Their element types are
-    /// [`HISTORY_ARRAY_TYPES`]; `reason_codes` is bound as one `jsonb` array
-    /// of codes per record (a `text[][]` would need every record to have as
-    /// many codes).
+    /// One array per column of [`HISTORY_COLUMNS`], each as long as the
+    /// batch, then two more: one text for any number of records, and
+    /// binary-encoded arrays the server reads cheaply. Their element types
+    /// are [`HISTORY_ARRAY_TYPES`]. `reason_codes` (a `text[][]` would need
+    /// every record to have as many codes) is bound as one flat `text[]` of
+    /// every record's codes in order, and the two arrays after the 26 are
+    /// `int4[]`: each record's first and last position in it, from 1 (the
+    /// last below the first for a record without codes). The server slices
+    /// each record's codes out of the flat array, which costs it far less
+    /// than decoding a list per record.
     Arrays,
     /// This many records of 26 parameters each, a plain `VALUES` list: for
     /// drivers that cannot bind arrays with `NULL` elements. Each parameter
@@ -59,11 +66,12 @@ pub enum HistoryRows {
     Values(usize),
 }
 
-/// The element types of the arrays of [`HistoryRows::Arrays`], by column.
+/// The element types of the arrays of [`HistoryRows::Arrays`], by column
+/// (`reason_codes`: the flat array of every record's codes).
 #[rustfmt::skip]
 pub const HISTORY_ARRAY_TYPES: [&str; HISTORY_ARITY] = [
     "text", "uuid", "uuid", "int8", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
-    "text", "jsonb", "text", "text", "text", "text", "int8", "jsonb", "jsonb", "text", "text", "timestamptz",
+    "text", "text", "text", "text", "text", "text", "int8", "jsonb", "jsonb", "text", "text", "timestamptz",
     "text",
 ];
 
@@ -71,7 +79,7 @@ impl HistoryRows {
     /// How many parameters the rows bind.
     pub fn parameters(self) -> usize {
         match self {
-            HistoryRows::Arrays => HISTORY_ARITY,
+            HistoryRows::Arrays => HISTORY_ARITY + 2,
             HistoryRows::Values(rows) => rows * HISTORY_ARITY,
         }
     }
@@ -81,18 +89,20 @@ impl HistoryRows {
     pub fn select(self, first: usize) -> String {
         match self {
             HistoryRows::Arrays => {
-                let arrays: Vec<String> =
-                    HISTORY_ARRAY_TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
-                format!(
-                    "SELECT r.workspace_id, r.id, r.request_id, r.request_revision, r.category, r.code, \
-                     r.actor_kind, r.actor_id, r.actor, r.object_type, r.operation, r.decision, r.outcome, \
-                     r.reason, ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) \
-                     WITH ORDINALITY AS c(code, n) ORDER BY c.n), r.correlation_id, r.trace_hash, \
-                     r.idempotency_key, r.policy_version, r.latency_us, r.request_json, r.response_json, \
-                     r.redaction_policy, r.redaction_version, r.created_at, r.content_hash \
-                     FROM UNNEST({}) AS r({HISTORY_COLUMNS})",
-                    arrays.join(", ")
-                )
+                let (mut arrays, mut names, mut selected) = (Vec::new(), Vec::new(), Vec::new());
+                for (i, (column, t)) in HISTORY_COLUMNS.split(", ").zip(HISTORY_ARRAY_TYPES).enumerate() {
+                    if i == REASON_CODES {
+                        selected.push(format!("(${}::text[])[r.codes_from:r.codes_to]", first + i));
+                        continue;
+                    }
+                    arrays.push(format!("${}::{t}[]", first + i));
+                    names.push(column);
+                    selected.push(format!("r.{column}"));
+                }
+                let after = first + HISTORY_ARITY;
+                arrays.extend([format!("${after}::int4[]"), format!("${}::int4[]", after + 1)]);
+                names.extend(["codes_from", "codes_to"]);
+                format!("SELECT {} FROM UNNEST({}) AS r({})", selected.join(", "), arrays.join(", "), names.join(", "))
             }
             HistoryRows::Values(rows) => {
                 let rows: Vec<String> = (0..rows)
@@ -385,6 +395,16 @@ mod tests {
             assert_eq!(highest(&transition(rows, true)), written + 3 + rows.parameters());
             assert_eq!(highest(&append_history(rows)), rows.parameters());
         }
+    }
+
+    #[test]
+    fn the_array_form_slices_reason_codes_from_the_flat_list() {
+        assert_eq!(HISTORY_COLUMNS.split(", ").nth(REASON_CODES), Some("reason_codes"));
+        let sql = HistoryRows::Arrays.select(1);
+        assert!(sql.contains("($15::text[])[r.codes_from:r.codes_to]"), "{sql}");
+        assert!(sql.contains("$27::int4[], $28::int4[]) AS r("), "{sql}");
+        assert!(!sql.contains("$15::text[]["), "the flat list is not unnested: {sql}");
+        assert_eq!(sql.matches("r.").count() - 2, HISTORY_ARITY - 1, "{sql}");
     }
 
     #[test]
