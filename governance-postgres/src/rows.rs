@@ -178,8 +178,10 @@ pub(crate) fn bind_history<'q>(
         .bind(to)
 }
 
-/// Binds one record's columns as `$1 … $26` of a plain `VALUES` insert:
-/// the common single-record append, cheaper for the server than `UNNEST`.
+/// Binds one record's 26 columns as the next parameters, the
+/// [`HistoryRows::Values(1)`](governance_abstractions::provider::postgres_statements::HistoryRows::Values)
+/// row of a single-record append, creation or transition: cheaper for the
+/// server than `UNNEST`.
 pub(crate) fn bind_history_row<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     record: &'q HistoryRecord,

@@ -25,8 +25,10 @@ use crate::rows::{
 };
 
 /// The statements, built once from the texts both PostgreSQL providers
-/// send ([`postgres_statements`]), history rows as column arrays.
-static CREATE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::create_request(HistoryRows::Arrays));
+/// send ([`postgres_statements`]). A creation has one record, bound as a
+/// plain `VALUES` row: for one row the server plans and reads that for less
+/// than `UNNEST` over 26 one-element arrays.
+static CREATE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::create_request(HistoryRows::Values(1)));
 
 /// The columns [`bind_transition`] binds, in its order: the shared
 /// [`TRANSITION_COLUMNS`](governance_abstractions::provider::TRANSITION_COLUMNS) (a unit test holds the two equal, so the `SET`
@@ -45,12 +47,17 @@ const BOUND_TRANSITION_COLUMNS: [&str; 9] = [
     "state_digest",
 ];
 
-/// A transition ([`postgres_statements::transition`]).
+/// A transition ([`postgres_statements::transition`]), its records as
+/// column arrays; [`TRANSITION_ONE_SQL`] for the common single record.
 static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, false));
+static TRANSITION_ONE_SQL: LazyLock<String> =
+    LazyLock::new(|| postgres_statements::transition(HistoryRows::Values(1), false));
 
 /// A supersession: the older request's transition, written only while the
 /// successor is still at the revision and digest it was computed against.
 static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, true));
+static SUPERSEDE_ONE_SQL: LazyLock<String> =
+    LazyLock::new(|| postgres_statements::transition(HistoryRows::Values(1), true));
 
 /// The stored row of the request a missed transition was computed from,
 /// locked until the end of the slow path's transaction.
@@ -103,7 +110,7 @@ pub(crate) async fn create_request(
     validate_creation(creation)?;
     let request = creation.request();
     let query = bind_request(sqlx::query(sqlx::AssertSqlSafe(CREATE_SQL.as_str())), request);
-    let query = bind_history(query, &[creation.record()]);
+    let query = bind_history_row(query, creation.record());
     match run(conn, isolate, query).await {
         Ok(rows) if !rows.is_empty() => Ok(Stored::New(request.clone())),
         Ok(_) => resolve_create_clash(conn, creation).await,
@@ -209,9 +216,12 @@ struct Digests<'a> {
 /// written; the rest is fixed at creation.
 fn transition_query<'q>(transition: &'q Transition, digests: Digests<'q>) -> Query<'q, Postgres, PgArguments> {
     let next = transition.request();
-    let sql = match transition.successor() {
-        None => TRANSITION_SQL.as_str(),
-        Some(_) => SUPERSEDE_SQL.as_str(),
+    let one = transition.records().len() == 1;
+    let sql = match (transition.successor(), one) {
+        (None, true) => TRANSITION_ONE_SQL.as_str(),
+        (None, false) => TRANSITION_SQL.as_str(),
+        (Some(_), true) => SUPERSEDE_ONE_SQL.as_str(),
+        (Some(_), false) => SUPERSEDE_SQL.as_str(),
     };
     let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(next.workspace_id().as_str())
@@ -223,8 +233,10 @@ fn transition_query<'q>(transition: &'q Transition, digests: Digests<'q>) -> Que
     if let Some(successor) = transition.successor() {
         query = query.bind(successor.id.as_uuid()).bind(signed(successor.revision)).bind(digests.successor);
     }
-    let records: Vec<&HistoryRecord> = transition.records().iter().collect();
-    bind_history(query, &records)
+    match transition.records() {
+        [record] => bind_history_row(query, record),
+        records => bind_history(query, &records.iter().collect::<Vec<_>>()),
+    }
 }
 
 /// Whether the transition statement moved the request.
