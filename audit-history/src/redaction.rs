@@ -74,6 +74,9 @@ pub struct KeyRedaction {
     exact: Vec<String>,
     pointers: Vec<String>,
     emails: bool,
+    /// `keys` as one automaton, built on first use: a key is searched once
+    /// for every fragment, not once per fragment.
+    fragments: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 /// Key fragments the standard policy redacts.
@@ -109,6 +112,7 @@ impl KeyRedaction {
             exact: Vec::new(),
             pointers: Vec::new(),
             emails: false,
+            fragments: std::sync::OnceLock::new(),
         }
     }
 
@@ -128,6 +132,7 @@ impl KeyRedaction {
     /// Redacts every value whose key contains `fragment`, ignoring case, `_` and `-`.
     pub fn key(mut self, fragment: &str) -> Self {
         self.keys.push(normalise(fragment));
+        self.fragments = std::sync::OnceLock::new();
         self
     }
 
@@ -144,8 +149,21 @@ impl KeyRedaction {
     }
 
     fn sensitive_key(&self, key: &str) -> bool {
-        let key = normalise(key);
-        self.keys.iter().any(|fragment| key.contains(fragment.as_str())) || self.exact.contains(&key)
+        let mut buffer = [0u8; 64];
+        let owned;
+        let key = match ascii_normalised(key, &mut buffer) {
+            Some(key) => key,
+            None => {
+                owned = normalise(key);
+                owned.as_str()
+            }
+        };
+        let fragment = match self.fragments.get_or_init(|| aho_corasick::AhoCorasick::new(&self.keys).ok()) {
+            Some(automaton) => automaton.is_match(key),
+            // Only a pattern set beyond the automaton's size limits.
+            None => self.keys.iter().any(|fragment| key.contains(fragment.as_str())),
+        };
+        fragment || self.exact.iter().any(|exact| exact == key)
     }
 
     /// Redacts `value` everywhere below it. Iterative, like everything that
@@ -237,8 +255,26 @@ fn normalise(key: &str) -> String {
     key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
 }
 
+/// [`normalise`] without an allocation, for the usual key: ASCII and no
+/// longer than `buffer`. `None` for any other key.
+fn ascii_normalised<'b>(key: &str, buffer: &'b mut [u8; 64]) -> Option<&'b str> {
+    if !key.is_ascii() || key.len() > buffer.len() {
+        return None;
+    }
+    let mut len = 0;
+    for byte in key.bytes().filter(|b| *b != b'_' && *b != b'-') {
+        buffer[len] = byte.to_ascii_lowercase();
+        len += 1;
+    }
+    std::str::from_utf8(&buffer[..len]).ok()
+}
+
 /// `text` with every e-mail-shaped word replaced, or `None` when it has none.
 fn scrub_emails(text: &str) -> Option<String> {
+    // Most strings hold no `@`: one memchr instead of a walk over words.
+    if !text.contains('@') {
+        return None;
+    }
     let is_email = |word: &str| {
         let word = word.trim_matches(|c: char| !c.is_alphanumeric());
         word.split_once('@').is_some_and(|(local, domain)| {
@@ -275,6 +311,50 @@ fn scrub_emails(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_fast_key_match_decides_as_the_plain_one() {
+        let policy = KeyRedaction::standard().key("Über-Key").exact_key("x_y");
+        let plain = |key: &str| {
+            let key = normalise(key);
+            policy.keys.iter().any(|f| key.contains(f.as_str())) || policy.exact.contains(&key)
+        };
+        let long = format!("{}token", "a".repeat(70));
+        let keys = [
+            "",
+            "name",
+            "Access-Token",
+            "ACCESS_TOKEN",
+            "author",
+            "pass",
+            "Pass_",
+            "p-a-s-s",
+            "passes",
+            "xY",
+            "x-y-",
+            "ÜBERKEY",
+            "über_key_2",
+            "to\u{212a}en",
+            "tok\u{212a}",
+            "pin",
+            "spinner",
+            "e-mail",
+            "Email",
+            long.as_str(),
+            &long[..64],
+            "_-_-",
+            "c_v_v",
+            "cvc2",
+        ];
+        for key in keys {
+            assert_eq!(policy.sensitive_key(key), plain(key), "{key:?}");
+        }
+        // Kelvin sign lowercases to an ASCII `k`: only the full path sees it.
+        assert!(policy.sensitive_key("to\u{212a}en"));
+        assert!(policy.sensitive_key(&long) && !policy.sensitive_key("spinner"));
+        let empty = KeyRedaction::new("p", "1");
+        assert!(!empty.sensitive_key("token"), "a policy without fragments redacts no key");
+    }
 
     #[test]
     fn keys_match_any_case_and_separator_and_nest() {
