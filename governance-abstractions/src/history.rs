@@ -393,7 +393,8 @@ impl HistoryRecord {
         evidence.validate()?;
         validate_timestamp("created_at", created_at)?;
         let mut record = Self::decoded(id, created_at, evidence, String::new());
-        let (hash, len) = record.hash_and_len()?;
+        // Validated evidence is within `MAX_JSON_DEPTH`: no second depth walk.
+        let (hash, len) = record.canonical_hash_and_len()?;
         record.content_hash = hash;
         record.encoded_len = std::sync::OnceLock::from(len);
         record.validated = std::sync::OnceLock::from(true);
@@ -462,6 +463,12 @@ impl HistoryRecord {
                 validate::json_depth_within(field, json, validate::HASHABLE_DEPTH)?;
             }
         }
+        self.canonical_hash_and_len()
+    }
+
+    /// The hash and canonical length, for payloads already known to be
+    /// within [`HASHABLE_DEPTH`](validate::HASHABLE_DEPTH).
+    fn canonical_hash_and_len(&self) -> Result<(String, usize), GovernanceError> {
         crate::digest::canonical_sha256_len(
             "history record",
             &HashInput { id: self.id, created_at: self.created_at, evidence: &self.evidence },

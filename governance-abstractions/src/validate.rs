@@ -97,25 +97,60 @@ pub(crate) fn safe_integer(field: &str, value: i64) -> Result<(), GovernanceErro
 /// recurses (serialization, hashing, comparison) touches the document, so a
 /// hostile document cannot exhaust the stack.
 pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
-    json_depth(field, value)?;
-    let mut pending: Vec<&Value> = vec![value];
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::String(s) if s.contains('\0') => return Err(problem(field, ValidationProblem::ContainsNul)),
-            Value::Number(n)
-                if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) =>
-            {
-                return Err(problem(field, ValidationProblem::OutOfRange));
+    // One walk checks the depth, the content and a bound on the encoded
+    // length. A content problem waits until the whole document is known to
+    // be within the depth limit, so a document with both reports the depth.
+    let mut content: Option<ValidationProblem> = None;
+    let mut bound = 0usize;
+    let mut pending: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: &mut dyn Iterator<Item = &Value> = match value {
+            Value::Null | Value::Bool(_) => {
+                bound = bound.saturating_add(5);
+                continue;
             }
-            Value::Array(items) => pending.extend(items.iter()),
-            Value::Object(map) => {
-                if map.keys().any(|k| k.contains('\0')) {
-                    return Err(problem(field, ValidationProblem::ContainsNul));
+            Value::Number(n) => {
+                if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) {
+                    content.get_or_insert(ValidationProblem::OutOfRange);
                 }
-                pending.extend(map.values());
+                bound = bound.saturating_add(MAX_NUMBER_BYTES);
+                continue;
             }
-            _ => {}
+            Value::String(s) => {
+                if s.contains('\0') {
+                    content.get_or_insert(ValidationProblem::ContainsNul);
+                }
+                bound = bound.saturating_add(string_bound(s));
+                continue;
+            }
+            Value::Array(items) => {
+                bound = bound.saturating_add(2 + items.len());
+                &mut items.iter()
+            }
+            Value::Object(map) => {
+                for key in map.keys() {
+                    if key.contains('\0') {
+                        content.get_or_insert(ValidationProblem::ContainsNul);
+                    }
+                    bound = bound.saturating_add(string_bound(key) + 2);
+                }
+                bound = bound.saturating_add(2);
+                &mut map.values()
+            }
+        };
+        let depth = depth + 1;
+        if depth > MAX_JSON_DEPTH {
+            return Err(problem(field, ValidationProblem::TooDeep { max: MAX_JSON_DEPTH }));
         }
+        pending.extend(children.map(|child| (child, depth)));
+    }
+    if let Some(content) = content {
+        return Err(problem(field, content));
+    }
+    // The bound is what the document could take at most; only a document
+    // that might exceed the limit is serialized to count it exactly.
+    if bound <= MAX_JSON_BYTES {
+        return Ok(());
     }
     let mut counter = ByteCounter(0);
     // Writing to a counter cannot fail, and a `Value` always serializes.
@@ -124,6 +159,16 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
         return Err(problem(field, ValidationProblem::TooLong { max: MAX_JSON_BYTES, actual: counter.0 }));
     }
     Ok(())
+}
+
+/// The most bytes serde_json writes for a number (`-1.7976931348623157e308`
+/// is 23).
+const MAX_NUMBER_BYTES: usize = 24;
+
+/// The most bytes serde_json writes for a string: its quotes, and each byte
+/// at worst escaped as `\u00XX`.
+fn string_bound(s: &str) -> usize {
+    s.len().saturating_mul(6).saturating_add(2)
 }
 
 /// Refuses a document nested deeper than [`MAX_JSON_DEPTH`], iteratively and
@@ -137,6 +182,10 @@ pub(crate) fn json_depth(field: &str, value: &Value) -> Result<(), GovernanceErr
 /// hash uses this, not [`MAX_JSON_DEPTH`], so content stored under an older,
 /// larger limit still checks.
 pub(crate) const HASHABLE_DEPTH: usize = 128;
+
+// A record built from validated evidence is hashed without a second depth
+// walk: that relies on every storable document being hashable.
+const _: () = assert!(MAX_JSON_DEPTH <= HASHABLE_DEPTH);
 
 /// [`json_depth`] against another limit.
 pub(crate) fn json_depth_within(field: &str, value: &Value, max: usize) -> Result<(), GovernanceError> {
@@ -247,6 +296,45 @@ mod tests {
         let mut plain = json!([1, 2, { "a": -3 }]);
         restore_stored_json(&mut plain);
         assert_eq!(plain, json!([1, 2, { "a": -3 }]));
+    }
+
+    #[test]
+    fn the_json_limit_counts_the_encoding_exactly_near_it() {
+        let too_long = |r: Result<(), GovernanceError>| {
+            matches!(r, Err(GovernanceError::Validation { problem: ValidationProblem::TooLong { .. }, .. }))
+        };
+        // Quotes included: exactly at the limit, then one byte over.
+        let at = Value::String("z".repeat(MAX_JSON_BYTES - 2));
+        assert!(json("f", &at).is_ok());
+        let over = Value::String("z".repeat(MAX_JSON_BYTES - 1));
+        assert!(too_long(json("f", &over)));
+        // Control characters that could each take six bytes, but `\n` takes
+        // two: the bound is over the limit, the encoding is not.
+        let escaped = Value::String("\n".repeat((MAX_JSON_BYTES - 2) / 2));
+        assert!(json("f", &escaped).is_ok());
+        let escaped = Value::String("\u{1}".repeat(MAX_JSON_BYTES / 6 + 1));
+        assert!(too_long(json("f", &escaped)), "each \\u0001 is six bytes");
+        let many = Value::Array((0..MAX_JSON_BYTES / 2).map(|_| json!(0)).collect());
+        assert!(too_long(json("f", &many)), "n zeros and n - 1 commas and brackets");
+        let many = Value::Array((0..MAX_JSON_BYTES / 2 - 1).map(|_| json!(0)).collect());
+        assert!(json("f", &many).is_ok());
+    }
+
+    #[test]
+    fn a_document_too_deep_reports_its_depth_before_its_content() {
+        let mut value = json!({ "k\u{0}": 1 });
+        for _ in 0..MAX_JSON_DEPTH {
+            value = Value::Array(vec![value]);
+        }
+        assert!(matches!(
+            json("f", &value),
+            Err(GovernanceError::Validation { problem: ValidationProblem::TooDeep { .. }, .. })
+        ));
+        let shallow = json!([{ "k": "a\u{0}" }, 9_007_199_254_740_993_i64]);
+        assert!(matches!(
+            json("f", &shallow),
+            Err(GovernanceError::Validation { problem: ValidationProblem::OutOfRange, .. })
+        ));
     }
 
     #[test]
