@@ -64,7 +64,7 @@ pub const REDACTED: &str = "[redacted]";
 ///     }))
 /// );
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KeyRedaction {
     name: String,
     version: String,
@@ -101,6 +101,20 @@ const STANDARD_KEYS: &[&str] = &[
 /// Short keys redacted only when they are the whole key (as fragments they
 /// would hit `author`, `spinner`, `bypass`, …).
 const STANDARD_EXACT_KEYS: &[&str] = &["pass", "pwd", "pin", "otp", "auth", "cvc"];
+
+impl std::fmt::Debug for KeyRedaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The rules, not the automaton built from them.
+        f.debug_struct("KeyRedaction")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("keys", &self.keys)
+            .field("exact", &self.exact)
+            .field("pointers", &self.pointers)
+            .field("emails", &self.emails)
+            .finish_non_exhaustive()
+    }
+}
 
 impl KeyRedaction {
     /// A policy with no rules (add them with [`key`](Self::key) and [`pointer`](Self::pointer)).

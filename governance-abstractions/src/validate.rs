@@ -113,7 +113,12 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
                 if !n.is_f64() && n.as_i64().is_none_or(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64) {
                     content.get_or_insert(ValidationProblem::OutOfRange);
                 }
-                bound = bound.saturating_add(MAX_NUMBER_BYTES);
+                // Counted exactly (no allocation): with serde_json's
+                // `arbitrary_precision`, which any crate in a build can
+                // enable, a number is written with all its digits.
+                let mut counter = ByteCounter(0);
+                let _ = serde_json::to_writer(&mut counter, n);
+                bound = bound.saturating_add(counter.0);
                 continue;
             }
             Value::String(s) => {
@@ -132,7 +137,7 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
                     if key.contains('\0') {
                         content.get_or_insert(ValidationProblem::ContainsNul);
                     }
-                    bound = bound.saturating_add(string_bound(key) + 2);
+                    bound = bound.saturating_add(string_bound(key)).saturating_add(2);
                 }
                 bound = bound.saturating_add(2);
                 &mut map.values()
@@ -160,10 +165,6 @@ pub(crate) fn json(field: &str, value: &Value) -> Result<(), GovernanceError> {
     }
     Ok(())
 }
-
-/// The most bytes serde_json writes for a number (`-1.7976931348623157e308`
-/// is 23).
-const MAX_NUMBER_BYTES: usize = 24;
 
 /// The most bytes serde_json writes for a string: its quotes, and each byte
 /// at worst escaped as `\u00XX`.

@@ -120,22 +120,28 @@ pub async fn round_trip_history_all_fields(ctx: CaseContext) -> CaseResult {
 /// own codes in order: a store that packs a batch's codes together must
 /// not shift them between records.
 pub async fn round_trip_history_batch(ctx: CaseContext) -> CaseResult {
-    let codes: [&[&str]; 6] = [&[], &["limit.exceeded", "risk.high"], &["région"], &[], &["a", "a", "b"], &["last"]];
-    let batch = codes
-        .iter()
-        .enumerate()
-        .map(|(i, codes)| {
-            let mut e = evidence(&ctx, if codes.is_empty() { Decision::Approved } else { Decision::Denied });
-            e.reason_codes = codes.iter().map(|c| c.to_string()).collect();
-            HistoryRecord::new(e, instant(i as i64))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let stored = ctx.store.append_history(&batch).await?;
-    ensure!(stored.iter().all(|s| !s.is_replay()), "every record of the batch is new");
-    for record in &batch {
-        let read = ctx.store.get_history_record(&ctx.workspace, record.id()).await?;
-        ensure_eq!(&read, record, "each record of the batch reads back with its own reason codes");
-        read.check()?;
+    let batches: [&[&[&str]]; 2] = [
+        &[&[], &["limit.exceeded", "risk.high"], &["région"], &[], &["a", "a", "b"], &["last"], &[]],
+        // A batch without a single code.
+        &[&[], &[]],
+    ];
+    for (n, codes) in batches.into_iter().enumerate() {
+        let batch = codes
+            .iter()
+            .enumerate()
+            .map(|(i, codes)| {
+                let mut e = evidence(&ctx, if codes.is_empty() { Decision::Approved } else { Decision::Denied });
+                e.reason_codes = codes.iter().map(|c| c.to_string()).collect();
+                HistoryRecord::new(e, instant(10 * n as i64 + i as i64))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stored = ctx.store.append_history(&batch).await?;
+        ensure!(stored.iter().all(|s| !s.is_replay()), "every record of the batch is new");
+        for record in &batch {
+            let read = ctx.store.get_history_record(&ctx.workspace, record.id()).await?;
+            ensure_eq!(&read, record, "each record of the batch reads back with its own reason codes");
+            read.check()?;
+        }
     }
     Ok(())
 }

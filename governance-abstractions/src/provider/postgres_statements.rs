@@ -61,8 +61,10 @@ pub enum HistoryRows {
     /// than decoding a list per record.
     Arrays,
     /// This many records of 26 parameters each, a plain `VALUES` list: for
-    /// drivers that cannot bind arrays with `NULL` elements. Each parameter
-    /// has its column's type (`reason_codes` a `text[]`).
+    /// drivers that cannot bind arrays with `NULL` elements, and for a
+    /// single record, which the server plans and reads for less than
+    /// `UNNEST` over one-element arrays. Each parameter has its column's
+    /// type (`reason_codes` a `text[]`).
     Values(usize),
 }
 
