@@ -280,7 +280,8 @@ impl<'a, W: Write> ser::Serializer for Canonical<'a, W> {
     }
 
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a, W>> {
-        Ok(Object { out: self.out, buffer: Vec::new(), names: Vec::new(), members: Vec::new(), key: None })
+        let Spare { buffer, names, members } = Spare::take();
+        Ok(Object { out: self.out, buffer, names, members, key: None })
     }
 
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<Object<'a, W>> {
@@ -368,6 +369,48 @@ struct Member {
     span: std::ops::Range<usize>,
 }
 
+/// The buffers of a finished object, kept for the next object this thread
+/// writes: a record's hash writes a dozen or so objects, each of which
+/// would otherwise allocate three buffers and grow them as it fills.
+#[derive(Default)]
+struct Spare {
+    buffer: Vec<u8>,
+    names: Vec<u8>,
+    members: Vec<Member>,
+}
+
+thread_local! {
+    static SPARES: std::cell::RefCell<Vec<Spare>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Spare {
+    /// At most this many kept per thread (objects nested this deep at once
+    /// take fresh buffers), ...
+    const KEPT: usize = 16;
+    /// ... and none whose buffer grew past this (a large payload's object
+    /// gives its memory back).
+    const LARGEST: usize = 64 * 1024;
+
+    fn take() -> Spare {
+        SPARES.try_with(|spares| spares.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+    }
+
+    fn keep(mut self) {
+        if self.buffer.capacity() > Self::LARGEST || self.names.capacity() > Self::LARGEST {
+            return;
+        }
+        self.buffer.clear();
+        self.names.clear();
+        self.members.clear();
+        let _ = SPARES.try_with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < Self::KEPT {
+                spares.push(self);
+            }
+        });
+    }
+}
+
 /// An object being written: members go to a buffer, and are copied to the
 /// output in canonical order when the object ends. Names are kept, unescaped,
 /// in one buffer of their own (no allocation per name).
@@ -426,6 +469,8 @@ impl<'a, W: Write> Object<'a, W> {
             self.out.write_all(&self.buffer[member.span.clone()])?;
         }
         self.out.write_all(b"}")?;
+        let (buffer, names, members) = (self.buffer, self.names, self.members);
+        Spare { buffer, names, members }.keep();
         Ok(self.out)
     }
 }
