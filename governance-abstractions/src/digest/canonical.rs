@@ -375,7 +375,7 @@ struct Member {
 #[derive(Default)]
 struct Spare {
     buffer: Vec<u8>,
-    names: Vec<u8>,
+    names: String,
     members: Vec<Member>,
 }
 
@@ -417,7 +417,7 @@ impl Spare {
 struct Object<'a, W> {
     out: &'a mut W,
     buffer: Vec<u8>,
-    names: Vec<u8>,
+    names: String,
     members: Vec<Member>,
     /// The name given by `serialize_key`, awaiting its value.
     key: Option<std::ops::Range<usize>>,
@@ -426,25 +426,23 @@ struct Object<'a, W> {
 /// RFC 8785 orders names by UTF-16 code units. UTF-8 bytes order the same
 /// way unless characters from U+E000 up meet characters beyond U+FFFF, so
 /// names in ASCII (nearly all) are compared as bytes.
-fn name_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
+        return a.as_bytes().cmp(b.as_bytes());
     }
-    let (a, b) = (std::str::from_utf8(a).unwrap_or_default(), std::str::from_utf8(b).unwrap_or_default());
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
 impl<'a, W: Write> Object<'a, W> {
     fn name(&mut self, name: &str) -> std::ops::Range<usize> {
         let start = self.names.len();
-        self.names.extend_from_slice(name.as_bytes());
+        self.names.push_str(name);
         start..self.names.len()
     }
 
     fn member<T: Serialize + ?Sized>(&mut self, name: std::ops::Range<usize>, value: &T) -> Result {
         let start = self.buffer.len();
-        let text = std::str::from_utf8(&self.names[name.clone()]).map_err(|e| Error(e.to_string()))?;
-        write_str(&mut self.buffer, text)?;
+        write_str(&mut self.buffer, &self.names[name.clone()])?;
         self.buffer.push(b':');
         value.serialize(Canonical { out: &mut self.buffer })?;
         self.members.push(Member { name, span: start..self.buffer.len() });
@@ -457,7 +455,7 @@ impl<'a, W: Write> Object<'a, W> {
         if !self.members.is_sorted_by(|a, b| order(a, b).is_lt()) {
             self.members.sort_by(order);
             if let Some(pair) = self.members.windows(2).find(|pair| order(&pair[0], &pair[1]).is_eq()) {
-                let name = String::from_utf8_lossy(&names[pair[0].name.clone()]);
+                let name = &names[pair[0].name.clone()];
                 return Err(Error(format!("duplicate object member {name:?}")));
             }
         }
@@ -542,7 +540,7 @@ impl<W: Write> ser::SerializeStructVariant for Wrapped<Object<'_, W>> {
 
 /// An object member's name, from a map key: strings as they are, and, as
 /// serde_json allows, integers, booleans and unit variants as their text.
-struct MemberName<'a>(&'a mut Vec<u8>);
+struct MemberName<'a>(&'a mut String);
 
 impl MemberName<'_> {
     fn refuse<T>(what: &str) -> Result<T> {
@@ -550,7 +548,7 @@ impl MemberName<'_> {
     }
 
     fn text(self, text: impl std::fmt::Display) -> Result {
-        Ok(write!(self.0, "{text}")?)
+        std::fmt::Write::write_fmt(self.0, format_args!("{text}")).map_err(|e| Error(e.to_string()))
     }
 }
 
@@ -608,7 +606,7 @@ impl ser::Serializer for MemberName<'_> {
         self.text(value)
     }
     fn serialize_str(self, value: &str) -> Result {
-        self.0.extend_from_slice(value.as_bytes());
+        self.0.push_str(value);
         Ok(())
     }
     fn serialize_bytes(self, _: &[u8]) -> Result {
