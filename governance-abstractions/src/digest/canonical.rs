@@ -96,13 +96,32 @@ fn write_i64<W: Write>(out: &mut W, value: i64) -> Result {
     }
 }
 
-/// `text` as a JSON string, escaped as `JSON.stringify` does.
+/// Whether any of the eight bytes of `word` is a control character, a
+/// quote or a backslash. Exact: the usual bit tricks for "a byte below n"
+/// and "a zero byte" never miss one, and bytes from 0x80 never match.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    (below(word, 0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))) != 0
+}
+
 fn write_str<W: Write>(out: &mut W, text: &str) -> Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.write_all(b"\"")?;
     let bytes = text.as_bytes();
-    let mut start = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        // Eight bytes at a time while none needs an escape (most text).
+        if let Some(word) = bytes.get(at..at + 8).and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+            && !needs_escape(u64::from_le_bytes(word))
+        {
+            at += 8;
+            continue;
+        }
+        let byte = bytes[at];
+        at += 1;
         let escape: &[u8] = match byte {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -114,9 +133,9 @@ fn write_str<W: Write>(out: &mut W, text: &str) -> Result {
             0x00..=0x1f => &[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]],
             _ => continue,
         };
-        out.write_all(&bytes[start..at])?;
+        out.write_all(&bytes[start..at - 1])?;
         out.write_all(escape)?;
-        start = at + 1;
+        start = at;
     }
     out.write_all(&bytes[start..])?;
     out.write_all(b"\"")?;
@@ -671,5 +690,42 @@ impl ser::Serializer for MemberName<'_> {
         _: usize,
     ) -> Result<Self::SerializeStructVariant> {
         Self::refuse("an object")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_test_finds_every_byte_that_needs_an_escape_at_every_position() {
+        for byte in 0..=255u8 {
+            let expected = byte < 0x20 || byte == b'"' || byte == b'\\';
+            for position in 0..8 {
+                let mut word = [b'a'; 8];
+                word[position] = byte;
+                assert_eq!(needs_escape(u64::from_le_bytes(word)), expected, "{byte:#x} at {position}");
+                // Next to bytes that borrow in the subtraction.
+                let mut word = [0x80; 8];
+                word[position] = byte;
+                assert_eq!(needs_escape(u64::from_le_bytes(word)), expected, "{byte:#x} at {position} among 0x80");
+            }
+        }
+    }
+
+    #[test]
+    fn strings_escape_alike_wherever_the_character_falls() {
+        for c in (0..0x80u8).map(char::from).chain(['é', '漢', '😀', '\u{7f}']) {
+            for position in 0..20 {
+                let mut text: String = "a".repeat(position);
+                text.push(c);
+                text.push_str(&"b".repeat(19 - position));
+                let mut ours = Vec::new();
+                write_str(&mut ours, &text).expect("a Vec takes every write");
+                let reference = serde_json_canonicalizer::to_vec(&serde_json::Value::String(text.clone()))
+                    .expect("a string always canonicalizes");
+                assert_eq!(ours, reference, "{text:?}");
+            }
+        }
     }
 }
