@@ -367,7 +367,7 @@ impl PostgresStore {
         txn: &mut Transaction<'_, Postgres>,
         transition: &Transition,
     ) -> Result<()> {
-        write::commit_transition(txn, true, transition).await
+        write::commit_transition(txn, true, transition, write::array_form(self.profile)).await
     }
 
     /// Appends evidence inside the caller's transaction (in a savepoint),
@@ -377,7 +377,7 @@ impl PostgresStore {
         txn: &mut Transaction<'_, Postgres>,
         records: &[HistoryRecord],
     ) -> Result<Vec<Stored<HistoryRecord>>> {
-        write::append_history(txn, true, records).await
+        write::append_history(txn, true, records, write::array_form(self.profile)).await
     }
 
     /// The commit-safe feed of a workspace's history: records after `cursor`
@@ -502,7 +502,8 @@ impl RequestWriter for PostgresStore {
 
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
         rerun_rolled_back(error::rolled_back, || async {
-            write::commit_transition(&mut *self.connection().await?, false, transition).await
+            write::commit_transition(&mut *self.connection().await?, false, transition, write::array_form(self.profile))
+                .await
         })
         .await
     }
@@ -528,7 +529,7 @@ impl RequestReader for PostgresStore {
 impl HistoryWriter for PostgresStore {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
         rerun_rolled_back(error::rolled_back, || async {
-            write::append_history(&mut *self.connection().await?, false, records).await
+            write::append_history(&mut *self.connection().await?, false, records, write::array_form(self.profile)).await
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! `UNNEST` (one statement, binary-encoded, for any number of records).
 
 use chrono::{DateTime, Utc};
+use governance_abstractions::provider::postgres_statements::HistoryRows;
 use governance_abstractions::provider::{
     CheckpointParts, StoredPrincipal, StoredRequest, decode_checkpoint, decode_record, decode_request,
     restore_stored_json, stored_delegation,
@@ -130,24 +131,19 @@ pub(crate) fn at(time: Timestamp) -> DateTime<Utc> {
 /// [`HistoryRows::Arrays`](governance_abstractions::provider::postgres_statements::HistoryRows::Arrays):
 /// every record's reason codes in one flat list, each record's bounds in it
 /// last.
+///
+/// `form` is `Arrays` or `ArraysJsonCodes` (reason codes as one `jsonb` list
+/// per record, no bounds).
 pub(crate) fn bind_history<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     records: &[&'q HistoryRecord],
+    form: HistoryRows,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     use sqlx::types::Json;
     let e = |r: &&'q HistoryRecord| r.evidence();
     let column = |f: fn(&'q HistoryRecord) -> Option<&'q str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let codes: Vec<&str> = records.iter().flat_map(|r| e(r).reason_codes.iter().map(String::as_str)).collect();
-    // Positions from 1, as the server slices; a validated batch holds at
-    // most 1 000 records of 64 codes, far below `i32::MAX`.
-    let (mut from, mut to) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
-    let mut last = 0usize;
-    for record in records {
-        from.push(i32::try_from(last + 1).unwrap_or(i32::MAX));
-        last += e(record).reason_codes.len();
-        to.push(i32::try_from(last).unwrap_or(i32::MAX));
-    }
-    query
+    let flat = form == HistoryRows::Arrays;
+    let query = query
         .bind(records.iter().map(|r| e(r).workspace_id.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).request.map(|q| q.id.as_uuid())).collect::<Vec<_>>())
@@ -161,8 +157,13 @@ pub(crate) fn bind_history<'q>(
         .bind(records.iter().map(|r| e(r).operation.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).decision.map(|d| d.as_str())).collect::<Vec<_>>())
         .bind(records.iter().map(|r| e(r).outcome.map(|o| o.as_str())).collect::<Vec<_>>())
-        .bind(column(|r| r.evidence().reason.as_deref()))
-        .bind(codes)
+        .bind(column(|r| r.evidence().reason.as_deref()));
+    let query = if flat {
+        query.bind(records.iter().flat_map(|r| e(r).reason_codes.iter().map(String::as_str)).collect::<Vec<_>>())
+    } else {
+        query.bind(records.iter().map(|r| Json(&e(r).reason_codes)).collect::<Vec<_>>())
+    };
+    let query = query
         .bind(column(|r| r.evidence().correlation_id.as_deref()))
         .bind(column(|r| r.evidence().trace_hash.as_deref()))
         .bind(column(|r| r.evidence().idempotency_key.as_deref()))
@@ -173,9 +174,20 @@ pub(crate) fn bind_history<'q>(
         .bind(column(|r| r.evidence().redaction.as_ref().map(|x| x.policy.as_str())))
         .bind(column(|r| r.evidence().redaction.as_ref().map(|x| x.version.as_str())))
         .bind(records.iter().map(|r| r.created_at().as_datetime()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.content_hash()).collect::<Vec<_>>())
-        .bind(from)
-        .bind(to)
+        .bind(records.iter().map(|r| r.content_hash()).collect::<Vec<_>>());
+    if !flat {
+        return query;
+    }
+    // Positions from 1, as the server slices; a validated batch holds at
+    // most 1 000 records of 64 codes, far below `i32::MAX`.
+    let (mut from, mut to) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
+    let mut last = 0usize;
+    for record in records {
+        from.push(i32::try_from(last + 1).unwrap_or(i32::MAX));
+        last += e(record).reason_codes.len();
+        to.push(i32::try_from(last).unwrap_or(i32::MAX));
+    }
+    query.bind(from).bind(to)
 }
 
 /// Binds one record's 26 columns as the next parameters, the

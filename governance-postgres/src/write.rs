@@ -19,6 +19,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Acquire, PgConnection, Postgres, Row};
 
+use crate::SchemaProfile;
 use crate::error::{invisible_collision, is_unique_violation, map};
 use crate::rows::{
     bind_history, bind_history_row, bind_request, history_columns, history_from, request_columns, request_from, signed,
@@ -47,15 +48,43 @@ const BOUND_TRANSITION_COLUMNS: [&str; 9] = [
     "state_digest",
 ];
 
+/// The array form of a store's history rows: the distributed profile's
+/// engines may have no array slicing (CockroachDB has none), so there each
+/// record's reason codes travel as a `jsonb` list.
+pub(crate) fn array_form(profile: SchemaProfile) -> HistoryRows {
+    match profile {
+        SchemaProfile::Standard => HistoryRows::Arrays,
+        SchemaProfile::Distributed => HistoryRows::ArraysJsonCodes,
+    }
+}
+
+/// A statement built for each array form.
+struct ByForm {
+    arrays: LazyLock<String>,
+    json_codes: LazyLock<String>,
+}
+
+impl ByForm {
+    fn get(&self, form: HistoryRows) -> &str {
+        if form == HistoryRows::Arrays { &self.arrays } else { &self.json_codes }
+    }
+}
+
 /// A transition ([`postgres_statements::transition`]), its records as
 /// column arrays; [`TRANSITION_ONE_SQL`] for the common single record.
-static TRANSITION_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, false));
+static TRANSITION_SQL: ByForm = ByForm {
+    arrays: LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, false)),
+    json_codes: LazyLock::new(|| postgres_statements::transition(HistoryRows::ArraysJsonCodes, false)),
+};
 static TRANSITION_ONE_SQL: LazyLock<String> =
     LazyLock::new(|| postgres_statements::transition(HistoryRows::Values(1), false));
 
 /// A supersession: the older request's transition, written only while the
 /// successor is still at the revision and digest it was computed against.
-static SUPERSEDE_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, true));
+static SUPERSEDE_SQL: ByForm = ByForm {
+    arrays: LazyLock::new(|| postgres_statements::transition(HistoryRows::Arrays, true)),
+    json_codes: LazyLock::new(|| postgres_statements::transition(HistoryRows::ArraysJsonCodes, true)),
+};
 static SUPERSEDE_ONE_SQL: LazyLock<String> =
     LazyLock::new(|| postgres_statements::transition(HistoryRows::Values(1), true));
 
@@ -76,7 +105,10 @@ const APPEND_ONE_SQL: &str = concat!(
      $23, $24, $25, $26)"
 );
 
-static APPEND_SQL: LazyLock<String> = LazyLock::new(|| postgres_statements::append_history(HistoryRows::Arrays));
+static APPEND_SQL: ByForm = ByForm {
+    arrays: LazyLock::new(|| postgres_statements::append_history(HistoryRows::Arrays)),
+    json_codes: LazyLock::new(|| postgres_statements::append_history(HistoryRows::ArraysJsonCodes)),
+};
 
 /// Runs one statement, in a savepoint when `isolate` (inside a caller's
 /// transaction a failed statement would otherwise abort it).
@@ -177,13 +209,18 @@ fn bind_transition<'q>(
         .bind(write.state_digest)
 }
 
-pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, transition: &Transition) -> Result<()> {
+pub(crate) async fn commit_transition(
+    conn: &mut PgConnection,
+    isolate: bool,
+    transition: &Transition,
+    form: HistoryRows,
+) -> Result<()> {
     validate_transition(transition)?;
     let expected = Digests {
         target: Some(transition.expected_digest()),
         successor: transition.successor().map(|s| s.state_digest.as_str()),
     };
-    let outcome = run(conn, isolate, transition_query(transition, expected)).await;
+    let outcome = run(conn, isolate, transition_query(transition, expected, form)).await;
     if moved(transition, outcome)? {
         return Ok(());
     }
@@ -194,7 +231,7 @@ pub(crate) async fn commit_transition(conn: &mut PgConnection, isolate: bool, tr
     // in a transaction of its own (a savepoint inside a caller's), so the
     // rows it checks stay locked until its retry commits.
     let mut txn = conn.begin().await.map_err(map)?;
-    match commit_over_rows_without_digest(&mut txn, transition).await {
+    match commit_over_rows_without_digest(&mut txn, transition, form).await {
         Ok(()) => txn.commit().await.map_err(map),
         Err(error) => {
             // Report the refusal, not the rollback's failure.
@@ -214,14 +251,18 @@ struct Digests<'a> {
 
 /// The transition statement, bound. Only the transition's columns are
 /// written; the rest is fixed at creation.
-fn transition_query<'q>(transition: &'q Transition, digests: Digests<'q>) -> Query<'q, Postgres, PgArguments> {
+fn transition_query<'q>(
+    transition: &'q Transition,
+    digests: Digests<'q>,
+    form: HistoryRows,
+) -> Query<'q, Postgres, PgArguments> {
     let next = transition.request();
     let one = transition.records().len() == 1;
     let sql = match (transition.successor(), one) {
         (None, true) => TRANSITION_ONE_SQL.as_str(),
-        (None, false) => TRANSITION_SQL.as_str(),
+        (None, false) => TRANSITION_SQL.get(form),
         (Some(_), true) => SUPERSEDE_ONE_SQL.as_str(),
-        (Some(_), false) => SUPERSEDE_SQL.as_str(),
+        (Some(_), false) => SUPERSEDE_SQL.get(form),
     };
     let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(next.workspace_id().as_str())
@@ -235,7 +276,7 @@ fn transition_query<'q>(transition: &'q Transition, digests: Digests<'q>) -> Que
     }
     match transition.records() {
         [record] => bind_history_row(query, record),
-        records => bind_history(query, &records.iter().collect::<Vec<_>>()),
+        records => bind_history(query, &records.iter().collect::<Vec<_>>(), form),
     }
 }
 
@@ -318,7 +359,11 @@ async fn stored_state(
 /// the locks keep both as checked. Otherwise the checks name the refusal,
 /// the older request's first: a forged copy of a row without a digest
 /// computes another digest, a validation error.
-async fn commit_over_rows_without_digest(conn: &mut PgConnection, transition: &Transition) -> Result<()> {
+async fn commit_over_rows_without_digest(
+    conn: &mut PgConnection,
+    transition: &Transition,
+    form: HistoryRows,
+) -> Result<()> {
     let next = transition.request();
     let workspace = next.workspace_id();
     let successor = match transition.successor() {
@@ -350,7 +395,7 @@ async fn commit_over_rows_without_digest(conn: &mut PgConnection, transition: &T
             .filter(|_| successor.as_ref().is_some_and(|s| s.stored))
             .map(|s| s.state_digest.as_str()),
     };
-    let outcome = transition_query(transition, digests).fetch_all(&mut *conn).await;
+    let outcome = transition_query(transition, digests, form).fetch_all(&mut *conn).await;
     if moved(transition, outcome)? { Ok(()) } else { Err(invisible_collision()) }
 }
 
@@ -394,6 +439,7 @@ async fn locked_state(
 struct Append<'c> {
     conn: &'c mut PgConnection,
     isolate: bool,
+    form: HistoryRows,
 }
 
 #[async_trait::async_trait]
@@ -401,7 +447,7 @@ impl AppendStorage for Append<'_> {
     async fn insert(&mut self, records: &[&HistoryRecord]) -> Result<InsertAttempt> {
         let query = match records {
             [one] => bind_history_row(sqlx::query(APPEND_ONE_SQL), one),
-            _ => bind_history(sqlx::query(sqlx::AssertSqlSafe(APPEND_SQL.as_str())), records),
+            _ => bind_history(sqlx::query(sqlx::AssertSqlSafe(APPEND_SQL.get(self.form))), records, self.form),
         };
         match run(self.conn, self.isolate, query).await {
             Ok(_) => Ok(InsertAttempt::Inserted),
@@ -419,8 +465,9 @@ pub(crate) async fn append_history(
     conn: &mut PgConnection,
     isolate: bool,
     records: &[HistoryRecord],
+    form: HistoryRows,
 ) -> Result<Vec<Stored<HistoryRecord>>> {
-    append_history_with(&mut Append { conn, isolate }, records).await
+    append_history_with(&mut Append { conn, isolate, form }, records).await
 }
 
 /// Stored records of `workspace` sharing an id or idempotency key with `records`.
@@ -453,6 +500,21 @@ mod tests {
     #[test]
     fn transition_binds_exactly_the_shared_columns_in_their_order() {
         assert_eq!(BOUND_TRANSITION_COLUMNS.as_slice(), governance_abstractions::provider::TRANSITION_COLUMNS);
+    }
+
+    /// The distributed profile's statements slice no array (CockroachDB
+    /// has no slicing); the standard ones do, to read codes cheaply.
+    #[test]
+    fn only_the_standard_profile_slices_arrays() {
+        for statements in [&TRANSITION_SQL, &SUPERSEDE_SQL, &APPEND_SQL] {
+            let standard = statements.get(array_form(SchemaProfile::Standard));
+            let distributed = statements.get(array_form(SchemaProfile::Distributed));
+            assert!(standard.contains("[r.codes_from:r.codes_to]"), "{standard}");
+            assert!(!distributed.contains(":r.") && distributed.contains("jsonb_array_elements_text"), "{distributed}");
+        }
+        for one in [&*CREATE_SQL, &*TRANSITION_ONE_SQL, &*SUPERSEDE_ONE_SQL, APPEND_ONE_SQL] {
+            assert!(!one.contains("UNNEST"), "a single record is a VALUES row: {one}");
+        }
     }
 
     /// The column lists this crate's own statements name are the shared ones.
