@@ -96,38 +96,36 @@ impl HistoryRows {
     /// numbered from `$first`.
     pub fn select(self, first: usize) -> String {
         match self {
-            HistoryRows::Arrays => {
+            HistoryRows::Arrays | HistoryRows::ArraysJsonCodes => {
+                let flat = self == HistoryRows::Arrays;
                 let (mut arrays, mut names, mut selected) = (Vec::new(), Vec::new(), Vec::new());
                 for (i, (column, t)) in HISTORY_COLUMNS.split(", ").zip(HISTORY_ARRAY_TYPES).enumerate() {
-                    if i == REASON_CODES {
-                        selected.push(format!("(${}::text[])[r.codes_from:r.codes_to]", first + i));
-                        continue;
+                    let n = first + i;
+                    match i {
+                        // The flat list is sliced, not unnested.
+                        REASON_CODES if flat => selected.push(format!("(${n}::text[])[r.codes_from:r.codes_to]")),
+                        REASON_CODES => {
+                            arrays.push(format!("${n}::jsonb[]"));
+                            names.push(column);
+                            selected.push(
+                                "ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) \
+                                 WITH ORDINALITY AS c(code, n) ORDER BY c.n)"
+                                    .to_owned(),
+                            );
+                        }
+                        _ => {
+                            arrays.push(format!("${n}::{t}[]"));
+                            names.push(column);
+                            selected.push(format!("r.{column}"));
+                        }
                     }
-                    arrays.push(format!("${}::{t}[]", first + i));
-                    names.push(column);
-                    selected.push(format!("r.{column}"));
                 }
-                let after = first + HISTORY_ARITY;
-                arrays.extend([format!("${after}::int4[]"), format!("${}::int4[]", after + 1)]);
-                names.extend(["codes_from", "codes_to"]);
+                if flat {
+                    let after = first + HISTORY_ARITY;
+                    arrays.extend([format!("${after}::int4[]"), format!("${}::int4[]", after + 1)]);
+                    names.extend(["codes_from", "codes_to"]);
+                }
                 format!("SELECT {} FROM UNNEST({}) AS r({})", selected.join(", "), arrays.join(", "), names.join(", "))
-            }
-            HistoryRows::ArraysJsonCodes => {
-                let (mut arrays, mut selected) = (Vec::new(), Vec::new());
-                for (i, (column, t)) in HISTORY_COLUMNS.split(", ").zip(HISTORY_ARRAY_TYPES).enumerate() {
-                    if i == REASON_CODES {
-                        arrays.push(format!("${}::jsonb[]", first + i));
-                        selected.push(
-                            "ARRAY(SELECT c.code FROM jsonb_array_elements_text(r.reason_codes) \
-                             WITH ORDINALITY AS c(code, n) ORDER BY c.n)"
-                                .to_owned(),
-                        );
-                        continue;
-                    }
-                    arrays.push(format!("${}::{t}[]", first + i));
-                    selected.push(format!("r.{column}"));
-                }
-                format!("SELECT {} FROM UNNEST({}) AS r({HISTORY_COLUMNS})", selected.join(", "), arrays.join(", "))
             }
             HistoryRows::Values(rows) => {
                 let rows: Vec<String> = (0..rows)
