@@ -386,8 +386,11 @@ async fn seed(target: &Target, records: u64) -> Result<(WorkspaceId, RequestId),
             .iter()
             .zip(start..)
             .map(|(e, n)| {
-                // Spread over 30 days whatever the count (7 919 013 µs is prime).
-                let at = now.add_micros(-((n as i64 * 7_919_013) % (30 * day))).unwrap_or(now);
+                // Spread evenly over 30 days whatever the count: 7 919 013 is a
+                // prime above the largest scale, so `n × it mod records` visits
+                // every slot of width 30 days / records once, out of order.
+                let slot = (n * 7_919_013) % records;
+                let at = now.add_micros(-(slot as i64 * (30 * day / records as i64))).unwrap_or(now);
                 Fresh { id: Uuid::now_v7(), at, evidence: e }
             })
             .collect();
