@@ -2,11 +2,8 @@
 //! compared as a row value, which the `(workspace_id, …, created_at, id)`
 //! indexes serve as a range scan.
 
-use std::collections::HashMap;
-
 use governance_abstractions::provider::postgres_schema::{LIVE_COLUMNS_QUERY, SchemaStage, check_postgres_columns};
-use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, COUNT_SNAPSHOT, CountParam};
-use governance_abstractions::provider::rank_counts;
+use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, CountParam, CountRow};
 use governance_abstractions::{
     Count, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter, HistoryRecord, Page,
     PageRequest, Position, RecordId, RequestFilter, RequestId, Result, TimeRange, WorkspaceId,
@@ -234,28 +231,32 @@ pub(crate) async fn count_history(
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
-    let rows = match counted_hours(profile, query)? {
-        None => {
-            let (sql, params) = postgres_statements::count_history(workspace, query, None)?;
-            bound(&sql, params)?.fetch_all(pool).await.map_err(map)?
-        }
-        Some(_) => {
-            let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
-            let mark = mark(&mut txn, workspace).await?;
-            let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
-            let rows = bound(&sql, params)?.fetch_all(&mut *txn).await.map_err(map)?;
-            txn.commit().await.map_err(map)?;
-            rows
-        }
+    // One connection for the watermark and the count: a second pool
+    // checkout costs more than the round trip.
+    let hours = counted_hours(profile, query)?;
+    let mut conn = pool.acquire().await.map_err(map)?;
+    let mark = match hours {
+        None => None,
+        Some(_) => mark(&mut conn, workspace).await?,
     };
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for row in rows {
-        let key: String = row.try_get("key").map_err(map)?;
-        let n: i64 = row.try_get("n").map_err(map)?;
-        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    let mut count = postgres_statements::CountAttempts::new(workspace, query, mark);
+    loop {
+        let (sql, params) = count.statement()?;
+        let rows = bound(&sql, params)?.fetch_all(&mut *conn).await.map_err(map)?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                let key: Option<String> = row.try_get("key").map_err(map)?;
+                Ok(match (row.try_get::<Option<i64>, _>("n").map_err(map)?, key) {
+                    (Some(n), Some(key)) => CountRow::Count { key, n },
+                    (_, mark) => CountRow::Mark(mark),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(counts) = count.finish(rows)? {
+            return Ok(counts);
+        }
     }
-    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
-    Ok(rank_counts(counts, query.limit))
 }
 
 /// The plan of [`count_history`]'s statement, with the watermark it would
@@ -266,21 +267,20 @@ pub(crate) async fn explain_count_history(
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
-    let mut txn = pool.begin_with(COUNT_SNAPSHOT).await.map_err(map)?;
-    let mark = match counted_hours(profile, query)? {
+    let hours = counted_hours(profile, query)?;
+    let mut conn = pool.acquire().await.map_err(map)?;
+    let mark = match hours {
         None => None,
-        Some(_) => mark(&mut txn, workspace).await?,
+        Some(_) => mark(&mut conn, workspace).await?,
     };
     let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
     let explained = format!("EXPLAIN {sql}");
-    let rows = bound(&explained, params)?.fetch_all(&mut *txn).await.map_err(map)?;
-    txn.commit().await.map_err(map)?;
-    Ok(rows)
+    bound(&explained, params)?.fetch_all(&mut *conn).await.map_err(map)
 }
 
-/// The workspace's watermark ([`COUNT_MARK`]), read in `txn`'s snapshot.
-async fn mark(txn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<String>> {
-    sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(txn).await.map_err(map)
+/// The workspace's watermark ([`COUNT_MARK`]).
+async fn mark(conn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<String>> {
+    sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(conn).await.map_err(map)
 }
 
 /// `sql` with the count's parameters bound; a parameter of a kind this

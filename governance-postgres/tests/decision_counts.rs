@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use governance_abstractions::provider::postgres_statements::{self, CountRow};
 use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Action, Actor, Count, CountBy, CountQuery, Decision, Evidence, GovernanceError, GovernanceService, HistoryReader,
@@ -267,6 +268,88 @@ async fn counts_from_another_database_are_ignored_then_rebuilt() {
     // commit-safe yet), never adding to the foreign counts.
     roll_up_until(&store, &ws, 0, 200).await;
     assert_exact(&store, &ws, base, "rebuilt").await;
+}
+
+/// Runs a count statement as the provider does, rows decoded the same way.
+async fn count_rows(
+    pool: &sqlx::PgPool,
+    sql: String,
+    params: Vec<postgres_statements::CountParam>,
+) -> Result<Vec<CountRow>, GovernanceError> {
+    use postgres_statements::CountParam;
+    use sqlx::Row;
+    let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for param in params {
+        statement = match param {
+            CountParam::Text(text) => statement.bind(text),
+            CountParam::Int(n) => statement.bind(n),
+            CountParam::Time(at) => statement.bind(at.as_datetime()),
+            other => panic!("a parameter this test does not bind: {other:?}"),
+        };
+    }
+    let rows = statement.fetch_all(pool).await.map_err(|e| GovernanceError::backend(false, e))?;
+    Ok(rows
+        .iter()
+        .map(|row| match (row.get::<Option<i64>, _>("n"), row.get::<Option<String>, _>("key")) {
+            (Some(n), Some(key)) => CountRow::Count { key, n },
+            (_, mark) => CountRow::Mark(mark),
+        })
+        .collect())
+}
+
+/// A roll-up that commits after a count read the watermark and before its
+/// statement runs folds records the statement also finds after the old
+/// watermark. The statement reports the watermark its snapshot saw, so
+/// that count is refused and run again over the new one: exact, never
+/// doubled.
+#[tokio::test]
+async fn a_roll_up_between_the_watermark_and_the_count_is_counted_once() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 150, 9)).await.expect("append");
+    roll_up_until(&store, &ws, 0, 150).await;
+    store.append_history(&records(&ws, base, 90, 10)).await.expect("append the tail");
+    let query = CountQuery::new(CountBy::Operation, TimeRange::default()).decision(Decision::Denied);
+    let want = expected(&all_records(&store, &ws).await, &query);
+    let mark = || async {
+        let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
+            .bind(ws.as_str())
+            .fetch_optional(store.pool())
+            .await
+            .expect("read the watermark");
+        mark.expect("rolled up")
+    };
+    let stale = mark().await;
+
+    // The first statement runs after a roll-up that committed once the
+    // watermark was read.
+    let mut count = postgres_statements::CountAttempts::new(&ws, &query, Some(stale.clone()));
+    let mut attempts = 0;
+    let got = loop {
+        let (sql, params) = count.statement().expect("build");
+        attempts += 1;
+        if attempts == 1 {
+            roll_up_until(&store, &ws, 0, 90).await;
+        }
+        let rows = count_rows(store.pool(), sql, params).await.expect("count");
+        if let Some(counts) = count.finish(rows).expect("rows") {
+            break counts;
+        }
+    };
+    assert_eq!(got, want);
+    assert_eq!(attempts, 2, "refused once, then counted over the watermark it saw");
+    assert_ne!(mark().await, stale, "the roll-up moved the watermark");
+
+    // What the refused attempt would have answered: the tail twice.
+    let (sql, params) = postgres_statements::count_history(&ws, &query, Some(&stale)).expect("build");
+    let doubled: i64 = count_rows(store.pool(), sql, params)
+        .await
+        .expect("count over the stale watermark")
+        .into_iter()
+        .map(|row| if let CountRow::Count { n, .. } = row { n } else { 0 })
+        .sum();
+    let exact: u64 = got.iter().map(|c| c.count).sum();
+    assert!(u64::try_from(doubled).expect("positive") > exact, "{doubled} against {exact}");
 }
 
 /// The counts read the hourly rows: a window over the rolled-up hours

@@ -1,6 +1,6 @@
 //! The read paths: one workspace per query, keyset pages on `(created_at, id)`.
 
-use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, CountParam};
+use governance_abstractions::provider::postgres_statements::{self, COUNT_MARK, CountParam, CountRow};
 use governance_abstractions::provider::rank_counts;
 use governance_abstractions::{
     Checkpoint, Count, CountBy, CountQuery, Direction, EntityKind, GovernanceError, GovernanceRequest, HistoryFilter,
@@ -10,7 +10,7 @@ use governance_abstractions::{
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select, Statement, TransactionTrait,
+    QueryOrder, QuerySelect, QueryTrait, RelationDef, Select, Statement,
 };
 
 use crate::convert::{checkpoint_from, history_from, read_record, request_from, seal_from, time_value};
@@ -277,60 +277,62 @@ pub(crate) async fn query_history<C: ConnectionTrait>(
 
 /// Counts decision records. On PostgreSQL a window that holds whole hours
 /// is counted over the hourly counts the shared schema keeps
-/// ([`postgres_statements::count_history`], the statement the sqlx
-/// provider sends): the watermark and the count are read in one
-/// `REPEATABLE READ` snapshot, and the count is exact whether or not a
-/// roll-up ([`SeaOrmStore::roll_up_counts`](crate::SeaOrmStore::roll_up_counts))
+/// ([`postgres_statements::CountAttempts`], the statement the sqlx
+/// provider sends): the watermark is read, then the count, which reports
+/// the watermark its own snapshot saw and is run again if a roll-up moved
+/// it, so the count is exact whether or not a roll-up
+/// ([`SeaOrmStore::roll_up_counts`](crate::SeaOrmStore::roll_up_counts))
 /// ever ran. Everywhere else the window's records are counted.
-pub(crate) async fn count_history<C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>>(
+pub(crate) async fn count_history<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<Count>> {
-    let Some(hourly) = hourly_count(conn, workspace, query).await? else {
+    let Some(mark) = hourly_mark(conn, workspace, query).await? else {
         return count_records(conn, workspace, query).await;
     };
-    let txn = hourly.txn;
-    let rows = txn.query_all_raw(hourly.statement).await.map_err(map)?;
-    txn.commit().await.map_err(map)?;
-    let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    for row in rows {
-        let key: String = row.try_get("", "key").map_err(map)?;
-        let n: i64 = row.try_get("", "n").map_err(map)?;
-        *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    let mut count = postgres_statements::CountAttempts::new(workspace, query, mark);
+    loop {
+        let (sql, params) = count.statement()?;
+        let rows = conn.query_all_raw(postgres_count_statement(sql, params)?).await.map_err(map)?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                let key: Option<String> = row.try_get("", "key").map_err(map)?;
+                Ok(match (row.try_get::<Option<i64>>("", "n").map_err(map)?, key) {
+                    (Some(n), Some(key)) => CountRow::Count { key, n },
+                    (_, mark) => CountRow::Mark(mark),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(counts) = count.finish(rows)? {
+            return Ok(counts);
+        }
     }
-    let counts = counts.into_iter().map(|(key, count)| Count { key, count }).collect();
-    Ok(rank_counts(counts, query.limit))
 }
 
-/// A count over the hourly counts, ready to run in its snapshot.
-struct HourlyCount {
-    txn: sea_orm::DatabaseTransaction,
-    statement: Statement,
-}
-
-/// On PostgreSQL, for a window with whole hours: the snapshot, its
-/// watermark read, and the count statement over it. `None` elsewhere.
-async fn hourly_count<C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>>(
+/// On PostgreSQL, for a window with whole hours: the workspace's
+/// watermark (`Some(None)` when it has none). `None` elsewhere: the count
+/// reads records.
+async fn hourly_mark<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     query: &CountQuery,
-) -> Result<Option<HourlyCount>> {
-    const PG: DbBackend = DbBackend::Postgres;
+) -> Result<Option<Option<String>>> {
     query.validate()?;
-    if conn.get_database_backend() != PG || postgres_statements::whole_hours(&query.window).is_none() {
+    if conn.get_database_backend() != DbBackend::Postgres || postgres_statements::whole_hours(&query.window).is_none() {
         return Ok(None);
     }
-    let txn = conn
-        .begin_with_config(Some(sea_orm::IsolationLevel::RepeatableRead), Some(sea_orm::AccessMode::ReadOnly))
-        .await
-        .map_err(map)?;
-    let mark = Statement::from_sql_and_values(PG, COUNT_MARK, [workspace.as_str().into()]);
-    let mark = match txn.query_one_raw(mark).await.map_err(map)? {
-        Some(row) => Some(row.try_get_by_index::<String>(0).map_err(map)?),
-        None => None,
-    };
-    let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
+    let mark = Statement::from_sql_and_values(DbBackend::Postgres, COUNT_MARK, [workspace.as_str().into()]);
+    match conn.query_one_raw(mark).await.map_err(map)? {
+        Some(row) => Ok(Some(Some(row.try_get_by_index::<String>(0).map_err(map)?))),
+        None => Ok(Some(None)),
+    }
+}
+
+/// A PostgreSQL count statement with its parameters as SeaORM values.
+fn postgres_count_statement(sql: String, params: Vec<CountParam>) -> Result<Statement> {
+    const PG: DbBackend = DbBackend::Postgres;
     let values = params
         .into_iter()
         .map(|param| match param {
@@ -342,7 +344,7 @@ async fn hourly_count<C: ConnectionTrait + TransactionTrait<Transaction = sea_or
             }
         })
         .collect::<Result<Vec<sea_orm::Value>>>()?;
-    Ok(Some(HourlyCount { txn, statement: Statement::from_sql_and_values(PG, sql, values) }))
+    Ok(Statement::from_sql_and_values(PG, sql, values))
 }
 
 async fn count_records<C: ConnectionTrait>(
@@ -554,19 +556,16 @@ pub(crate) async fn explain_query_history<C: ConnectionTrait>(
     explain(conn, history_select(backend, workspace, filter, page)?.build(backend)).await
 }
 
-/// The plan of the count for `query`.
-pub(crate) async fn explain_count_history<
-    C: ConnectionTrait + TransactionTrait<Transaction = sea_orm::DatabaseTransaction>,
->(
+/// The plan of the count for `query`, with the watermark it would read now.
+pub(crate) async fn explain_count_history<C: ConnectionTrait>(
     conn: &C,
     workspace: &WorkspaceId,
     query: &CountQuery,
 ) -> Result<Vec<String>> {
-    match hourly_count(conn, workspace, query).await? {
-        Some(hourly) => {
-            let plan = explain(&hourly.txn, hourly.statement).await;
-            hourly.txn.commit().await.map_err(map)?;
-            plan
+    match hourly_mark(conn, workspace, query).await? {
+        Some(mark) => {
+            let (sql, params) = postgres_statements::count_history(workspace, query, mark.as_deref())?;
+            explain(conn, postgres_count_statement(sql, params)?).await
         }
         None => explain(conn, count_statement(conn.get_database_backend(), workspace, query)?).await,
     }

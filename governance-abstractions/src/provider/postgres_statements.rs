@@ -224,18 +224,16 @@ pub enum CountParam {
 }
 
 /// The watermark of a workspace's hourly counts (its `through_tx` as
-/// text), `$1` the workspace: read in the same `REPEATABLE READ` snapshot
-/// as the count that relies on it ([`COUNT_SNAPSHOT`]). No row when
+/// text), `$1` the workspace: what a count over whole hours is built for
+/// ([`count_history`]), which reads it again in its own snapshot and
+/// reports it, so that [`CountAttempts`] accepts only a count whose
+/// watermark held while it ran. No row when
 /// nothing was folded in yet, or when its probe record no longer has the
 /// transaction id it had when it was folded in (a logical restore stamps
 /// every record anew, so counts from before it are not this database's).
 pub const COUNT_MARK: &str = "SELECT r.through_tx::text FROM governance_count_rollups r \
      WHERE r.workspace_id = $1 AND EXISTS (SELECT 1 FROM governance_history h \
          WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)";
-
-/// The transaction a count with whole hours runs in, the watermark read
-/// first: a roll-up committing between the two is seen whole or not at all.
-pub const COUNT_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// One hour in microseconds: the grain of `governance_history_counts`.
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -291,8 +289,9 @@ impl Counting {
 }
 
 /// A count of decision records over the shared schema: rows of `key`
-/// (`text`) and `n` (`int8`), several per key at most (sum them, then rank
-/// with [`rank_counts`](super::rank_counts)).
+/// (`text`) and `n` (`int8`), several per key at most.
+/// Run it through [`CountAttempts`], which sums and ranks them and checks
+/// the watermark.
 ///
 /// With no watermark (`mark`: read by [`COUNT_MARK`]; `None` when the
 /// workspace was never rolled up, its counts came from before a logical
@@ -301,9 +300,13 @@ impl Counting {
 /// (`governance_history_counts`, folded in by `governance_roll_up_counts`)
 /// plus the records of those hours that no roll-up has folded in yet, found
 /// through the feed index by transaction, and the partial hours at the
-/// window's edges are counted from their records. Run it in the snapshot
-/// the watermark was read in ([`COUNT_SNAPSHOT`]); the watermark is bound
-/// as a value so the planner sees how few records follow it.
+/// window's edges are counted from their records. The watermark is bound
+/// as a value, so the planner sees how few records follow it (inside the
+/// statement it would be an unknown, and the planner would guess a third
+/// of the workspace); one more row, its `n` `NULL`, carries in `key` the
+/// watermark as the statement's own snapshot saw it. The count holds only
+/// if the two agree: a roll-up that committed after the watermark was read
+/// folded records the statement also counted from the tail.
 pub fn count_history(
     workspace: &crate::WorkspaceId,
     query: &crate::CountQuery,
@@ -342,10 +345,11 @@ pub fn count_history(
     let first_at = first.map(hour_start).transpose()?;
     let end_at = end.map(hour_start).transpose()?;
     let whole = TimeRange { from: first_at, until: end_at };
-    sql.push("SELECT key, sum(n)::bigint AS n FROM (");
     // The whole hours folded in.
     let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
-    sql.push(&format!("SELECT {counted} AS key, n FROM governance_history_counts WHERE workspace_id = "));
+    sql.push(&format!(
+        "SELECT {counted} AS key, sum(n)::bigint AS n FROM governance_history_counts WHERE workspace_id = "
+    ));
     sql.bind(CountParam::Text(workspace.as_str().to_owned()));
     sql.push(" AND dimension = ").bind(CountParam::Text(dimension.to_owned()));
     if let Some(decision) = query.decision {
@@ -357,6 +361,7 @@ pub fn count_history(
     if let Some(end) = end {
         sql.push(" AND hour < ").bind(CountParam::Int(end));
     }
+    sql.push(" GROUP BY 1");
     // The whole hours' records not folded in yet.
     sql.push(" UNION ALL ");
     records(&mut sql);
@@ -379,8 +384,118 @@ pub fn count_history(
         sql.window(&TimeRange { from: Some(end_at), until: Some(until) });
         sql.push(" GROUP BY 1");
     }
-    sql.push(") AS parts GROUP BY key");
+    // The watermark as this snapshot sees it. Comparing `through_tx` alone
+    // is enough: a watermark that passed its probe check stays this
+    // database's, and every roll-up that changes its counts moves it.
+    sql.push(" UNION ALL SELECT (SELECT through_tx::text FROM governance_count_rollups WHERE workspace_id = $1), NULL");
     Ok((sql.sql, sql.params))
+}
+
+/// One row of a [`count_history`] statement, decoded by the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CountRow {
+    /// A row with a count: `key` and `n`.
+    Count {
+        /// The counted key.
+        key: String,
+        /// How many records, for this part of the window.
+        n: i64,
+    },
+    /// The row whose `n` is `NULL`: the watermark (its `key`, `NULL` for
+    /// none) as the statement's snapshot saw it.
+    Mark(Option<String>),
+}
+
+/// How many times a count is built anew for a watermark a roll-up moved
+/// while it ran, before it counts the window's records instead.
+const MARK_ATTEMPTS: usize = 3;
+
+/// A count run to its exact result, one statement at a time: send
+/// [`statement`](Self::statement), hand its rows to
+/// [`finish`](Self::finish), and repeat until `finish` returns the counts.
+///
+/// A count over hours is accepted only if its statement saw the watermark
+/// it was built for. When a roll-up moved it meanwhile the count is built
+/// again for the watermark the statement saw (roll-ups are minutes apart,
+/// so once is the rare case), and after [`MARK_ATTEMPTS`] over the records
+/// alone, which needs no watermark. So a count costs two round trips on
+/// one connection — the watermark ([`COUNT_MARK`]), then the count — and
+/// no transaction.
+///
+/// ```
+/// use governance_abstractions::provider::postgres_statements::{CountAttempts, CountRow};
+/// use governance_abstractions::{CountBy, CountQuery, TimeRange, WorkspaceId};
+///
+/// let ws = WorkspaceId::new("acme").unwrap();
+/// let query = CountQuery::new(CountBy::Operation, TimeRange::default());
+/// let mut count = CountAttempts::new(&ws, &query, Some("7".into()));
+/// let (sql, _params) = count.statement().unwrap();
+/// assert!(sql.contains("governance_history_counts"));
+/// // The statement saw the watermark it was built for: its counts stand.
+/// let rows = vec![CountRow::Count { key: "export".into(), n: 3 }, CountRow::Mark(Some("7".into()))];
+/// let counts = count.finish(rows).unwrap().expect("accepted");
+/// assert_eq!((counts[0].key.as_str(), counts[0].count), ("export", 3));
+/// ```
+#[derive(Debug)]
+pub struct CountAttempts<'a> {
+    workspace: &'a crate::WorkspaceId,
+    query: &'a crate::CountQuery,
+    mark: Option<String>,
+    attempts: usize,
+}
+
+impl<'a> CountAttempts<'a> {
+    /// A count of `query` over `workspace`, built for `mark` (read by
+    /// [`COUNT_MARK`]; `None` counts the records).
+    pub fn new(workspace: &'a crate::WorkspaceId, query: &'a crate::CountQuery, mark: Option<String>) -> Self {
+        // A window without a whole hour is counted from its records, with
+        // no watermark row to check.
+        let mark = mark.filter(|_| whole_hours(&query.window).is_some());
+        Self { workspace, query, mark, attempts: 1 }
+    }
+
+    /// The statement to send now ([`count_history`]).
+    ///
+    /// # Errors
+    ///
+    /// A validation error for a query [`CountQuery::validate`](crate::CountQuery::validate) refuses.
+    pub fn statement(&self) -> Result<(String, Vec<CountParam>), crate::GovernanceError> {
+        count_history(self.workspace, self.query, self.mark.as_deref())
+    }
+
+    /// The counts, summed and ranked, if the rows of [`statement`](Self::statement)
+    /// stand; `None` when a roll-up moved the watermark under it, and the
+    /// next statement is to be sent.
+    ///
+    /// # Errors
+    ///
+    /// A backend error if a count over whole hours came back without its
+    /// watermark row.
+    pub fn finish(&mut self, rows: Vec<CountRow>) -> Result<Option<Vec<crate::Count>>, crate::GovernanceError> {
+        let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut seen = None;
+        for row in rows {
+            match row {
+                CountRow::Count { key, n } => *counts.entry(key).or_default() += u64::try_from(n).unwrap_or(0),
+                CountRow::Mark(at) => seen = Some(at),
+            }
+        }
+        match (self.mark.take(), seen) {
+            (None, _) => {}
+            (Some(used), Some(seen)) if seen.as_deref() == Some(used.as_str()) => {}
+            (Some(_), Some(seen)) => {
+                self.attempts += 1;
+                self.mark = seen.filter(|_| self.attempts <= MARK_ATTEMPTS);
+                return Ok(None);
+            }
+            (Some(_), None) => {
+                return Err(crate::GovernanceError::backend(false, "a count over hourly counts returned no watermark"));
+            }
+        }
+        let counts = counts.into_iter().map(|(key, count)| crate::Count { key, count }).collect();
+        Ok(Some(super::rank_counts(counts, self.query.limit)))
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +534,46 @@ mod tests {
             assert_eq!(highest(&transition(rows, true)), written + 3 + rows.parameters());
             assert_eq!(highest(&append_history(rows)), rows.parameters());
         }
+    }
+
+    /// A watermark that moves under every attempt ends in a count of the
+    /// records, which needs none; a count over hours without its watermark
+    /// row is an error, never a silent answer.
+    #[test]
+    fn a_count_whose_watermark_keeps_moving_counts_the_records() {
+        use crate::{CountBy, CountQuery, TimeRange, Timestamp, WorkspaceId};
+        let ws = WorkspaceId::new("ws").expect("valid");
+        let from = Timestamp::from_unix_micros(HOUR_MICROS * 10 + 1).expect("in range");
+        let week = TimeRange { from: Some(from), until: None };
+        let query = CountQuery::new(CountBy::Operation, week);
+        let mut count = CountAttempts::new(&ws, &query, Some("7".into()));
+        let mut built = Vec::new();
+        let counts = loop {
+            let (sql, _) = count.statement().expect("build");
+            let hourly = sql.contains("governance_history_counts");
+            built.push(hourly);
+            let mut rows = vec![CountRow::Count { key: "create".into(), n: 2 }];
+            if hourly {
+                rows.push(CountRow::Mark(Some(format!("{}", 7 + built.len()))));
+            }
+            if let Some(counts) = count.finish(rows).expect("rows") {
+                break counts;
+            }
+        };
+        assert_eq!(built, [true, true, true, false]);
+        assert_eq!(counts, [crate::Count { key: "create".into(), count: 2 }]);
+
+        let mut count = CountAttempts::new(&ws, &query, Some("7".into()));
+        let missing = count.finish(vec![CountRow::Count { key: "create".into(), n: 2 }]);
+        assert!(matches!(missing, Err(crate::GovernanceError::Backend { .. })), "{missing:?}");
+
+        // Within one hour there is nothing to read from the hourly counts.
+        let until = Timestamp::from_unix_micros(HOUR_MICROS * 10 + 9).expect("in range");
+        let inside = CountQuery::new(CountBy::Operation, TimeRange { until: Some(until), ..week });
+        let mut count = CountAttempts::new(&ws, &inside, Some("7".into()));
+        let (sql, _) = count.statement().expect("build");
+        assert!(!sql.contains("governance_history_counts"), "{sql}");
+        assert_eq!(count.finish(Vec::new()).expect("rows"), Some(Vec::new()));
     }
 
     #[test]
