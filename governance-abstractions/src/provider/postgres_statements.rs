@@ -418,7 +418,7 @@ const MARK_ATTEMPTS: usize = 3;
 /// A count over hours is accepted only if its statement saw the watermark
 /// it was built for. When a roll-up moved it meanwhile the count is built
 /// again for the watermark the statement saw (roll-ups are minutes apart,
-/// so once is the rare case), and after [`MARK_ATTEMPTS`] over the records
+/// so once is the rare case), and after three attempts over the records
 /// alone, which needs no watermark. So a count costs two round trips on
 /// one connection — the watermark ([`COUNT_MARK`]), then the count — and
 /// no transaction.
