@@ -245,13 +245,7 @@ pub(crate) async fn count_history(
         let rows = bound(&sql, params)?.fetch_all(&mut *conn).await.map_err(map)?;
         let rows = rows
             .iter()
-            .map(|row| {
-                let key: Option<String> = row.try_get("key").map_err(map)?;
-                Ok(match (row.try_get::<Option<i64>, _>("n").map_err(map)?, key) {
-                    (Some(n), Some(key)) => CountRow::Count { key, n },
-                    (_, mark) => CountRow::Mark(mark),
-                })
-            })
+            .map(|row| Ok(CountRow::from_columns(row.try_get("key").map_err(map)?, row.try_get("n").map_err(map)?)))
             .collect::<Result<Vec<_>>>()?;
         if let Some(counts) = count.finish(rows)? {
             return Ok(counts);

@@ -288,13 +288,7 @@ async fn count_rows(
         };
     }
     let rows = statement.fetch_all(pool).await.map_err(|e| GovernanceError::backend(false, e))?;
-    Ok(rows
-        .iter()
-        .map(|row| match (row.get::<Option<i64>, _>("n"), row.get::<Option<String>, _>("key")) {
-            (Some(n), Some(key)) => CountRow::Count { key, n },
-            (_, mark) => CountRow::Mark(mark),
-        })
-        .collect())
+    Ok(rows.iter().map(|row| CountRow::from_columns(row.get("key"), row.get("n"))).collect())
 }
 
 /// A roll-up that commits after a count read the watermark and before its

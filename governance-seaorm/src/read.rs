@@ -298,11 +298,7 @@ pub(crate) async fn count_history<C: ConnectionTrait>(
         let rows = rows
             .iter()
             .map(|row| {
-                let key: Option<String> = row.try_get("", "key").map_err(map)?;
-                Ok(match (row.try_get::<Option<i64>>("", "n").map_err(map)?, key) {
-                    (Some(n), Some(key)) => CountRow::Count { key, n },
-                    (_, mark) => CountRow::Mark(mark),
-                })
+                Ok(CountRow::from_columns(row.try_get("", "key").map_err(map)?, row.try_get("", "n").map_err(map)?))
             })
             .collect::<Result<Vec<_>>>()?;
         if let Some(counts) = count.finish(rows)? {

@@ -225,9 +225,11 @@ pub enum CountParam {
 
 /// The watermark of a workspace's hourly counts (its `through_tx` as
 /// text), `$1` the workspace: what a count over whole hours is built for
-/// ([`count_history`]), which reads it again in its own snapshot and
-/// reports it, so that [`CountAttempts`] accepts only a count whose
-/// watermark held while it ran. No row when
+/// ([`count_history`]), which reads `through_tx` again in its own snapshot
+/// and reports it, so that [`CountAttempts`] accepts only a count whose
+/// watermark held while it ran (a watermark that passed its probe check
+/// stays this database's, and every roll-up that changes the counts moves
+/// it). No row when
 /// nothing was folded in yet, or when its probe record no longer has the
 /// transaction id it had when it was folded in (a logical restore stamps
 /// every record anew, so counts from before it are not this database's).
@@ -405,6 +407,17 @@ pub enum CountRow {
     /// The row whose `n` is `NULL`: the watermark (its `key`, `NULL` for
     /// none) as the statement's snapshot saw it.
     Mark(Option<String>),
+}
+
+impl CountRow {
+    /// A row from its `key` and `n` columns: the one whose `n` is `NULL`
+    /// carries the watermark in `key`.
+    pub fn from_columns(key: Option<String>, n: Option<i64>) -> Self {
+        match (n, key) {
+            (Some(n), Some(key)) => CountRow::Count { key, n },
+            (_, mark) => CountRow::Mark(mark),
+        }
+    }
 }
 
 /// How many times a count is built anew for a watermark a roll-up moved
