@@ -432,9 +432,10 @@ const MARK_ATTEMPTS: usize = 3;
 /// it was built for. When a roll-up moved it meanwhile the count is built
 /// again for the watermark the statement saw (roll-ups are minutes apart,
 /// so once is the rare case), and after three attempts over the records
-/// alone, which needs no watermark. So a count costs two round trips on
-/// one connection — the watermark ([`COUNT_MARK`]), then the count — and
-/// no transaction.
+/// alone, which needs no watermark. So a count costs two round trips —
+/// the watermark ([`COUNT_MARK`]), then the count — and no transaction;
+/// the two need not share a connection (sending both on one saves a pool
+/// checkout).
 ///
 /// ```
 /// use governance_abstractions::provider::postgres_statements::{CountAttempts, CountRow};
