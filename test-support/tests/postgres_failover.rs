@@ -42,13 +42,20 @@ struct Failover {
 }
 
 impl Failover {
-    fn store(&self) -> &PostgresStore {
-        &self.nodes[self.current.load(Ordering::SeqCst) % self.nodes.len()]
+    /// The node to call, and the turn it was chosen at.
+    fn store(&self) -> (usize, &PostgresStore) {
+        let at = self.current.load(Ordering::SeqCst);
+        (at, &self.nodes[at % self.nodes.len()])
     }
 
-    fn note<T>(&self, result: Result<T>) -> Result<T> {
-        if matches!(result, Err(GovernanceError::Unavailable { .. })) {
-            self.current.fetch_add(1, Ordering::SeqCst);
+    /// Moves to the next node when the one chosen at `at` was unavailable,
+    /// unless another call already moved on from it: calls that fail
+    /// together against one dead node move once, where counting each
+    /// failure could bring an even number of them back to that node.
+    fn note<T>(&self, at: usize, result: Result<T>) -> Result<T> {
+        if matches!(result, Err(GovernanceError::Unavailable { .. }))
+            && self.current.compare_exchange(at, at + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
             self.switches.fetch_add(1, Ordering::Relaxed);
         }
         result
@@ -58,18 +65,21 @@ impl Failover {
 #[async_trait]
 impl RequestWriter for Failover {
     async fn create_request(&self, creation: &Creation) -> Result<Stored<GovernanceRequest>> {
-        self.note(self.store().create_request(creation).await)
+        let (at, node) = self.store();
+        self.note(at, node.create_request(creation).await)
     }
 
     async fn commit_transition(&self, transition: &Transition) -> Result<()> {
-        self.note(self.store().commit_transition(transition).await)
+        let (at, node) = self.store();
+        self.note(at, node.commit_transition(transition).await)
     }
 }
 
 #[async_trait]
 impl RequestReader for Failover {
     async fn get_request(&self, workspace: &WorkspaceId, id: RequestId) -> Result<GovernanceRequest> {
-        self.note(self.store().get_request(workspace, id).await)
+        let (at, node) = self.store();
+        self.note(at, node.get_request(workspace, id).await)
     }
 
     async fn query_requests(
@@ -78,25 +88,29 @@ impl RequestReader for Failover {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Page<GovernanceRequest>> {
-        self.note(self.store().query_requests(workspace, filter, page).await)
+        let (at, node) = self.store();
+        self.note(at, node.query_requests(workspace, filter, page).await)
     }
 }
 
 #[async_trait]
 impl HistoryWriter for Failover {
     async fn append_history(&self, records: &[HistoryRecord]) -> Result<Vec<Stored<HistoryRecord>>> {
-        self.note(self.store().append_history(records).await)
+        let (at, node) = self.store();
+        self.note(at, node.append_history(records).await)
     }
 }
 
 #[async_trait]
 impl HistoryReader for Failover {
     async fn get_history_record(&self, workspace: &WorkspaceId, id: RecordId) -> Result<HistoryRecord> {
-        self.note(self.store().get_history_record(workspace, id).await)
+        let (at, node) = self.store();
+        self.note(at, node.get_history_record(workspace, id).await)
     }
 
     async fn history_for_request(&self, workspace: &WorkspaceId, request: RequestId) -> Result<Vec<HistoryRecord>> {
-        self.note(self.store().history_for_request(workspace, request).await)
+        let (at, node) = self.store();
+        self.note(at, node.history_for_request(workspace, request).await)
     }
 
     async fn query_history(
@@ -105,11 +119,13 @@ impl HistoryReader for Failover {
         filter: &HistoryFilter,
         page: &PageRequest,
     ) -> Result<Page<HistoryRecord>> {
-        self.note(self.store().query_history(workspace, filter, page).await)
+        let (at, node) = self.store();
+        self.note(at, node.query_history(workspace, filter, page).await)
     }
 
     async fn count_history(&self, workspace: &WorkspaceId, query: &CountQuery) -> Result<Vec<Count>> {
-        self.note(self.store().count_history(workspace, query).await)
+        let (at, node) = self.store();
+        self.note(at, node.count_history(workspace, query).await)
     }
 }
 
@@ -121,23 +137,28 @@ impl IntegrityStore for Failover {
         after: Option<Position>,
         limit: u32,
     ) -> Result<Vec<ReadRecord>> {
-        self.note(self.store().unsealed_history(workspace, after, limit).await)
+        let (at, node) = self.store();
+        self.note(at, node.unsealed_history(workspace, after, limit).await)
     }
 
     async fn append_checkpoint(&self, checkpoint: &Checkpoint, entries: &[SealEntry]) -> Result<()> {
-        self.note(self.store().append_checkpoint(checkpoint, entries).await)
+        let (at, node) = self.store();
+        self.note(at, node.append_checkpoint(checkpoint, entries).await)
     }
 
     async fn checkpoints(&self, workspace: &WorkspaceId, after: u64, limit: u32) -> Result<Vec<Checkpoint>> {
-        self.note(self.store().checkpoints(workspace, after, limit).await)
+        let (at, node) = self.store();
+        self.note(at, node.checkpoints(workspace, after, limit).await)
     }
 
     async fn latest_checkpoint(&self, workspace: &WorkspaceId) -> Result<Option<Checkpoint>> {
-        self.note(self.store().latest_checkpoint(workspace).await)
+        let (at, node) = self.store();
+        self.note(at, node.latest_checkpoint(workspace).await)
     }
 
     async fn sealed_records(&self, workspace: &WorkspaceId, from: u64, limit: u32) -> Result<Vec<SealedRecord>> {
-        self.note(self.store().sealed_records(workspace, from, limit).await)
+        let (at, node) = self.store();
+        self.note(at, node.sealed_records(workspace, from, limit).await)
     }
 }
 
