@@ -68,7 +68,7 @@ enum Command {
     Export(export::Options),
     /// Decision counts over a window: top deny reasons, per principal, operation and decision.
     Stats(stats::Options),
-    /// Fold new decision records into the hourly counts that stats reads (sqlx PostgreSQL provider).
+    /// Fold new decision records into the hourly and daily counts that stats reads (PostgreSQL).
     #[command(name = "roll-up")]
     RollUp(stats::RollUpOptions),
 }

@@ -154,7 +154,7 @@ pub(crate) struct RollUpOptions {
     workspace: String,
 }
 
-/// Folds the workspace's new decision records into the hourly counts that
+/// Folds the workspace's new decision records into the hourly and daily counts that
 /// `stats` (and every `count_history`) reads. Counts are exact without it;
 /// it keeps them fast. Only PostgreSQL keeps such counts (through either
 /// provider: they are the shared schema's).
@@ -169,6 +169,6 @@ pub(crate) async fn roll_up(options: RollUpOptions) -> Result<Outcome, CliError>
         )));
     };
     let folded = rolled.map_err(|e| opened.failed(&format!("rolling up the counts of {workspace}"), &e))?;
-    println!("rolled up {folded} decision records of {workspace} into the hourly counts");
+    println!("rolled up {folded} decision records of {workspace} into the hourly and daily counts");
     Ok(Outcome::Clean)
 }

@@ -395,14 +395,14 @@ impl PostgresStore {
     }
 
     /// Folds the decision records of `workspace` that finished
-    /// transactions wrote since the last roll-up into the hourly counts
+    /// transactions wrote since the last roll-up into the hourly and daily counts
     /// that [`count_history`](HistoryReader::count_history) reads; returns
     /// how many records it folded in.
     ///
-    /// Counts are exact whether or not this runs: a count reads the hourly
-    /// rows for the records folded in and the records themselves for the
-    /// rest. What it saves is reading: a count over a window reads the
-    /// window's hourly rows, the records written since the last roll-up and
+    /// Counts are exact whether or not this runs: a count reads the daily
+    /// and hourly rows for the records folded in and the records themselves
+    /// for the rest. What it saves is reading: a count over a window reads
+    /// the rows of the window's whole days and of its other whole hours, the records written since the last roll-up and
     /// those of the partial hours at the window's edges. Run it every few
     /// minutes per active workspace (or after bulk loads), from any
     /// connection of the primary: writers never wait on it, and concurrent
@@ -410,7 +410,7 @@ impl PostgresStore {
     /// it ([`grant_application_role`]) but cannot write a count itself: the
     /// work is done by a function that runs as the tables' owner.
     ///
-    /// On [`SchemaProfile::Distributed`] there are no hourly counts (no
+    /// On [`SchemaProfile::Distributed`] there are no derived counts (no
     /// transaction order to fold by): a non-retryable `Backend` error whose
     /// source is [`RollUpUnsupported`], and counts read the records.
     ///
@@ -418,7 +418,7 @@ impl PostgresStore {
     /// # async fn run(store: governance_postgres::PostgresStore) -> governance_abstractions::Result<()> {
     /// use governance_abstractions::WorkspaceId;
     /// let folded = store.roll_up_counts(&WorkspaceId::new("acme")?).await?;
-    /// println!("{folded} records folded into the hourly counts");
+    /// println!("{folded} records folded into the counts");
     /// # Ok(()) }
     /// ```
     pub async fn roll_up_counts(&self, workspace: &WorkspaceId) -> Result<u64> {

@@ -18,7 +18,7 @@ use crate::{PostgresStore, error};
 pub const GOVERNANCE_TABLES: [&str; 4] =
     ["governance_requests", "governance_history", "governance_checkpoints", "governance_seals"];
 
-/// The tables of derived data (the hourly decision counts and their
+/// The tables of derived data (the hourly and daily decision counts and their
 /// watermarks): the application role reads them and nothing else; the
 /// roll-up writes them as the tables' owner.
 pub use governance_abstractions::provider::postgres_schema::DERIVED_TABLES;

@@ -84,9 +84,15 @@ fn at(micros: i64) -> Timestamp {
 }
 
 /// The windows that matter: unbounded, open on one side, hour-aligned,
-/// with partial hours at either edge, inside one hour, one whole hour.
+/// with partial hours at either edge, inside one hour, one whole hour; one
+/// whole UTC day, and one with whole hours and a partial one on either
+/// side of a whole day.
 fn windows(base: i64) -> Vec<TimeRange> {
+    let day = 24 * HOUR;
+    let midnight = (base + 3 * HOUR).div_euclid(day) * day + day;
     vec![
+        TimeRange { from: Some(at(midnight)), until: Some(at(midnight + day)) },
+        TimeRange { from: Some(at(midnight - 2 * HOUR - 5 * MINUTE)), until: Some(at(midnight + day + 3 * HOUR + 1)) },
         TimeRange::default(),
         TimeRange { from: Some(at(base + 17 * MINUTE)), until: None },
         TimeRange { from: None, until: Some(at(base + 30 * HOUR + 5 * MINUTE)) },
@@ -346,29 +352,49 @@ async fn a_roll_up_between_the_watermark_and_the_count_is_counted_once() {
     assert!(u64::try_from(doubled).expect("positive") > exact, "{doubled} against {exact}");
 }
 
-/// The counts read the hourly rows: a window over the rolled-up hours
-/// reads the counts table (seen in the plan), and a count changes when the
-/// hourly rows do — which is also why only the tables' owner may write
-/// them.
+/// The counts read the daily and hourly rows: a window of whole hours
+/// around a whole day reads both tables (seen in the plan), and a count
+/// changes when the rows of either do — which is also why only the
+/// tables' owner may write them.
 #[tokio::test]
-async fn rolled_up_hours_are_read_from_the_counts() {
+async fn rolled_up_days_and_hours_are_read_from_the_counts() {
     let Some(store) = store().await else { return };
     let (ws, base) = (workspace(), base());
-    store.append_history(&records(&ws, base, 100, 8)).await.expect("append");
-    roll_up_until(&store, &ws, 0, 100).await;
-    let week = TimeRange { from: Some(at(base - 24 * HOUR + 5 * MINUTE)), until: Some(at(base + 72 * HOUR)) };
-    let query = CountQuery::new(CountBy::Operation, week).decision(Decision::Denied);
+    let day = 24 * HOUR;
+    let midnight = (base + 3 * HOUR).div_euclid(day) * day + day;
+    // Denied exports an hour before the day, within it and an hour after.
+    let export = |at_micros: i64| {
+        let evidence = Evidence::decision(ws.clone(), Actor::user("u"), "invoice", "export", Decision::Denied);
+        HistoryRecord::new(evidence, at(at_micros)).expect("valid")
+    };
+    let mut written = records(&ws, base, 100, 8);
+    written.extend([export(midnight - HOUR + MINUTE), export(midnight + 5 * HOUR), export(midnight + day + MINUTE)]);
+    store.append_history(&written).await.expect("append");
+    roll_up_until(&store, &ws, 0, written.len() as u64).await;
+    let window = TimeRange { from: Some(at(midnight - 2 * HOUR)), until: Some(at(midnight + day + 2 * HOUR)) };
+    let query = CountQuery::new(CountBy::Operation, window).decision(Decision::Denied);
     let plan = store.explain_count_history(&ws, &query).await.expect("explain").join("\n");
     assert!(plan.contains("governance_history_counts"), "{plan}");
-    let before = store.count_history(&ws, &query).await.expect("count");
-    sqlx::query("UPDATE governance_history_counts SET n = n + 5 WHERE workspace_id = $1 AND dimension = 'operation' AND decision = 'denied' AND key = 'create'")
-        .bind(ws.as_str())
-        .execute(store.pool())
-        .await
-        .expect("as the owner");
-    let after = store.count_history(&ws, &query).await.expect("count");
-    let create = |counts: &[Count]| counts.iter().find(|c| c.key == "create").map(|c| c.count).unwrap_or(0);
-    assert!(create(&after) > create(&before), "{before:?} → {after:?}");
+    assert!(plan.contains("governance_history_daily_counts"), "{plan}");
+    let exports = || async {
+        let counts = store.count_history(&ws, &query).await.expect("count");
+        counts.iter().find(|c| c.key == "export").map(|c| c.count).unwrap_or(0)
+    };
+    let before = exports().await;
+    for table in ["governance_history_counts", "governance_history_daily_counts"] {
+        let change = |by: &str| {
+            let sql = format!(
+                "UPDATE {table} SET n = n {by} WHERE workspace_id = $1 AND dimension = 'operation' \
+                 AND decision = 'denied' AND key = 'export'"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ws.as_str()).execute(store.pool())
+        };
+        assert!(change("+ 5").await.expect("as the owner").rows_affected() > 0, "{table}");
+        let after = exports().await;
+        assert!(after > before, "{table}: {before} → {after}");
+        change("- 5").await.expect("as the owner");
+        assert_eq!(exports().await, before, "{table}: restored");
+    }
 }
 
 /// The distributed profile keeps no hourly counts: a roll-up is refused

@@ -1033,7 +1033,7 @@ mod tests {
         columns.extend(declared(checkpoint::Entity));
         columns.extend(declared(seal::Entity));
         // Not entity columns: the server-stamped `tx_id`, and the derived
-        // count tables, which this crate never reads or writes.
+        // count tables, which only raw statements read.
         let derived = governance_abstractions::provider::postgres_schema::DERIVED_TABLES;
         let shared: Vec<(String, String)> = POSTGRES_COLUMNS
             .iter()

@@ -347,21 +347,21 @@ impl SeaOrmStore {
     }
 
     /// On PostgreSQL, folds the workspace's decision records written since
-    /// the last roll-up into the hourly counts that
+    /// the last roll-up into the hourly and daily counts that
     /// [`count_history`](HistoryReader::count_history) reads; returns how
     /// many records it folded in. The schema, the counts and the function
     /// that keeps them are the ones `governance-postgres` keeps, so either
     /// provider (or `governance roll-up`) may run it.
     ///
     /// Counts are exact whether or not this runs; what it saves is reading:
-    /// a count over a window then reads the window's hourly rows, the
-    /// records written since the last roll-up and those of the partial
+    /// a count over a window then reads the rows of the window's whole days
+    /// and of its other whole hours, the records written since the last roll-up and those of the partial
     /// hours at the window's edges. Run it every few minutes per active
     /// workspace, as the tables' owner or as the application role
     /// ([`grant_application_role`](Self::grant_application_role) grants
     /// `EXECUTE`; the role cannot write a count itself).
     ///
-    /// On SQLite and MySQL/MariaDB there are no hourly counts: a
+    /// On SQLite and MySQL/MariaDB there are no derived counts: a
     /// non-retryable `Backend` error whose source is [`RollUpUnsupported`],
     /// and counts read the records.
     ///
@@ -369,7 +369,7 @@ impl SeaOrmStore {
     /// # async fn run(store: governance_seaorm::SeaOrmStore) -> governance_abstractions::Result<()> {
     /// use governance_abstractions::WorkspaceId;
     /// let folded = store.roll_up_counts(&WorkspaceId::new("acme")?).await?;
-    /// println!("{folded} records folded into the hourly counts");
+    /// println!("{folded} records folded into the counts");
     /// # Ok(()) }
     /// ```
     pub async fn roll_up_counts(&self, workspace: &WorkspaceId) -> Result<u64> {

@@ -40,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(LeanRequestIndexes),
             Box::new(SuccessorGuard),
             Box::new(DecisionCounts),
+            Box::new(DailyCounts),
         ]
     }
 
@@ -210,13 +211,32 @@ impl MigrationName for DecisionCounts {
 
 /// PostgreSQL only: the hourly decision counts of the shared schema, so a
 /// database this crate migrated is the one `governance-postgres` expects
-/// (its `roll_up_counts` keeps them). Derived data: nothing this crate
-/// writes needs them, and its counts read the records.
+/// (the `roll_up_counts` of either crate keeps them). Derived data:
+/// nothing this crate writes needs them; its counts read them once a
+/// roll-up ran.
 #[allow(elided_lifetimes_in_paths)]
 #[async_trait::async_trait]
 impl MigrationTrait for DecisionCounts {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run(manager, postgres::DECISION_COUNTS, &[], &[]).await
+    }
+}
+
+struct DailyCounts;
+
+impl MigrationName for DailyCounts {
+    fn name(&self) -> &str {
+        "m20270101_000010_daily_counts"
+    }
+}
+
+/// PostgreSQL only: the daily decision counts of the shared schema, beside
+/// the hourly ones (see [`DecisionCounts`]).
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for DailyCounts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, postgres::DAILY_COUNTS, &[], &[]).await
     }
 }
 

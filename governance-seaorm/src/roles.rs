@@ -148,11 +148,11 @@ fn mysql_updatable() -> impl Iterator<Item = &'static str> {
 /// the MySQL/MariaDB database). Empty on SQLite.
 ///
 /// - PostgreSQL, in one transaction: revoke everything the role holds on
-///   the governance tables, the hourly decision counts
+///   the governance tables, the hourly and daily decision counts
 ///   ([`DERIVED_TABLES`]) and the roll-up function, then grant `USAGE` on
 ///   the schema, `SELECT, INSERT` on every governance table, `UPDATE` of
 ///   the [`TRANSITION_COLUMNS`] of `governance_requests`, `SELECT` on the
-///   hourly counts (which counts read) and `EXECUTE` on the roll-up
+///   derived counts (which counts read) and `EXECUTE` on the roll-up
 ///   function (which writes them as the tables' owner; see
 ///   [`SeaOrmStore::roll_up_counts`]).
 /// - MySQL/MariaDB, per table: grant `SELECT, INSERT` (and on

@@ -1208,7 +1208,7 @@ async fn rolled_up_counts_are_read_on_postgres_and_refused_elsewhere() {
         }
         assert_eq!(folded, 30, "{name}");
         let plan = store.explain_count_history(&ws, &query).await.expect("plan").join("\n");
-        assert!(plan.contains("governance_history_counts"), "{name}: the hourly counts are read\n{plan}");
+        assert!(plan.contains("governance_history_daily_counts"), "{name}: the daily counts are read\n{plan}");
         let after = store.count_history(&ws, &query).await.expect("count");
         assert_eq!(after, before, "{name}");
         assert_eq!(after.iter().map(|c| c.count).sum::<u64>(), 30, "{name}: {after:?}");

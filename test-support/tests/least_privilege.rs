@@ -225,6 +225,12 @@ async fn postgres_attacks(owner: &mut PgConnection, ws: &WorkspaceId) -> Vec<Att
         dml(format!("UPDATE governance_history_counts SET n = n + 1 {only}")),
         dml(format!("DELETE FROM governance_history_counts {only}")),
         dml("TRUNCATE governance_history_counts".to_owned()),
+        dml(format!(
+            "INSERT INTO governance_history_daily_counts VALUES ('{ws}', 'operation', 'denied', 0, 'forged', 1)"
+        )),
+        dml(format!("UPDATE governance_history_daily_counts SET n = n + 1 {only}")),
+        dml(format!("DELETE FROM governance_history_daily_counts {only}")),
+        dml("TRUNCATE governance_history_daily_counts".to_owned()),
         dml(format!("INSERT INTO governance_count_rollups VALUES ('{ws}-forged', '0', NULL, NULL)")),
         dml(format!("UPDATE governance_count_rollups SET through_tx = '0' {only}")),
         dml(format!("DELETE FROM governance_count_rollups {only}")),
@@ -288,13 +294,48 @@ async fn postgres_application_role_cannot_rewrite_history() {
     assert!(feed.records.is_empty());
     // So does the roll-up of the hourly counts, which writes them as the owner.
     assert_eq!(store.roll_up_counts(&ws).await.expect("the role may roll up"), 0);
+    let roll_up = async |ws: WorkspaceId| store.roll_up_counts(&ws).await;
+    counts_what_it_rolled_up(&store, roll_up).await;
     postgres_refuses(&split, Arc::new(store)).await;
+}
+
+/// The role rolls up the counts and reads them: a count over whole days
+/// and hours reads the hourly and daily tables (`SELECT` granted), and
+/// answers what the records say.
+async fn counts_what_it_rolled_up<S, F>(store: &S, roll_up: F)
+where
+    S: GovernanceStore,
+    F: AsyncFn(WorkspaceId) -> governance_abstractions::Result<u64>,
+{
+    use governance_abstractions::{CountBy, CountQuery, TimeRange};
+    let ws = random_workspace();
+    let hour = 3_600_000_000;
+    let records: Vec<HistoryRecord> = (0..6)
+        .map(|i| {
+            let evidence = Evidence::decision(ws.clone(), Actor::user("u"), "invoice", "export", Decision::Denied);
+            let at = Timestamp::now().add_micros(-(i * 9 * hour + 1)).expect("in range");
+            HistoryRecord::new(evidence, at).expect("valid")
+        })
+        .collect();
+    store.append_history(&records).await.expect("the role appends");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut folded = 0;
+    while folded < 6 {
+        folded += roll_up(ws.clone()).await.expect("the role may roll up");
+        assert!(std::time::Instant::now() < deadline, "{folded} of 6 folded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let week = TimeRange { from: Timestamp::now().add_micros(-7 * 24 * hour), until: None };
+    let counts = store.count_history(&ws, &CountQuery::new(CountBy::Operation, week)).await.expect("the role counts");
+    assert_eq!(counts.iter().map(|c| (c.key.as_str(), c.count)).collect::<Vec<_>>(), [("export", 6)]);
 }
 
 #[tokio::test]
 async fn seaorm_postgres_application_role_cannot_rewrite_history() {
     let Some(split) = available(seaorm_role_split(Server::Postgres).await, "PostgreSQL") else { return };
     let store = SeaOrmStore::connect(split.application_url()).await.expect("the application role connects");
+    let roll_up = async |ws: WorkspaceId| store.roll_up_counts(&ws).await;
+    counts_what_it_rolled_up(&store, roll_up).await;
     postgres_refuses(&split, Arc::new(store)).await;
 }
 

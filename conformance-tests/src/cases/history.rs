@@ -209,6 +209,7 @@ pub async fn history_counts(ctx: CaseContext) -> CaseResult {
 /// An hour boundary in 2023, before which and after which the records of
 /// [`history_counts_across_roll_ups`] lie.
 const COUNT_BASE: i64 = 1_700_002_800_000_000;
+const _: () = assert!(COUNT_BASE % (24 * HOUR) == 23 * HOUR, "count_windows assumes 23:00 UTC");
 const HOUR: i64 = 3_600_000_000;
 const MINUTE: i64 = 60_000_000;
 
@@ -241,10 +242,16 @@ fn spread_records(ctx: &CaseContext, n: u64, seed: u64) -> Outcome<Vec<HistoryRe
 }
 
 /// Windows over whole hours, partial hours at either edge, inside one
-/// hour, exactly one hour, and open on either side.
+/// hour, exactly one hour, and open on either side; exactly one UTC day,
+/// and a day with whole and partial hours on either side (a store may
+/// keep counts per day as well as per hour).
 fn count_windows() -> Vec<TimeRange> {
     let at = |micros: i64| Timestamp::from_unix_micros(COUNT_BASE + micros);
+    // COUNT_BASE is 23:00 UTC.
+    let midnight = HOUR;
     vec![
+        TimeRange { from: at(midnight), until: at(midnight + 24 * HOUR) },
+        TimeRange { from: at(midnight - 2 * HOUR - 5 * MINUTE), until: at(midnight + 27 * HOUR + 1) },
         TimeRange::default(),
         TimeRange { from: at(17 * MINUTE), until: None },
         TimeRange { from: None, until: at(30 * HOUR + 5 * MINUTE) },

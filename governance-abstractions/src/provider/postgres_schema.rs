@@ -44,18 +44,20 @@ const CHECKPOINTS: &str = "governance_checkpoints";
 const SEALS: &str = "governance_seals";
 const ROLLUPS: &str = "governance_count_rollups";
 const COUNTS: &str = "governance_history_counts";
+const DAILY_COUNTS: &str = "governance_history_daily_counts";
 
 /// The tables of the shared schema.
-pub const POSTGRES_TABLES: [&str; 6] = [REQUESTS, HISTORY, CHECKPOINTS, SEALS, ROLLUPS, COUNTS];
+pub const POSTGRES_TABLES: [&str; 7] = [REQUESTS, HISTORY, CHECKPOINTS, SEALS, ROLLUPS, COUNTS, DAILY_COUNTS];
 
-/// The tables that hold derived data only: the hourly decision counts and
-/// their watermarks, which a roll-up computes from `governance_history`.
+/// The tables that hold derived data only: the hourly and daily decision
+/// counts and their watermarks, which a roll-up computes from
+/// `governance_history`.
 /// Schemas without a transaction order (`governance-postgres`'s distributed
 /// profile) do without them.
-pub const DERIVED_TABLES: [&str; 2] = [ROLLUPS, COUNTS];
+pub const DERIVED_TABLES: [&str; 3] = [ROLLUPS, COUNTS, DAILY_COUNTS];
 
 /// The function that folds a workspace's new decision records into the
-/// hourly counts, with its signature (`SECURITY DEFINER`, run as the
+/// hourly and daily counts, with its signature (`SECURITY DEFINER`, run as the
 /// tables' owner: the application role may call it, never write a count).
 pub const ROLL_UP_FUNCTION: &str = "governance_roll_up_counts(text)";
 
@@ -138,6 +140,12 @@ pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
     later(COUNTS, "hour", "int8"),
     later(COUNTS, "key", "text"),
     later(COUNTS, "n", "int8"),
+    later(DAILY_COUNTS, "workspace_id", "text"),
+    later(DAILY_COUNTS, "dimension", "text"),
+    later(DAILY_COUNTS, "decision", "text"),
+    later(DAILY_COUNTS, "day", "int8"),
+    later(DAILY_COUNTS, "key", "text"),
+    later(DAILY_COUNTS, "n", "int8"),
 ];
 
 /// The query that reads the live columns the check compares: rows of
@@ -147,7 +155,7 @@ pub const LIVE_COLUMNS_QUERY: &str = "SELECT table_name::text AS table_name, col
      udt_name::text AS udt_name FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name IN \
      ('governance_requests', 'governance_history', 'governance_checkpoints', 'governance_seals', \
-     'governance_count_rollups', 'governance_history_counts')";
+     'governance_count_rollups', 'governance_history_counts', 'governance_history_daily_counts')";
 
 /// When a database is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

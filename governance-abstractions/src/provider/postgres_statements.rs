@@ -255,6 +255,21 @@ pub fn whole_hours(window: &crate::TimeRange) -> Option<(Option<i64>, Option<i64
     }
 }
 
+/// The grain of `governance_history_daily_counts`, in hours.
+const HOURS_PER_DAY: i64 = 24;
+
+/// The whole days (days since the epoch, UTC) of the whole hours
+/// `[first, end)`, as [`whole_hours`] gives them: `None` when they hold no
+/// whole day.
+fn whole_days((first, end): (Option<i64>, Option<i64>)) -> Option<(Option<i64>, Option<i64>)> {
+    let first = first.map(|hour| hour.div_euclid(HOURS_PER_DAY) + i64::from(hour.rem_euclid(HOURS_PER_DAY) != 0));
+    let end = end.map(|hour| hour.div_euclid(HOURS_PER_DAY));
+    match (first, end) {
+        (Some(first), Some(end)) if first >= end => None,
+        days => Some(days),
+    }
+}
+
 /// The start of `hour` (hours since the epoch).
 fn hour_start(hour: i64) -> Result<crate::Timestamp, crate::GovernanceError> {
     hour.checked_mul(HOUR_MICROS)
@@ -298,9 +313,11 @@ impl Counting {
 /// With no watermark (`mark`: read by [`COUNT_MARK`]; `None` when the
 /// workspace was never rolled up, its counts came from before a logical
 /// restore, or the schema keeps none) it counts the window's records. With
-/// one, the window's whole hours are read from the hourly counts
-/// (`governance_history_counts`, folded in by `governance_roll_up_counts`)
-/// plus the records of those hours that no roll-up has folded in yet, found
+/// one, the window's whole days (UTC) are read from the daily counts
+/// (`governance_history_daily_counts`) and its other whole hours from the
+/// hourly counts (`governance_history_counts`; both folded in by
+/// `governance_roll_up_counts`, in one statement), plus the records of
+/// those hours that no roll-up has folded in yet, found
 /// through the feed index by transaction, and the partial hours at the
 /// window's edges are counted from their records. The watermark is bound
 /// as a value, so the planner sees how few records follow it (inside the
@@ -347,23 +364,42 @@ pub fn count_history(
     let first_at = first.map(hour_start).transpose()?;
     let end_at = end.map(hour_start).transpose()?;
     let whole = TimeRange { from: first_at, until: end_at };
-    // The whole hours folded in.
+    // The whole days folded in, and the whole hours around them.
     let counted = if query.by == CountBy::Decision { "decision" } else { "key" };
-    sql.push(&format!(
-        "SELECT {counted} AS key, sum(n)::bigint AS n FROM governance_history_counts WHERE workspace_id = "
-    ));
-    sql.bind(CountParam::Text(workspace.as_str().to_owned()));
-    sql.push(" AND dimension = ").bind(CountParam::Text(dimension.to_owned()));
-    if let Some(decision) = query.decision {
-        sql.push(" AND decision = ").bind(CountParam::Text(decision.as_str().to_owned()));
+    let mut folded = |table: &str, column: &str, (from, until): (Option<i64>, Option<i64>)| {
+        if !sql.sql.is_empty() {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!("SELECT {counted} AS key, sum(n)::bigint AS n FROM {table} WHERE workspace_id = "));
+        sql.bind(CountParam::Text(workspace.as_str().to_owned()));
+        sql.push(" AND dimension = ").bind(CountParam::Text(dimension.to_owned()));
+        if let Some(decision) = query.decision {
+            sql.push(" AND decision = ").bind(CountParam::Text(decision.as_str().to_owned()));
+        }
+        if let Some(from) = from {
+            sql.push(&format!(" AND {column} >= ")).bind(CountParam::Int(from));
+        }
+        if let Some(until) = until {
+            sql.push(&format!(" AND {column} < ")).bind(CountParam::Int(until));
+        }
+        sql.push(" GROUP BY 1");
+    };
+    match whole_days((first, end)) {
+        None => folded("governance_history_counts", "hour", (first, end)),
+        Some((first_day, end_day)) => {
+            folded("governance_history_daily_counts", "day", (first_day, end_day));
+            if let (Some(first), Some(first_day)) = (first, first_day)
+                && first < first_day * HOURS_PER_DAY
+            {
+                folded("governance_history_counts", "hour", (Some(first), Some(first_day * HOURS_PER_DAY)));
+            }
+            if let (Some(end), Some(end_day)) = (end, end_day)
+                && end_day * HOURS_PER_DAY < end
+            {
+                folded("governance_history_counts", "hour", (Some(end_day * HOURS_PER_DAY), Some(end)));
+            }
+        }
     }
-    if let Some(first) = first {
-        sql.push(" AND hour >= ").bind(CountParam::Int(first));
-    }
-    if let Some(end) = end {
-        sql.push(" AND hour < ").bind(CountParam::Int(end));
-    }
-    sql.push(" GROUP BY 1");
     // The whole hours' records not folded in yet.
     sql.push(" UNION ALL ");
     records(&mut sql);
@@ -588,6 +624,59 @@ mod tests {
         let (sql, _) = count.statement().expect("build");
         assert!(!sql.contains("governance_history_counts"), "{sql}");
         assert_eq!(count.finish(Vec::new()).expect("rows"), Some(Vec::new()));
+    }
+
+    /// Whole days are read from the daily counts, the whole hours around
+    /// them from the hourly ones, and nothing twice.
+    #[test]
+    fn whole_days_come_from_the_daily_counts_and_the_hours_around_them_from_the_hourly() {
+        use crate::{CountBy, CountQuery, TimeRange, Timestamp, WorkspaceId};
+        let ws = WorkspaceId::new("ws").expect("valid");
+        let at = |hour: i64, micros: i64| Timestamp::from_unix_micros(HOUR_MICROS * hour + micros).expect("in range");
+        // (window, daily ranges, hourly ranges) in days and hours since the epoch.
+        type Ranges = Vec<(Option<i64>, Option<i64>)>;
+        let cases: Vec<(TimeRange, Ranges, Ranges)> = vec![
+            // Partial hours at both edges, hours 11..77: days 1..3, hours 11..24 and 72..77.
+            (
+                TimeRange { from: Some(at(10, 1)), until: Some(at(77, 5)) },
+                vec![(Some(1), Some(3))],
+                vec![(Some(11), Some(24)), (Some(72), Some(77))],
+            ),
+            // Exactly one day.
+            (TimeRange { from: Some(at(24, 0)), until: Some(at(48, 0)) }, vec![(Some(1), Some(2))], vec![]),
+            // Whole hours of one day only.
+            (TimeRange { from: Some(at(25, 0)), until: Some(at(47, 0)) }, vec![], vec![(Some(25), Some(47))]),
+            // Open at the end: every day from the first whole one.
+            (TimeRange { from: Some(at(30, 7)), until: None }, vec![(Some(2), None)], vec![(Some(31), Some(48))]),
+            // Open at the start, and unbounded.
+            (TimeRange { from: None, until: Some(at(50, 0)) }, vec![(None, Some(2))], vec![(Some(48), Some(50))]),
+            (TimeRange::default(), vec![(None, None)], vec![]),
+        ];
+        for (window, daily, hourly) in cases {
+            let query = CountQuery::new(CountBy::ReasonCode, window);
+            let (sql, params) = count_history(&ws, &query, Some("9")).expect("build");
+            let ranges = |table: &str, column: &str| -> Ranges {
+                sql.split(" UNION ALL ")
+                    .filter(|part| part.contains(&format!("FROM {table} ")))
+                    .map(|part| {
+                        let bound = |op: &str| {
+                            let marker = format!("{column} {op} $");
+                            part.find(&marker).map(|at| {
+                                let digits: String =
+                                    part[at + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
+                                match &params[digits.parse::<usize>().expect("numbered") - 1] {
+                                    CountParam::Int(n) => *n,
+                                    other => panic!("{other:?}"),
+                                }
+                            })
+                        };
+                        (bound(">="), bound("<"))
+                    })
+                    .collect()
+            };
+            assert_eq!(ranges("governance_history_daily_counts", "day"), daily, "{window:?}: {sql}");
+            assert_eq!(ranges("governance_history_counts", "hour"), hourly, "{window:?}: {sql}");
+        }
     }
 
     #[test]
