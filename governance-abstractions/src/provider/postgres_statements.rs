@@ -481,7 +481,7 @@ const MARK_ATTEMPTS: usize = 3;
 /// let query = CountQuery::new(CountBy::Operation, TimeRange::default());
 /// let mut count = CountAttempts::new(&ws, &query, Some("7".into()));
 /// let (sql, _params) = count.statement().unwrap();
-/// assert!(sql.contains("governance_history_counts"));
+/// assert!(sql.contains("governance_history_daily_counts"), "an unbounded window: every day");
 /// // The statement saw the watermark it was built for: its counts stand.
 /// let rows = vec![CountRow::Count { key: "export".into(), n: 3 }, CountRow::Mark(Some("7".into()))];
 /// let counts = count.finish(rows).unwrap().expect("accepted");
