@@ -244,11 +244,14 @@ const HOUR_MICROS: i64 = 3_600_000_000;
 /// (`None`: unbounded on that side); `None` when it holds no whole hour,
 /// and a count over it reads only records.
 pub fn whole_hours(window: &crate::TimeRange) -> Option<(Option<i64>, Option<i64>)> {
-    let first = window.from.map(|t| {
-        let micros = t.unix_micros();
-        micros.div_euclid(HOUR_MICROS) + i64::from(micros.rem_euclid(HOUR_MICROS) != 0)
-    });
-    let end = window.until.map(|t| t.unix_micros().div_euclid(HOUR_MICROS));
+    whole_units((window.from.map(|t| t.unix_micros()), window.until.map(|t| t.unix_micros())), HOUR_MICROS)
+}
+
+/// The whole units of `grain` within `[first, end)` (`None`: unbounded on
+/// that side), counted from zero: `None` when they hold no whole unit.
+fn whole_units((first, end): (Option<i64>, Option<i64>), grain: i64) -> Option<(Option<i64>, Option<i64>)> {
+    let first = first.map(|at| at.div_euclid(grain) + i64::from(at.rem_euclid(grain) != 0));
+    let end = end.map(|at| at.div_euclid(grain));
     match (first, end) {
         (Some(first), Some(end)) if first >= end => None,
         bounds => Some(bounds),
@@ -261,13 +264,8 @@ const HOURS_PER_DAY: i64 = 24;
 /// The whole days (days since the epoch, UTC) of the whole hours
 /// `[first, end)`, as [`whole_hours`] gives them: `None` when they hold no
 /// whole day.
-fn whole_days((first, end): (Option<i64>, Option<i64>)) -> Option<(Option<i64>, Option<i64>)> {
-    let first = first.map(|hour| hour.div_euclid(HOURS_PER_DAY) + i64::from(hour.rem_euclid(HOURS_PER_DAY) != 0));
-    let end = end.map(|hour| hour.div_euclid(HOURS_PER_DAY));
-    match (first, end) {
-        (Some(first), Some(end)) if first >= end => None,
-        days => Some(days),
-    }
+fn whole_days(hours: (Option<i64>, Option<i64>)) -> Option<(Option<i64>, Option<i64>)> {
+    whole_units(hours, HOURS_PER_DAY)
 }
 
 /// The start of `hour` (hours since the epoch).
