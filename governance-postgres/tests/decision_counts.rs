@@ -276,6 +276,34 @@ async fn counts_from_another_database_are_ignored_then_rebuilt() {
     assert_exact(&store, &ws, base, "rebuilt").await;
 }
 
+/// A copy that kept the records' transaction ids (a data-only restore with
+/// triggers off) into a server whose counter is behind brings a watermark
+/// from the future: its probe still matches, but records written now get
+/// ids below it. Such a watermark is not this database's: counts read the
+/// records, and the next roll-up starts over.
+#[tokio::test]
+async fn a_watermark_past_every_transaction_id_is_ignored_then_rebuilt() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 100, 14)).await.expect("append");
+    roll_up_until(&store, &ws, 0, 100).await;
+    sqlx::query("UPDATE governance_count_rollups SET through_tx = '9000000000000' WHERE workspace_id = $1")
+        .bind(ws.as_str())
+        .execute(store.pool())
+        .await
+        .expect("as the owner");
+    store.append_history(&records(&ws, base, 50, 15)).await.expect("append below the watermark");
+    let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
+        .bind(ws.as_str())
+        .fetch_optional(store.pool())
+        .await
+        .expect("read the watermark");
+    assert_eq!(mark, None, "a watermark from the future is not this database's");
+    assert_exact(&store, &ws, base, "watermark from the future").await;
+    roll_up_until(&store, &ws, 0, 150).await;
+    assert_exact(&store, &ws, base, "rebuilt").await;
+}
+
 /// Runs a count statement as the provider does, rows decoded the same way.
 async fn count_rows(
     pool: &sqlx::PgPool,
@@ -394,6 +422,127 @@ async fn rolled_up_days_and_hours_are_read_from_the_counts() {
         assert!(after > before, "{table}: {before} → {after}");
         change("- 5").await.expect("as the owner");
         assert_eq!(exports().await, before, "{table}: restored");
+    }
+}
+
+/// The records the daily counts hold for `ws` (its operation rows: one per
+/// decision record).
+async fn records_in_days(store: &PostgresStore, ws: &WorkspaceId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(n), 0)::bigint FROM governance_history_daily_counts \
+         WHERE workspace_id = $1 AND dimension = 'operation'",
+    )
+    .bind(ws.as_str())
+    .fetch_one(store.pool())
+    .await
+    .expect("as the owner")
+}
+
+/// An older version of the roll-up folds records into the hours only. The
+/// other provider's older migration can install it again, and a roll-up
+/// that looked the function up before the migration replacing it committed
+/// still runs it. Such a roll-up moves the watermark past records the days
+/// never received: counts then read the hours alone, until a roll-up of
+/// this version rebuilds the days from the hours.
+#[tokio::test]
+async fn days_an_older_roll_up_left_behind_are_not_read_then_rebuilt() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    let mark = || async {
+        let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
+            .bind(ws.as_str())
+            .fetch_optional(store.pool())
+            .await
+            .expect("read the watermark");
+        mark.expect("rolled up")
+    };
+    let day = 24 * HOUR;
+    let midnight = (base + 3 * HOUR).div_euclid(day) * day + day;
+    let whole_day =
+        CountQuery::new(CountBy::Operation, TimeRange { from: Some(at(midnight)), until: Some(at(midnight + day)) });
+    let plan = || async { store.explain_count_history(&ws, &whole_day).await.expect("explain").join("\n") };
+
+    store.append_history(&records(&ws, base, 120, 11)).await.expect("append");
+    roll_up_until(&store, &ws, 0, 120).await;
+    assert!(!mark().await.ends_with("/hours"), "{}", mark().await);
+    assert!(plan().await.contains("governance_history_daily_counts"), "in step: the days are read");
+
+    // The hourly-only version, as its migration installs it.
+    sqlx::raw_sql(include_str!("../migrations/20261231000007_decision_counts.sql"))
+        .execute(store.pool())
+        .await
+        .expect("the older roll-up");
+    store.append_history(&records(&ws, base, 80, 12)).await.expect("append");
+    roll_up_until(&store, &ws, 120, 200).await;
+    assert_eq!(records_in_days(&store, &ws).await, 120, "the days did not receive the last 80");
+    assert!(mark().await.ends_with("/hours"), "{}", mark().await);
+    let plan_behind = plan().await;
+    assert!(!plan_behind.contains("governance_history_daily_counts"), "{plan_behind}");
+    assert!(plan_behind.contains("governance_history_counts"), "{plan_behind}");
+    assert_exact(&store, &ws, base, "days behind the hours").await;
+
+    // This version again: its next roll-up, with nothing new to fold,
+    // rebuilds the days.
+    sqlx::raw_sql(include_str!("../migrations/20270102000009_days_in_step.sql"))
+        .execute(store.pool())
+        .await
+        .expect("this roll-up");
+    roll_up_until(&store, &ws, 200, 200).await;
+    assert_eq!(records_in_days(&store, &ws).await, 200, "rebuilt from the hours");
+    assert!(!mark().await.ends_with("/hours"), "{}", mark().await);
+    assert!(plan().await.contains("governance_history_daily_counts"), "in step again");
+    assert_exact(&store, &ws, base, "days rebuilt").await;
+}
+
+/// The library never stores a `NULL` reason code, but a role that may
+/// insert history can write one around it. That row must not stop every
+/// roll-up of its workspace (the counts' keys are `NOT NULL`), nor be
+/// mistaken for a count statement's watermark row: its code counts nowhere,
+/// before or after a roll-up.
+#[tokio::test]
+async fn a_null_reason_code_written_around_the_library_counts_nowhere() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    let written = records(&ws, base, 60, 13);
+    store.append_history(&written).await.expect("append");
+    roll_up_until(&store, &ws, 0, 60).await;
+    // A copy of a denied record with codes {limit, NULL}, under a new id.
+    let denied = written.iter().find(|r| r.evidence().decision == Some(Decision::Denied)).expect("a denial");
+    sqlx::query(
+        "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, object_type, \
+         operation, decision, outcome, reason_codes, created_at, content_hash) \
+         SELECT workspace_id, $3, category, code, actor_kind, actor_id, actor, object_type, operation, decision, \
+         outcome, ARRAY['limit', NULL]::text[], created_at, content_hash FROM governance_history \
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(ws.as_str())
+    .bind(denied.id().as_uuid())
+    .bind(governance_abstractions::RecordId::new().as_uuid())
+    .execute(store.pool())
+    .await
+    .expect("as the owner");
+    let by_code = |window: TimeRange| CountQuery::new(CountBy::ReasonCode, window).decision(Decision::Denied);
+    let limit = |counts: Vec<Count>| counts.into_iter().find(|c| c.key == "limit").map_or(0, |c| c.count);
+    // The copy counts for its `limit` code wherever its record counts.
+    let want = |window: TimeRange| {
+        let query = by_code(window);
+        limit(expected(&written, &query)) + u64::from(query.counts(denied))
+    };
+    let windows = [
+        TimeRange::default(),
+        TimeRange { from: Some(at(base + 17 * MINUTE)), until: None },
+        TimeRange { from: Some(at(denied.created_at().unix_micros() - HOUR)), until: None },
+    ];
+    for (when, folded) in [("before the roll-up", 60), ("after it", 61)] {
+        if folded == 61 {
+            // The roll-up folds the copy (all but its NULL code) and goes on.
+            roll_up_until(&store, &ws, 60, 61).await;
+        }
+        for window in windows {
+            let got = store.count_history(&ws, &by_code(window)).await.expect("count");
+            assert!(got.iter().all(|c| !c.key.is_empty()), "{when}: {got:?}");
+            assert_eq!(limit(got), want(window), "{when}: {window:?}");
+        }
     }
 }
 

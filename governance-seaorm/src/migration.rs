@@ -41,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(SuccessorGuard),
             Box::new(DecisionCounts),
             Box::new(DailyCounts),
+            Box::new(DaysInStep),
         ]
     }
 
@@ -237,6 +238,25 @@ impl MigrationName for DailyCounts {
 impl MigrationTrait for DailyCounts {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run(manager, postgres::DAILY_COUNTS, &[], &[]).await
+    }
+}
+
+struct DaysInStep;
+
+impl MigrationName for DaysInStep {
+    fn name(&self) -> &str {
+        "m20270102_000011_days_in_step"
+    }
+}
+
+/// PostgreSQL only: the daily counts are read only while the roll-up that
+/// last moved the watermark kept them in step with the hourly ones (see
+/// [`DecisionCounts`]).
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for DaysInStep {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, postgres::DAYS_IN_STEP, &[], &[]).await
     }
 }
 

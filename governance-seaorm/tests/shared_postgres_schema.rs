@@ -141,7 +141,7 @@ async fn every_order_of_migrations_leaves_the_same_schema() {
     }
     for (kind, count) in [
         ("governance_", 7),
-        ("column ", 81),
+        ("column ", 82),
         ("CREATE UNIQUE INDEX ", 10),
         ("CREATE INDEX ", 8),
         ("constraint ", 11),

@@ -134,6 +134,7 @@ pub const POSTGRES_COLUMNS: &[PostgresColumn] = &[
     later(ROLLUPS, "through_tx", "xid8"),
     later(ROLLUPS, "probe_id", "uuid"),
     later(ROLLUPS, "probe_tx", "xid8"),
+    later(ROLLUPS, "days_through_tx", "xid8"),
     later(COUNTS, "workspace_id", "text"),
     later(COUNTS, "dimension", "text"),
     later(COUNTS, "decision", "text"),

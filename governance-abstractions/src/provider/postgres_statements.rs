@@ -223,19 +223,52 @@ pub enum CountParam {
     Time(crate::Timestamp),
 }
 
-/// The watermark of a workspace's hourly counts (its `through_tx` as
-/// text), `$1` the workspace: what a count over whole hours is built for
-/// ([`count_history`]), which reads `through_tx` again in its own snapshot
+/// The watermark token of a row of `governance_count_rollups r`: its
+/// `through_tx` as text, followed by [`HOURS_ONLY`] unless the roll-up that
+/// last moved it kept the daily counts in step (`days_through_tx`). One
+/// expression, so that the token [`COUNT_MARK`] reads and the one a count
+/// statement reports compare as text.
+macro_rules! mark_of_row {
+    () => {
+        "r.through_tx::text || CASE WHEN r.days_through_tx = r.through_tx THEN '' ELSE '/hours' END"
+    };
+}
+
+/// The end of a watermark token whose daily counts are not in step with
+/// the hourly ones (a roll-up of an older version of the roll-up function
+/// folded records into the hours only): a count built for it reads no day.
+const HOURS_ONLY: &str = "/hours";
+
+/// The watermark of a workspace's counts (its `through_tx` as text, marked
+/// when the daily counts are not known to be in step with the hourly ones),
+/// `$1` the workspace: what a count over whole hours is built for
+/// ([`count_history`]), which reads the watermark again in its own snapshot
 /// and reports it, so that [`CountAttempts`] accepts only a count whose
 /// watermark held while it ran (a watermark that passed its probe check
 /// stays this database's, and every roll-up that changes the counts moves
 /// it). No row when
 /// nothing was folded in yet, or when its probe record no longer has the
 /// transaction id it had when it was folded in (a logical restore stamps
-/// every record anew, so counts from before it are not this database's).
-pub const COUNT_MARK: &str = "SELECT r.through_tx::text FROM governance_count_rollups r \
-     WHERE r.workspace_id = $1 AND EXISTS (SELECT 1 FROM governance_history h \
-         WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)";
+/// every record anew, so counts from before it are not this database's), or
+/// when it lies past every transaction id this database has handed out (a
+/// copy that kept the records' transaction ids).
+pub const COUNT_MARK: &str = concat!(
+    "SELECT ",
+    mark_of_row!(),
+    " FROM governance_count_rollups r \
+     WHERE r.workspace_id = $1 AND r.through_tx <= pg_snapshot_xmax(pg_current_snapshot()) \
+     AND EXISTS (SELECT 1 FROM governance_history h \
+         WHERE h.workspace_id = r.workspace_id AND h.id = r.probe_id AND h.tx_id = r.probe_tx)"
+);
+
+/// A watermark token as its transaction id (text) and whether the daily
+/// counts may be read with it.
+fn read_mark(mark: &str) -> (&str, bool) {
+    match mark.strip_suffix(HOURS_ONLY) {
+        Some(tx) => (tx, false),
+        None => (mark, true),
+    }
+}
 
 /// One hour in microseconds: the grain of `governance_history_counts`.
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -314,7 +347,9 @@ impl Counting {
 /// one, the window's whole days (UTC) are read from the daily counts
 /// (`governance_history_daily_counts`) and its other whole hours from the
 /// hourly counts (`governance_history_counts`; both folded in by
-/// `governance_roll_up_counts`, in one statement), plus the records of
+/// `governance_roll_up_counts`, in one statement) — every whole hour from
+/// the hourly counts while the watermark says the days are not in step
+/// with them — plus the records of
 /// those hours that no roll-up has folded in yet, found
 /// through the feed index by transaction, and the partial hours at the
 /// window's edges are counted from their records. The watermark is bound
@@ -348,6 +383,11 @@ pub fn count_history(
         sql.push(&format!("SELECT {key} AS key, count(*) AS n FROM {from} WHERE workspace_id = "));
         sql.bind(CountParam::Text(workspace.as_str().to_owned()));
         sql.push(" AND decision IS NOT NULL");
+        if query.by == CountBy::ReasonCode {
+            // The library never stores a NULL code; the roll-up skips one
+            // written around it, and so does this.
+            sql.push(" AND reason.code IS NOT NULL");
+        }
         if let Some(decision) = query.decision {
             sql.push(" AND decision = ").bind(CountParam::Text(decision.as_str().to_owned()));
         }
@@ -382,7 +422,8 @@ pub fn count_history(
         }
         sql.push(" GROUP BY 1");
     };
-    match whole_days((first, end)) {
+    let (mark_tx, days_in_step) = read_mark(mark);
+    match whole_days((first, end)).filter(|_| days_in_step) {
         None => folded("governance_history_counts", "hour", (first, end)),
         Some((first_day, end_day)) => {
             folded("governance_history_daily_counts", "day", (first_day, end_day));
@@ -402,7 +443,7 @@ pub fn count_history(
     sql.push(" UNION ALL ");
     records(&mut sql);
     sql.window(&whole);
-    sql.push(" AND tx_id >= ").bind(CountParam::Text(mark.to_owned())).push("::text::xid8 GROUP BY 1");
+    sql.push(" AND tx_id >= ").bind(CountParam::Text(mark_tx.to_owned())).push("::text::xid8 GROUP BY 1");
     // The partial hours at the edges.
     if let (Some(from), Some(first_at)) = (query.window.from, first_at)
         && from < first_at
@@ -420,10 +461,14 @@ pub fn count_history(
         sql.window(&TimeRange { from: Some(end_at), until: Some(until) });
         sql.push(" GROUP BY 1");
     }
-    // The watermark as this snapshot sees it. Comparing `through_tx` alone
-    // is enough: a watermark that passed its probe check stays this
+    // The watermark as this snapshot sees it. Comparing the token alone is
+    // enough: a watermark that passed its probe check stays this
     // database's, and every roll-up that changes its counts moves it.
-    sql.push(" UNION ALL SELECT (SELECT through_tx::text FROM governance_count_rollups WHERE workspace_id = $1), NULL");
+    sql.push(concat!(
+        " UNION ALL SELECT (SELECT ",
+        mark_of_row!(),
+        " FROM governance_count_rollups r WHERE r.workspace_id = $1), NULL"
+    ));
     Ok((sql.sql, sql.params))
 }
 
@@ -674,6 +719,31 @@ mod tests {
             };
             assert_eq!(ranges("governance_history_daily_counts", "day"), daily, "{window:?}: {sql}");
             assert_eq!(ranges("governance_history_counts", "hour"), hourly, "{window:?}: {sql}");
+        }
+    }
+
+    /// A watermark whose days are not in step reads every whole hour from
+    /// the hourly counts, and binds the transaction id without the marker;
+    /// the statement reports the token as `COUNT_MARK` reads it.
+    #[test]
+    fn a_watermark_out_of_step_with_the_days_reads_only_hours() {
+        use crate::{CountBy, CountQuery, TimeRange, Timestamp, WorkspaceId};
+        let ws = WorkspaceId::new("ws").expect("valid");
+        let at = |hour: i64| Timestamp::from_unix_micros(HOUR_MICROS * hour).expect("in range");
+        let query = CountQuery::new(CountBy::Operation, TimeRange { from: Some(at(10)), until: Some(at(77)) });
+        let token = format!("9{HOURS_ONLY}");
+        let (sql, params) = count_history(&ws, &query, Some(&token)).expect("build");
+        assert!(!sql.contains("governance_history_daily_counts"), "{sql}");
+        assert_eq!(sql.matches("FROM governance_history_counts ").count(), 1, "one range of hours: {sql}");
+        assert!(params.contains(&CountParam::Int(10)) && params.contains(&CountParam::Int(77)), "{params:?}");
+        assert!(params.contains(&CountParam::Text("9".into())), "the tail from transaction 9: {params:?}");
+        assert!(!params.iter().any(|p| matches!(p, CountParam::Text(t) if t.contains(HOURS_ONLY))), "{params:?}");
+        // The same token, in step: the days are read.
+        let (sql, _) = count_history(&ws, &query, Some("9")).expect("build");
+        assert!(sql.contains("governance_history_daily_counts"), "{sql}");
+        // Both reads of the watermark produce the marker the parser strips.
+        for read in [COUNT_MARK, sql.as_str()] {
+            assert!(read.contains(&format!("ELSE '{HOURS_ONLY}' END")), "{read}");
         }
     }
 
