@@ -532,6 +532,11 @@ async fn a_null_reason_code_written_around_the_library_counts_nowhere() {
         TimeRange::default(),
         TimeRange { from: Some(at(base + 17 * MINUTE)), until: None },
         TimeRange { from: Some(at(denied.created_at().unix_micros() - HOUR)), until: None },
+        // Inside one hour: only records are read.
+        TimeRange {
+            from: Some(at(denied.created_at().unix_micros() - MINUTE)),
+            until: Some(at(denied.created_at().unix_micros() + MINUTE)),
+        },
     ];
     for (when, folded) in [("before the roll-up", 60), ("after it", 61)] {
         if folded == 61 {

@@ -436,7 +436,10 @@ fn ranked(select: sea_orm::Select<history::Entity>, backend: DbBackend) -> sea_o
 
 /// Counts reason codes in the database, unnesting each record's list with
 /// the backend's own table function (`unnest` of PostgreSQL's `text[]`, the
-/// JSON functions elsewhere).
+/// JSON functions elsewhere). Only text codes count: the library stores
+/// nothing else, and a row written around it with a `NULL` (or, on SQLite,
+/// a number or a nested list) among its codes must not fail every count of
+/// its workspace — the record's other codes still count.
 fn reason_code_statement(backend: DbBackend, workspace: &WorkspaceId, query: &CountQuery) -> Statement {
     use sea_orm::Value;
     let mut values: Vec<Value> = vec![workspace.as_str().into()];
@@ -473,13 +476,14 @@ fn reason_code_statement(backend: DbBackend, workspace: &WorkspaceId, query: &Co
     let sql = match backend {
         DbBackend::Postgres => format!(
             "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h \
-             CROSS JOIN LATERAL unnest(h.reason_codes) AS r(code) WHERE {conditions} GROUP BY r.code"
+             CROSS JOIN LATERAL unnest(h.reason_codes) AS r(code) WHERE {conditions} AND r.code IS NOT NULL \
+             GROUP BY r.code"
         ),
         DbBackend::MySql => format!(
             "SELECT r.code AS k, COUNT(*) AS n FROM governance_history h {}, \
              JSON_TABLE(h.reason_codes, '$[*]' COLUMNS \
              (code VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$')) AS r \
-             WHERE {conditions} GROUP BY r.code, OCTET_LENGTH(r.code)",
+             WHERE {conditions} AND r.code IS NOT NULL GROUP BY r.code, OCTET_LENGTH(r.code)",
             decision_index_hint(backend, &query.window).unwrap_or_default()
         ),
         // `ORDER BY … LIMIT -1` (no limit: `rank_counts` ranks and cuts
@@ -488,7 +492,7 @@ fn reason_code_statement(backend: DbBackend, workspace: &WorkspaceId, query: &Co
         // 20,000-record workspace; without the LIMIT it does not.
         _ => format!(
             "SELECT r.value AS k, COUNT(*) AS n FROM governance_history h, json_each(h.reason_codes) AS r \
-             WHERE {conditions} GROUP BY r.value ORDER BY n DESC, k LIMIT -1"
+             WHERE {conditions} AND r.type = 'text' GROUP BY r.value ORDER BY n DESC, k LIMIT -1"
         ),
     };
     Statement::from_sql_and_values(backend, sql, values)

@@ -1214,3 +1214,67 @@ async fn rolled_up_counts_are_read_on_postgres_and_refused_elsewhere() {
         assert_eq!(after.iter().map(|c| c.count).sum::<u64>(), 30, "{name}: {after:?}");
     }
 }
+
+/// The library stores only text reason codes, but a role that may insert
+/// history can write a row around it with a `NULL` among its codes (or, in
+/// a JSON column, a number or a nested list). Counts by reason code skip
+/// those codes and still count the record's others, over every kind of
+/// window (whole hours, PostgreSQL's hourly counts among them, and a window
+/// inside one hour), rather than failing every count of the workspace.
+#[tokio::test]
+async fn counts_skip_reason_codes_the_library_never_writes() {
+    for (name, store, _dir) in stores().await {
+        let ws = workspace();
+        let backend = store.connection().get_database_backend();
+        let now = Timestamp::now();
+        let denied = |i: i64, codes: Vec<&str>| {
+            let evidence =
+                Evidence::decision(ws.clone(), Actor::user("u"), "o", "op", Decision::Denied).reason_codes(codes);
+            HistoryRecord::new(evidence, now.add_micros(-i * 60_000_000).expect("in range")).expect("valid")
+        };
+        let written = vec![denied(1, vec!["limit", "risk"]), denied(2, vec!["limit"]), denied(3, vec!["risk"])];
+        store.append_history(&written).await.expect("append");
+        let codes = match backend {
+            DbBackend::Postgres => "ARRAY['limit', NULL]::text[]",
+            DbBackend::MySql => r#"'["limit", null]'"#,
+            _ => r#"'["limit", null, 7, ["x"], {"a": "b"}]'"#,
+        };
+        let sql = format!(
+            "INSERT INTO governance_history (workspace_id, id, category, code, actor_kind, actor_id, actor, \
+             object_type, operation, decision, outcome, reason_codes, created_at, content_hash) \
+             SELECT workspace_id, ?, category, code, actor_kind, actor_id, actor, object_type, operation, decision, \
+             outcome, {codes}, created_at, content_hash FROM governance_history WHERE workspace_id = ? AND id = ?"
+        );
+        let values = vec![uuid::Uuid::now_v7().into(), ws.as_str().into(), written[1].id().as_uuid().into()];
+        raw(store.connection(), &sql, values).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        if backend == DbBackend::Postgres {
+            // Folds the row (all but its NULL code) and goes on.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut folded = 0;
+            while folded < 4 {
+                folded += store.roll_up_counts(&ws).await.unwrap_or_else(|e| panic!("{name}: roll up: {e}"));
+                assert!(std::time::Instant::now() < deadline, "{name}: {folded} of 4 folded");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        let at = |micros: i64| now.add_micros(micros).expect("in range");
+        for window in [
+            TimeRange::default(),
+            TimeRange { from: Some(at(-10 * 3_600_000_000)), until: Some(at(3_600_000_000)) },
+            TimeRange { from: Some(at(-150_000_000)), until: Some(at(-90_000_000)) },
+        ] {
+            let query = CountQuery::new(CountBy::ReasonCode, window).decision(Decision::Denied);
+            let counts = store.count_history(&ws, &query).await.unwrap_or_else(|e| panic!("{name}: {window:?}: {e}"));
+            let count = |key: &str| counts.iter().find(|c| c.key == key).map_or(0, |c| c.count);
+            // The copy of the second record falls in every window the original does.
+            let limit = written
+                .iter()
+                .filter(|r| query.counts(r))
+                .filter(|r| r.evidence().reason_codes.contains(&"limit".to_owned()))
+                .count() as u64
+                + u64::from(query.counts(&written[1]));
+            assert_eq!(count("limit"), limit, "{name}: {window:?}: {counts:?}");
+            assert!(counts.iter().all(|c| ["limit", "risk"].contains(&c.key.as_str())), "{name}: {counts:?}");
+        }
+    }
+}
