@@ -153,6 +153,21 @@ async fn assert_exact(store: &PostgresStore, ws: &WorkspaceId, base: i64, when: 
     }
 }
 
+/// Runs `sql` over the workspace (`$1`) as the tables' owner: what a
+/// restore, another database or a hand-written row leaves behind.
+async fn as_owner(store: &PostgresStore, ws: &WorkspaceId, sql: &'static str) {
+    sqlx::query(sql).bind(ws.as_str()).execute(store.pool()).await.expect("as the owner");
+}
+
+/// The workspace's watermark as a count reads it first.
+async fn count_mark(store: &PostgresStore, ws: &WorkspaceId) -> Option<String> {
+    sqlx::query_scalar(postgres_statements::COUNT_MARK)
+        .bind(ws.as_str())
+        .fetch_optional(store.pool())
+        .await
+        .expect("read the watermark")
+}
+
 #[tokio::test]
 async fn counts_are_exact_before_and_after_every_roll_up() {
     let Some(store) = store().await else { return };
@@ -259,16 +274,13 @@ async fn counts_from_another_database_are_ignored_then_rebuilt() {
     roll_up_until(&store, &ws, 0, 200).await;
     // What a restore elsewhere looks like: another database's watermark,
     // and counts that no longer match the records.
-    sqlx::query("UPDATE governance_count_rollups SET probe_tx = '1', through_tx = '1' WHERE workspace_id = $1")
-        .bind(ws.as_str())
-        .execute(store.pool())
-        .await
-        .expect("as the owner");
-    sqlx::query("UPDATE governance_history_counts SET n = n + 1000 WHERE workspace_id = $1")
-        .bind(ws.as_str())
-        .execute(store.pool())
-        .await
-        .expect("as the owner");
+    as_owner(
+        &store,
+        &ws,
+        "UPDATE governance_count_rollups SET probe_tx = '1', through_tx = '1' WHERE workspace_id = $1",
+    )
+    .await;
+    as_owner(&store, &ws, "UPDATE governance_history_counts SET n = n + 1000 WHERE workspace_id = $1").await;
     assert_exact(&store, &ws, base, "foreign counts").await;
     // The first roll-up rebuilds from every record (as many as are
     // commit-safe yet), never adding to the foreign counts.
@@ -287,18 +299,10 @@ async fn a_watermark_past_every_transaction_id_is_ignored_then_rebuilt() {
     let (ws, base) = (workspace(), base());
     store.append_history(&records(&ws, base, 100, 14)).await.expect("append");
     roll_up_until(&store, &ws, 0, 100).await;
-    sqlx::query("UPDATE governance_count_rollups SET through_tx = '9000000000000' WHERE workspace_id = $1")
-        .bind(ws.as_str())
-        .execute(store.pool())
-        .await
-        .expect("as the owner");
+    as_owner(&store, &ws, "UPDATE governance_count_rollups SET through_tx = '9000000000000' WHERE workspace_id = $1")
+        .await;
     store.append_history(&records(&ws, base, 50, 15)).await.expect("append below the watermark");
-    let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
-        .bind(ws.as_str())
-        .fetch_optional(store.pool())
-        .await
-        .expect("read the watermark");
-    assert_eq!(mark, None, "a watermark from the future is not this database's");
+    assert_eq!(count_mark(&store, &ws).await, None, "a watermark from the future is not this database's");
     assert_exact(&store, &ws, base, "watermark from the future").await;
     roll_up_until(&store, &ws, 0, 150).await;
     assert_exact(&store, &ws, base, "rebuilt").await;
@@ -339,14 +343,7 @@ async fn a_roll_up_between_the_watermark_and_the_count_is_counted_once() {
     store.append_history(&records(&ws, base, 90, 10)).await.expect("append the tail");
     let query = CountQuery::new(CountBy::Operation, TimeRange::default()).decision(Decision::Denied);
     let want = expected(&all_records(&store, &ws).await, &query);
-    let mark = || async {
-        let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
-            .bind(ws.as_str())
-            .fetch_optional(store.pool())
-            .await
-            .expect("read the watermark");
-        mark.expect("rolled up")
-    };
+    let mark = || async { count_mark(&store, &ws).await.expect("rolled up") };
     let stale = mark().await;
 
     // The first statement runs after a roll-up that committed once the
@@ -448,14 +445,7 @@ async fn records_in_days(store: &PostgresStore, ws: &WorkspaceId) -> i64 {
 async fn days_an_older_roll_up_left_behind_are_not_read_then_rebuilt() {
     let Some(store) = store().await else { return };
     let (ws, base) = (workspace(), base());
-    let mark = || async {
-        let mark: Option<String> = sqlx::query_scalar(postgres_statements::COUNT_MARK)
-            .bind(ws.as_str())
-            .fetch_optional(store.pool())
-            .await
-            .expect("read the watermark");
-        mark.expect("rolled up")
-    };
+    let mark = || async { count_mark(&store, &ws).await.expect("rolled up") };
     let day = 24 * HOUR;
     let midnight = (base + 3 * HOUR).div_euclid(day) * day + day;
     let whole_day =
