@@ -44,9 +44,15 @@ BEGIN
         since := done.through_tx;
     ELSE
         -- Nothing folded yet, or counts whose transaction ids are not this
-        -- database's: start over from every record.
+        -- database's: start over from every record, and forget the old
+        -- watermark now (should nothing be folded below, a watermark from
+        -- the future would otherwise pass for this database's once the
+        -- counter has passed it).
         DELETE FROM governance_history_counts c WHERE c.workspace_id = workspace;
         DELETE FROM governance_history_daily_counts c WHERE c.workspace_id = workspace;
+        UPDATE governance_count_rollups r
+            SET through_tx = '0', probe_id = NULL, probe_tx = NULL, days_through_tx = NULL
+            WHERE r.workspace_id = workspace;
     END IF;
     IF since > '0' AND done.days_through_tx IS DISTINCT FROM done.through_tx THEN
         -- An older roll-up folded records into the hours only: the days

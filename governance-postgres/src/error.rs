@@ -12,6 +12,12 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     postgres(error).is_some_and(|pg| pg.code() == "23505")
 }
 
+/// True when the statement named a column or table the schema lacks
+/// (42703, 42P01): a database not migrated that far yet.
+pub(crate) fn is_undefined_object(error: &sqlx::Error) -> bool {
+    postgres(error).is_some_and(|pg| matches!(pg.code(), "42703" | "42P01"))
+}
+
 /// The constraint a unique violation hit (`Some("")` when the server did
 /// not name it); `None` for any other error.
 pub(crate) fn unique_constraint(error: &sqlx::Error) -> Option<&str> {

@@ -272,9 +272,15 @@ pub(crate) async fn explain_count_history(
     bound(&explained, params)?.fetch_all(&mut *conn).await.map_err(map)
 }
 
-/// The workspace's watermark ([`COUNT_MARK`]).
+/// The workspace's watermark ([`COUNT_MARK`]). None in a database not
+/// migrated as far as this version (its counts may lack what the watermark
+/// reads): the count then reads the records, exact until `migrate()` runs.
 async fn mark(conn: &mut PgConnection, workspace: &WorkspaceId) -> Result<Option<String>> {
-    sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(conn).await.map_err(map)
+    match sqlx::query_scalar(COUNT_MARK).bind(workspace.as_str()).fetch_optional(conn).await {
+        Ok(mark) => Ok(mark),
+        Err(error) if crate::error::is_undefined_object(&error) => Ok(None),
+        Err(error) => Err(map(error)),
+    }
 }
 
 /// `sql` with the count's parameters bound; a parameter of a kind this

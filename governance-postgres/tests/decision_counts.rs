@@ -308,6 +308,71 @@ async fn a_watermark_past_every_transaction_id_is_ignored_then_rebuilt() {
     assert_exact(&store, &ws, base, "rebuilt").await;
 }
 
+/// The same copy, when every record of the workspace came with it: their
+/// transaction ids lie past this server's counter too, so the first
+/// roll-up folds nothing. It must still drop the foreign watermark, or that
+/// would pass for this database's once the counter catches up, and the
+/// records below it would never be counted.
+#[tokio::test]
+async fn a_roll_up_that_folds_nothing_still_drops_a_watermark_from_the_future() {
+    let Some(store) = store().await else { return };
+    let (ws, copy, base) = (workspace(), workspace(), base());
+    store.append_history(&records(&ws, base, 40, 16)).await.expect("append");
+    // What a data-only restore with triggers off leaves: the records with
+    // the transaction ids of a server further along, and its watermark.
+    let columns = postgres_statements::HISTORY_COLUMNS;
+    let rest = columns.strip_prefix("workspace_id, ").expect("the workspace first");
+    let copy_rows = format!(
+        "INSERT INTO governance_history ({columns}, tx_id) \
+         SELECT $2, {rest}, '9000000000000'::xid8 FROM governance_history WHERE workspace_id = $1"
+    );
+    let (pool, from, to) = (store.pool(), ws.as_str(), copy.as_str());
+    let owner = |sql: String| async move {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to).execute(pool).await.expect("as the owner");
+    };
+    owner("ALTER TABLE governance_history DISABLE TRIGGER ALL".into()).await;
+    owner(copy_rows).await;
+    for trigger in ["governance_history_stamp", "governance_history_no_rewrite", "governance_history_no_truncate"] {
+        owner(format!("ALTER TABLE governance_history ENABLE ALWAYS TRIGGER {trigger}")).await;
+    }
+    owner(
+        "INSERT INTO governance_count_rollups (workspace_id, through_tx, probe_id, probe_tx) \
+         SELECT $2, '9000000000100', id, tx_id FROM governance_history WHERE workspace_id = $2 LIMIT 1"
+            .into(),
+    )
+    .await;
+    assert_eq!(count_mark(&store, &copy).await, None, "a watermark from the future is not this database's");
+    assert_exact(&store, &copy, base, "copied with their transaction ids").await;
+    assert_eq!(store.roll_up_counts(&copy).await.expect("roll up"), 0, "every record lies past the counter");
+    let (through, probe): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT through_tx::text, probe_id FROM governance_count_rollups WHERE workspace_id = $1")
+            .bind(copy.as_str())
+            .fetch_one(store.pool())
+            .await
+            .expect("the watermark row");
+    assert_eq!((through.as_str(), probe), ("0", None), "the foreign watermark is dropped");
+    assert_exact(&store, &copy, base, "after the roll-up").await;
+}
+
+/// A store of this version on a database not migrated as far (in a
+/// rolling upgrade, before `migrate()` ran): the watermark it would read is
+/// not there, and counts read the records instead, exact.
+#[tokio::test]
+async fn counts_on_a_database_not_migrated_this_far_read_the_records() {
+    let Some(store) = store().await else { return };
+    let (ws, base) = (workspace(), base());
+    store.append_history(&records(&ws, base, 60, 17)).await.expect("append");
+    roll_up_until(&store, &ws, 0, 60).await;
+    as_owner(&store, &ws, "UPDATE governance_history_counts SET n = n + 1000 WHERE workspace_id = $1").await;
+    sqlx::query("ALTER TABLE governance_count_rollups DROP COLUMN days_through_tx")
+        .execute(store.pool())
+        .await
+        .expect("as the owner");
+    assert_exact(&store, &ws, base, "without the column").await;
+    sqlx::query("DROP TABLE governance_count_rollups").execute(store.pool()).await.expect("as the owner");
+    assert_exact(&store, &ws, base, "without the table").await;
+}
+
 /// Runs a count statement as the provider does, rows decoded the same way.
 async fn count_rows(
     pool: &sqlx::PgPool,

@@ -22,6 +22,20 @@ fn database_error(error: &DbErr) -> Option<&dyn DatabaseError> {
     sqlx_error(error).and_then(sqlx::Error::as_database_error)
 }
 
+/// True when PostgreSQL reported a column or table the schema lacks
+/// (42703, 42P01): a database not migrated that far yet.
+pub(crate) fn is_undefined_object(error: &DbErr) -> bool {
+    #[cfg(feature = "postgres")]
+    return database_error(error)
+        .and_then(|database| database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+        .is_some_and(|pg| matches!(pg.code(), "42703" | "42P01"));
+    #[cfg(not(feature = "postgres"))]
+    return {
+        let _ = error;
+        false
+    };
+}
+
 /// The MySQL error number, when the MySQL driver is built and reported it.
 pub(crate) fn mysql_number(database: &dyn DatabaseError) -> Option<u16> {
     #[cfg(feature = "mysql")]

@@ -320,9 +320,13 @@ async fn hourly_mark<C: ConnectionTrait>(
         return Ok(None);
     }
     let mark = Statement::from_sql_and_values(DbBackend::Postgres, COUNT_MARK, [workspace.as_str().into()]);
-    match conn.query_one_raw(mark).await.map_err(map)? {
-        Some(row) => Ok(Some(Some(row.try_get_by_index::<String>(0).map_err(map)?))),
-        None => Ok(Some(None)),
+    match conn.query_one_raw(mark).await {
+        Ok(Some(row)) => Ok(Some(Some(row.try_get_by_index::<String>(0).map_err(map)?))),
+        Ok(None) => Ok(Some(None)),
+        // A database not migrated as far as this version: the count reads
+        // the records, exact until `migrate()` runs.
+        Err(error) if crate::error::is_undefined_object(&error) => Ok(Some(None)),
+        Err(error) => Err(map(error)),
     }
 }
 
